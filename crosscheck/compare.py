@@ -1,0 +1,57 @@
+"""How two arrays of one quantity are compared: max |a − r| and ‖a − r‖ / max(‖r‖, tiny)."""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def errors(a, r) -> tuple[float, float]:
+    """(max_abs, rel) of a manual array ``a`` against a reference array ``r`` of the same shape.
+
+    The relative error uses Frobenius norms: elementwise ratios blow up where a
+    gradient is near zero. Both exactly zero gives 0.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    r = np.asarray(r, dtype=np.float64)
+    if a.shape != r.shape:
+        raise ValueError(f"cannot compare shapes {a.shape} and {r.shape}")
+    if a.size == 0:
+        return 0.0, 0.0
+    diff = a - r
+    max_abs = float(np.max(np.abs(diff)))
+    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(r), np.finfo(np.float64).tiny))
+    return max_abs, rel
+
+
+def worst_index(a, r) -> tuple[int, ...]:
+    """Where |a − r| is largest."""
+    diff = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(r, dtype=np.float64))
+    return tuple(int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared quantity of one layer."""
+
+    layer: int
+    quantity: str
+    max_abs_err: float
+    rel_err: float
+    tol: float
+    ok: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def rel_row(layer: int, quantity: str, a, r, tol: float) -> Row:
+    """Pass when the relative error is within ``tol`` (NaN never passes)."""
+    max_abs, rel = errors(a, r)
+    return Row(layer, quantity, max_abs, rel, tol, bool(rel <= tol))
+
+
+def scaled_abs_row(layer: int, quantity: str, a, r, tol: float) -> Row:
+    """Pass when max |a − r| ≤ tol · max(1, max |r|): absolute for O(1) values, relative for large ones."""
+    max_abs, rel = errors(a, r)
+    scale = max(1.0, float(np.max(np.abs(r)))) if np.size(r) else 1.0
+    return Row(layer, quantity, max_abs, rel, tol * scale, bool(max_abs <= tol * scale))

@@ -1,0 +1,29 @@
+"""Hand-derived matrix backpropagation in NumPy, in the seed blog's layout. Never imports jax."""
+
+from manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
+from manual.errors import DivergenceError, FcgradError
+from manual.finite_diff import finite_difference_gradients
+from manual.layer import QUANTITIES, Cache, LayerGrads, fc_backward, fc_forward
+from manual.network import Gradients, Trajectory, forward, gradients, init_params, sgd_update, train
+
+__all__ = [
+    "FC",
+    "CrossEntropyLoss",
+    "Net",
+    "SquareLoss",
+    "DivergenceError",
+    "FcgradError",
+    "finite_difference_gradients",
+    "QUANTITIES",
+    "Cache",
+    "LayerGrads",
+    "fc_backward",
+    "fc_forward",
+    "Gradients",
+    "Trajectory",
+    "forward",
+    "gradients",
+    "init_params",
+    "sgd_update",
+    "train",
+]

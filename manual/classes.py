@@ -1,0 +1,109 @@
+"""The seed's class API (FC, SquareLoss, Net) on top of the pure functions.
+
+Shaped like the blog's classes, with its names (``topVal``, ``bottomVal``,
+``residual_z``, ``grad_w``...), but correct: the loss gradient keeps the 1/N,
+``grad_b`` is summed over columns only, and a step first runs every backward
+and only then updates (``Net.train_step``), so ``residual_x`` uses pre-update ``w``.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from manual import validate
+from manual.layer import LayerGrads, fc_backward, fc_forward
+from manual.losses import LOSSES
+from manual.network import init_params
+
+
+class FC:
+    """A fully connected layer: ``w`` (in_num, out_num), ``b`` (out_num, 1)."""
+
+    def __init__(
+        self, in_num: int, out_num: int, lr: float = 0.1, activation: str = "sigmoid", *, w=None, b=None, seed=0
+    ):
+        validate.check_sizes([in_num, out_num])
+        self.lr = validate.check_lr(lr)
+        self.activation = validate.check_activations(activation, 1)[0]
+        init = init_params([in_num, out_num], seed=seed)[0]
+        self.w = init["w"] if w is None else np.array(w, dtype=np.float64)
+        self.b = init["b"] if b is None else np.array(b, dtype=np.float64)
+        validate.check_params([{"w": self.w, "b": self.b}])
+        self.grads: LayerGrads | None = None
+
+    def forward(self, in_data: np.ndarray) -> np.ndarray:
+        y, self._cache = fc_forward(in_data, self.w, self.b, self.activation)
+        return y
+
+    @property
+    def topVal(self) -> np.ndarray:  # noqa: N802  (the seed's name)
+        return self._cache.y
+
+    @property
+    def bottomVal(self) -> np.ndarray:  # noqa: N802  (the seed's name)
+        return self._cache.x
+
+    def backward(self, residual_y: np.ndarray) -> np.ndarray:
+        """Store residual_z, grad_w, grad_b; return residual_x with the current (pre-update) w."""
+        self.grads = fc_backward(residual_y, self.w, self._cache, self.activation)
+        return self.grads.residual_x
+
+    def update(self) -> None:
+        self.w = self.w - self.lr * self.grads.grad_w
+        self.b = self.b - self.lr * self.grads.grad_b
+
+
+class _Loss:
+    name = ""
+
+    def forward(self, y: np.ndarray, t: np.ndarray) -> float:
+        self._y, self._t = y, t
+        return LOSSES[self.name].forward(y, t)
+
+    def backward(self) -> np.ndarray:
+        return LOSSES[self.name].backward(self._y, self._t)  # (out, N), includes the 1/N
+
+
+class SquareLoss(_Loss):
+    name = "square"
+
+
+class CrossEntropyLoss(_Loss):
+    name = "cross-entropy"
+
+
+class Net:
+    """Layers of any widths; ``Net((2, 4, 1))`` is the seed's network."""
+
+    def __init__(self, sizes: Sequence[int] = (2, 4, 1), lr: float = 0.1, activations="sigmoid", loss=None, *, seed=0):
+        sizes = validate.check_sizes(sizes)
+        acts = validate.check_activations(activations, len(sizes) - 1)
+        self.layers = [
+            FC(p["w"].shape[0], p["w"].shape[1], lr, a, w=p["w"], b=p["b"])
+            for p, a in zip(init_params(sizes, seed=seed), acts)
+        ]
+        self.loss = loss if loss is not None else SquareLoss()
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def train_step(self, x: np.ndarray, t: np.ndarray) -> float:
+        loss = self.loss.forward(self.forward(x), t)
+        residual = self.loss.backward()
+        for layer in reversed(self.layers):
+            residual = layer.backward(residual)
+        for layer in self.layers:  # every gradient exists before the first update
+            layer.update()
+        return loss
+
+    def train(self, x, t, steps: int = 10_000) -> np.ndarray:
+        params, dt = validate.check_params(self.params)
+        x, t = validate.check_data(x, t, params, dt)
+        steps = validate.check_steps(steps)
+        return np.array([self.train_step(x, t) for _ in range(steps)])
+
+    @property
+    def params(self) -> list[dict[str, np.ndarray]]:
+        return [{"w": layer.w, "b": layer.b} for layer in self.layers]

@@ -1,0 +1,89 @@
+"""Full-batch SGD on the reference model: one jitted step, or a whole run as one lax.scan.
+
+``trainable`` is static here: a tuple with one ``(train_w, train_b)`` pair of bools per layer.
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reference.model import loss
+from reference.precision import as_jax, x64_for
+
+
+def sgd_step(params, x, t, lr, activations, loss_name, trainable):
+    """Loss at ``params`` and the parameters after one update; every gradient from the same ``params``."""
+    value, grads = jax.value_and_grad(loss)(params, x, t, activations, loss_name)
+    new = [
+        {
+            "w": p["w"] - lr * g["w"] if train_w else p["w"],
+            "b": p["b"] - lr * g["b"] if train_b else p["b"],
+        }
+        for p, g, (train_w, train_b) in zip(params, grads, trainable)
+    ]
+    return value, new
+
+
+jit_step = jax.jit(sgd_step, static_argnames=("activations", "loss_name", "trainable"))
+
+
+@partial(jax.jit, static_argnames=("activations", "loss_name", "trainable", "steps", "record_params"))
+def scan_train(params, x, t, lr, activations, loss_name, trainable, steps, record_params=True):
+    """``steps`` SGD steps in one compiled loop: (losses (steps,), history or None, final params)."""
+
+    def body(p, _):
+        value, new = sgd_step(p, x, t, lr, activations, loss_name, trainable)
+        return new, (value, new if record_params else None)
+
+    final, (losses, history) = jax.lax.scan(body, params, None, length=steps)
+    if record_params:  # entry 0 is the initial parameters, entry k+1 those after step k
+        history = jax.tree.map(lambda p0, h: jnp.concatenate([p0[None], h]), params, history)
+    return losses, history, final
+
+
+def static_trainable(trainable, n_layers: int) -> tuple[tuple[bool, bool], ...]:
+    """``[{"w": bool, "b": bool}, ...]`` or None (train everything) -> the static form above."""
+    if trainable is None:
+        return ((True, True),) * n_layers
+    return tuple((bool(m["w"]), bool(m["b"])) for m in trainable)
+
+
+def train(
+    params,
+    x,
+    t,
+    *,
+    activations,
+    loss="square",
+    lr=0.1,
+    steps=10_000,
+    trainable=None,
+    record_params=True,
+    dtype="float64",
+):
+    """Same contract as ``manual.train``, as NumPy arrays: ``{"losses", "params", "final"}``.
+
+    ``params`` in the result is, per layer, ``{"w": (steps+1, in, out), "b": (steps+1, out, 1)}``
+    with entry 0 the initial parameters (None when ``record_params`` is False).
+    """
+    with x64_for(dtype):
+        jparams, jx, jt = as_jax(params, x, t, dtype)
+        losses, history, final = scan_train(
+            jparams,
+            jx,
+            jt,
+            lr,
+            tuple(activations),
+            loss,
+            static_trainable(trainable, len(params)),
+            int(steps),
+            record_params,
+        )
+        to_np = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
+        return {
+            "losses": np.asarray(losses),
+            "params": to_np(history) if record_params else None,
+            "final": to_np(final),
+        }

@@ -4,7 +4,16 @@ from manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
 from manual.errors import DivergenceError, FcgradError
 from manual.finite_diff import finite_difference_gradients
 from manual.layer import QUANTITIES, Cache, LayerGrads, fc_backward, fc_forward
-from manual.network import Gradients, Trajectory, forward, gradients, init_params, sgd_update, train
+from manual.network import (
+    Gradients,
+    Trajectory,
+    forward,
+    gradients,
+    init_params,
+    loss_and_gradients,
+    sgd_update,
+    train,
+)
 
 __all__ = [
     "FC",
@@ -24,6 +33,7 @@ __all__ = [
     "forward",
     "gradients",
     "init_params",
+    "loss_and_gradients",
     "sgd_update",
     "train",
 ]

@@ -1,5 +1,8 @@
 """Activations and their hand-derived derivatives.
 
+Written against the array-API standard (``x.__array_namespace__()``), so the same
+formulas run on NumPy arrays here and on JAX arrays when a benchmark compiles them.
+
 Each activation has a forward ``y = f(z)`` and a backward that turns the
 residual of its output into the residual of its input,
 ``residual_z = residual_y ⊙ f'(z)``. Where the derivative is cheapest from
@@ -12,10 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def namespace(a):
+    """The array-API namespace of ``a`` (numpy for NumPy arrays, jax.numpy for JAX arrays)."""
+    return a.__array_namespace__() if hasattr(a, "__array_namespace__") else np
+
+
+def sigmoid(z):
     """Logistic function without overflow: exp is only taken of -|z| <= 0."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    xp = namespace(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,13 @@ ACTIVATIONS: dict[str, Activation] = {
     ),
     "tanh": Activation(
         "tanh",
-        np.tanh,
+        lambda z: namespace(z).tanh(z),
         lambda residual_y, z, y: residual_y * (1 - y * y),  # tanh' = 1 − y²
     ),
     "relu": Activation(
         "relu",
-        lambda z: np.maximum(z, 0),
-        lambda residual_y, z, y: residual_y * (z > 0),  # relu' = [z > 0], 0 at the kink
+        lambda z: namespace(z).maximum(z, 0.0),
+        lambda residual_y, z, y: namespace(z).where(z > 0, residual_y, 0.0),  # relu' = [z > 0], 0 at the kink
     ),
     "identity": Activation(
         "identity",

@@ -58,7 +58,7 @@ class _Loss:
 
     def forward(self, y: np.ndarray, t: np.ndarray) -> float:
         self._y, self._t = y, t
-        return LOSSES[self.name].forward(y, t)
+        return float(LOSSES[self.name].forward(y, t))
 
     def backward(self) -> np.ndarray:
         return LOSSES[self.name].backward(self._y, self._t)  # (out, N), includes the 1/N

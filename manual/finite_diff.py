@@ -6,7 +6,6 @@ so agreement to about 1e-8 relative is what to expect; not near a ReLU kink
 (a perturbation that crosses z = 0 sees a one-sided slope).
 """
 
-
 import numpy as np
 
 from manual import validate
@@ -18,7 +17,7 @@ FD_STEP = 1e-6  # balances truncation (h²) against rounding (ε/h) for float64
 
 def _loss_at(params: Params, x: np.ndarray, t: np.ndarray, activations, loss: str) -> float:
     y, _ = forward(params, x, activations)
-    return LOSSES[loss].forward(y, t)
+    return float(LOSSES[loss].forward(y, t))
 
 
 def _sample(shape: tuple[int, ...], max_entries: int | None, rng: np.random.Generator) -> list[tuple[int, ...]]:

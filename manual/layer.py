@@ -1,5 +1,6 @@
 """One fully connected layer, forward and hand-derived backward, as pure functions.
 
+Written against the array-API standard, so they also run (and compile) on JAX arrays.
 Layout (the seed's): data by column, ``x`` is ``(in, N)``; ``w`` is ``(in, out)``;
 ``b`` is ``(out, 1)``; ``z = wᵀ·x + b`` and ``y = f(z)`` are ``(out, N)``.
 """
@@ -8,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual.activations import ACTIVATIONS
+from manual.activations import ACTIVATIONS, namespace
 
 
 class Cache(NamedTuple):
@@ -46,6 +47,6 @@ def fc_backward(residual_y: np.ndarray, w: np.ndarray, cache: Cache, activation:
     x, z, y = cache
     residual_z = ACTIVATIONS[activation].backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
     grad_w = x @ residual_z.T  # (in, N)·(N, out) -> (in, out)
-    grad_b = np.sum(residual_z, axis=1, keepdims=True)  # sum over the N columns -> (out, 1)
+    grad_b = namespace(residual_z).sum(residual_z, axis=1, keepdims=True)  # sum over the N columns -> (out, 1)
     residual_x = w @ residual_z  # (in, out)·(out, N) -> (in, N), pre-update w
     return LayerGrads(residual_z, grad_w, grad_b, residual_x)

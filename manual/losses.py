@@ -1,50 +1,52 @@
 """Losses over a column-stored batch, with hand-derived backward.
 
-``forward(y, t) -> L`` (a float) and ``backward(y, t) -> residual_y = ∂L/∂y``,
+``forward(y, t) -> L`` (a 0-d array) and ``backward(y, t) -> residual_y = ∂L/∂y``,
 both with ``y`` and ``t`` of shape ``(out, N)``.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
+from manual.activations import namespace
 
 
-def square_forward(y: np.ndarray, t: np.ndarray) -> float:
+def square_forward(y, t):
     """The seed's loss: L = Σ (y − t)² / N / 2."""
     n = y.shape[1]
-    return float(np.sum((y - t) ** 2) / n / 2)
+    return namespace(y).sum((y - t) ** 2) / n / 2
 
 
-def square_backward(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+def square_backward(y, t):
     n = y.shape[1]
     return (y - t) / n  # (out, N): the 1/N of the forward stays in the gradient
 
 
-def log_softmax(y: np.ndarray) -> np.ndarray:
+def log_softmax(y):
     """log softmax over the rows (classes) of each column, shifted by the max."""
-    shifted = y - np.max(y, axis=0, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=0, keepdims=True))
+    xp = namespace(y)
+    shifted = y - xp.max(y, axis=0, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=0, keepdims=True))
 
 
-def cross_entropy_forward(y: np.ndarray, t: np.ndarray) -> float:
+def cross_entropy_forward(y, t):
     """Softmax cross-entropy over the output rows: L = −Σ t ⊙ log softmax(y) / N."""
     n = y.shape[1]
-    return float(-np.sum(t * log_softmax(y)) / n)
+    return -namespace(y).sum(t * log_softmax(y)) / n
 
 
-def cross_entropy_backward(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+def cross_entropy_backward(y, t):
+    xp = namespace(y)
     n = y.shape[1]
-    p = np.exp(log_softmax(y))  # (out, N), each column sums to 1
+    p = xp.exp(log_softmax(y))  # (out, N), each column sums to 1
     # ∂L/∂y = (p · Σ_rows t − t) / N; with one-hot or probability targets Σ_rows t = 1
-    return (p * np.sum(t, axis=0, keepdims=True) - t) / n
+    return (p * xp.sum(t, axis=0, keepdims=True) - t) / n
 
 
 @dataclass(frozen=True)
 class Loss:
     name: str
-    forward: Callable[[np.ndarray, np.ndarray], float]
-    backward: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    forward: Callable  # (y, t) -> L, a 0-d array
+    backward: Callable  # (y, t) -> residual_y (out, N)
 
 
 LOSSES: dict[str, Loss] = {

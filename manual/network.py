@@ -18,7 +18,7 @@ Params = list[dict[str, np.ndarray]]
 
 
 class Gradients(NamedTuple):
-    loss: float  # L at the given parameters
+    loss: float  # L at the given parameters (a 0-d array from loss_and_gradients)
     y: np.ndarray  # (out, N) the network's output
     residual_y: np.ndarray  # (out, N) ∂L/∂y from the loss's backward
     layers: list[LayerGrads]  # per layer: residual_z, grad_w, grad_b, residual_x
@@ -69,11 +69,17 @@ def backward(
     return grads[::-1]
 
 
-def _gradients(params: Params, x, t, activations, loss: str) -> Gradients:
+def loss_and_gradients(params: Params, x, t, activations: Sequence[str], loss: str) -> Gradients:
+    """Unchecked, and pure over any array-API namespace (``jax.jit`` can compile it); ``loss`` is a 0-d array."""
     y, caches = forward(params, x, activations)
     loss_fn = LOSSES[loss]
     residual_y = loss_fn.backward(y, t)  # (out, N)
     return Gradients(loss_fn.forward(y, t), y, residual_y, backward(params, caches, residual_y, activations))
+
+
+def _gradients(params: Params, x, t, activations, loss: str) -> Gradients:
+    g = loss_and_gradients(params, x, t, activations, loss)
+    return g._replace(loss=float(g.loss))
 
 
 def gradients(params: Params, x, t, *, activations="sigmoid", loss: str = "square", dtype=None) -> Gradients:

@@ -37,7 +37,11 @@ def text(report: CheckReport) -> str:
     if report.finite_difference:
         parts += [
             "",
-            table("manual vs central finite differences (float64, h=1e-6, probed entries)", report.finite_difference),
+            table(
+                "manual vs central finite differences (float64, h=1e-6, probed entries;"
+                " also ok below the rounding floor 10·ε·max(1,|L|)/h)",
+                report.finite_difference,
+            ),
         ]
     parts += [
         "",

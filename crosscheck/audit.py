@@ -1,0 +1,357 @@
+"""``fcgrad audit``: where the seed blog's code departs from its own math, and what each departure costs.
+
+Both sides start from the problem's parameters and train every ``w`` and ``b``, as the
+blog's code does (also on Mazur's example, whose post keeps the biases fixed).
+
+How a departure becomes a finding:
+- Where: the seed's backward, fed JAX's correct inputs layer by layer (JAX's ``residual_y``
+  for the loss, JAX's ``residual_x`` of the layer above for each layer), with only that
+  departure on. A quantity it computes differently from JAX beyond the gradient tolerance
+  is where the departure *originates*; inside a layer a wrong ``residual_z`` hides the three
+  quantities computed from it. So 1/N lands on the top layer's ``residual_y``, the scalar
+  bias on ``grad_b`` of each layer with more than one output, the update order on
+  ``residual_x`` of each layer above the first. The first layer's ``residual_x`` (∂L/∂X, the
+  blog's ``saliency``) feeds no layer and trains nothing, so it is left out.
+- How much: that quantity of the variant with only that departure on, chained end to end
+  through one step (``seed_gradients``) at the initial parameters, against JAX.
+- What it costs: that variant trained for the problem's steps against the JAX run.
+Attribution is checked on the combined variant too: each location where the variant with
+every chosen departure on differs from JAX (fed JAX's inputs) must be claimed by exactly
+the cause whose single-departure finding sits there; ``unexplained`` lists any other.
+"""
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+import manual
+import reference
+from crosscheck import tolerances as tol
+from crosscheck.compare import errors
+from crosscheck.problems import Problem
+from manual.errors import DivergenceError
+from manual.seed_variant import (
+    DEPARTURES,
+    SeedDepartures,
+    seed_fc_backward,
+    seed_gradients,
+    seed_loss_backward,
+    seed_train,
+)
+
+CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once while comparing trajectories
+LOCAL_ORDER = ("residual_z", "grad_w", "grad_b", "residual_x")  # residual_z feeds the other three
+
+
+def backward_order(location: tuple[int, str]) -> tuple[int, int]:
+    """Sort key of a (layer, quantity): in the order the backward computes them, top layer first."""
+    layer, quantity = location
+    return (-layer, -1 if quantity == "residual_y" else LOCAL_ORDER.index(quantity))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """How a seed-variant run and the JAX run drift apart over the steps.
+
+    Param differences are max |Δ| over every layer's ``w`` and ``b``; entry k is after k steps.
+    """
+
+    steps: int  # steps compared (fewer than asked when the seed variant diverged)
+    diverged_at_step: int | None  # first step whose seed loss is not finite, None if it stayed finite
+    loss_max_abs_diff: float  # max over steps of |L_seed − L_jax|
+    param_max_abs_diff: float  # max over steps of the param difference
+    first_step_params_differ: int | None  # first k whose param difference exceeds the trajectory tolerance
+    final_loss_seed: float | None  # loss at the last compared parameters (None if not finite)
+    final_loss_jax: float | None
+    final_param_max_abs_diff: float
+    checkpoints: list[dict] = field(default_factory=list)  # {step, loss_seed, loss_jax, param_max_abs_diff}
+
+
+@dataclass(frozen=True)
+class Finding:
+    cause: str  # one of DEPARTURES
+    layer: int
+    quantity: str  # the first quantity whose number the departure changes
+    max_abs_err: float  # at step 0, only this departure on, against JAX
+    rel_err: float
+    explanation: str
+    trajectory: Divergence  # only this departure on, against JAX
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "trajectory"}
+        d.update(asdict(self.trajectory))
+        return d
+
+
+@dataclass
+class AuditReport:
+    problem: Problem  # as audited: trainable=None (every w and b)
+    departures: SeedDepartures
+    findings: list[Finding]
+    not_found: dict[str, str]  # departure on but changing no number here -> why
+    attribution: list[dict]  # locations where the combined variant differs: {layer, quantity, causes}
+    unexplained: list[dict]  # locations no single departure accounts for (an audit of a correct seed: empty)
+    combined: Divergence  # every chosen departure on, against JAX
+    step0_tol: float
+    trajectory_tol: float
+    histories: dict = field(default_factory=dict, repr=False)  # the --save arrays, when asked
+
+    ok: bool = True  # the audit ran; what it found does not change this
+
+
+def audit_problem(p: Problem) -> Problem:
+    """The problem as the audit runs it: both sides train every w and b, as the seed's code does."""
+    return replace(p, trainable=None)
+
+
+def _reference(p: Problem, params) -> dict:
+    return reference.gradients(params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
+
+
+def _local_differences(p: Problem, ref: dict, departures: SeedDepartures) -> dict[tuple[int, str], tuple[float, float]]:
+    """(layer, quantity) -> (max_abs, rel) where the seed's formulas, fed JAX's inputs, differ from JAX."""
+    limit = tol.grad_rel_tol(p.dtype)
+    y, caches = manual.forward(p.params, p.x, p.activations)
+    top = len(p.params) - 1
+    found = {}
+    err = errors(seed_loss_backward(y, p.t, p.loss, departures), ref["residual_y"])
+    if err[1] > limit:
+        found[(top, "residual_y")] = err
+    for i in range(top, -1, -1):
+        incoming = ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]  # (out, N), correct
+        g, _ = seed_fc_backward(incoming, p.params[i], caches[i], p.activations[i], p.lr, departures)
+        diffs = {q: errors(getattr(g, q), ref["layers"][i][q]) for q in LOCAL_ORDER}
+        wrong = [q for q in LOCAL_ORDER if diffs[q][1] > limit and not (q == "residual_x" and i == 0)]
+        if "residual_z" in wrong:
+            wrong = ["residual_z"]  # the other three follow from it
+        for q in wrong:
+            found[(i, q)] = diffs[q]
+    return found
+
+
+def _end_to_end(p: Problem, ref: dict, departures: SeedDepartures, layer: int, quantity: str) -> tuple[float, float]:
+    """Error of one quantity of the seed variant's step 0 (chained through the whole backward) against JAX."""
+    g = seed_gradients(
+        p.params, p.x, p.t, activations=p.activations, loss=p.loss, lr=p.lr, departures=departures, dtype=p.dtype
+    )
+    if quantity == "residual_y":
+        return errors(g.residual_y, ref["residual_y"])
+    return errors(getattr(g.layers[layer], quantity), ref["layers"][layer][quantity])
+
+
+def explain(cause: str, p: Problem, layer: int) -> str:
+    """One line, in the blog's terms."""
+    n, width = p.batch, p.params[layer]["w"].shape[1]
+    if cause == "unnormalized_loss_grad":
+        what = "SquareLoss.backward returns y − t" if p.loss == "square" else f"the {p.loss} backward drops its 1/N"
+        return (
+            f"{what} but the forward divides by N = {n}: every gradient is {n}× too large, "
+            f"an effective learning rate of lr·N = {p.lr * n:g}"
+        )
+    if cause == "scalar_bias_grad":
+        return (
+            f"grad_b sums residual_z over all axes, not only over the N columns: layer {layer}'s {width} biases "
+            f"all move by one scalar, the sum of their {width} own gradients"
+        )
+    return (
+        f"layer {layer}'s backward updates w before residual_x = w·residual_z: the residual sent to layer "
+        f"{layer - 1} uses the updated w (w − lr·grad_w), not the w its forward used"
+    )
+
+
+def _no_finding_reason(cause: str, p: Problem) -> str:
+    if cause == "unnormalized_loss_grad" and p.batch == 1:
+        return "N = 1: y − t equals (y − t)/N, so the missing 1/N changes no number"
+    if cause == "scalar_bias_grad" and all(layer["w"].shape[1] == 1 for layer in p.params):
+        return "every layer has one output: the sum over all axes is the sum over the columns"
+    if cause == "residual_after_update" and len(p.params) == 1:
+        return "one layer: no residual is sent to a layer below (∂L/∂X trains nothing)"
+    return "it changes no number beyond the gradient tolerance on this problem"
+
+
+def _checkpoint_steps(steps: int) -> list[int]:
+    """1, 10, 100, ... below ``steps``, then ``steps``."""
+    marks = [10**k for k in range(len(str(max(steps, 1)))) if 10**k < steps]
+    return marks + [steps] if steps > 0 else [0]
+
+
+def _param_diff_per_entry(seed_params, ref_params) -> tuple[np.ndarray, float]:
+    """Per recorded entry, max |Δ| over every layer's w and b; and max |reference param|."""
+    per = []
+    scale = 0.0
+    for s, r in zip(seed_params, ref_params):
+        for k in ("w", "b"):
+            d = np.abs(np.asarray(s[k], np.float64) - np.asarray(r[k], np.float64))
+            per.append(d.reshape(d.shape[0], -1).max(axis=1))
+            scale = max(scale, float(np.max(np.abs(r[k]))))
+    return np.max(np.stack(per), axis=0), scale
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def diverge(p: Problem, departures: SeedDepartures, *, keep_history: bool = False) -> tuple[Divergence, dict]:
+    """Train the seed variant and the JAX reference ``p.steps`` steps from ``p.params`` and compare every step.
+
+    Runs in chunks so a large network's history is never held whole (unless ``keep_history``).
+    Returns the divergence and, when kept, the seed's history under the ``--save`` keys.
+    """
+    limit = tol.traj_abs_tol(p.dtype)
+    per_step = sum(v.size for layer in p.params for v in layer.values()) * np.dtype(p.dtype).itemsize
+    chunk = max(1, CHUNK_BYTES // per_step)
+    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, dtype=p.dtype)
+    marks = set(_checkpoint_steps(p.steps))
+    seed_losses, ref_losses, param_diffs = [], [], [np.zeros(1)]  # entry 0: both start from p.params
+    kept = {f"{k}{i}_seed": [layer[k][None]] for i, layer in enumerate(p.params) for k in ("w", "b")}
+    ps = pr = p.params
+    done, diverged, first_over = 0, None, None
+    while done < p.steps:
+        k = min(chunk, p.steps - done)
+        try:
+            s = seed_train(ps, p.x, p.t, steps=k, departures=departures, **common)
+        except DivergenceError as exc:
+            diverged, k = done + exc.step, exc.step
+            if k == 0:
+                break
+            s = seed_train(ps, p.x, p.t, steps=k, departures=departures, **common)
+        r = reference.train(pr, p.x, p.t, steps=k, **common)
+        per_entry, scale = _param_diff_per_entry(
+            [{q: v[1:] for q, v in layer.items()} for layer in s.params],
+            [{q: v[1:] for q, v in layer.items()} for layer in r["params"]],
+        )
+        over = np.flatnonzero(per_entry > limit * max(1.0, scale))
+        if first_over is None and over.size:
+            first_over = done + 1 + int(over[0])
+        seed_losses.append(s.losses)
+        ref_losses.append(r["losses"])
+        param_diffs.append(per_entry)
+        if keep_history:
+            for i, layer in enumerate(s.params):
+                for q in ("w", "b"):
+                    kept[f"{q}{i}_seed"].append(layer[q][1:])
+        ps, pr = s.final, r["final"]
+        done += k
+        if diverged is not None:
+            break
+    ls = np.concatenate(seed_losses) if seed_losses else np.zeros(0)  # (done,)
+    lj = np.concatenate(ref_losses) if ref_losses else np.zeros(0)  # (done,)
+    dp = np.concatenate(param_diffs)  # (done + 1,)
+    if diverged is None:
+        final_seed = manual.gradients(ps, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype).loss
+    else:
+        final_seed = float("nan")
+        marks.add(done)
+    final_ref = _reference(p, pr)["loss"]
+    losses_seed = np.append(ls, final_seed)  # entry k: loss at the parameters after k steps
+    losses_ref = np.append(lj, final_ref)
+    checkpoints = [
+        {
+            "step": m,
+            "loss_seed": _finite_or_none(losses_seed[m]),
+            "loss_jax": _finite_or_none(losses_ref[m]),
+            "param_max_abs_diff": float(dp[m]),
+        }
+        for m in sorted(marks)
+        if m <= done
+    ]
+    div = Divergence(
+        steps=done,
+        diverged_at_step=diverged,
+        loss_max_abs_diff=float(np.max(np.abs(ls - lj))) if ls.size else 0.0,
+        param_max_abs_diff=float(np.max(dp)),
+        first_step_params_differ=first_over,
+        final_loss_seed=_finite_or_none(final_seed),
+        final_loss_jax=_finite_or_none(final_ref),
+        final_param_max_abs_diff=float(dp[-1]),
+        checkpoints=checkpoints,
+    )
+    histories = {}
+    if keep_history:
+        histories = {key: np.concatenate(parts) for key, parts in kept.items()}
+        histories["loss_seed"] = ls
+    return div, histories
+
+
+def audit(p: Problem, departures: SeedDepartures | None = None, *, keep_history: bool = False) -> AuditReport:
+    """Run the seed variant (the chosen departures on) and JAX from ``p.params``; find and attribute each departure."""
+    p = audit_problem(p)
+    departures = SeedDepartures() if departures is None else departures
+    ref = _reference(p, p.params)
+    findings, not_found, claimed = [], {}, {}
+    for cause in departures.on:
+        only = SeedDepartures.only(cause)
+        local = _local_differences(p, ref, only)
+        if not local:
+            not_found[cause] = _no_finding_reason(cause, p)
+            continue
+        trajectory, _ = diverge(p, only)
+        for layer, quantity in sorted(local, key=backward_order):
+            claimed.setdefault((layer, quantity), []).append(cause)
+            max_abs, rel = _end_to_end(p, ref, only, layer, quantity)
+            findings.append(Finding(cause, layer, quantity, max_abs, rel, explain(cause, p, layer), trajectory))
+    combined_local = _local_differences(p, ref, departures)
+    attribution = [
+        {"layer": layer, "quantity": q, "causes": claimed.get((layer, q), [])}
+        for layer, q in sorted(combined_local, key=backward_order)
+    ]
+    unexplained = [a for a in attribution if len(a["causes"]) != 1]
+    unexplained += [
+        {"layer": layer, "quantity": q, "causes": c, "missing_from_combined": True}
+        for (layer, q), c in claimed.items()
+        if (layer, q) not in combined_local
+    ]
+    combined, histories = diverge(p, departures, keep_history=keep_history)
+    return AuditReport(
+        problem=p,
+        departures=departures,
+        findings=findings,
+        not_found=not_found,
+        attribution=attribution,
+        unexplained=unexplained,
+        combined=combined,
+        step0_tol=tol.grad_rel_tol(p.dtype),
+        trajectory_tol=tol.traj_abs_tol(p.dtype),
+        histories=histories,
+    )
+
+
+def _json_safe(value):
+    """Non-finite floats (a diverged run) become None: JSON has no inf or NaN."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def as_json(report: AuditReport) -> dict:
+    p = report.problem
+    return _json_safe(
+        {
+            "ok": report.ok,
+            "problem": {
+                "name": p.name,
+                "sizes": list(p.sizes),
+                "activations": list(p.activations),
+                "loss": p.loss,
+                "batch": p.batch,
+                "lr": p.lr,
+                "steps": p.steps,
+                "dtype": p.dtype,
+                "trained": "every w and b, on both sides (as the seed's code does)",
+            },
+            "departures": list(report.departures.on),
+            "findings": [f.as_dict() for f in report.findings],
+            "not_found": report.not_found,
+            "attribution": report.attribution,
+            "unexplained": report.unexplained,
+            "combined": asdict(report.combined),
+            "tolerances": {"step0_rel": report.step0_tol, "trajectory_abs": report.trajectory_tol},
+        }
+    )
+
+
+__all__ = ["DEPARTURES", "AuditReport", "Divergence", "Finding", "as_json", "audit", "diverge", "explain"]

@@ -21,6 +21,16 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 2,4,1, got {text!r}") from None
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose a problem; shared by ``check`` and ``audit``."""
     g = parser.add_argument_group("problem")
@@ -32,7 +42,7 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--loss", choices=sorted(LOSSES), help="default: square")
     g.add_argument("--batch", type=int, help="samples in a random problem (default 8)")
-    g.add_argument("--seed", type=int, default=0, help="random seed for data and initial parameters (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed for data and initial parameters (default 0)")
     g.add_argument("--lr", type=float, help="learning rate (default: the example's, else 0.1)")
     g.add_argument("--steps", type=int, help="training steps (default: 10000 for examples, 1000 for --sizes)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64")
@@ -40,6 +50,8 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
 
 def problem_from_args(args: argparse.Namespace) -> Problem:
     acts = args.activation.split(",") if args.activation else None
+    if acts is not None and len(acts) == 1:
+        acts = acts[0]  # one name: every layer
     if args.sizes is not None:
         if args.example is not None:
             raise FcgradError(f"--example {args.example} and --sizes: expected one of the two, got both")

@@ -1,0 +1,30 @@
+"""Shared helpers of the core suite: which rows of a comparison failed, and running the CLI."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def failing(rows) -> set[tuple[int, str]]:
+    """The (layer, quantity) of every row that is not ok."""
+    return {(r.layer, r.quantity) for r in rows if not r.ok}
+
+
+def describe(rows) -> str:
+    """One line per failed row, naming its layer and quantity, for assertion messages."""
+    bad = [r for r in rows if not r.ok]
+    return "; ".join(f"layer {r.layer} {r.quantity}: max|Δ| {r.max_abs_err:.1e}, rel {r.rel_err:.1e}" for r in bad)
+
+
+def assert_all_ok(rows) -> None:
+    assert rows, "no rows were compared"
+    assert all(r.ok for r in rows), "mismatch: " + describe(rows)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m crosscheck <args>`` from the repository root, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "crosscheck", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )

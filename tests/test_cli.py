@@ -1,0 +1,125 @@
+"""``fcgrad check``: exit codes, the table, --json, --save and the problem options.
+
+Called in-process through ``crosscheck.cli.main`` (it returns the exit code) for speed;
+test_bad_input.py runs the real process for exit status and tracebacks.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import manual.network
+from crosscheck import tolerances as tol
+from crosscheck.cli import main
+from crosscheck.problems import and_example
+from manual.layer import LayerGrads
+
+SHORT = "50"  # steps for the option tests; the examples run their full 10,000
+
+
+def _run(capsys, *args) -> tuple[int, str]:
+    code = main(["check", *args])
+    out, err = capsys.readouterr()
+    assert err == "", err
+    return code, out
+
+
+def test_default_check_exits_0_and_prints_every_row_and_the_data(capsys):
+    code, out = _run(capsys)
+    assert code == 0
+    assert "sizes 2-4-1" in out and "steps 10000" in out and "lr 0.1" in out  # the seed's example
+    for quantity in ("residual_z", "grad_w", "grad_b", "residual_x", "residual_y"):
+        assert quantity in out
+    # the seed prints X, t and y at the end
+    assert "X=" in out and "t=" in out and "y=" in out
+    assert "OK" in out and "MISMATCH" not in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["xor", "mazur"])  # "and", the default, is run above
+def test_every_example_exits_0(name, capsys):
+    code, out = _run(capsys, "--example", name)
+    assert code == 0, out
+    assert out.startswith(f"fcgrad check — {name}:")
+
+
+def test_check_exits_1_and_names_the_wrong_term_when_manual_is_wrong(capsys, monkeypatch):
+    def bias_summed_everywhere(residual_y, w, cache, activation):
+        g = manual.layer.fc_backward(residual_y, w, cache, activation)
+        return LayerGrads(g.residual_z, g.grad_w, np.full_like(g.grad_b, np.sum(g.residual_z)), g.residual_x)
+
+    monkeypatch.setattr(manual.network, "fc_backward", bias_summed_everywhere)
+    code, out = _run(capsys, "--steps", SHORT)
+    assert code == 1
+    assert "FAILED" in out and "layer 0 grad_b" in out
+
+
+def test_json_has_the_documented_keys_within_tolerance(capsys):
+    code, out = _run(capsys, "--json", "--steps", SHORT)
+    assert code == 0
+    report = json.loads(out)
+    assert report["ok"] is True
+    rows = {(g["layer"], g["quantity"]) for g in report["gradients"]}
+    assert {(i, q) for i in (0, 1) for q in ("residual_z", "grad_w", "grad_b", "residual_x")} <= rows
+    for g in report["gradients"]:
+        assert {"layer", "quantity", "max_abs_err", "rel_err"} <= set(g)
+        assert g["rel_err"] <= tol.GRAD_REL_TOL_F64, g
+    assert report["finite_difference"]["max_rel_err"] <= tol.FD_REL_TOL
+    traj = report["trajectory"]
+    assert traj["steps"] == int(SHORT)
+    # each parameter row's bound is TRAJ_ABS_TOL_F64 scaled by max(1, max|param|)
+    param_tol = max(r["tol"] for r in traj["rows"] if r["quantity"] != "loss")
+    assert tol.TRAJ_ABS_TOL_F64 <= param_tol and traj["max_abs_param_err"] <= param_tol
+    assert traj["max_abs_loss_err"] <= tol.TRAJ_ABS_TOL_F64
+    assert isinstance(report["final_loss"], float) and report["final_loss"] > 0
+
+
+def test_save_writes_the_documented_keys_and_shapes(capsys, tmp_path):
+    steps = 20
+    path = tmp_path / "run.npz"
+    code, _ = _run(capsys, "--steps", str(steps), "--save", str(path))
+    assert code == 0
+    p = and_example()
+    with np.load(path) as f:
+        keys = set(f.files)
+        sides = ("manual", "reference")
+        expected = {"X", "T", "loss_manual", "loss_reference"}
+        expected |= {f"{k}{i}_{s}" for i in (0, 1) for k in ("w", "b") for s in ("init", *sides)}
+        assert keys == expected
+        # the data and initial parameters are stored as given: copies, so exact equality holds
+        assert np.array_equal(f["X"], p.x) and np.array_equal(f["T"], p.t)
+        for side in sides:
+            assert f[f"loss_{side}"].shape == (steps,)
+        for i, layer in enumerate(p.params):
+            for k in ("w", "b"):
+                assert np.array_equal(f[f"{k}{i}_init"], layer[k])
+                for side in sides:
+                    assert f[f"{k}{i}_{side}"].shape == (steps + 1, *layer[k].shape)
+                    assert np.array_equal(f[f"{k}{i}_{side}"][0], layer[k])  # entry 0: the initial parameters
+                diff = np.max(np.abs(f[f"{k}{i}_manual"] - f[f"{k}{i}_reference"]))
+                assert diff <= tol.TRAJ_ABS_TOL_F64
+        # entry k of the losses is the loss at the parameters of step k
+        loss_0 = manual.gradients(p.params, p.x, p.t).loss
+        assert abs(f["loss_manual"][0] - loss_0) <= tol.TRAJ_ABS_TOL_F64
+
+
+def test_float32_exits_0(capsys):
+    code, out = _run(capsys, "--dtype", "float32")
+    assert code == 0, out
+    assert "float32" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--sizes", "3,7,5,2", "--activation", "relu,tanh,sigmoid", "--batch", "1", "--seed", "5", "--lr", "0.5"],
+        ["--sizes", "3,7,5,2", "--activation", "tanh"],  # one name for every layer
+        ["--sizes", "3,7,5,2", "--loss", "cross-entropy"],
+    ],
+    ids=["per-layer-activations", "one-activation", "cross-entropy"],
+)
+def test_problem_options_exit_0(args, capsys):
+    code, out = _run(capsys, *args, "--steps", SHORT)
+    assert code == 0, out
+    assert "OK" in out

@@ -120,7 +120,7 @@ def random_problem(
     acts = tuple(validate.check_activations(acts, n_layers))
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise FcgradError(f"batch: expected a positive number of samples, got {batch!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(validate.check_seed(seed))
     x = rng.standard_normal((sizes[0], batch))
     if loss == "cross-entropy":
         t = np.eye(sizes[-1])[:, rng.integers(0, sizes[-1], size=batch)]  # one-hot columns

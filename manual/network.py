@@ -38,7 +38,7 @@ def init_params(sizes: Sequence[int], *, seed: int = 0, dtype="float64", std: fl
     """
     sizes = validate.check_sizes(sizes)
     dt = validate.check_dtype(dtype)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(validate.check_seed(seed))
     return [
         {
             "w": (rng.standard_normal((n_in, n_out)) * (std if std is not None else 1 / np.sqrt(n_in))).astype(dt),

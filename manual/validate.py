@@ -65,6 +65,12 @@ def check_steps(steps: int) -> int:
     return int(steps)
 
 
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise FcgradError(f"seed: expected a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _finite_float_array(name: str, a, dtype: np.dtype) -> np.ndarray:
     try:
         arr = np.asarray(a)

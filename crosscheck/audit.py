@@ -332,17 +332,7 @@ def as_json(report: AuditReport) -> dict:
     return _json_safe(
         {
             "ok": report.ok,
-            "problem": {
-                "name": p.name,
-                "sizes": list(p.sizes),
-                "activations": list(p.activations),
-                "loss": p.loss,
-                "batch": p.batch,
-                "lr": p.lr,
-                "steps": p.steps,
-                "dtype": p.dtype,
-                "trained": "every w and b, on both sides (as the seed's code does)",
-            },
+            "problem": {**p.summary(), "trained": "every w and b, on both sides (as the seed's code does)"},
             "departures": list(report.departures.on),
             "findings": [f.as_dict() for f in report.findings],
             "not_found": report.not_found,

@@ -6,11 +6,10 @@ Exit status 0 when the audit ran, whatever it found; 2 for bad input.
 import argparse
 import json
 
-import numpy as np
-
 from crosscheck.audit import AuditReport, Divergence, as_json, audit
 from crosscheck.cli import add_problem_options, problem_from_args
 from crosscheck.report import describe
+from crosscheck.run import save_npz
 from manual.seed_variant import DEPARTURES, SeedDepartures
 
 
@@ -41,20 +40,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     p = problem_from_args(args)
     report = audit(p, departures, keep_history=args.save is not None)
     if args.save:
-        save_npz(args.save, report)
+        save_npz(args.save, p, report.histories)
     print(json.dumps(as_json(report), indent=2) if args.json else text(report))
     return 0
-
-
-def save_npz(path: str, report: AuditReport) -> None:
-    """Keys ``w{i}_seed``, ``b{i}_seed`` (steps+1, ...), ``loss_seed`` (steps,), ``w{i}_init``, ``b{i}_init``, X, T."""
-    p = report.problem
-    arrays = {"X": p.x, "T": p.t}
-    for i, layer in enumerate(p.params):
-        arrays[f"w{i}_init"] = layer["w"]
-        arrays[f"b{i}_init"] = layer["b"]
-    arrays.update(report.histories)
-    np.savez(path, **arrays)
 
 
 def _num(x: float | None) -> str:

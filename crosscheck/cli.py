@@ -79,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     p = problem_from_args(args)
     report = check(p, keep_history=args.save is not None)
     if args.save:
-        save_npz(args.save, report)
+        save_npz(args.save, p, report.histories)
     print(json.dumps(as_json(report), indent=2) if args.json else text(report))
     return 0 if report.ok else 1
 

@@ -35,6 +35,19 @@ class Problem:
     def batch(self) -> int:
         return self.x.shape[1]
 
+    def summary(self) -> dict:
+        """The problem's settings, for JSON reports."""
+        return {
+            "name": self.name,
+            "sizes": list(self.sizes),
+            "activations": list(self.activations),
+            "loss": self.loss,
+            "batch": self.batch,
+            "lr": self.lr,
+            "steps": self.steps,
+            "dtype": self.dtype,
+        }
+
     def with_options(self, *, lr=None, steps=None, dtype=None) -> "Problem":
         """A copy with the given options changed (checked), parameters and data cast to ``dtype``."""
         p = replace(

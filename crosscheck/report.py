@@ -76,16 +76,7 @@ def as_json(report: CheckReport) -> dict:
     traj = report.trajectory
     return {
         "ok": report.ok,
-        "problem": {
-            "name": p.name,
-            "sizes": list(p.sizes),
-            "activations": list(p.activations),
-            "loss": p.loss,
-            "batch": p.batch,
-            "lr": p.lr,
-            "steps": p.steps,
-            "dtype": p.dtype,
-        },
+        "problem": p.summary(),
         "gradients": [r.as_dict() for r in report.gradients],
         "finite_difference": {
             "max_rel_err": max((r.rel_err for r in report.finite_difference), default=None),

@@ -153,12 +153,11 @@ def check(p: Problem, *, finite_differences: bool = True, keep_history: bool = F
     return CheckReport(p, grads, fd, traj, p.steps, g.loss, g.y, histories)
 
 
-def save_npz(path: str, report: CheckReport) -> None:
-    """Write the ``--save`` file: initial params, data, per-step losses and parameters of both sides."""
-    p = report.problem
+def save_npz(path: str, p: Problem, histories: dict[str, np.ndarray]) -> None:
+    """Write a ``--save`` file: the data ``X``, ``T``, ``w{i}_init``, ``b{i}_init`` and the given histories."""
     arrays = {"X": p.x, "T": p.t}
     for i, layer in enumerate(p.params):
         arrays[f"w{i}_init"] = layer["w"]
         arrays[f"b{i}_init"] = layer["b"]
-    arrays.update(report.histories)
+    arrays.update(histories)
     np.savez(path, **arrays)

@@ -126,18 +126,31 @@ def train(
     steps = validate.check_steps(steps)
     trainable = validate.check_trainable(trainable, len(params))
 
-    losses = np.empty(steps, dtype=dt)
+    def step(p: Params) -> tuple[float, Params]:
+        g = _gradients(p, x, t, activations, loss)
+        return g.loss, sgd_update(p, g.layers, lr, trainable)
+
+    return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr)
+
+
+def run_steps(
+    step, params: Params, steps: int, *, record_params: bool, dtype, lr: float, what: str = "training"
+) -> Trajectory:
+    """Drive ``step(params) -> (loss at params, new params)`` ``steps`` times and keep the trajectory.
+
+    Raises ``DivergenceError`` at the first step whose loss is not finite.
+    """
+    losses = np.empty(steps, dtype=dtype)
     history = [params] if record_params else None
     # A diverging run overflows before its loss turns inf; the check below reports it.
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps):
-            g = _gradients(params, x, t, activations, loss)
-            if not np.isfinite(g.loss):
+            value, params = step(params)
+            if not np.isfinite(value):
                 raise DivergenceError(
-                    f"training diverged: the loss is {g.loss} at step {k} (lr={lr}); try a smaller learning rate", k
+                    f"{what} diverged: the loss is {value} at step {k} (lr={lr}); try a smaller learning rate", k
                 )
-            losses[k] = g.loss
-            params = sgd_update(params, g.layers, lr, trainable)
+            losses[k] = value
             if record_params:
                 history.append(params)
     stacked = None

@@ -21,10 +21,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from manual import validate
-from manual.errors import DivergenceError, FcgradError
+from manual.errors import FcgradError
 from manual.layer import Cache, LayerGrads, fc_backward
 from manual.losses import LOSSES
-from manual.network import Gradients, Params, Trajectory, forward
+from manual.network import Gradients, Params, Trajectory, forward, run_steps
 
 DEPARTURES = ("unnormalized_loss_grad", "scalar_bias_grad", "residual_after_update")
 
@@ -193,21 +193,9 @@ def seed_train(
         params, x, t, activations, loss, lr, departures, trainable, dtype
     )
     steps = validate.check_steps(steps)
-    losses = np.empty(steps, dtype=dt)
-    history = [params] if record_params else None
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported by the check below
-        for k in range(steps):
-            g, params = seed_step(params, x, t, activations, loss, lr, departures, trainable)
-            if not np.isfinite(g.loss):
-                raise DivergenceError(
-                    f"the seed variant diverged: the loss is {g.loss} at step {k} (lr={lr}); "
-                    "try a smaller learning rate",
-                    k,
-                )
-            losses[k] = g.loss
-            if record_params:
-                history.append(params)
-    stacked = None
-    if record_params:
-        stacked = [{key: np.stack([h[i][key] for h in history]) for key in ("w", "b")} for i in range(len(params))]
-    return Trajectory(losses, stacked, params)
+
+    def step(p: Params) -> tuple[float, Params]:
+        g, new = seed_step(p, x, t, activations, loss, lr, departures, trainable)
+        return g.loss, new
+
+    return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr, what="the seed variant")

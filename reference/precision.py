@@ -19,8 +19,28 @@ def x64_for(dtype):
     return jax.enable_x64(dtype_name(dtype) == "float64")
 
 
+def check_shapes(params, x, t) -> None:
+    """The seed's layout, or a ValueError naming what was expected and what came."""
+    for i, p in enumerate(params):
+        n_in, n_out = np.shape(p["w"])
+        if np.shape(p["b"]) != (n_out, 1):
+            raise ValueError(
+                f"layer {i} b: expected shape ({n_out}, 1) to match w {np.shape(p['w'])}, got {np.shape(p['b'])}"
+            )
+        if i > 0 and n_in != np.shape(params[i - 1]["w"])[1]:
+            raise ValueError(
+                f"layer {i} w: expected {np.shape(params[i - 1]['w'])[1]} input rows, got {np.shape(p['w'])}"
+            )
+    n_in, n_out = np.shape(params[0]["w"])[0], np.shape(params[-1]["w"])[1]
+    if np.ndim(x) != 2 or np.shape(x)[0] != n_in or np.shape(x)[1] == 0:
+        raise ValueError(f"X: expected shape ({n_in}, N) with N >= 1 samples by column, got {np.shape(x)}")
+    if np.shape(t) != (n_out, np.shape(x)[1]):
+        raise ValueError(f"T: expected shape ({n_out}, {np.shape(x)[1]}), got {np.shape(t)}")
+
+
 def as_jax(params, x, t, dtype):
-    """Copy NumPy inputs to JAX arrays of ``dtype`` (call inside ``x64_for(dtype)``)."""
+    """Copy NumPy inputs to JAX arrays of ``dtype`` (call inside ``x64_for(dtype)``), after ``check_shapes``."""
+    check_shapes(params, x, t)
     dt = DTYPES[dtype_name(dtype)]
     params = [{k: jnp.asarray(v, dt) for k, v in p.items()} for p in params]
     return params, jnp.asarray(x, dt), jnp.asarray(t, dt)

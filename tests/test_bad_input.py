@@ -203,3 +203,19 @@ def test_bad_seed_is_rejected_by_the_python_api(seed):
         manual.init_params([2, 3], seed=seed)
     with pytest.raises(FcgradError, match=r"seed: expected a non-negative integer, got"):
         random_problem([2, 3], seed=seed)
+
+
+@pytest.mark.parametrize(
+    "x_shape,t_shape,expected",
+    [
+        ((4, 2), (1, 4), r"X: expected shape \(2, N\).*got \(4, 2\)"),
+        ((2, 4), (4, 1), r"T: expected shape \(1, 4\), got \(4, 1\)"),
+    ],
+    ids=["X-by-row", "T-by-row"],
+)
+def test_reference_rejects_the_wrong_layout_with_a_clear_message(x_shape, t_shape, expected):
+    import reference
+
+    params = manual.init_params([2, 3, 1])
+    with pytest.raises(ValueError, match=expected):
+        reference.gradients(params, np.zeros(x_shape), np.zeros(t_shape), activations=["sigmoid"] * 2)

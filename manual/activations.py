@@ -14,17 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_NUMPY_TYPES = (np.ndarray, np.generic)
+
 
 def namespace(a):
     """The array-API namespace of ``a`` (numpy for NumPy arrays, jax.numpy for JAX arrays)."""
-    return a.__array_namespace__() if hasattr(a, "__array_namespace__") else np
+    if isinstance(a, _NUMPY_TYPES) or not hasattr(a, "__array_namespace__"):
+        return np  # asked first: __array_namespace__() costs ~1 µs, 10% of a 2-4-1 step
+    return a.__array_namespace__()
 
 
 def sigmoid(z):
     """Logistic function without overflow: exp is only taken of -|z| <= 0."""
     xp = namespace(z)
     e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return xp.where(z >= 0, 1.0, e) / (1.0 + e)  # 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,197 @@
+"""Tables of a benchmark result and the issue's targets, met or missed.
+
+``python -m benchmarks.report RESULT.json [--markdown]`` prints them for a saved run.
+"""
+
+import argparse
+import json
+
+# The issue's targets
+SEED_MANUAL_VS_BARE_MAX = 1.25  # manual at most 1.25× the time of bare-numpy at the seed size
+SEED_FUSED_SPEEDUP_MIN = 30.0  # jit-fused at least 30× faster per step than manual at the seed size
+WIDE_FLOOR_RATIO_MIN = 0.9  # at the wide size: floor_ratio of at least 0.9
+SEED_SIZES = "2-4-1"
+CPU_WIDE_SIZES = "1024-1024-1024"
+GPU_WIDE_SIZES = ("4096-4096-4096", "8192-8192-8192")
+
+COLUMNS = (
+    "sizes",
+    "N",
+    "dtype",
+    "variant",
+    "backend",
+    "device",
+    "s/step",
+    "IQR",
+    "compile",
+    "GFLOP/s",
+    "floor",
+    "vs manual",
+)
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _cells(r: dict) -> list[str]:
+    where = r["device"] + ("" if r.get("precision") in (None, "default") else f"/{r['precision']}")
+    return [
+        r["sizes"],
+        str(r["batch"]),
+        r["dtype"],
+        r["variant"],
+        r["backend"],
+        where,
+        fmt_time(r["step_s_median"]),
+        fmt_time(r["step_s_iqr"]),
+        fmt_time(r["compile_s"]),
+        f"{r['gflops']:.3g}",
+        _ratio(r["floor_ratio"]),
+        _ratio(r["speedup_vs_manual"]),
+    ]
+
+
+def text_table(rows: list[dict]) -> str:
+    cells = [list(COLUMNS)] + [_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _find(rows, **match) -> list[dict]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Each of the issue's targets that this run can judge: {target, case, value, limit, met}."""
+    out = []
+
+    def add(target, case, value, limit, met):
+        out.append({"target": target, "case": case, "value": value, "limit": limit, "met": bool(met)})
+
+    for dtype in ("float64", "float32"):
+        for m in _find(rows, variant="manual", sizes=SEED_SIZES, dtype=dtype):
+            for b in _find(rows, variant="bare-numpy", sizes=SEED_SIZES, dtype=dtype):
+                ratio = m["step_s_median"] / b["step_s_median"]
+                add(
+                    "seed: manual within 1.25x of bare-numpy",
+                    dtype,
+                    ratio,
+                    SEED_MANUAL_VS_BARE_MAX,
+                    ratio <= SEED_MANUAL_VS_BARE_MAX,
+                )
+        for f in _find(rows, variant="jit-fused", sizes=SEED_SIZES, dtype=dtype):
+            if f["speedup_vs_manual"] is not None and f.get("precision") in (None, "default"):
+                add(
+                    "seed: jit-fused >= 30x faster than manual",
+                    f"{dtype} {f['device']}",
+                    f["speedup_vs_manual"],
+                    SEED_FUSED_SPEEDUP_MIN,
+                    f["speedup_vs_manual"] >= SEED_FUSED_SPEEDUP_MIN,
+                )
+        for name in ("manual", "jit-step"):
+            for r in _find(rows, variant=name, sizes=CPU_WIDE_SIZES, dtype=dtype, device="cpu"):
+                add(
+                    f"wide CPU: {name} floor_ratio >= 0.9",
+                    f"{CPU_WIDE_SIZES} {dtype}",
+                    r["floor_ratio"],
+                    WIDE_FLOOR_RATIO_MIN,
+                    r["floor_ratio"] >= WIDE_FLOOR_RATIO_MIN,
+                )
+        for sizes in GPU_WIDE_SIZES:
+            for name in ("jit-step", "jit-fused"):
+                for r in _find(rows, variant=name, sizes=sizes, dtype=dtype, device="gpu"):
+                    case = f"{sizes} {dtype}" + (f" {r['precision']}" if r.get("precision") else "")
+                    add(
+                        f"wide GPU: {name} floor_ratio >= 0.9",
+                        case,
+                        r["floor_ratio"],
+                        WIDE_FLOOR_RATIO_MIN,
+                        r["floor_ratio"] >= WIDE_FLOOR_RATIO_MIN,
+                    )
+    return out
+
+
+def targets_text(rows: list[dict]) -> str:
+    lines = ["targets of issue 3:"]
+    for t in targets(rows):
+        verdict = "met   " if t["met"] else "MISSED"
+        lines.append(f"  {verdict}  {t['target']:<44} {t['case']:<28} {t['value']:.3g} (limit {t['limit']:g})")
+    return "\n".join(lines)
+
+
+def device_text(rows: list[dict]) -> str:
+    """Where one run has JAX rows on a GPU and on the CPU: GPU time / CPU time per variant (> 1: the GPU is slower)."""
+    lines = []
+    for r in rows:
+        if r["backend"] != "jax" or r["device"] != "gpu" or r.get("precision") not in (None, "default"):
+            continue
+        same = {"variant": r["variant"], "sizes": r["sizes"], "batch": r["batch"], "dtype": r["dtype"]}
+        cpu = _find(rows, backend="jax", device="cpu", **same)
+        if cpu:
+            ratio = r["step_s_median"] / cpu[0]["step_s_median"]
+            case = f"{r['sizes']} N={r['batch']} {r['dtype']} {r['variant']}"
+            lines.append(
+                f"  {case:<44} gpu {fmt_time(r['step_s_median']):>9}  cpu {fmt_time(cpu[0]['step_s_median']):>9}"
+                f"  gpu/cpu {ratio:.3g}"
+            )
+    if not lines:
+        return ""
+    return "\n".join(
+        ["JAX on the GPU against JAX on the host CPU (time per step; gpu/cpu > 1: the GPU is slower):", *lines]
+    )
+
+
+def drift_text(drift: list[dict]) -> str:
+    lines = []
+    for d in drift:
+        lines.append(f"gradient drift, {d['sizes']} N={d['batch']}, against {d['against']}:")
+        for e in d["entries"]:
+            label = (
+                f"{e['impl']} {e['dtype']}" + (f" {e['precision']}" if e["precision"] else "") + f" on {e['device']}"
+            )
+            lines.append(f"  {label:<36} loss rel {e['loss']['rel']:.1e}   worst rel {e['worst_rel']:.1e}")
+            for r in e["layers"]:
+                lines.append(
+                    f"      layer {r['layer']} {r['quantity']:<11} max|Δ| {r['max_abs']:.1e}  rel {r['rel']:.1e}"
+                )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description="tables of a saved benchmark run")
+    parser.add_argument("result", help="a JSON file written by python -m benchmarks --json")
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table instead of plain text")
+    args = parser.parse_args(argv)
+    with open(args.result) as f:
+        result = json.load(f)
+    rows = result["rows"]
+    print(markdown_table(rows) if args.markdown else text_table(rows))
+    if result.get("drift"):
+        print()
+        print(drift_text(result["drift"]))
+    if device_text(rows):
+        print()
+        print(device_text(rows))
+    print()
+    print(targets_text(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

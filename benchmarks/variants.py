@@ -1,0 +1,227 @@
+"""The variants: each builds a ``Variant`` whose ``run(k)`` does k calls and returns once they are done.
+
+NumPy variants run on the host CPU. JAX variants are compiled ahead of time
+(``jit(...).lower(...).compile()``, timed as ``compile_s``) for one device with their
+data already there, and ``run`` ends with ``block_until_ready``. Call every builder of
+a dtype inside ``reference.x64_for(dtype)``; JAX float32 builders take a matmul
+``precision`` ("default": JAX's default, TF32 on NVIDIA GPUs; "highest": full float32).
+
+Every variant starts from the workload's initial parameters and keeps training from
+where its previous call stopped, as a training loop does.
+"""
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import reference
+from benchmarks import flops
+from benchmarks.bare_numpy import bare_step
+from benchmarks.workloads import Workload
+from manual import network
+
+FLOOR_DATA_SEED = 1  # random operands of the floor's products (never zeros: see METHOD)
+
+
+@dataclass
+class Variant:
+    name: str  # manual, bare-numpy, jit-step, jit-fused, manual-jit, floor, floor-needed
+    backend: str  # "numpy" or "jax"
+    device: str  # "cpu" or "gpu": where the arithmetic runs
+    precision: str | None  # JAX float32 matmul precision, else None
+    products: str  # flops.ALL or flops.NEEDED: which matrix products one step computes
+    steps_per_call: int
+    compile_s: float | None  # trace + lower + compile; None for NumPy
+    run: Callable[[int], None]  # k calls, finished on return
+
+
+def _all_trainable(wl: Workload) -> list[dict]:
+    return [{"w": True, "b": True}] * len(wl.params)
+
+
+# ---- NumPy ---------------------------------------------------------------------------------
+
+
+def manual_variant(wl: Workload) -> Variant:
+    """``manual``: loss_and_gradients then sgd_update, the loss read back as a float, as manual.train does."""
+    trainable = _all_trainable(wl)
+    state = [wl.params]
+
+    def run(k: int) -> None:
+        params = state[0]
+        for _ in range(k):
+            g = network.loss_and_gradients(params, wl.x, wl.t, wl.activations, wl.loss)
+            if not math.isfinite(float(g.loss)):
+                raise FloatingPointError("manual: the loss is not finite")
+            params = network.sgd_update(params, g.layers, wl.lr, trainable)
+        state[0] = params
+
+    return Variant("manual", "numpy", "cpu", None, flops.ALL, 1, None, run)
+
+
+def bare_variant(wl: Workload) -> Variant:
+    """``bare-numpy``: the same formulas inline (sigmoid and square loss only)."""
+    if set(wl.activations) != {"sigmoid"} or wl.loss != "square":
+        raise ValueError("bare-numpy implements sigmoid layers and the square loss only")
+    state = [[p["w"] for p in wl.params], [p["b"] for p in wl.params]]
+
+    def run(k: int) -> None:
+        ws, bs = state
+        for _ in range(k):
+            loss, ws, bs = bare_step(ws, bs, wl.x, wl.t, wl.lr)
+            if not math.isfinite(loss):
+                raise FloatingPointError("bare-numpy: the loss is not finite")
+        state[:] = [ws, bs]
+
+    return Variant("bare-numpy", "numpy", "cpu", None, flops.ALL, 1, None, run)
+
+
+def floor_operands(wl: Workload) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per layer (w (in, out), x (in, N), δ (out, N)) with the shapes and dtype of one step."""
+    rng = np.random.default_rng(FLOOR_DATA_SEED)
+    dt = np.dtype(wl.dtype)
+    ops = []
+    for i, p in enumerate(wl.params):
+        n_in, n_out = p["w"].shape
+        x = wl.x if i == 0 else rng.uniform(0, 1, (n_in, wl.batch)).astype(dt)
+        delta = (rng.standard_normal((n_out, wl.batch)) / wl.batch).astype(dt)
+        ops.append((p["w"], x, delta))
+    return ops
+
+
+def numpy_floor(ops, products: str = flops.ALL) -> Variant:
+    """``floor`` (or ``floor-needed``) of ``floor_operands``: the step's products alone, into preallocated outputs."""
+    outs = [
+        (np.empty((w.shape[1], x.shape[1]), w.dtype), np.empty(w.shape, w.dtype), np.empty(x.shape, w.dtype))
+        for w, x, _ in ops
+    ]
+    skip_first_residual_x = products == flops.NEEDED
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            for i, ((w, x, d), (z, gw, rx)) in enumerate(zip(ops, outs)):
+                np.matmul(w.T, x, out=z)  # (out, in)·(in, N)
+                np.matmul(x, d.T, out=gw)  # (in, N)·(N, out)
+                if i or not skip_first_residual_x:
+                    np.matmul(w, d, out=rx)  # (in, out)·(out, N)
+
+    name = "floor-needed" if skip_first_residual_x else "floor"
+    return Variant(name, "numpy", "cpu", None, products, 1, None, run)
+
+
+# ---- JAX -----------------------------------------------------------------------------------
+
+
+def jax_device(platform: str):
+    return jax.devices(platform)[0]
+
+
+def _precision_context(precision: str | None):
+    return jax.default_matmul_precision("highest") if precision == "highest" else contextlib.nullcontext()
+
+
+def _on_device(wl: Workload, device):
+    params, x, t = reference.as_jax(wl.params, wl.x, wl.t, wl.dtype)
+    lr = jnp.asarray(wl.lr, dtype=x.dtype)
+    params, x, t, lr = jax.device_put((params, x, t, lr), device)
+    return jax.block_until_ready((params, x, t, lr))
+
+
+def _compile(jitted, args, kwargs, precision):
+    start = time.perf_counter()
+    with _precision_context(precision):
+        compiled = jitted.lower(*args, **kwargs).compile()
+    return compiled, time.perf_counter() - start
+
+
+def _training_run(compiled, params, x, t, lr, pick_params) -> Callable[[int], None]:
+    state = [params]
+
+    def run(k: int) -> None:
+        p = state[0]
+        for _ in range(k):
+            p = pick_params(compiled(p, x, t, lr))
+        state[0] = jax.block_until_ready(p)
+
+    return run
+
+
+def jit_step_variant(wl: Workload, device, precision=None) -> Variant:
+    """``jit-step``: ``reference.jit_step``, one compiled SGD step per Python call."""
+    params, x, t, lr = _on_device(wl, device)
+    static = {
+        "activations": wl.activations,
+        "loss_name": wl.loss,
+        "trainable": reference.static_trainable(None, len(params)),
+    }
+    compiled, secs = _compile(reference.jit_step, (params, x, t, lr), static, precision)
+    run = _training_run(compiled, params, x, t, lr, lambda out: out[1])
+    return Variant("jit-step", "jax", device.platform, precision, flops.NEEDED, 1, secs, run)
+
+
+def jit_fused_variant(wl: Workload, device, precision=None, *, steps: int) -> Variant:
+    """``jit-fused``: ``reference.scan_train``, ``steps`` SGD steps in one compiled lax.scan per call."""
+    params, x, t, lr = _on_device(wl, device)
+    static = {
+        "activations": wl.activations,
+        "loss_name": wl.loss,
+        "trainable": reference.static_trainable(None, len(params)),
+        "steps": steps,
+        "record_params": False,
+    }
+    compiled, secs = _compile(reference.scan_train, (params, x, t, lr), static, precision)
+    run = _training_run(compiled, params, x, t, lr, lambda out: out[2])
+    return Variant("jit-fused", "jax", device.platform, precision, flops.NEEDED, steps, secs, run)
+
+
+def manual_formulas_step(params, x, t, lr, *, activations, loss, trainable):
+    """The hand-derived step of ``manual`` on whatever arrays it gets: (loss, new params)."""
+    g = network.loss_and_gradients(params, x, t, activations, loss)
+    return g.loss, network.sgd_update(params, g.layers, lr, trainable)
+
+
+def manual_jit(wl: Workload):
+    """``jax.jit`` of the manual formulas for ``wl``'s network: f(params, x, t, lr) -> (loss, new params)."""
+    step = partial(manual_formulas_step, activations=wl.activations, loss=wl.loss, trainable=_all_trainable(wl))
+    return jax.jit(step)
+
+
+def manual_jit_variant(wl: Workload, device, precision=None) -> Variant:
+    """``manual-jit``: manual's own formulas (array-API code) compiled by jax.jit, one step per call."""
+    params, x, t, lr = _on_device(wl, device)
+    compiled, secs = _compile(manual_jit(wl), (params, x, t, lr), {}, precision)
+    run = _training_run(compiled, params, x, t, lr, lambda out: out[1])
+    return Variant("manual-jit", "jax", device.platform, precision, flops.NEEDED, 1, secs, run)
+
+
+def _products(ops, skip_first_residual_x: bool):
+    out = []
+    for i, (w, x, d) in enumerate(ops):
+        out.append(w.T @ x)  # (out, in)·(in, N)
+        out.append(x @ d.T)  # (in, N)·(N, out)
+        if i or not skip_first_residual_x:
+            out.append(w @ d)  # (in, out)·(out, N)
+    return out
+
+
+def jax_floor(ops, device, precision=None, products: str = flops.ALL) -> Variant:
+    """``floor`` (or ``floor-needed``) of ``floor_operands`` on JAX: the step's products alone, one jitted call."""
+    skip = products == flops.NEEDED
+    ops = jax.block_until_ready(jax.device_put([tuple(jnp.asarray(a) for a in op) for op in ops], device))
+    compiled, secs = _compile(jax.jit(partial(_products, skip_first_residual_x=skip)), (ops,), {}, precision)
+
+    def run(k: int) -> None:
+        out = None
+        for _ in range(k):
+            out = compiled(ops)
+        jax.block_until_ready(out)
+
+    name = "floor-needed" if skip else "floor"
+    return Variant(name, "jax", device.platform, precision, products, 1, secs, run)

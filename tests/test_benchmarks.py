@@ -1,0 +1,212 @@
+"""The benchmark package: a quick run end to end (structure, never timings) and the correctness
+of what it times (bare-numpy and the compiled hand formulas compute manual's step)."""
+
+import contextlib
+import io
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import reference
+from benchmarks import cli, flops
+from benchmarks.bare_numpy import bare_step
+from benchmarks.variants import manual_jit
+from benchmarks.workloads import make_workload
+from crosscheck import tolerances as tol
+from crosscheck.compare import errors
+from manual import network
+
+# tiny sizes keep the run at a few seconds; the seed's size is the one the issue's targets name
+QUICK_ARGS = ["--quick", "--sizes", "2-4-1", "6-9-3:5", "--drift", "6-9-3:5"]
+VARIANTS = {"manual", "bare-numpy", "jit-step", "jit-fused", "manual-jit", "floor", "floor-needed"}
+ROW_KEYS = {
+    "variant",
+    "sizes",
+    "batch",
+    "dtype",
+    "device",
+    "step_s_median",
+    "step_s_iqr",
+    "compile_s",
+    "gflops",
+    "floor_ratio",
+    "speedup_vs_manual",
+}
+POSITIVE = ("step_s_median", "gflops", "floor_ratio", "floor_needed_ratio", "speedup_vs_manual")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One quick run, in-process: (exit code, stdout, the JSON it wrote)."""
+    path = tmp_path_factory.mktemp("bench") / "result.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = cli.main([*QUICK_ARGS, "--json", str(path)])
+    return code, out.getvalue(), json.loads(path.read_text())
+
+
+def test_quick_run_exits_0_and_prints_table_and_targets(quick_run):
+    code, stdout, _ = quick_run
+    assert code == 0
+    assert "variant" in stdout and "floor" in stdout
+    assert "targets of issue 3" in stdout
+
+
+def test_quick_run_json_has_the_issue_fields(quick_run):
+    _, _, result = quick_run
+    assert {"machine", "device", "versions", "date", "rows"} <= set(result)
+    assert result["rows"], "no rows"
+    for row in result["rows"]:
+        assert ROW_KEYS <= set(row), f"missing {ROW_KEYS - set(row)} in {row['variant']}"
+
+
+def test_quick_run_times_every_variant_for_every_size_and_dtype(quick_run):
+    _, _, result = quick_run
+    seen: dict = {}
+    for r in result["rows"]:
+        seen.setdefault((r["sizes"], r["batch"], r["dtype"]), set()).add(r["variant"])
+    assert set(seen) == {(s, n, d) for s, n in (("2-4-1", 4), ("6-9-3", 5)) for d in ("float64", "float32")}
+    for case, names in seen.items():
+        assert names == VARIANTS, f"{case}: {names ^ VARIANTS}"
+
+
+def test_quick_run_values_are_finite_and_positive(quick_run):
+    _, _, result = quick_run
+    for r in result["rows"]:
+        for key in POSITIVE:
+            assert math.isfinite(r[key]) and r[key] > 0, f"{r['variant']} {r['sizes']} {key} = {r[key]}"
+        assert math.isfinite(r["step_s_iqr"]) and r["step_s_iqr"] >= 0
+        if r["backend"] == "jax":
+            assert math.isfinite(r["compile_s"]) and r["compile_s"] > 0
+        else:
+            assert r["compile_s"] is None
+
+
+def test_quick_run_ratios_are_one_for_the_references(quick_run):
+    """manual's speedup over itself and each floor's ratio to itself are 1 by definition."""
+    _, _, result = quick_run
+    for r in result["rows"]:
+        if r["variant"] == "manual":
+            assert r["speedup_vs_manual"] == pytest.approx(1.0)
+        if r["variant"] == "floor":
+            assert r["floor_ratio"] == pytest.approx(1.0)
+
+
+def test_quick_run_drift_float64_jax_agrees_with_manual(quick_run):
+    _, _, result = quick_run
+    (drift,) = result["drift"]
+    by_case = {(e["impl"], e["dtype"], e["precision"]): e for e in drift["entries"]}
+    assert set(by_case) == {("jax", "float32", "default"), ("jax", "float64", None), ("manual", "float32", None)}
+    assert by_case[("jax", "float64", None)]["worst_rel"] <= tol.GRAD_REL_TOL_F64
+    for e in drift["entries"]:
+        assert all(math.isfinite(r["rel"]) and math.isfinite(r["max_abs"]) for r in e["layers"])
+
+
+def test_plot_writes_a_png(quick_run, tmp_path):
+    import matplotlib  # noqa: F401  (in the test extra: this test must run, not skip)
+
+    from benchmarks.plot import plot
+
+    path = tmp_path / "bench.png"
+    plot(quick_run[2], str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fcgrad_bench_is_a_subcommand():
+    from crosscheck.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--quick", "--sizes", "2-4-1"])
+    assert args.run is cli.run_bench and args.quick and args.sizes == ["2-4-1"]
+
+
+@pytest.mark.parametrize(
+    "spec", ["2-x-1", "5", "3-0-2", "2-4-1:0"], ids=["not-a-number", "one-width", "zero", "zero-batch"]
+)
+def test_bad_sizes_exit_2_naming_the_option(spec, capsys):
+    assert cli.main(["--quick", "--sizes", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fcgrad bench: error: --sizes: expected") and spec in err
+    assert "Traceback" not in err
+
+
+def test_step_flops_count_three_products_per_layer():
+    # 2-4-1, N=4: products of 2·2·4·4 = 64 and 2·4·1·4 = 32 FLOPs, three of each
+    assert flops.step_flops((2, 4, 1), 4, flops.ALL) == 3 * (64 + 32)
+    assert flops.step_flops((2, 4, 1), 4, flops.NEEDED) == 3 * (64 + 32) - 64  # layer 0's residual_x dropped
+    assert flops.gemm_count((784, 256, 256, 10), flops.ALL) == 9
+    assert flops.gemm_count((784, 256, 256, 10), flops.NEEDED) == 8
+
+
+CASES = [((2, 4, 1), 4), ((5, 7, 6, 3), 6)]
+CASE_IDS = ["2-4-1", "5-7-6-3"]
+
+
+def _manual_step(wl):
+    g = network.loss_and_gradients(wl.params, wl.x, wl.t, wl.activations, wl.loss)
+    trainable = [{"w": True, "b": True}] * len(wl.params)
+    return float(g.loss), network.sgd_update(wl.params, g.layers, wl.lr, trainable)
+
+
+def _assert_same_step(loss, params, want_loss, want_params, rel_tol):
+    _, loss_rel = errors(loss, want_loss)
+    assert loss_rel <= rel_tol, f"loss: rel {loss_rel:.1e}"
+    for i, (got, want) in enumerate(zip(params, want_params)):
+        for key in ("w", "b"):
+            _, rel = errors(np.asarray(got[key]), want[key])
+            assert rel <= rel_tol, f"layer {i} {key}: rel {rel:.1e}"
+
+
+@pytest.mark.parametrize("sizes,batch", CASES, ids=CASE_IDS)
+def test_manual_jit_step_matches_manual_step(sizes, batch):
+    """jax.jit of manual's own formulas gives manual's loss and updated parameters (float64)."""
+    wl = make_workload(sizes, batch, "float64")
+    want_loss, want_params = _manual_step(wl)
+    with reference.x64_for("float64"):
+        params, x, t = reference.as_jax(wl.params, wl.x, wl.t, "float64")
+        loss, new = manual_jit(wl)(params, x, t, wl.lr)
+        assert new[0]["w"].dtype == np.float64
+        # GRAD_REL_TOL_F64: the same float64 formulas, summed in another order by XLA (measured ≤ 1.2e-15, bias sums)
+        _assert_same_step(float(loss), jax.device_get(new), want_loss, want_params, tol.GRAD_REL_TOL_F64)
+
+
+@pytest.mark.parametrize("sizes,batch", CASES, ids=CASE_IDS)
+def test_manual_jit_step_matches_jax_autodiff_step(sizes, batch):
+    """The compiled hand formulas agree with reference.jit_step (jax.grad), an independent derivation."""
+    wl = make_workload(sizes, batch, "float64")
+    with reference.x64_for("float64"):
+        params, x, t = reference.as_jax(wl.params, wl.x, wl.t, "float64")
+        loss, new = manual_jit(wl)(params, x, t, wl.lr)
+        trainable = reference.static_trainable(None, len(params))
+        ref_loss, ref_new = reference.jit_step(
+            params, x, t, wl.lr, activations=wl.activations, loss_name=wl.loss, trainable=trainable
+        )
+        ref_params = jax.device_get(ref_new)
+        _assert_same_step(float(loss), jax.device_get(new), float(ref_loss), ref_params, tol.GRAD_REL_TOL_F64)
+
+
+@pytest.mark.parametrize("sizes,batch", CASES, ids=CASE_IDS)
+def test_bare_numpy_step_matches_manual_step(sizes, batch):
+    """bare-numpy prices manual's abstraction only: the same loss and update, to rounding."""
+    wl = make_workload(sizes, batch, "float64")
+    want_loss, want_params = _manual_step(wl)
+    loss, ws, bs = bare_step([p["w"] for p in wl.params], [p["b"] for p in wl.params], wl.x, wl.t, wl.lr)
+    params = [{"w": w, "b": b} for w, b in zip(ws, bs)]
+    # GRAD_REL_TOL_F64: the same float64 operations in the same order; measured exactly equal
+    _assert_same_step(loss, params, want_loss, want_params, tol.GRAD_REL_TOL_F64)
+
+
+def test_merge_replaces_a_workloads_rows_and_keeps_the_others(quick_run):
+    from benchmarks.merge import merge
+
+    base = quick_run[2]
+    slower = [dict(r, step_s_median=2 * r["step_s_median"]) for r in base["rows"] if r["sizes"] == "6-9-3"]
+    merged = merge(base, {"date": "later", "rows": slower})
+    assert len(merged["rows"]) == len(base["rows"])
+    for old, new in zip(base["rows"], merged["rows"]):
+        factor = 2 if old["sizes"] == "6-9-3" else 1
+        assert new["step_s_median"] == pytest.approx(factor * old["step_s_median"])
+        assert new["speedup_vs_manual"] == pytest.approx(old["speedup_vs_manual"])  # ratios within one run
+    assert [m["date"] for m in merged["merged_from"]] == [base["date"], "later"]

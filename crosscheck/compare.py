@@ -48,10 +48,3 @@ def rel_row(layer: int, quantity: str, a, r, tol: float) -> Row:
     """Pass when the relative error is within ``tol`` (NaN never passes)."""
     max_abs, rel = errors(a, r)
     return Row(layer, quantity, max_abs, rel, tol, bool(rel <= tol))
-
-
-def scaled_abs_row(layer: int, quantity: str, a, r, tol: float) -> Row:
-    """Pass when max |a − r| ≤ tol · max(1, max |r|): absolute for O(1) values, relative for large ones."""
-    max_abs, rel = errors(a, r)
-    scale = max(1.0, float(np.max(np.abs(r)))) if np.size(r) else 1.0
-    return Row(layer, quantity, max_abs, rel, tol * scale, bool(max_abs <= tol * scale))

@@ -1,10 +1,10 @@
-"""``fcgrad audit``: where the seed blog's code departs from its own math, and what each departure costs.
+"""``fcgrad audit``: where the blog's code departs from its own math, and what each departure costs.
 
 Both sides start from the problem's parameters and train every ``w`` and ``b``, as the
 blog's code does (also on Mazur's example, whose post keeps the biases fixed).
 
 How a departure becomes a finding:
-- Where: the seed's backward, fed JAX's correct inputs layer by layer (JAX's ``residual_y``
+- Where: the blog's backward, fed JAX's correct inputs layer by layer (JAX's ``residual_y``
   for the loss, JAX's ``residual_x`` of the layer above for each layer), with only that
   departure on. A quantity it computes differently from JAX beyond the gradient tolerance
   is where the departure *originates*; inside a layer a wrong ``residual_z`` hides the three
@@ -13,7 +13,7 @@ How a departure becomes a finding:
   ``residual_x`` of each layer above the first. The first layer's ``residual_x`` (∂L/∂X, the
   blog's ``saliency``) feeds no layer and trains nothing, so it is left out.
 - How much: that quantity of the variant with only that departure on, chained end to end
-  through one step (``seed_gradients``) at the initial parameters, against JAX.
+  through one step (``blog_gradients``) at the initial parameters, against JAX.
 - What it costs: that variant trained for the problem's steps against the JAX run.
 Attribution is checked on the combined variant too: each location where the variant with
 every chosen departure on differs from JAX (fed JAX's inputs) must be claimed by exactly
@@ -29,15 +29,15 @@ import reference
 from crosscheck import tolerances as tol
 from crosscheck.compare import errors
 from crosscheck.problems import Problem
-from manual.errors import DivergenceError
-from manual.seed_variant import (
+from manual.blog_code import (
     DEPARTURES,
-    SeedDepartures,
-    seed_fc_backward,
-    seed_gradients,
-    seed_loss_backward,
-    seed_train,
+    BlogDepartures,
+    blog_fc_backward,
+    blog_gradients,
+    blog_loss_backward,
+    blog_train,
 )
+from manual.errors import DivergenceError
 
 CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once while comparing trajectories
 LOCAL_ORDER = ("residual_z", "grad_w", "grad_b", "residual_x")  # residual_z feeds the other three
@@ -51,13 +51,13 @@ def backward_order(location: tuple[int, str]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Divergence:
-    """How a seed-variant run and the JAX run drift apart over the steps.
+    """How a blog-code run and the JAX run drift apart over the steps.
 
     Param differences are max |Δ| over every layer's ``w`` and ``b``; entry k is after k steps.
     """
 
-    steps: int  # steps compared (fewer than asked when the seed variant diverged)
-    diverged_at_step: int | None  # first step whose seed loss is not finite, None if it stayed finite
+    steps: int  # steps compared (fewer than asked when the blog-code variant diverged)
+    diverged_at_step: int | None  # first step whose blog-code loss is not finite, None if it stayed finite
     loss_max_abs_diff: float  # max over steps of |L_seed − L_jax|
     param_max_abs_diff: float  # max over steps of the param difference
     first_step_params_differ: int | None  # first k whose param difference exceeds the trajectory tolerance
@@ -86,7 +86,7 @@ class Finding:
 @dataclass
 class AuditReport:
     problem: Problem  # as audited: trainable=None (every w and b)
-    departures: SeedDepartures
+    departures: BlogDepartures
     findings: list[Finding]
     not_found: dict[str, str]  # departure on but changing no number here -> why
     attribution: list[dict]  # locations where the combined variant differs: {layer, quantity, causes}
@@ -100,7 +100,7 @@ class AuditReport:
 
 
 def audit_problem(p: Problem) -> Problem:
-    """The problem as the audit runs it: both sides train every w and b, as the seed's code does."""
+    """The problem as the audit runs it: both sides train every w and b, as the blog's code does."""
     return replace(p, trainable=None)
 
 
@@ -108,18 +108,18 @@ def _reference(p: Problem, params) -> dict:
     return reference.gradients(params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
 
 
-def _local_differences(p: Problem, ref: dict, departures: SeedDepartures) -> dict[tuple[int, str], tuple[float, float]]:
-    """(layer, quantity) -> (max_abs, rel) where the seed's formulas, fed JAX's inputs, differ from JAX."""
+def _local_differences(p: Problem, ref: dict, departures: BlogDepartures) -> dict[tuple[int, str], tuple[float, float]]:
+    """(layer, quantity) -> (max_abs, rel) where the blog's formulas, fed JAX's inputs, differ from JAX."""
     limit = tol.grad_rel_tol(p.dtype)
     y, caches = manual.forward(p.params, p.x, p.activations)
     top = len(p.params) - 1
     found = {}
-    err = errors(seed_loss_backward(y, p.t, p.loss, departures), ref["residual_y"])
+    err = errors(blog_loss_backward(y, p.t, p.loss, departures), ref["residual_y"])
     if err[1] > limit:
         found[(top, "residual_y")] = err
     for i in range(top, -1, -1):
         incoming = ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]  # (out, N), correct
-        g, _ = seed_fc_backward(incoming, p.params[i], caches[i], p.activations[i], p.lr, departures)
+        g, _ = blog_fc_backward(incoming, p.params[i], caches[i], p.activations[i], p.lr, departures)
         diffs = {q: errors(getattr(g, q), ref["layers"][i][q]) for q in LOCAL_ORDER}
         wrong = [q for q in LOCAL_ORDER if diffs[q][1] > limit and not (q == "residual_x" and i == 0)]
         if "residual_z" in wrong:
@@ -129,9 +129,9 @@ def _local_differences(p: Problem, ref: dict, departures: SeedDepartures) -> dic
     return found
 
 
-def _end_to_end(p: Problem, ref: dict, departures: SeedDepartures, layer: int, quantity: str) -> tuple[float, float]:
-    """Error of one quantity of the seed variant's step 0 (chained through the whole backward) against JAX."""
-    g = seed_gradients(
+def _end_to_end(p: Problem, ref: dict, departures: BlogDepartures, layer: int, quantity: str) -> tuple[float, float]:
+    """Error of one quantity of the blog-code variant's step 0 (chained through the whole backward) against JAX."""
+    g = blog_gradients(
         p.params, p.x, p.t, activations=p.activations, loss=p.loss, lr=p.lr, departures=departures, dtype=p.dtype
     )
     if quantity == "residual_y":
@@ -175,11 +175,11 @@ def _checkpoint_steps(steps: int) -> list[int]:
     return marks + [steps] if steps > 0 else [0]
 
 
-def _param_diff_per_entry(seed_params, ref_params) -> tuple[np.ndarray, float]:
+def _param_diff_per_entry(blog_params, ref_params) -> tuple[np.ndarray, float]:
     """Per recorded entry, max |Δ| over every layer's w and b; and max |reference param|."""
     per = []
     scale = 0.0
-    for s, r in zip(seed_params, ref_params):
+    for s, r in zip(blog_params, ref_params):
         for k in ("w", "b"):
             d = np.abs(np.asarray(s[k], np.float64) - np.asarray(r[k], np.float64))
             per.append(d.reshape(d.shape[0], -1).max(axis=1))
@@ -191,30 +191,30 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def diverge(p: Problem, departures: SeedDepartures, *, keep_history: bool = False) -> tuple[Divergence, dict]:
-    """Train the seed variant and the JAX reference ``p.steps`` steps from ``p.params`` and compare every step.
+def diverge(p: Problem, departures: BlogDepartures, *, keep_history: bool = False) -> tuple[Divergence, dict]:
+    """Train the blog-code variant and the JAX reference ``p.steps`` steps from ``p.params`` and compare every step.
 
     Runs in chunks so a large network's history is never held whole (unless ``keep_history``).
-    Returns the divergence and, when kept, the seed's history under the ``--save`` keys.
+    Returns the divergence and, when kept, the blog's history under the ``--save`` keys.
     """
     limit = tol.traj_abs_tol(p.dtype)
     per_step = sum(v.size for layer in p.params for v in layer.values()) * np.dtype(p.dtype).itemsize
     chunk = max(1, CHUNK_BYTES // per_step)
     common = dict(activations=p.activations, loss=p.loss, lr=p.lr, dtype=p.dtype)
     marks = set(_checkpoint_steps(p.steps))
-    seed_losses, ref_losses, param_diffs = [], [], [np.zeros(1)]  # entry 0: both start from p.params
+    blog_losses, ref_losses, param_diffs = [], [], [np.zeros(1)]  # entry 0: both start from p.params
     kept = {f"{k}{i}_seed": [layer[k][None]] for i, layer in enumerate(p.params) for k in ("w", "b")}
     ps = pr = p.params
     done, diverged, first_over = 0, None, None
     while done < p.steps:
         k = min(chunk, p.steps - done)
         try:
-            s = seed_train(ps, p.x, p.t, steps=k, departures=departures, **common)
+            s = blog_train(ps, p.x, p.t, steps=k, departures=departures, **common)
         except DivergenceError as exc:
             diverged, k = done + exc.step, exc.step
             if k == 0:
                 break
-            s = seed_train(ps, p.x, p.t, steps=k, departures=departures, **common)
+            s = blog_train(ps, p.x, p.t, steps=k, departures=departures, **common)
         r = reference.train(pr, p.x, p.t, steps=k, **common)
         per_entry, scale = _param_diff_per_entry(
             [{q: v[1:] for q, v in layer.items()} for layer in s.params],
@@ -223,7 +223,7 @@ def diverge(p: Problem, departures: SeedDepartures, *, keep_history: bool = Fals
         over = np.flatnonzero(per_entry > limit * max(1.0, scale))
         if first_over is None and over.size:
             first_over = done + 1 + int(over[0])
-        seed_losses.append(s.losses)
+        blog_losses.append(s.losses)
         ref_losses.append(r["losses"])
         param_diffs.append(per_entry)
         if keep_history:
@@ -234,7 +234,7 @@ def diverge(p: Problem, departures: SeedDepartures, *, keep_history: bool = Fals
         done += k
         if diverged is not None:
             break
-    ls = np.concatenate(seed_losses) if seed_losses else np.zeros(0)  # (done,)
+    ls = np.concatenate(blog_losses) if blog_losses else np.zeros(0)  # (done,)
     lj = np.concatenate(ref_losses) if ref_losses else np.zeros(0)  # (done,)
     dp = np.concatenate(param_diffs)  # (done + 1,)
     if diverged is None:
@@ -273,14 +273,14 @@ def diverge(p: Problem, departures: SeedDepartures, *, keep_history: bool = Fals
     return div, histories
 
 
-def audit(p: Problem, departures: SeedDepartures | None = None, *, keep_history: bool = False) -> AuditReport:
-    """Run the seed variant (the chosen departures on) and JAX from ``p.params``; find and attribute each departure."""
+def audit(p: Problem, departures: BlogDepartures | None = None, *, keep_history: bool = False) -> AuditReport:
+    """Run the blog-code variant (chosen departures on) and JAX from ``p.params``; find and attribute each."""
     p = audit_problem(p)
-    departures = SeedDepartures() if departures is None else departures
+    departures = BlogDepartures() if departures is None else departures
     ref = _reference(p, p.params)
     findings, not_found, claimed = [], {}, {}
     for cause in departures.on:
-        only = SeedDepartures.only(cause)
+        only = BlogDepartures.only(cause)
         local = _local_differences(p, ref, only)
         if not local:
             not_found[cause] = _no_finding_reason(cause, p)
@@ -332,7 +332,7 @@ def as_json(report: AuditReport) -> dict:
     return _json_safe(
         {
             "ok": report.ok,
-            "problem": {**p.summary(), "trained": "every w and b, on both sides (as the seed's code does)"},
+            "problem": {**p.summary(), "trained": "every w and b, on both sides (as the blog's code does)"},
             "departures": list(report.departures.on),
             "findings": [f.as_dict() for f in report.findings],
             "not_found": report.not_found,

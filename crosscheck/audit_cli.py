@@ -10,15 +10,15 @@ from crosscheck.audit import AuditReport, Divergence, as_json, audit
 from crosscheck.cli import add_problem_options, problem_from_args
 from crosscheck.report import describe
 from crosscheck.run import save_npz
-from manual.seed_variant import DEPARTURES, SeedDepartures
+from manual.blog_code import DEPARTURES, BlogDepartures
 
 
 def register(subparsers) -> None:
     a = subparsers.add_parser(
         "audit",
-        help="find where the seed blog's code departs from its math, against JAX",
+        help="find where the blog's code departs from its math, against JAX",
         description=(
-            "Run the seed blog's published code (as a variant of the manual path) and the JAX reference "
+            "Run the blog's published code (as a variant of the manual path) and the JAX reference "
             "from the same parameters, both training every w and b, and report each departure that changes "
             "a number: its cause, the layer and quantity it corrupts, the error at step 0, and how training drifts."
         ),
@@ -31,12 +31,12 @@ def register(subparsers) -> None:
         help=f"comma list of the departures switched on: {', '.join(DEPARTURES)}; or all (default) or none",
     )
     a.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
-    a.add_argument("--save", metavar="PATH.npz", help="write the seed variant's trajectory, initial params and data")
+    a.add_argument("--save", metavar="PATH.npz", help="write the blog-code trajectory, initial params and data")
     a.set_defaults(run=cmd_audit)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    departures = SeedDepartures.from_names(args.departures)  # bad names fail before any work
+    departures = BlogDepartures.from_names(args.departures)  # bad names fail before any work
     p = problem_from_args(args)
     report = audit(p, departures, keep_history=args.save is not None)
     if args.save:
@@ -62,8 +62,8 @@ def _drift(d: Divergence, tol: float) -> list[str]:
         f"max|Δparam| {d.param_max_abs_diff:.2e} ({first})"
     ]
     if d.diverged_at_step is not None:
-        lines.append(f"  the seed variant diverged: its loss is not finite at step {d.diverged_at_step}")
-    lines.append(f"    {'step':>7}  {'loss seed':>12}  {'loss JAX':>12}  {'max|Δparam|':>11}")
+        lines.append(f"  the blog-code variant diverged: its loss is not finite at step {d.diverged_at_step}")
+    lines.append(f"    {'step':>7}  {'loss blog':>12}  {'loss JAX':>12}  {'max|Δparam|':>11}")
     for c in d.checkpoints:
         lines.append(
             f"    {c['step']:>7}  {_num(c['loss_seed']):>12}  {_num(c['loss_jax']):>12}"
@@ -77,7 +77,7 @@ def text(report: AuditReport) -> str:
     on = ", ".join(report.departures.on) or "none (the correct path)"
     parts = [
         f"fcgrad audit — {describe(p)}",
-        f"seed variant: departures on: {on}; both sides train every w and b, from the same parameters",
+        f"blog-code variant: departures on: {on}; both sides train every w and b, from the same parameters",
         "",
     ]
     first_of_cause: dict[str, int] = {}

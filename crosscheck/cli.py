@@ -34,7 +34,7 @@ def _seed(text: str) -> int:
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose a problem; shared by ``check`` and ``audit``."""
     g = parser.add_argument_group("problem")
-    g.add_argument("--example", choices=EXAMPLES, help="a built-in problem (default: and, the seed's)")
+    g.add_argument("--example", choices=EXAMPLES, help="a built-in problem (default: and, the blog's)")
     g.add_argument("--sizes", type=_int_list, help="layer widths for a random problem, e.g. 3,7,5,2")
     g.add_argument(
         "--activation",

@@ -1,6 +1,6 @@
-"""The problems ``fcgrad`` runs: the seed's AND, XOR, Matt Mazur's worked example, or random ones.
+"""The problems ``fcgrad`` runs: the blog's AND, XOR, Matt Mazur's worked example, or random ones.
 
-A ``Problem`` holds everything both sides need, in the seed's layout, as NumPy arrays.
+A ``Problem`` holds everything both sides need, in the blog's layout, as NumPy arrays.
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from manual.errors import FcgradError
 from manual.network import init_params
 
 EXAMPLES = ("and", "xor", "mazur")
-SEED_STEPS = 10_000  # the seed trains for 10,000 full-batch iterations
+BLOG_STEPS = 10_000  # the blog trains for 10,000 full-batch iterations
 RANDOM_STEPS = 1_000  # default for custom sizes, where a step can cost far more
 
 
@@ -70,13 +70,13 @@ class Problem:
 def _seed_network(name: str, t_row: list[float], seed: int) -> Problem:
     x = np.array([[0, 0, 1, 1], [0, 1, 0, 1]], dtype=np.float64)  # 4 samples by column
     t = np.array([t_row], dtype=np.float64)
-    # the seed draws w from randn (std 1) and starts b at zero
+    # the blog draws w from randn (std 1) and starts b at zero
     params = init_params([2, 4, 1], seed=seed, std=1.0)
-    return Problem(name, (2, 4, 1), ("sigmoid", "sigmoid"), "square", x, t, params, 0.1, SEED_STEPS)
+    return Problem(name, (2, 4, 1), ("sigmoid", "sigmoid"), "square", x, t, params, 0.1, BLOG_STEPS)
 
 
 def and_example(seed: int = 0) -> Problem:
-    """The seed's problem: logical AND, 2-4-1 sigmoid, square loss, lr 0.1, 10,000 steps."""
+    """The blog's problem: logical AND, 2-4-1 sigmoid, square loss, lr 0.1, 10,000 steps."""
     return _seed_network("and", [0, 0, 0, 1], seed)
 
 
@@ -102,7 +102,7 @@ def mazur_example() -> Problem:
     x = np.array([[0.05], [0.10]])
     t = np.array([[0.01], [0.99]])
     frozen_b = [{"w": True, "b": False}, {"w": True, "b": False}]
-    return Problem("mazur", (2, 2, 2), ("sigmoid", "sigmoid"), "square", x, t, params, 0.5, SEED_STEPS, frozen_b)
+    return Problem("mazur", (2, 2, 2), ("sigmoid", "sigmoid"), "square", x, t, params, 0.5, BLOG_STEPS, frozen_b)
 
 
 def default_activations(n_layers: int, loss: str) -> tuple[str, ...]:

@@ -67,7 +67,7 @@ def text(report: CheckReport) -> str:
 
 
 def _arr(name: str, a: np.ndarray) -> str:
-    """``name=[[...]]`` as the seed prints its X, t and y."""
+    """``name=[[...]]`` as the blog prints its X, t and y."""
     return f"{name}=" + np.array2string(np.asarray(a), precision=6, separator=", ", prefix=f"{name}=")
 
 

@@ -33,7 +33,7 @@ inside the call):
    (for gradients that are zero or nearly so).
 
 Gradient names: by default the input ``x`` gets ``residual_x`` and every other input ``p``
-gets ``grad_p`` (the seed's names: ``residual_x``, ``grad_w``, ``grad_b``). Pass
+gets ``grad_p`` (the blog's names: ``residual_x``, ``grad_w``, ``grad_b``). Pass
 ``wrt={"gradient name": "input name", ...}`` to choose other names or to check only some
 inputs. Keys the backward returns beyond those checked (``residual_z``, say) are ignored.
 
@@ -94,7 +94,7 @@ class GradientCheck:
 
 
 def default_wrt(names) -> dict[str, str]:
-    """The seed's names: ``x`` -> ``residual_x``, any other input ``p`` -> ``grad_p``."""
+    """The blog's names: ``x`` -> ``residual_x``, any other input ``p`` -> ``grad_p``."""
     return {("residual_x" if n == "x" else f"grad_{n}"): n for n in names}
 
 

@@ -2,7 +2,7 @@
 
 Measured on this project's grid (depth 1-4, widths up to 64, batch 1-32, every
 activation and loss, float64): manual and JAX gradients differ by rel ≤ 3e-16
-on most rows and ≤ 3e-15 on small bias sums (a few ulps, from different summation orders) and the seed's 10,000-step run
+on most rows and ≤ 3e-15 on small bias sums (a few ulps, from different summation orders) and the blog's 10,000-step run
 keeps parameters within 2e-15. A wrong term gives rel ≥ 1e-2. The float64
 tolerances sit about 1000× above the measured noise and 1e10× below the
 smallest error a broken derivation makes.

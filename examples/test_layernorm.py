@@ -3,7 +3,7 @@
 The library has no normalisation layer; this file is what a user writes to add one.
 Copy it into your own tests (see examples/README.md) and replace the layer with yours.
 
-Layout (the seed's): x (D, N) holds N samples by column; each column is normalised over its D rows,
+Layout (the blog's): x (D, N) holds N samples by column; each column is normalised over its D rows,
 then scaled by a gain g (D, 1) and shifted by a bias b (D, 1):
     μ = mean of the column, v = mean of (x − μ)², x̂ = (x − μ) / √(v + ε), y = g ⊙ x̂ + b.
 """

@@ -4,7 +4,7 @@ The library has no softplus; this file is what a user writes to add one: the for
 a hand-derived backward, and a test that holds the backward to JAX's autodiff.
 Copy it into your own tests (see examples/README.md) and replace the layer with yours.
 
-Layout (the seed's): x (in, N) by column, w (in, out), b (out, 1), z = wᵀ·x + b, y = softplus(z).
+Layout (the blog's): x (in, N) by column, w (in, out), b (out, 1), z = wᵀ·x + b, y = softplus(z).
 softplus(z) = log(1 + eᶻ), and its derivative is the logistic sigmoid σ(z) = 1 / (1 + e⁻ᶻ).
 """
 
@@ -30,7 +30,7 @@ def forward(x, w, b):
 
 
 def backward(residual_y, x, w, b):
-    """residual_y = ∂L/∂y (out, N) -> the gradients of x, w and b, in the seed's names."""
+    """residual_y = ∂L/∂y (out, N) -> the gradients of x, w and b, in the blog's names."""
     z = w.T @ x + b  # (out, in)·(in, N) + (out, 1) -> (out, N)
     sigmoid = 0.5 * (1 + np.tanh(z / 2))  # (out, N), σ(z) written so that no exp can overflow
     residual_z = residual_y * sigmoid  # (out, N) ⊙ softplus'(z) = σ(z) -> (out, N)

@@ -1,4 +1,4 @@
-"""Hand-derived matrix backpropagation in NumPy, in the seed blog's layout. Never imports jax."""
+"""Hand-derived matrix backpropagation in NumPy, in the blog's layout. Never imports jax."""
 
 from manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
 from manual.errors import DivergenceError, FcgradError

@@ -6,7 +6,7 @@ formulas run on NumPy arrays here and on JAX arrays when a benchmark compiles th
 Each activation has a forward ``y = f(z)`` and a backward that turns the
 residual of its output into the residual of its input,
 ``residual_z = residual_y ⊙ f'(z)``. Where the derivative is cheapest from
-the output (sigmoid, tanh) it is written that way, as the seed does.
+the output (sigmoid, tanh) it is written that way, as the blog does.
 """
 
 from collections.abc import Callable

@@ -1,4 +1,4 @@
-"""The seed's class API (FC, SquareLoss, Net) on top of the pure functions.
+"""The blog's class API (FC, SquareLoss, Net) on top of the pure functions.
 
 Shaped like the blog's classes, with its names (``topVal``, ``bottomVal``,
 ``residual_z``, ``grad_w``...), but correct: the loss gradient keeps the 1/N,
@@ -36,11 +36,11 @@ class FC:
         return y
 
     @property
-    def topVal(self) -> np.ndarray:  # noqa: N802  (the seed's name)
+    def topVal(self) -> np.ndarray:  # noqa: N802  (the blog's name)
         return self._cache.y
 
     @property
-    def bottomVal(self) -> np.ndarray:  # noqa: N802  (the seed's name)
+    def bottomVal(self) -> np.ndarray:  # noqa: N802  (the blog's name)
         return self._cache.x
 
     def backward(self, residual_y: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ class CrossEntropyLoss(_Loss):
 
 
 class Net:
-    """Layers of any widths; ``Net((2, 4, 1))`` is the seed's network."""
+    """Layers of any widths; ``Net((2, 4, 1))`` is the blog's network."""
 
     def __init__(self, sizes: Sequence[int] = (2, 4, 1), lr: float = 0.1, activations="sigmoid", loss=None, *, seed=0):
         sizes = validate.check_sizes(sizes)

@@ -1,7 +1,7 @@
 """One fully connected layer, forward and hand-derived backward, as pure functions.
 
 Written against the array-API standard, so they also run (and compile) on JAX arrays.
-Layout (the seed's): data by column, ``x`` is ``(in, N)``; ``w`` is ``(in, out)``;
+Layout (the blog's): data by column, ``x`` is ``(in, N)``; ``w`` is ``(in, out)``;
 ``b`` is ``(out, 1)``; ``z = wᵀ·x + b`` and ``y = f(z)`` are ``(out, N)``.
 """
 
@@ -13,7 +13,7 @@ from manual.activations import ACTIVATIONS, namespace
 
 
 class Cache(NamedTuple):
-    """What the forward keeps for the backward (the seed's bottomVal and topVal)."""
+    """What the forward keeps for the backward (the blog's bottomVal and topVal)."""
 
     x: np.ndarray  # (in, N)   the layer's input, bottomVal
     z: np.ndarray  # (out, N)  the linear part
@@ -21,7 +21,7 @@ class Cache(NamedTuple):
 
 
 class LayerGrads(NamedTuple):
-    """Everything the backward of one layer computes, in the seed's names."""
+    """Everything the backward of one layer computes, in the blog's names."""
 
     residual_z: np.ndarray  # (out, N)  ∂L/∂z
     grad_w: np.ndarray  # (in, out)  ∂L/∂w

@@ -11,7 +11,7 @@ from manual.activations import namespace
 
 
 def square_forward(y, t):
-    """The seed's loss: L = Σ (y − t)² / N / 2."""
+    """The blog's loss: L = Σ (y − t)² / N / 2."""
     n = y.shape[1]
     return namespace(y).sum((y - t) ** 2) / n / 2
 

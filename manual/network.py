@@ -31,10 +31,10 @@ class Trajectory(NamedTuple):
 
 
 def init_params(sizes: Sequence[int], *, seed: int = 0, dtype="float64", std: float | None = None) -> Params:
-    """Normal weights and zero biases, as the seed initialises them.
+    """Normal weights and zero biases, as the blog initialises them.
 
     ``std=None`` draws ``N(0, 1/in)`` so deep or wide nets do not start saturated;
-    ``std=1.0`` is the seed's ``np.random.randn(in, out)``.
+    ``std=1.0`` is the blog's ``np.random.randn(in, out)``.
     """
     sizes = validate.check_sizes(sizes)
     dt = validate.check_dtype(dtype)

@@ -106,7 +106,7 @@ def check_params(params, dtype=None) -> tuple[list[dict[str, np.ndarray]], np.dt
         b = _finite_float_array(f"layer {i} b", layer["b"], dtype)
         n_in, n_out = w.shape
         if b.shape != (n_out, 1):
-            hint = " (a row; the seed's b is a column)" if b.shape == (1, n_out) else ""
+            hint = " (a row; the blog's b is a column)" if b.shape == (1, n_out) else ""
             raise FcgradError(f"layer {i} b: expected shape ({n_out}, 1) to match w {w.shape}, got {b.shape}{hint}")
         if i > 0 and n_in != out[-1]["w"].shape[1]:
             prev = out[-1]["w"].shape

@@ -20,7 +20,7 @@ def x64_for(dtype):
 
 
 def check_shapes(params, x, t) -> None:
-    """The seed's layout, or a ValueError naming what was expected and what came."""
+    """The blog's layout, or a ValueError naming what was expected and what came."""
     for i, p in enumerate(params):
         n_in, n_out = np.shape(p["w"])
         if np.shape(p["b"]) != (n_out, 1):

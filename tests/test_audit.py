@@ -1,4 +1,4 @@
-"""``fcgrad audit``: the seed variant reproduces the blog's code, and the audit finds and attributes each departure."""
+"""``fcgrad audit``: the blog-code variant reproduces the blog's code; the audit finds and attributes each departure."""
 
 import functools
 import json
@@ -12,11 +12,11 @@ from crosscheck import tolerances as tol
 from crosscheck.audit import audit
 from crosscheck.cli import main
 from crosscheck.problems import and_example, mazur_example, random_problem
+from manual.blog_code import DEPARTURES, BlogDepartures, blog_gradients, blog_train
 from manual.errors import FcgradError
-from manual.seed_variant import DEPARTURES, SeedDepartures, seed_gradients, seed_train
 
 AUDIT_STEPS = 30  # enough to see the runs drift apart; the CLI default (10,000) is for people, not CI
-# The seed's AND network (2-4-1, N=4): where each departure first changes a number.
+# The blog's AND network (2-4-1, N=4): where each departure first changes a number.
 AND_LOCATIONS = {
     "unnormalized_loss_grad": {(1, "residual_y")},  # the loss backward, above the top layer
     "scalar_bias_grad": {(0, "grad_b")},  # the 4-unit hidden layer; the 1-output layer's scalar is right
@@ -50,7 +50,7 @@ def _problem(name: str):
 
 @functools.cache
 def _audit(name: str, departures: str):
-    return audit(_problem(name), SeedDepartures.from_names(departures))
+    return audit(_problem(name), BlogDepartures.from_names(departures))
 
 
 def _locations(report, cause=None):
@@ -128,7 +128,7 @@ def test_no_departures_no_findings_and_the_variant_matches_jax():
     assert report.combined.param_max_abs_diff <= tol.TRAJ_ABS_TOL_F64
     assert report.combined.loss_max_abs_diff <= tol.TRAJ_ABS_TOL_F64
     p = _problem("and")
-    g = seed_gradients(p.params, p.x, p.t, lr=p.lr, departures=SeedDepartures.none())
+    g = blog_gradients(p.params, p.x, p.t, lr=p.lr, departures=BlogDepartures.none())
     r = reference.gradients(p.params, p.x, p.t, activations=p.activations)
     for i, layer in enumerate(g.layers):
         for q in manual.QUANTITIES:
@@ -140,24 +140,24 @@ def test_a_wrong_term_outside_the_three_switches_is_reported_unexplained(monkeyp
     import crosscheck.audit as audit_module
 
     doubled = lambda y, t, loss, departures: 2 * manual.losses.LOSSES[loss].backward(y, t)  # noqa: E731
-    monkeypatch.setattr(audit_module, "seed_loss_backward", doubled)
-    report = audit(_problem("and").with_options(steps=2), SeedDepartures.none())
+    monkeypatch.setattr(audit_module, "blog_loss_backward", doubled)
+    report = audit(_problem("and").with_options(steps=2), BlogDepartures.none())
     assert report.findings == []
     assert report.unexplained == [{"layer": 1, "quantity": "residual_y", "causes": []}]
 
 
-def test_the_seed_variant_trains_what_the_blogs_code_trains_every_w_and_b():
+def test_the_blog_code_trains_what_the_blogs_code_trains_every_w_and_b():
     p = _problem("mazur")
     assert p.trainable is not None  # the post freezes its biases ...
-    assert audit(p.with_options(steps=1), SeedDepartures.none()).problem.trainable is None  # ... the audit does not
+    assert audit(p.with_options(steps=1), BlogDepartures.none()).problem.trainable is None  # ... the audit does not
 
 
 def test_mazur_first_step_output_weights_match_the_post_hidden_weights_do_not():
     p = mazur_example()
-    seed = seed_train(p.params, p.x, p.t, lr=p.lr, steps=1).final  # all three departures, w and b trained
+    seed = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1).final  # all three departures, w and b trained
     # w5..w8 = 0.35891648, 0.408666186, 0.511301270, 0.561370121: within the post's rounding
     np.testing.assert_allclose(seed[1]["w"], MAZUR_OUTPUT_W, rtol=0, atol=MAZUR_PRINT_TOL)
-    # w1..w4 = 0.149780716, 0.19956143, 0.24975114, 0.29950229: the seed's are 3.7e-5 to 7.4e-5 larger, because
+    # w1..w4 = 0.149780716, 0.19956143, 0.24975114, 0.29950229: the blog's are 3.7e-5 to 7.4e-5 larger, because
     # the residual sent to the hidden layer used the updated w5..w8 (measured 0.14981764, 0.19963528, 0.24978819,
     # 0.29957637)
     hidden_diff = seed[0]["w"] - MAZUR_HIDDEN_W
@@ -165,15 +165,15 @@ def test_mazur_first_step_output_weights_match_the_post_hidden_weights_do_not():
     assert np.max(hidden_diff) == pytest.approx(7.408e-5, rel=QUOTED_DIGITS_REL)  # w4
     # The post keeps its biases fixed; a first step's w updates use the pre-step activations, so
     # training the biases (as the blog's code does) changes none of these weights.
-    frozen_b = seed_train(p.params, p.x, p.t, lr=p.lr, steps=1, trainable=p.trainable).final
+    frozen_b = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1, trainable=p.trainable).final
     for i in range(2):
         np.testing.assert_allclose(frozen_b[i]["w"], seed[i]["w"], rtol=0, atol=tol.TRAJ_ABS_TOL_F64)
     # The update order alone makes the hidden difference; the correct path reproduces the post's w1..w4.
-    order_only = seed_train(
-        p.params, p.x, p.t, lr=p.lr, steps=1, departures=SeedDepartures.only("residual_after_update")
+    order_only = blog_train(
+        p.params, p.x, p.t, lr=p.lr, steps=1, departures=BlogDepartures.only("residual_after_update")
     )
     np.testing.assert_allclose(order_only.final[0]["w"], seed[0]["w"], rtol=0, atol=tol.TRAJ_ABS_TOL_F64)
-    correct = seed_train(p.params, p.x, p.t, lr=p.lr, steps=1, departures=SeedDepartures.none()).final
+    correct = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1, departures=BlogDepartures.none()).final
     np.testing.assert_allclose(correct[0]["w"], MAZUR_HIDDEN_W, rtol=0, atol=MAZUR_PRINT_TOL)
 
 
@@ -190,7 +190,7 @@ def test_mazur_audit_finds_the_bias_and_the_update_order_but_not_the_1_over_n():
 
 @pytest.mark.parametrize("text", ["all", "none", "scalar_bias_grad", "unnormalized_loss_grad, residual_after_update"])
 def test_departures_parse_from_names(text):
-    d = SeedDepartures.from_names(text)
+    d = BlogDepartures.from_names(text)
     expected = DEPARTURES if text == "all" else () if text == "none" else tuple(s.strip() for s in text.split(","))
     assert d.on == expected
 
@@ -198,7 +198,7 @@ def test_departures_parse_from_names(text):
 @pytest.mark.parametrize("text", ["foo", "scalar_bias_grad,foo", ""], ids=["unknown", "one-unknown", "empty"])
 def test_unknown_departure_names_are_refused(text):
     with pytest.raises(FcgradError, match="expected a comma-separated list of unnormalized_loss_grad"):
-        SeedDepartures.from_names(text)
+        BlogDepartures.from_names(text)
 
 
 def test_cli_audit_json_exits_0_with_the_keys(capsys):

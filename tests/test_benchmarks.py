@@ -19,7 +19,7 @@ from crosscheck import tolerances as tol
 from crosscheck.compare import errors
 from manual import network
 
-# tiny sizes keep the run at a few seconds; the seed's size is the one the targets name
+# tiny sizes keep the run at a few seconds; the blog's size is the one the targets name
 QUICK_ARGS = ["--quick", "--sizes", "2-4-1", "6-9-3:5", "--drift", "6-9-3:5"]
 VARIANTS = {"manual", "bare-numpy", "jit-step", "jit-fused", "manual-jit", "floor", "floor-needed"}
 ROW_KEYS = {

@@ -20,11 +20,11 @@ from manual.layer import QUANTITIES, LayerGrads
 from manual.losses import LOSSES, Loss, square_forward
 
 BATCH = 5
-LR = 0.1  # the seed's learning rate, used by the "updated weights" mistake
+LR = 0.1  # the blog's learning rate, used by the "updated weights" mistake
 TRAJ_STEPS = 20
 
 PROBLEMS = {
-    # (3, 4, 4, 1): two 4-unit layers and the seed's one-unit output layer
+    # (3, 4, 4, 1): two 4-unit layers and the blog's one-unit output layer
     "sigmoid": random_problem((3, 4, 4, 1), activations="sigmoid", batch=BATCH, seed=11, steps=TRAJ_STEPS),
     "tanh": random_problem((3, 4, 4, 1), activations="tanh", batch=BATCH, seed=11, steps=TRAJ_STEPS),
     # every layer square, so w and wᵀ (and x·δzᵀ and its transpose) have the same shape

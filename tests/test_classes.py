@@ -1,4 +1,4 @@
-"""The seed-shaped class API (FC, SquareLoss, Net) against the functional core and JAX."""
+"""The blog-shaped class API (FC, SquareLoss, Net) against the functional core and JAX."""
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def test_fc_backward_returns_residual_x_with_pre_update_w():
     loss = SquareLoss()
     loss.forward(fc.forward(p.x), p.t)
     residual_x = fc.backward(loss.backward())
-    assert fc.bottomVal.shape == p.x.shape and fc.topVal.shape == p.t.shape  # the seed's cache names
+    assert fc.bottomVal.shape == p.x.shape and fc.topVal.shape == p.t.shape  # the blog's cache names
     ref = reference.gradients(p.params, p.x, p.t, activations=("sigmoid",))["layers"][0]
     for name in ("residual_z", "grad_w", "grad_b", "residual_x"):
         a = residual_x if name == "residual_x" else getattr(fc.grads, name)

@@ -28,10 +28,10 @@ def _run(capsys, *args) -> tuple[int, str]:
 def test_default_check_exits_0_and_prints_every_row_and_the_data(capsys):
     code, out = _run(capsys)
     assert code == 0
-    assert "sizes 2-4-1" in out and "steps 10000" in out and "lr 0.1" in out  # the seed's example
+    assert "sizes 2-4-1" in out and "steps 10000" in out and "lr 0.1" in out  # the blog's example
     for quantity in ("residual_z", "grad_w", "grad_b", "residual_x", "residual_y"):
         assert quantity in out
-    # the seed prints X, t and y at the end
+    # the blog's code prints X, t and y at the end
     assert "X=" in out and "t=" in out and "y=" in out
     assert "OK" in out and "MISMATCH" not in out
 

@@ -34,7 +34,7 @@ def _grid():
             for loss in LOSS_NAMES:
                 batch = 1 if (depth + a) % 2 == 0 else 5
                 cases.append((sizes, act, loss, batch))
-    # the seed's shape (one output unit), and layers with different activations
+    # the blog's shape (one output unit), and layers with different activations
     cases.append(((2, 4, 1), "sigmoid", "square", 4))
     cases.append(((3, 5, 4, 2), ("relu", "tanh", "sigmoid"), "square", 6))
     cases.append(((3, 5, 4, 2), ("tanh", "relu", "identity"), "cross-entropy", 6))

@@ -1,10 +1,10 @@
-"""Property tests: for any network hypothesis draws, the manual gradients match JAX and keep the seed's layout.
+"""Property tests: for any network hypothesis draws, the manual gradients match JAX and keep the blog's layout.
 
 A drawn case: depth 1-5 layers, widths 1-32 (inputs, hidden and outputs), batch 1-64, one
 activation per layer, square or cross-entropy loss, and a 32-bit seed from which NumPy draws
 float64 weights, biases, inputs and targets. For every layer and every quantity
 (residual_z, grad_w, grad_b, residual_x) manual.gradients must match reference.gradients
-within crosscheck's float64 tolerance, and every array must have the seed's shape.
+within crosscheck's float64 tolerance, and every array must have the blog's shape.
 
 Settings (``property_settings``):
 - ``max_examples=40`` for the JAX comparison: each case with new shapes or activations
@@ -75,7 +75,7 @@ def problem(sizes, batch, loss, seed):
 
 
 def seed_layout(n_in, n_out, batch):
-    """Each quantity's shape in the seed's layout for a layer (in -> out) and a batch of N."""
+    """Each quantity's shape in the blog's layout for a layer (in -> out) and a batch of N."""
     return {
         "residual_z": (n_out, batch),
         "grad_w": (n_in, n_out),
@@ -97,7 +97,7 @@ def test_manual_gradients_match_jax_for_any_network(case):
             a = getattr(m.layers[i], quantity)  # manual
             ref = r["layers"][i][quantity]  # JAX
             where = f"layer {i} {quantity}"
-            assert a.shape == ref.shape == shape, f"{where}: manual {a.shape}, JAX {ref.shape}, seed layout {shape}"
+            assert a.shape == ref.shape == shape, f"{where}: manual {a.shape}, JAX {ref.shape}, blog layout {shape}"
             max_abs, rel = errors(a, ref)
             assert rel <= limit, f"{where}: max|Δ| {max_abs:.1e} rel {rel:.1e} > {limit:.0e}"
     max_abs, rel = errors(m.residual_y, r["residual_y"])

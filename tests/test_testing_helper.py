@@ -113,7 +113,7 @@ def test_transposed_grad_w_of_a_square_layer_is_a_value_mismatch():
 
 
 def test_scalar_grad_b_is_a_shape_error():
-    # the seed code's np.sum(residual_z) over all axes: one number for the whole layer
+    # the blog code's np.sum(residual_z) over all axes: one number for the whole layer
     wrong = planted("sigmoid", lambda g, **_: {**g, "grad_b": np.sum(g["residual_z"])})
     with pytest.raises(AssertionError, match=r"grad_b \(∂L/∂b\): expected shape \(2, 1\) \(the shape of b\), got \(\)"):
         assert_backward_matches(jax_forward("sigmoid"), wrong, FC_SHAPES)

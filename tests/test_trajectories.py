@@ -27,7 +27,7 @@ def _compared(p) -> set[tuple[int, str]]:
 @pytest.mark.parametrize("name", ["and", "xor", "mazur"])
 def test_example_agrees_with_jax_at_every_one_of_10000_steps(name):
     p = example(name)
-    assert p.steps == 10_000  # the seed's run length, every step compared
+    assert p.steps == 10_000  # the blog's run length, every step compared
     rows, _, _ = compare_trajectories(p)
     assert {(r.layer, r.quantity) for r in rows} == _compared(p)
     # the float64 bound scaled by max(1, max|param|), far below the float32 one
@@ -36,7 +36,7 @@ def test_example_agrees_with_jax_at_every_one_of_10000_steps(name):
 
 
 def test_seed_and_example_learns_and():
-    # the run compared above also does what the seed's does: it learns t = [0, 0, 0, 1]
+    # the run compared above also does what the blog's does: it learns t = [0, 0, 0, 1]
     p = example("and")
     traj = manual.train(p.params, p.x, p.t, lr=p.lr, steps=p.steps, record_params=False)
     y, _ = manual.forward(traj.final, p.x, p.activations)

@@ -1,7 +1,7 @@
-"""The seed blog's published training code, reproduced as a variant of the manual path.
+"""The blog's published training code, reproduced as a variant of the manual path.
 
 The blog derives backprop correctly, but its code departs from that math in three
-places (see DESIGN.md). Each is one switch of ``SeedDepartures``; all on is the blog's
+places (see DESIGN.md). Each is one switch of ``BlogDepartures``; all on is the blog's
 code, all off is the correct path of ``manual.network`` (the audit checks both ends):
 
 1. ``unnormalized_loss_grad``: the loss's backward returns ``y − t`` without the 1/N its
@@ -30,25 +30,25 @@ DEPARTURES = ("unnormalized_loss_grad", "scalar_bias_grad", "residual_after_upda
 
 
 @dataclass(frozen=True)
-class SeedDepartures:
-    """Which of the seed code's three departures are on; the default (all on) is the blog's code."""
+class BlogDepartures:
+    """Which of the blog code's three departures are on; the default (all on) is the blog's code."""
 
     unnormalized_loss_grad: bool = True
     scalar_bias_grad: bool = True
     residual_after_update: bool = True
 
     @classmethod
-    def none(cls) -> "SeedDepartures":
+    def none(cls) -> "BlogDepartures":
         """The correct path: the same as ``manual.network.train``."""
         return cls(False, False, False)
 
     @classmethod
-    def only(cls, name: str) -> "SeedDepartures":
+    def only(cls, name: str) -> "BlogDepartures":
         """Exactly one departure on."""
         return cls.from_names([name])
 
     @classmethod
-    def from_names(cls, names: str | Iterable[str]) -> "SeedDepartures":
+    def from_names(cls, names: str | Iterable[str]) -> "BlogDepartures":
         """``"all"``, ``"none"``, or names of ``DEPARTURES`` (a list or one comma-separated string)."""
         if isinstance(names, str):
             if names.strip() == "all":
@@ -72,25 +72,25 @@ class SeedDepartures:
         return tuple(f.name for f in fields(self) if getattr(self, f.name))
 
 
-def seed_loss_backward(y: np.ndarray, t: np.ndarray, loss: str, departures: SeedDepartures) -> np.ndarray:
-    """``residual_y`` ``(out, N)`` as the seed computes it."""
+def blog_loss_backward(y: np.ndarray, t: np.ndarray, loss: str, departures: BlogDepartures) -> np.ndarray:
+    """``residual_y`` ``(out, N)`` as the blog computes it."""
     if not departures.unnormalized_loss_grad:
         return LOSSES[loss].backward(y, t)  # (out, N), with the forward's 1/N
     if loss == "square":
-        return y - t  # (out, N): the seed's SquareLoss.backward, without the 1/N
+        return y - t  # (out, N): the blog's SquareLoss.backward, without the 1/N
     return LOSSES[loss].backward(y, t) * y.shape[1]  # (out, N): the same departure on another loss, N·∂L/∂y
 
 
-def seed_fc_backward(
+def blog_fc_backward(
     residual_y: np.ndarray,
     layer: dict[str, np.ndarray],
     cache: Cache,
     activation: str,
     lr: float,
-    departures: SeedDepartures,
+    departures: BlogDepartures,
     trainable: dict[str, bool] | None = None,
 ) -> tuple[LayerGrads, dict[str, np.ndarray]]:
-    """One layer's backward in the seed's order: gradients, then the update, then the residual sent down.
+    """One layer's backward in the blog's order: gradients, then the update, then the residual sent down.
 
     ``residual_y`` (out, N) -> (LayerGrads(residual_z (out, N), grad_w (in, out), grad_b (out, 1),
     residual_x (in, N)), the layer's updated ``{"w", "b"}``).
@@ -104,7 +104,7 @@ def seed_fc_backward(
         grad_b = np.full_like(b, np.sum(residual_z))  # Σ over all of (out, N) -> one scalar on every row of (out, 1)
     else:
         grad_b = g.grad_b  # Σ over the N columns -> (out, 1)
-    new_w = w - lr * grad_w if train["w"] else w  # (in, out), updated inside the backward as the seed does
+    new_w = w - lr * grad_w if train["w"] else w  # (in, out), updated inside the backward as the blog does
     new_b = b - lr * grad_b if train["b"] else b  # (out, 1)
     if departures.residual_after_update:
         residual_x = new_w @ residual_z  # (in, out)·(out, N) -> (in, N), with the UPDATED w
@@ -114,20 +114,20 @@ def seed_fc_backward(
 
 
 def seed_step(
-    params: Params, x, t, activations, loss: str, lr: float, departures: SeedDepartures, trainable
+    params: Params, x, t, activations, loss: str, lr: float, departures: BlogDepartures, trainable
 ) -> tuple[Gradients, Params]:
-    """Unchecked: one full-batch step of the seed's code -> (what it computed, the updated parameters).
+    """Unchecked: one full-batch step of the blog's code -> (what it computed, the updated parameters).
 
     ``Gradients.loss`` is the loss at ``params`` (before the step); the layers run from the top down,
     each updating itself before sending its residual to the layer below.
     """
     y, caches = forward(params, x, activations)
     value = float(LOSSES[loss].forward(y, t))
-    residual_y = seed_loss_backward(y, t, loss, departures)  # (out, N)
+    residual_y = blog_loss_backward(y, t, loss, departures)  # (out, N)
     grads, new = [], []
     residual = residual_y
     for layer, cache, act, train in zip(reversed(params), reversed(caches), reversed(activations), reversed(trainable)):
-        g, updated = seed_fc_backward(residual, layer, cache, act, lr, departures, train)
+        g, updated = blog_fc_backward(residual, layer, cache, act, lr, departures, train)
         grads.append(g)
         new.append(updated)
         residual = g.residual_x  # (in, N) of this layer is the (out, N) of the one below
@@ -135,8 +135,8 @@ def seed_step(
 
 
 def _checked(params, x, t, activations, loss, lr, departures, trainable, dtype):
-    if not isinstance(departures, SeedDepartures):
-        raise FcgradError(f"departures: expected a SeedDepartures, got {type(departures).__name__}")
+    if not isinstance(departures, BlogDepartures):
+        raise FcgradError(f"departures: expected a BlogDepartures, got {type(departures).__name__}")
     params, dt = validate.check_params(params, dtype)
     x, t = validate.check_data(x, t, params, dt)
     activations = validate.check_activations(activations, len(params))
@@ -146,7 +146,7 @@ def _checked(params, x, t, activations, loss, lr, departures, trainable, dtype):
     return params, x, t, activations, loss, lr, trainable, dt
 
 
-def seed_gradients(
+def blog_gradients(
     params: Params,
     x,
     t,
@@ -154,23 +154,23 @@ def seed_gradients(
     activations="sigmoid",
     loss: str = "square",
     lr: float = 0.1,
-    departures: SeedDepartures | None = None,
+    departures: BlogDepartures | None = None,
     trainable=None,
     dtype=None,
 ) -> Gradients:
-    """Every layer's residual_z, grad_w, grad_b, residual_x (and residual_y) as the seed's code computes them.
+    """Every layer's residual_z, grad_w, grad_b, residual_x (and residual_y) as the blog's code computes them.
 
     Measured inside one step at ``params``: with ``residual_after_update`` the residual a layer
     sends down depends on its update, hence ``lr``. Nothing is returned updated.
     """
-    departures = SeedDepartures() if departures is None else departures
+    departures = BlogDepartures() if departures is None else departures
     params, x, t, activations, loss, lr, trainable, _ = _checked(
         params, x, t, activations, loss, lr, departures, trainable, dtype
     )
     return seed_step(params, x, t, activations, loss, lr, departures, trainable)[0]
 
 
-def seed_train(
+def blog_train(
     params: Params,
     x,
     t,
@@ -179,16 +179,16 @@ def seed_train(
     loss: str = "square",
     lr: float = 0.1,
     steps: int = 10_000,
-    departures: SeedDepartures | None = None,
+    departures: BlogDepartures | None = None,
     trainable=None,
     record_params: bool = True,
     dtype=None,
 ) -> Trajectory:
-    """Full-batch training as the seed's code runs it; the same contract as ``manual.train``.
+    """Full-batch training as the blog's code runs it; the same contract as ``manual.train``.
 
     Raises ``DivergenceError`` naming the first step whose loss is not finite.
     """
-    departures = SeedDepartures() if departures is None else departures
+    departures = BlogDepartures() if departures is None else departures
     params, x, t, activations, loss, lr, trainable, dt = _checked(
         params, x, t, activations, loss, lr, departures, trainable, dtype
     )
@@ -198,4 +198,4 @@ def seed_train(
         g, new = seed_step(p, x, t, activations, loss, lr, departures, trainable)
         return g.loss, new
 
-    return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr, what="the seed variant")
+    return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr, what="the blog-code variant")

@@ -104,21 +104,53 @@ def check_params(params, dtype=None) -> tuple[list[dict[str, np.ndarray]], np.dt
             raise FcgradError(f"params[{i}]: expected a dict with keys 'w' and 'b', got {got}")
         w = _finite_float_array(f"layer {i} w", layer["w"], dtype)
         b = _finite_float_array(f"layer {i} b", layer["b"], dtype)
+        prev_out = out[-1]["w"].shape[1] if out else None
+        _check_w_orientation(i, w, b, prev_out, _next_rows(params, i))
         n_in, n_out = w.shape
+        if prev_out is not None and n_in != prev_out:
+            raise FcgradError(
+                f"layer {i} w: expected {prev_out} input rows (layer {i - 1} has {prev_out} outputs),"
+                f" got shape {w.shape}"
+            )
         if b.shape != (n_out, 1):
             hint = " (a row; the blog's b is a column)" if b.shape == (1, n_out) else ""
             raise FcgradError(f"layer {i} b: expected shape ({n_out}, 1) to match w {w.shape}, got {b.shape}{hint}")
-        if i > 0 and n_in != out[-1]["w"].shape[1]:
-            prev = out[-1]["w"].shape
-            raise FcgradError(
-                f"layer {i} w: expected {prev[1]} input rows (layer {i - 1} has {prev[1]} outputs), got shape {w.shape}"
-            )
         out.append({"w": w, "b": b})
     return out, dtype
 
 
+def _next_rows(params, i: int) -> int | None:
+    """Rows of the next layer's ``w`` (its inputs, so this layer's outputs), when it has a 2-D one."""
+    nxt = params[i + 1] if i + 1 < len(params) else None
+    shape = np.shape(nxt.get("w")) if isinstance(nxt, dict) else ()
+    return shape[0] if len(shape) == 2 else None
+
+
+def _check_w_orientation(i: int, w: np.ndarray, b: np.ndarray, prev_out: int | None, next_in: int | None) -> None:
+    """A ``w`` given as (out, in) is a problem of ``w``, reported before ``b`` is judged against it.
+
+    It looks transposed when its columns, not its rows, match the layer below's outputs; for the
+    first layer, when its rows, not its columns, match the next layer's inputs; for a lone layer,
+    when ``b``'s rows match its rows rather than its columns. A square ``w`` cannot be told.
+    """
+    rows, cols = w.shape
+    if rows == cols:
+        return
+    if prev_out is not None:
+        transposed = cols == prev_out and rows != prev_out
+    elif next_in is not None:
+        transposed = rows == next_in and cols != next_in
+    else:
+        transposed = b.shape == (rows, 1)
+    if transposed:
+        raise FcgradError(
+            f"layer {i} w: expected shape ({cols}, {rows}) as (in, out), got {w.shape}, its transpose;"
+            " the blog's w has one row per input and one column per output"
+        )
+
+
 def check_data(x, t, params: list[dict[str, np.ndarray]], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` (in, N) and ``t`` (out, N), by column as in the seed, N >= 1, finite."""
+    """``x`` (in, N) and ``t`` (out, N), by column as in the blog, N >= 1, finite."""
     n_in = params[0]["w"].shape[0]
     n_out = params[-1]["w"].shape[1]
     x = _finite_float_array("X", x, dtype)

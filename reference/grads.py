@@ -28,15 +28,25 @@ def value_and_grads(params, x, t, activations, loss_name):
     return value, forward(params, x, activations), grad_params, grad_taps
 
 
+def activation_names(activations, n_layers: int) -> tuple[str, ...]:
+    """One name per layer: a single name (a string) means every layer, as in ``manual.gradients``."""
+    names = (activations,) * n_layers if isinstance(activations, str) else tuple(activations)
+    if len(names) != n_layers:
+        raise ValueError(f"activations: expected one name for all layers or {n_layers} (one per layer), got {names}")
+    for i, name in enumerate(names):
+        if name not in ACTIVATIONS:
+            raise ValueError(f"activation of layer {i}: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return names
+
+
 def gradients(params, x, t, *, activations, loss="square", dtype="float64"):
     """The same quantities as ``manual.gradients``, as NumPy arrays.
 
+    ``activations``: one name for every layer (``"sigmoid"``) or one per layer.
+
     Returns ``{"loss", "y", "residual_y", "layers": [{"residual_z", "grad_w", "grad_b", "residual_x"}, ...]}``.
     """
-    activations = tuple(activations)
-    unknown = [a for a in activations if a not in ACTIVATIONS]
-    if unknown:
-        raise ValueError(f"unknown activation(s) {unknown}; expected {sorted(ACTIVATIONS)}")
+    activations = activation_names(activations, len(params))
     with x64_for(dtype):
         params, x, t = as_jax(params, x, t, dtype)
         value, y, gp, gt = value_and_grads(params, x, t, activations, loss)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reference.grads import activation_names
 from reference.model import loss
 from reference.precision import as_jax, x64_for
 
@@ -68,6 +69,7 @@ def train(
     ``params`` in the result is, per layer, ``{"w": (steps+1, in, out), "b": (steps+1, out, 1)}``
     with entry 0 the initial parameters (None when ``record_params`` is False).
     """
+    activations = activation_names(activations, len(params))
     with x64_for(dtype):
         jparams, jx, jt = as_jax(params, x, t, dtype)
         losses, history, final = scan_train(
@@ -75,7 +77,7 @@ def train(
             jx,
             jt,
             lr,
-            tuple(activations),
+            activations,
             loss,
             static_trainable(trainable, len(params)),
             int(steps),

@@ -1,7 +1,7 @@
 """The blog's published training code, reproduced as a variant of the manual path.
 
 The blog derives backprop correctly, but its code departs from that math in three
-places (see DESIGN.md). Each is one switch of ``BlogDepartures``; all on is the blog's
+places (docs/design.md). Each is one switch of ``BlogDepartures``; all on is the blog's
 code, all off is the correct path of ``manual.network`` (the audit checks both ends):
 
 1. ``unnormalized_loss_grad``: the loss's backward returns ``y − t`` without the 1/N its

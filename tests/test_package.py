@@ -1,0 +1,141 @@
+"""The release: a wheel of code only, an sdist with examples and docs, and ``import fcgrad`` as its entry.
+
+The wheel and the sdist are built once per session with ``python -m build --no-isolation`` (the
+sdist first, then the wheel from the unpacked sdist, as a release is built): about 1 s here.
+"""
+
+import subprocess
+import sys
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import fcgrad
+from fcgrad._shadowing import INSTALLED_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+DIST_INFO = f"fcgrad-{PYPROJECT['version']}.dist-info/"
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("dist")
+    cmd = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return {"wheel": next(out.glob("*.whl")), "sdist": next(out.glob("*.tar.gz"))}
+
+
+@pytest.fixture(scope="module")
+def wheel_names(dist) -> list[str]:
+    with zipfile.ZipFile(dist["wheel"]) as whl:
+        return whl.namelist()
+
+
+def _source_modules() -> set[str]:
+    return {
+        p.relative_to(ROOT).as_posix()
+        for name in INSTALLED_NAMES
+        for p in (ROOT / name).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+
+
+def test_wheel_holds_only_the_python_files_of_the_five_import_names(wheel_names):
+    code = [n for n in wheel_names if not n.startswith(DIST_INFO)]
+    strays = [n for n in code if not n.endswith(".py") or n.split("/")[0] not in INSTALLED_NAMES]
+    assert not strays, f"not code of {INSTALLED_NAMES}: {strays}"
+    assert set(code) == _source_modules(), "the wheel must hold every module of the source tree, and only those"
+    assert {f"{name}/__init__.py" for name in INSTALLED_NAMES} <= set(code)
+
+
+def test_wheel_declares_the_console_script_dependencies_and_extras(dist, wheel_names):
+    with zipfile.ZipFile(dist["wheel"]) as whl:
+        entry_points = whl.read(DIST_INFO + "entry_points.txt").decode()
+        metadata = whl.read(DIST_INFO + "METADATA").decode()
+    assert "fcgrad = crosscheck.cli:main" in entry_points
+    requires = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    for needed in ("numpy", "jax", "optax"):
+        assert any(r.startswith(needed) and "extra ==" not in r for r in requires), f"{needed} in {requires}"
+    extras = {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Provides-Extra: ")}
+    assert {"gpu", "plot", "data", "test"} <= extras
+    for package, extra in (("jax[cuda12]", "gpu"), ("matplotlib", "plot"), ("scikit-learn", "data")):
+        assert any(r.startswith(package) and f"extra == '{extra}'" in r for r in requires), (package, requires)
+
+
+def test_sdist_ships_examples_docs_and_tests_but_no_local_environment(dist):
+    with tarfile.open(dist["sdist"]) as sdist:
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+    tracked_docs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")}
+    tracked_examples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").iterdir() if p.is_file()}
+    assert {"docs/design.md", "docs/derivation.md", "examples/README.md"} <= tracked_docs | tracked_examples
+    assert tracked_docs | tracked_examples <= names
+    assert {"README.md", "pyproject.toml", "tests/conftest.py", ".ci/run"} <= names
+    assert not [n for n in names if "__pycache__" in n or n.startswith((".venv/", "venv/", ".git/", "dist/"))]
+
+
+def _python(code: str, cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(pythonpath), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def installed(dist, tmp_path_factory) -> Path:
+    """The wheel unpacked as an installer lays it out: packages and dist-info side by side, no source tree."""
+    site = tmp_path_factory.mktemp("site-packages")
+    with zipfile.ZipFile(dist["wheel"]) as whl:
+        whl.extractall(site)
+    return site
+
+
+def test_installed_wheel_imports_fcgrad_and_takes_its_version_from_the_metadata(installed, tmp_path):
+    done = _python("import fcgrad, sys; print(fcgrad.__version__, fcgrad.__file__, 'jax' in sys.modules)",
+                   cwd=tmp_path, pythonpath=installed)
+    assert done.returncode == 0, done.stderr
+    version, location, jax_loaded = done.stdout.split()
+    assert version == PYPROJECT["version"]
+    assert Path(location).is_relative_to(installed), "imported from the installed tree, not the source tree"
+    assert jax_loaded == "False", "import fcgrad must not import JAX before a name that needs it is used"
+
+
+def test_installed_wheel_refuses_a_users_reference_module_in_the_working_directory(installed, tmp_path):
+    fake = tmp_path / "reference.py"
+    fake.write_text("GREETING = 'a module of the user'\n")
+    done = _python("import fcgrad", cwd=tmp_path, pythonpath=installed)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: fcgrad: 'import reference' loads ")
+    assert str(fake.resolve()) in last and str(installed.resolve() / "reference") not in last
+    assert "rename or move" in last
+
+
+def test_public_names_are_the_documented_ones():
+    import crosscheck.audit
+    import crosscheck.problems
+    import crosscheck.run
+    import crosscheck.testing
+    import manual
+    import reference
+    from manual.errors import FcgradError
+
+    assert fcgrad.__version__ == PYPROJECT["version"]
+    assert fcgrad.check is crosscheck.run.check and fcgrad.audit is crosscheck.audit.audit
+    assert fcgrad.example is crosscheck.problems.example and fcgrad.Problem is crosscheck.problems.Problem
+    assert fcgrad.random_problem is crosscheck.problems.random_problem
+    assert fcgrad.FcgradError is FcgradError and issubclass(FcgradError, ValueError)
+    assert fcgrad.manual is manual and fcgrad.reference is reference and fcgrad.testing is crosscheck.testing
+    from fcgrad.testing import assert_backward_matches
+
+    assert assert_backward_matches is crosscheck.testing.assert_backward_matches
+    assert set(fcgrad.__all__) <= set(dir(fcgrad))
+    with pytest.raises(AttributeError, match="no attribute 'chek'"):
+        fcgrad.chek  # noqa: B018
+
+
+def test_fcgrad_check_runs_the_blogs_example():
+    report = fcgrad.check(fcgrad.example("and").with_options(steps=5), finite_differences=False)
+    assert report.ok

@@ -1,6 +1,6 @@
 """The network as JAX forward formulas only; every derivative comes from jax.grad.
 
-Same layout as the seed: ``x`` (in, N), ``w`` (in, out), ``b`` (out, 1),
+Same layout as the blog: ``x`` (in, N), ``w`` (in, out), ``b`` (out, 1),
 ``z = wᵀ·x + b``. Parameters: ``[{"w": ..., "b": ...}, ...]``.
 """
 

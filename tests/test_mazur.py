@@ -37,7 +37,7 @@ OUT_AFTER_10000 = (0.015912196, 0.984065734)
 # parameters and 0.01591362 / 0.98406427 after the 10,000th update: the post's outputs differ
 # from both in the 6th decimal (about 2e-6), and they do not fit the post's own error either:
 # ½[(0.015912196 − 0.01)² + (0.984065734 − 0.99)²] = 3.50848e-05, not 3.51085e-05. They come
-# from an earlier version of the post's code (issue 2 records this), not from the run it describes.
+# from an earlier version of the post's code, not from the run it describes.
 # So the error is asserted to its published digits and the outputs only to this bound.
 OUT_AFTER_10000_ABS_TOL = 5e-6
 

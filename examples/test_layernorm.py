@@ -11,7 +11,7 @@ then scaled by a gain g (D, 1) and shifted by a bias b (D, 1):
 import numpy as np
 import pytest
 
-from crosscheck.testing import assert_backward_matches
+from fcgrad.testing import assert_backward_matches
 
 EPS = 1e-5  # ε, keeps √(v + ε) away from 0 for a constant column
 

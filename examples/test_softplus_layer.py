@@ -11,7 +11,7 @@ softplus(z) = log(1 + eᶻ), and its derivative is the logistic sigmoid σ(z) = 
 import numpy as np
 import pytest
 
-from crosscheck.testing import assert_backward_matches
+from fcgrad.testing import assert_backward_matches
 
 # (in, out, N) per case: a single unit, a single sample, and a general layer
 SHAPES = [(1, 1, 1), (3, 1, 4), (4, 3, 1), (5, 3, 8)]

@@ -93,8 +93,11 @@ def installed(dist, tmp_path_factory) -> Path:
 
 
 def test_installed_wheel_imports_fcgrad_and_takes_its_version_from_the_metadata(installed, tmp_path):
-    done = _python("import fcgrad, sys; print(fcgrad.__version__, fcgrad.__file__, 'jax' in sys.modules)",
-                   cwd=tmp_path, pythonpath=installed)
+    done = _python(
+        "import fcgrad, sys; print(fcgrad.__version__, fcgrad.__file__, 'jax' in sys.modules)",
+        cwd=tmp_path,
+        pythonpath=installed,
+    )
     assert done.returncode == 0, done.stderr
     version, location, jax_loaded = done.stdout.split()
     assert version == PYPROJECT["version"]

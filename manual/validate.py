@@ -137,9 +137,9 @@ def _check_w_orientation(i: int, w: np.ndarray, b: np.ndarray, prev_out: int | N
     if rows == cols:
         return
     if prev_out is not None:
-        transposed = cols == prev_out and rows != prev_out
+        transposed = cols == prev_out  # and so rows != prev_out
     elif next_in is not None:
-        transposed = rows == next_in and cols != next_in
+        transposed = rows == next_in
     else:
         transposed = b.shape == (rows, 1)
     if transposed:

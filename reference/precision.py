@@ -19,10 +19,26 @@ def x64_for(dtype):
     return jax.enable_x64(dtype_name(dtype) == "float64")
 
 
+def _looks_transposed(params, i: int) -> bool:
+    """``w`` given as (out, in): its columns fit the layer below; first layer: its rows fit the next; lone: ``b``."""
+    rows, cols = np.shape(params[i]["w"])
+    if rows == cols:
+        return False
+    if i > 0:
+        return cols == np.shape(params[i - 1]["w"])[1]
+    if i + 1 < len(params):
+        return rows == (np.shape(params[i + 1]["w"]) or (None,))[0]
+    return np.shape(params[i]["b"]) == (rows, 1)
+
+
 def check_shapes(params, x, t) -> None:
     """The blog's layout, or a ValueError naming what was expected and what came."""
     for i, p in enumerate(params):
         n_in, n_out = np.shape(p["w"])
+        if _looks_transposed(params, i):
+            raise ValueError(
+                f"layer {i} w: expected shape ({n_out}, {n_in}) as (in, out), got {(n_in, n_out)}, its transpose"
+            )
         if np.shape(p["b"]) != (n_out, 1):
             raise ValueError(
                 f"layer {i} b: expected shape ({n_out}, 1) to match w {np.shape(p['w'])}, got {np.shape(p['b'])}"

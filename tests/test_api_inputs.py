@@ -100,3 +100,17 @@ def test_a_w_that_fits_neither_neighbour_names_the_rows_it_expected():
     params[1]["w"] = np.zeros((4, 3))  # neither (5, 2) nor its transpose
     with pytest.raises(FcgradError, match=r"^layer 1 w: expected 5 input rows .* got shape \(4, 3\)"):
         manual.gradients(params, x, t)
+
+
+@pytest.mark.parametrize(
+    "sizes,layer,expected,received",
+    [(SIZES, 0, "(3, 5)", "(5, 3)"), (SIZES, 1, "(5, 2)", "(2, 5)"), ((3, 2), 0, "(3, 2)", "(2, 3)")],
+    ids=["first-layer", "last-layer", "lone-layer"],
+)
+def test_reference_reports_a_transposed_w_as_a_problem_of_w(sizes, layer, expected, received):
+    p = random_problem(sizes, batch=6, seed=2)
+    with pytest.raises(ValueError) as info:
+        reference.gradients(_transposed(p.params, layer), p.x, p.t, activations="sigmoid")
+    message = str(info.value)
+    assert message.startswith(f"layer {layer} w: expected shape {expected}"), message
+    assert f"got {received}, its transpose" in message

@@ -142,3 +142,9 @@ def test_public_names_are_the_documented_ones():
 def test_fcgrad_check_runs_the_blogs_example():
     report = fcgrad.check(fcgrad.example("and").with_options(steps=5), finite_differences=False)
     assert report.ok
+
+
+def test_python_dash_m_fcgrad_is_the_fcgrad_command(tmp_path):
+    done = _python("import runpy; runpy.run_module('fcgrad', run_name='__main__')", cwd=tmp_path, pythonpath=ROOT)
+    assert done.returncode == 2, done.stderr[-500:]  # no command given: the command's own usage error
+    assert "fcgrad" in done.stderr and "error" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,7 @@
+"""``python -m fcgrad ...`` is the ``fcgrad`` command."""
+
+import sys
+
+from crosscheck.cli import main
+
+sys.exit(main())

@@ -7,6 +7,10 @@ Each activation has a forward ``y = f(z)`` and a backward that turns the
 residual of its output into the residual of its input,
 ``residual_z = residual_y ⊙ f'(z)``. Where the derivative is cheapest from
 the output (sigmoid, tanh) it is written that way, as the blog does.
+
+The training path (``manual.train``) runs the same formulas in NumPy into buffers
+it reuses every step: ``forward_into`` and ``backward_into``. An activation
+without them (a user's own, say) runs there through ``forward`` and ``backward``.
 """
 
 from collections.abc import Callable
@@ -31,12 +35,47 @@ def sigmoid(z):
     return xp.where(z >= 0, 1.0, e) / (1.0 + e)  # 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below
 
 
+def sigmoid_into(z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """σ(z) = (1 + tanh(z/2)) / 2 into ``out`` (NumPy): the training path's sigmoid.
+
+    tanh is bounded, so nothing overflows at any z, and it costs four passes and no
+    branch (``sigmoid`` above needs exp, abs, where and a division). Its values are
+    ``sigmoid``'s to within an absolute rounding error of about one unit in the last
+    place of 1 (tests/test_fast_path.py), but not relative: below about 1e-4 the
+    sum 1 + tanh loses leading digits. The training path is judged by absolute
+    errors; gradients reported for comparison use ``sigmoid``.
+    """
+    np.multiply(z, 0.5, out=out)  # z/2
+    np.tanh(out, out=out)  # tanh(z/2) in [-1, 1]
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def _sigmoid_backward_into(residual_y, z, y, out):
+    np.subtract(1.0, y, out=out)  # 1 − y
+    out *= y  # σ' = y(1 − y)
+    out *= residual_y  # residual_y ⊙ σ'
+    return out
+
+
+def _tanh_backward_into(residual_y, z, y, out):
+    np.multiply(y, y, out=out)  # y²
+    np.subtract(1.0, out, out=out)  # tanh' = 1 − y²
+    out *= residual_y
+    return out
+
+
 @dataclass(frozen=True)
 class Activation:
     name: str
     forward: Callable[[np.ndarray], np.ndarray]
     # backward(residual_y, z, y) -> residual_z, all (out, N)
     backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    # the training path's forms, NumPy only: forward_into(z, out) -> y; backward_into(residual_y, z, y, out)
+    # -> residual_z. Each may return its input instead of writing ``out`` (identity does).
+    forward_into: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    backward_into: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -44,20 +83,28 @@ ACTIVATIONS: dict[str, Activation] = {
         "sigmoid",
         sigmoid,
         lambda residual_y, z, y: residual_y * y * (1 - y),  # σ' = y(1 − y)
+        sigmoid_into,
+        _sigmoid_backward_into,
     ),
     "tanh": Activation(
         "tanh",
         lambda z: namespace(z).tanh(z),
         lambda residual_y, z, y: residual_y * (1 - y * y),  # tanh' = 1 − y²
+        lambda z, out: np.tanh(z, out=out),
+        _tanh_backward_into,
     ),
     "relu": Activation(
         "relu",
         lambda z: namespace(z).maximum(z, 0.0),
         lambda residual_y, z, y: namespace(z).where(z > 0, residual_y, 0.0),  # relu' = [z > 0], 0 at the kink
+        lambda z, out: np.maximum(z, 0.0, out=out),
+        lambda residual_y, z, y, out: np.multiply(residual_y, z > 0, out=out),  # residual_y ⊙ [z > 0]
     ),
     "identity": Activation(
         "identity",
         lambda z: z,
         lambda residual_y, z, y: residual_y,  # identity' = 1
+        lambda z, out: z,
+        lambda residual_y, z, y, out: residual_y,
     ),
 }

@@ -3,6 +3,11 @@
 Written against the array-API standard, so they also run (and compile) on JAX arrays.
 Layout (the blog's): data by column, ``x`` is ``(in, N)``; ``w`` is ``(in, out)``;
 ``b`` is ``(out, 1)``; ``z = wᵀ·x + b`` and ``y = f(z)`` are ``(out, N)``.
+
+On the training path (``manual.train``) the forward is given a ``LayerWork``: the same
+formulas then run in NumPy into its buffers, reused every step, and the backward
+computes ``residual_x`` only where the work has a buffer for it (not in the first
+layer, whose residual_x nothing consumes; ``gradients()`` still reports it).
 """
 
 from typing import NamedTuple
@@ -12,12 +17,31 @@ import numpy as np
 from manual.activations import ACTIVATIONS, namespace
 
 
+class LayerWork(NamedTuple):
+    """The training path's buffers of one layer, written every step."""
+
+    z: np.ndarray  # (out, N)
+    y: np.ndarray  # (out, N)
+    residual_z: np.ndarray  # (out, N)
+    grad_w: np.ndarray  # (in, out)
+    grad_b: np.ndarray  # (out, 1)
+    residual_x: np.ndarray | None  # (in, N); None: not computed (the first layer)
+
+
+def layer_work(n_in: int, n_out: int, batch: int, dtype, *, residual_x: bool) -> LayerWork:
+    """Fresh buffers for one layer ``in -> out`` over a batch of ``batch`` columns."""
+    out_n = lambda: np.empty((n_out, batch), dtype)  # noqa: E731
+    rx = np.empty((n_in, batch), dtype) if residual_x else None
+    return LayerWork(out_n(), out_n(), out_n(), np.empty((n_in, n_out), dtype), np.empty((n_out, 1), dtype), rx)
+
+
 class Cache(NamedTuple):
     """What the forward keeps for the backward (the blog's bottomVal and topVal)."""
 
     x: np.ndarray  # (in, N)   the layer's input, bottomVal
     z: np.ndarray  # (out, N)  the linear part
     y: np.ndarray  # (out, N)  the activation's output, topVal
+    work: LayerWork | None = None  # the training path's buffers; None: every result is a new array
 
 
 class LayerGrads(NamedTuple):
@@ -26,16 +50,24 @@ class LayerGrads(NamedTuple):
     residual_z: np.ndarray  # (out, N)  ∂L/∂z
     grad_w: np.ndarray  # (in, out)  ∂L/∂w
     grad_b: np.ndarray  # (out, 1)   ∂L/∂b
-    residual_x: np.ndarray  # (in, N)   ∂L/∂x, sent to the layer below
+    residual_x: np.ndarray | None  # (in, N)   ∂L/∂x, sent to the layer below (None: not needed)
 
 
 QUANTITIES = LayerGrads._fields
 
 
-def fc_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str) -> tuple[np.ndarray, Cache]:
-    z = w.T @ x + b  # (out, in)·(in, N) + (out, 1) -> (out, N)
-    y = ACTIVATIONS[activation].forward(z)  # (out, N)
-    return y, Cache(x, z, y)
+def fc_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, work: LayerWork | None = None
+) -> tuple[np.ndarray, Cache]:
+    act = ACTIVATIONS[activation]
+    if work is None:
+        z = w.T @ x + b  # (out, in)·(in, N) + (out, 1) -> (out, N)
+        y = act.forward(z)  # (out, N)
+        return y, Cache(x, z, y)
+    z = np.matmul(w.T, x, out=work.z)  # (out, in)·(in, N) -> (out, N)
+    z += b  # + (out, 1), broadcast over the N columns
+    y = act.forward(z) if act.forward_into is None else act.forward_into(z, work.y)  # (out, N)
+    return y, Cache(x, z, y, work)
 
 
 def fc_backward(residual_y: np.ndarray, w: np.ndarray, cache: Cache, activation: str) -> LayerGrads:
@@ -44,9 +76,26 @@ def fc_backward(residual_y: np.ndarray, w: np.ndarray, cache: Cache, activation:
     ``w`` must be the weight the forward used (pre-update): the residual sent
     down is ∂L/∂x at the point where the loss was evaluated.
     """
-    x, z, y = cache
+    if cache.work is not None:
+        return _fc_backward_into(residual_y, w, cache, ACTIVATIONS[activation])
+    x, z, y, _ = cache
     residual_z = ACTIVATIONS[activation].backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
     grad_w = x @ residual_z.T  # (in, N)·(N, out) -> (in, out)
     grad_b = namespace(residual_z).sum(residual_z, axis=1, keepdims=True)  # sum over the N columns -> (out, 1)
     residual_x = w @ residual_z  # (in, out)·(out, N) -> (in, N), pre-update w
+    return LayerGrads(residual_z, grad_w, grad_b, residual_x)
+
+
+def _fc_backward_into(residual_y, w, cache: Cache, act) -> LayerGrads:
+    """``fc_backward``'s formulas on the training path: NumPy, into ``cache.work``'s buffers."""
+    x, z, y, work = cache
+    if act.backward_into is None:
+        residual_z = act.backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
+    else:
+        residual_z = act.backward_into(residual_y, z, y, work.residual_z)  # (out, N) ⊙ f'(z) -> (out, N)
+    grad_w = np.matmul(x, residual_z.T, out=work.grad_w)  # (in, N)·(N, out) -> (in, out)
+    grad_b = np.sum(residual_z, axis=1, keepdims=True, out=work.grad_b)  # sum over the N columns -> (out, 1)
+    residual_x = None
+    if work.residual_x is not None:
+        residual_x = np.matmul(w, residual_z, out=work.residual_x)  # (in, out)·(out, N) -> (in, N), pre-update w
     return LayerGrads(residual_z, grad_w, grad_b, residual_x)

@@ -90,14 +90,14 @@ def goals(rows: list[dict]) -> list[dict]:
     default = lambda r: r.get("precision") in (None, "default")  # noqa: E731
     for dtype in ("float64", "float32"):
         for m in _find(rows, variant="manual", sizes=BLOG_SIZES, dtype=dtype):
-            if m.get("vs_minimal") is not None:
-                limit = BLOG_MANUAL_VS_MINIMAL_MAX
-                add("blog's size: manual <= 1.3x minimal-numpy", dtype, m["vs_minimal"], limit, m["vs_minimal"] <= limit)
+            ratio, limit = m.get("vs_minimal"), BLOG_MANUAL_VS_MINIMAL_MAX
+            if ratio is not None:
+                add("blog's size: manual <= 1.3x minimal-numpy", dtype, ratio, limit, ratio <= limit)
         for f in _find(rows, variant="jit-fused", sizes=BLOG_SIZES, dtype=dtype):
             case = f"{dtype} {f['device']}" + ("" if default(f) else f" {f['precision']}")
-            if f.get("vs_minimal") is not None:
-                limit = BLOG_FUSED_VS_MINIMAL_MAX
-                add("blog's size: jit-fused <= 1.1x minimal-jax", case, f["vs_minimal"], limit, f["vs_minimal"] <= limit)
+            ratio, limit = f.get("vs_minimal"), BLOG_FUSED_VS_MINIMAL_MAX
+            if ratio is not None:
+                add("blog's size: jit-fused <= 1.1x minimal-jax", case, ratio, limit, ratio <= limit)
             if f["speedup_vs_manual"] is not None and default(f):
                 limit = BLOG_FUSED_SPEEDUP_MIN
                 speedup = f["speedup_vs_manual"]

@@ -94,7 +94,7 @@ def _fc_backward_into(residual_y, w, cache: Cache, act) -> LayerGrads:
     else:
         residual_z = act.backward_into(residual_y, z, y, work.residual_z)  # (out, N) ⊙ f'(z) -> (out, N)
     grad_w = np.matmul(x, residual_z.T, out=work.grad_w)  # (in, N)·(N, out) -> (in, out)
-    grad_b = np.sum(residual_z, axis=1, keepdims=True, out=work.grad_b)  # sum over the N columns -> (out, 1)
+    grad_b = np.add.reduce(residual_z, axis=1, keepdims=True, out=work.grad_b)  # sum over the N columns -> (out, 1)
     residual_x = None
     if work.residual_x is not None:
         residual_x = np.matmul(w, residual_z, out=work.residual_x)  # (in, out)·(out, N) -> (in, N), pre-update w

@@ -112,14 +112,12 @@ def sgd_update(params: Params, layer_grads: Sequence[LayerGrads], lr: float, tra
 
 
 def sgd_update_into(params: Params, layer_grads: Sequence[LayerGrads], lr: float, trainable) -> None:
-    """``sgd_update`` in place: ``w ← w − lr·grad_w``, ``b ← b − lr·grad_b``; the gradients are scaled in place."""
+    """``sgd_update`` in place: ``w ← w − lr·grad_w``, ``b ← b − lr·grad_b`` into the arrays of ``params``."""
     for p, g, m in zip(params, layer_grads, trainable):
         if m["w"]:
-            step_w = np.multiply(g.grad_w, lr, out=g.grad_w)  # lr·grad_w, in its own buffer (in, out)
-            p["w"] -= step_w  # (in, out)
+            p["w"] -= lr * g.grad_w  # (in, out)
         if m["b"]:
-            step_b = np.multiply(g.grad_b, lr, out=g.grad_b)  # lr·grad_b (out, 1)
-            p["b"] -= step_b  # (out, 1)
+            p["b"] -= lr * g.grad_b  # (out, 1)
 
 
 def _loss_into(loss: str, y, t, out) -> tuple[float, np.ndarray]:

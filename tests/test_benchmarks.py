@@ -6,6 +6,10 @@ import contextlib
 import io
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -255,3 +259,29 @@ def test_merge_replaces_a_workloads_rows_and_keeps_the_others(quick_run):
         assert new["step_s_median"] == pytest.approx(factor * old["step_s_median"])
         assert new["speedup_vs_manual"] == pytest.approx(old["speedup_vs_manual"])  # ratios within one run
     assert [m["date"] for m in merged["merged_from"]] == [base["date"], "later"]
+
+
+GPU_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.sh"
+
+
+def test_gpu_script_is_valid_bash_and_wants_its_output_folder():
+    assert subprocess.run(["bash", "-n", str(GPU_SCRIPT)]).returncode == 0
+    run = subprocess.run(["bash", str(GPU_SCRIPT)], capture_output=True, text=True)
+    assert run.returncode == 2 and "usage: PYTHONPATH=. bash benchmarks/gpu.sh OUTDIR" in run.stderr
+
+
+def test_gpu_script_smoke_run_on_cpu_writes_every_file(tmp_path):
+    """FCGRAD_GPU_SMOKE=1: the script's every step with tiny sizes on the CPU, into the folder it is given."""
+    out = tmp_path / "gpu run"  # a space in the name must survive the script's quoting
+    env = {**os.environ, "FCGRAD_GPU_SMOKE": "1", "PYTHONPATH": str(GPU_SCRIPT.parent.parent), "PYTHON": sys.executable}
+    run = subprocess.run(
+        ["bash", str(GPU_SCRIPT), str(out)], capture_output=True, text=True, env=env, cwd=GPU_SCRIPT.parent.parent
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {"nvidia-smi.txt", "gpu.log", "gpu.json", "gpu.txt", "gpu.png"} <= {p.name for p in out.iterdir()}
+    result = json.loads((out / "gpu.json").read_text())
+    assert "partial" not in result and result["drift"]
+    names = {(r["variant"], r["precision"]) for r in result["rows"]}
+    assert {("minimal-jax", "highest"), ("jit-fused", "default"), ("minimal-numpy", None)} <= names
+    assert "the project's performance goals:" in (out / "gpu.txt").read_text()
+    assert "[gpu.sh" in run.stderr and "done; files in" in run.stderr

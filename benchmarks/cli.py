@@ -23,7 +23,8 @@ METHOD = {
     "device and precision as the variant: a NumPy floor for NumPy variants, a jitted JAX floor for JAX variants; "
     "floor_ratio = floor time / variant time (1.0 = at the floor)",
     "floor_needed": "floor-needed = the floor without the first layer's residual_x (w d), which training does not "
-    "need and XLA removes; floor_needed_ratio = floor-needed time / variant time",
+    "need: manual's training path and the baselines skip it, XLA removes it; "
+    "floor_needed_ratio = floor-needed time / variant time",
     "gflops": "FLOPs of the products the variant does (2*in*out*N each; 3 per layer less the first layer's "
     "residual_x for every training variant, 3 per layer for 'floor', see 'products') / median step time; "
     "element-wise work not counted",

@@ -3,18 +3,14 @@
 Written against the array-API standard (``x.__array_namespace__()``), so the same
 formulas run on NumPy arrays here and on JAX arrays when a benchmark compiles them.
 
-Each activation has a forward ``y = f(z)`` and a backward that turns the
-residual of its output into the residual of its input,
-``residual_z = residual_y ⊙ f'(z)``. Where the derivative is cheapest from
-the output (sigmoid, tanh) it is written that way, as the blog does.
-
-The training path (``manual.train``) runs the same formulas in NumPy into buffers
-it reuses every step: ``forward_into`` and ``backward_into``. An activation
-without them (a user's own, say) runs there through ``forward`` and ``backward``.
+Each activation has a forward ``y = f(z)`` and a backward that turns the residual of its
+output into the residual of its input, ``residual_z = residual_y ⊙ f'(z)``. Where the derivative
+is cheapest from the output (sigmoid, tanh) it is written that way, as the blog does.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +29,42 @@ def sigmoid(z):
     xp = namespace(z)
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1.0, e) / (1.0 + e)  # 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    forward: Callable[[np.ndarray], np.ndarray]
+    # backward(residual_y, z, y) -> residual_z, all (out, N)
+    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation(
+        "sigmoid",
+        sigmoid,
+        lambda residual_y, z, y: residual_y * y * (1 - y),  # σ' = y(1 − y)
+    ),
+    "tanh": Activation(
+        "tanh",
+        lambda z: namespace(z).tanh(z),
+        lambda residual_y, z, y: residual_y * (1 - y * y),  # tanh' = 1 − y²
+    ),
+    "relu": Activation(
+        "relu",
+        lambda z: namespace(z).maximum(z, 0.0),
+        lambda residual_y, z, y: namespace(z).where(z > 0, residual_y, 0.0),  # relu' = [z > 0], 0 at the kink
+    ),
+    "identity": Activation(
+        "identity",
+        lambda z: z,
+        lambda residual_y, z, y: residual_y,  # identity' = 1
+    ),
+}
+
+
+# ---- the training path's forms ------------------------------------------------------------
+# manual.train runs the formulas above in NumPy, into buffers it reuses every step.
 
 
 def sigmoid_into(z: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -66,45 +98,28 @@ def _tanh_backward_into(residual_y, z, y, out):
     return out
 
 
-@dataclass(frozen=True)
-class Activation:
-    name: str
-    forward: Callable[[np.ndarray], np.ndarray]
-    # backward(residual_y, z, y) -> residual_z, all (out, N)
-    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-    # the training path's forms, NumPy only: forward_into(z, out) -> y; backward_into(residual_y, z, y, out)
-    # -> residual_z. Each may return its input instead of writing ``out`` (identity does).
-    forward_into: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-    backward_into: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+class InPlace(NamedTuple):
+    """An activation's forms on the training path; each may return its input instead of writing ``out``."""
+
+    activation: Activation  # the registry entry these forms compute
+    forward_into: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (z, out) -> y
+    backward_into: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (residual_y, z, y, out)
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation(
-        "sigmoid",
-        sigmoid,
-        lambda residual_y, z, y: residual_y * y * (1 - y),  # σ' = y(1 − y)
-        sigmoid_into,
-        _sigmoid_backward_into,
-    ),
-    "tanh": Activation(
-        "tanh",
-        lambda z: namespace(z).tanh(z),
-        lambda residual_y, z, y: residual_y * (1 - y * y),  # tanh' = 1 − y²
-        lambda z, out: np.tanh(z, out=out),
-        _tanh_backward_into,
-    ),
-    "relu": Activation(
-        "relu",
-        lambda z: namespace(z).maximum(z, 0.0),
-        lambda residual_y, z, y: namespace(z).where(z > 0, residual_y, 0.0),  # relu' = [z > 0], 0 at the kink
+IN_PLACE: dict[str, InPlace] = {
+    "sigmoid": InPlace(ACTIVATIONS["sigmoid"], sigmoid_into, _sigmoid_backward_into),
+    "tanh": InPlace(ACTIVATIONS["tanh"], lambda z, out: np.tanh(z, out=out), _tanh_backward_into),
+    "relu": InPlace(
+        ACTIVATIONS["relu"],
         lambda z, out: np.maximum(z, 0.0, out=out),
         lambda residual_y, z, y, out: np.multiply(residual_y, z > 0, out=out),  # residual_y ⊙ [z > 0]
     ),
-    "identity": Activation(
-        "identity",
-        lambda z: z,
-        lambda residual_y, z, y: residual_y,  # identity' = 1
-        lambda z, out: z,
-        lambda residual_y, z, y, out: residual_y,
-    ),
+    "identity": InPlace(ACTIVATIONS["identity"], lambda z, out: z, lambda residual_y, z, y, out: residual_y),
 }
+
+
+def in_place(name: str) -> InPlace | None:
+    """The training path's forms of ``ACTIVATIONS[name]``; None when that entry is not the one they compute
+    (an activation replaced or added by a user runs there through its own forward and backward)."""
+    forms = IN_PLACE.get(name)
+    return forms if forms is not None and ACTIVATIONS.get(name) is forms.activation else None

@@ -1,14 +1,6 @@
 """A stack of fully connected layers: forward, hand-derived backward, full-batch SGD.
 
-Parameters are a plain list ``[{"w": (in, out), "b": (out, 1)}, ...]``, the same
-layout ``reference`` uses, so both sides can be compared by position and key.
-
-Two paths run the same formulas. ``gradients()`` (the comparison path) returns every
-quantity as new arrays, the first layer's residual_x included. ``train()`` (the
-training path) works on its own copy of the parameters, updates them in place and
-writes each step's activations and gradients into buffers it allocates once
-(``manual.layer.LayerWork``); it skips the first layer's residual_x, which no update
-needs.
+Parameters: a plain list ``[{"w": (in, out), "b": (out, 1)}, ...]``, ``reference``'s layout (compared by position).
 """
 
 import math
@@ -56,13 +48,11 @@ def init_params(sizes: Sequence[int], *, seed: int = 0, dtype="float64", std: fl
     ]
 
 
-def forward(
-    params: Params, x: np.ndarray, activations: Sequence[str], works: Sequence[LayerWork] | None = None
-) -> tuple[np.ndarray, list[Cache]]:
-    """Unchecked forward: ``x`` (in, N) -> output ``(out, N)`` and each layer's cache (into ``works``, if given)."""
+def forward(params: Params, x: np.ndarray, activations: Sequence[str]) -> tuple[np.ndarray, list[Cache]]:
+    """Unchecked forward: ``x`` (in, N) -> output ``(out, N)`` and each layer's cache."""
     caches = []
-    for i, (layer, act) in enumerate(zip(params, activations)):
-        x, cache = fc_forward(x, layer["w"], layer["b"], act, None if works is None else works[i])
+    for layer, act in zip(params, activations):
+        x, cache = fc_forward(x, layer["w"], layer["b"], act)
         caches.append(cache)
     return x, caches
 
@@ -75,7 +65,7 @@ def backward(
     for layer, cache, act in zip(reversed(params), reversed(caches), reversed(activations)):
         g = fc_backward(residual_y, layer["w"], cache, act)
         grads.append(g)
-        residual_y = g.residual_x  # (in, N) of this layer is (out, N) of the one below (None below the first)
+        residual_y = g.residual_x  # (in, N) of this layer is (out, N) of the one below
     return grads[::-1]
 
 
@@ -111,6 +101,14 @@ def sgd_update(params: Params, layer_grads: Sequence[LayerGrads], lr: float, tra
     ]
 
 
+# ---- the training path ----------------------------------------------------------------------
+# gradients() above (the comparison path) returns every quantity as new arrays, the first
+# layer's residual_x included. train() runs the same formulas on its own copy of the
+# parameters, updates them in place and writes each step's activations and gradients into
+# buffers it allocates once (manual.layer.LayerWork); it skips the first layer's residual_x,
+# which no update needs.
+
+
 def sgd_update_into(params: Params, layer_grads: Sequence[LayerGrads], lr: float, trainable) -> None:
     """``sgd_update`` in place: ``w ← w − lr·grad_w``, ``b ← b − lr·grad_b`` into the arrays of ``params``."""
     for p, g, m in zip(params, layer_grads, trainable):
@@ -139,9 +137,18 @@ def train_works(params: Params, batch: int) -> tuple[list[LayerWork], np.ndarray
     return works, np.empty((params[-1]["w"].shape[1], batch), dt)
 
 
+def _forward_into(params: Params, x, activations, works) -> tuple[np.ndarray, list[Cache]]:
+    """``forward``, each layer into its ``LayerWork``."""
+    caches = []
+    for layer, act, work in zip(params, activations, works):
+        x, cache = fc_forward(x, layer["w"], layer["b"], act, work)
+        caches.append(cache)
+    return x, caches
+
+
 def train_step(params: Params, x, t, activations, loss: str, lr: float, trainable, works, residual_y) -> float:
     """One full-batch SGD step in place (every gradient first, then every update) -> L at the old ``params``."""
-    y, caches = forward(params, x, activations, works)
+    y, caches = _forward_into(params, x, activations, works)
     value, residual_y = _loss_into(loss, y, t, residual_y)  # (out, N)
     layer_grads = backward(params, caches, residual_y, activations)
     sgd_update_into(params, layer_grads, lr, trainable)

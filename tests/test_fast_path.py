@@ -7,7 +7,7 @@ import pytest
 import manual
 from crosscheck.problems import random_problem
 from manual import network
-from manual.activations import ACTIVATIONS, sigmoid, sigmoid_into
+from manual.activations import ACTIVATIONS, Activation, in_place, sigmoid, sigmoid_into
 
 DTYPES = ["float64", "float32"]
 # |sigmoid_into − sigmoid| in units of the dtype's eps: measured at most 1.0 eps over 300,000 points
@@ -43,16 +43,16 @@ def test_sigmoid_into_does_not_overflow_at_z_of_plus_minus_1e4(dtype):
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_each_in_place_activation_form_equals_its_formula(name, dtype):
-    act = ACTIVATIONS[name]
+    act, forms = ACTIVATIONS[name], in_place(name)
     rng = np.random.default_rng(1)
     z = (3 * rng.standard_normal((5, 7))).astype(dtype)
     residual_y = rng.standard_normal((5, 7)).astype(dtype)
     y = act.forward(z)
-    y_into = act.forward_into(z, np.empty_like(z))
+    y_into = forms.forward_into(z, np.empty_like(z))
     eps = np.finfo(dtype).eps
     assert np.max(np.abs(y_into - y)) <= SIGMOID_FORMS_ABS_EPS * eps
     want = act.backward(residual_y, z, y)
-    got = act.backward_into(residual_y, z, y, np.empty_like(z))
+    got = forms.backward_into(residual_y, z, y, np.empty_like(z))
     assert np.max(np.abs(got - want)) <= SIGMOID_FORMS_ABS_EPS * eps * max(1.0, float(np.max(np.abs(want))))
 
 
@@ -117,3 +117,16 @@ def test_training_path_has_no_buffer_for_the_first_layers_residual_x():
     works, _ = network.train_works(p.params, 5)
     assert works[0].residual_x is None
     assert [w.residual_x.shape for w in works[1:]] == [(4, 5), (4, 5)]
+
+
+def test_a_replaced_activation_runs_through_its_own_formulas_on_the_training_path(monkeypatch):
+    """The in-place forms belong to the registry entry they compute: a replacement is used as written."""
+    p = random_problem((3, 4, 2), batch=5, seed=4)
+    genuine = manual.train(p.params, p.x, p.t, activations="sigmoid", lr=p.lr, steps=1).losses[0]
+    halved = Activation("sigmoid", lambda z: sigmoid(z) / 2, lambda residual_y, z, y: residual_y * y * (1 - 2 * y))
+    monkeypatch.setitem(ACTIVATIONS, "sigmoid", halved)
+    assert in_place("sigmoid") is None
+    got = manual.train(p.params, p.x, p.t, activations="sigmoid", lr=p.lr, steps=1).losses[0]
+    want = network.gradients(p.params, p.x, p.t, activations="sigmoid").loss  # the comparison path, replaced too
+    assert abs(got - want) <= PATHS_ABS_EPS * np.finfo(np.float64).eps * max(1.0, want)
+    assert abs(got - genuine) > 1e-3 * genuine  # the replacement did change the run

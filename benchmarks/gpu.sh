@@ -3,7 +3,7 @@
 #     PYTHONPATH=. bash benchmarks/gpu.sh OUTDIR
 # Needs no network. Writes into OUTDIR: nvidia-smi.txt, gpu.log (progress), gpu.json (rows, drift and
 # the performance goals; rewritten after every workload, so a run cut short keeps what it measured),
-# gpu.txt (tables, drift, goals) and gpu.png when matplotlib is installed. About 6 minutes on an H100.
+# gpu.txt (tables, drift, goals) and gpu.png when matplotlib is installed. Within 7 minutes: the benchmark is cut at 360 s.
 # JAX variants on the GPU: float32 with the default matmul precision (TF32) and "highest", and float64;
 # JAX also on the host CPU for nets up to 1024 wide; NumPy variants on the host CPU up to 1024 wide.
 # FCGRAD_GPU_SMOKE=1 runs the same steps on the CPU with tiny sizes in seconds (tests/test_benchmarks.py).

@@ -1,6 +1,6 @@
 """``python -m benchmarks`` and ``fcgrad bench``: time the variants, print a table, write JSON and a plot.
 
-Progress goes to stderr, one line per step of the run; the table and the targets go to stdout.
+Progress goes to stderr, one line per step of the run; the table and the performance goals go to stdout.
 """
 
 import argparse
@@ -23,13 +23,18 @@ METHOD = {
     "device and precision as the variant: a NumPy floor for NumPy variants, a jitted JAX floor for JAX variants; "
     "floor_ratio = floor time / variant time (1.0 = at the floor)",
     "floor_needed": "floor-needed = the floor without the first layer's residual_x (w d), which training does not "
-    "need and XLA removes; floor_needed_ratio = floor-needed time / variant time",
-    "gflops": "FLOPs of the products the variant does (2*in*out*N each; 3 per layer for NumPy variants, 3 per "
-    "layer less the first layer's residual_x for jitted ones, see 'products') / median step time; "
+    "need: manual's training path and the baselines skip it, XLA removes it; "
+    "floor_needed_ratio = floor-needed time / variant time",
+    "gflops": "FLOPs of the products the variant does (2*in*out*N each; 3 per layer less the first layer's "
+    "residual_x for every training variant, 3 per layer for 'floor', see 'products') / median step time; "
     "element-wise work not counted",
+    "vs_minimal": "variant time / time of the minimal baseline of the same backend, device and precision "
+    "(minimal-numpy: the blog's arithmetic in the fewest NumPy calls; minimal-jax: a bare fori_loop over "
+    "jax.grad with nothing recorded), same run; 1.0 = as fast as the baseline",
     "speedup_vs_manual": "manual time / variant time, same sizes, batch and dtype, same run; "
     "manual runs on the host CPU",
-    "step": "full-batch SGD, sigmoid layers, square loss, lr 0.1; jit-fused time per step = call time / steps_per_call",
+    "step": "full-batch SGD, sigmoid layers, square loss, lr 0.1; jit-fused and minimal-jax time per step = "
+    "call time / steps_per_call",
 }
 
 
@@ -115,7 +120,7 @@ def run_bench(args: argparse.Namespace) -> int:
             result["drift"].append(gradient_drift(sizes, batch, platform, precisions=s.precisions))
     result["rows"] = rows = suite.run(s, progress, checkpoint)
     result["machine"]["loadavg_at_end"] = machine.load_average()
-    result["targets"] = report.targets(rows)
+    result["goals"] = report.goals(rows)
     if args.json:
         _write(args.json, result)
         progress(f"wrote {args.json}")
@@ -127,7 +132,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print()
         print(report.device_text(rows))
     print()
-    print(report.targets_text(rows))
+    print(report.goals_text(rows))
     if args.plot:
         from benchmarks.plot import plot
 
@@ -141,7 +146,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats: a smoke run of under a minute")
     p.add_argument("--json", metavar="PATH", help="write {machine, device, versions, date, rows, ...} here")
     p.add_argument(
-        "--plot", metavar="PATH.png", help="time per step against size, and the seed's loss curves (needs matplotlib)"
+        "--plot", metavar="PATH.png", help="time per step against size, and the blog's loss curves (needs matplotlib)"
     )
     p.add_argument(
         "--device",

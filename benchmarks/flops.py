@@ -8,16 +8,18 @@ One layer of width ``in -> out`` over a batch of N does three products, each of
     residual_x = w·δ  (in, out)·(out, N)   backward, sent to the layer below
 
 A training step needs all three in every layer except ``residual_x`` of the first layer,
-which feeds nothing. The NumPy code computes it anyway (``manual`` returns every
-layer's residual_x, as the seed does); under ``jax.jit`` XLA drops it as dead code.
+which feeds nothing: manual's training path skips it (its comparison path,
+``manual.gradients``, still reports it), the minimal baselines skip it, and under
+``jax.jit`` XLA drops it as dead code. The ``floor`` does all three, ``floor-needed``
+the ones a step needs.
 Element-wise work (sigmoid, its derivative, the loss, the update) is left out of the
 count: O(width·N) against the products' O(width²·N).
 """
 
 from collections.abc import Sequence
 
-ALL = "all"  # 3 products per layer: the NumPy variants and the issue's floor
-NEEDED = "needed"  # without the first layer's residual_x: the jitted variants
+ALL = "all"  # 3 products per layer: the floor
+NEEDED = "needed"  # without the first layer's residual_x: every training variant and floor-needed
 
 
 def layer_product_flops(sizes: Sequence[int], batch: int) -> list[int]:

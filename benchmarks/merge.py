@@ -19,7 +19,7 @@ def merge(base: dict, new: dict) -> dict:
     order = {c: i for i, c in enumerate(dict.fromkeys(case(r) for r in base["rows"] + new["rows"]))}
     rows.sort(key=lambda r: order[case(r)])
     add_ratios(rows)
-    merged = {**base, "rows": rows, "targets": report.targets(rows)}
+    merged = {**base, "rows": rows, "goals": report.goals(rows)}
     label = lambda c: f"{c[0]} N={c[1]} {c[2]}"  # noqa: E731
     kept = {case(r) for r in base["rows"]} - replaced
     merged["merged_from"] = [

@@ -1,5 +1,5 @@
 """One figure, two panels: time per step against problem size per variant (log-log), and the
-seed example's loss curves, manual against JAX. Needs matplotlib (the "plot" extra).
+blog's AND example's loss curves, manual against JAX. Needs matplotlib (the "plot" extra).
 
 ``python -m benchmarks.plot RESULT.json OUT.png`` redraws the figure of a saved run.
 """
@@ -14,7 +14,8 @@ from benchmarks.workloads import parse_spec
 
 COLORS = {
     "manual": "tab:red",
-    "bare-numpy": "tab:orange",
+    "minimal-numpy": "tab:orange",
+    "minimal-jax": "tab:olive",
     "jit-step": "tab:blue",
     "jit-fused": "tab:green",
     "manual-jit": "tab:purple",
@@ -23,8 +24,8 @@ COLORS = {
 SKIPPED = ("floor-needed",)  # in the JSON, left out of the figure to keep it readable
 
 
-def seed_loss_curves() -> tuple[np.ndarray, np.ndarray]:
-    """Losses per step of the seed's AND run (10,000 steps, float64): (manual, JAX)."""
+def blog_loss_curves() -> tuple[np.ndarray, np.ndarray]:
+    """Losses per step of the blog's AND run (10,000 steps, float64): (manual, JAX)."""
     import reference
     from crosscheck.problems import and_example
     from manual import network
@@ -74,7 +75,7 @@ def plot(result: dict, path: str) -> None:
     ax_t.grid(True, which="both", alpha=0.3)
     ax_t.legend(fontsize=6, ncol=2)
 
-    manual_losses, jax_losses = seed_loss_curves()
+    manual_losses, jax_losses = blog_loss_curves()
     steps = np.arange(1, len(manual_losses) + 1)
     ax_l.plot(steps, manual_losses, color="tab:red", lw=3, alpha=0.5, label="manual (NumPy)")
     ax_l.plot(steps, jax_losses, "--", color="tab:blue", lw=1.2, label="JAX (jax.grad, lax.scan)")
@@ -83,7 +84,7 @@ def plot(result: dict, path: str) -> None:
     ax_l.set_yscale("log")
     ax_l.set_xlabel("step")
     ax_l.set_ylabel("square loss")
-    ax_l.set_title(f"seed example (AND, 2-4-1, float64): max |Δ loss| = {gap:.1e}", fontsize=10)
+    ax_l.set_title(f"the blog's example (AND, 2-4-1, float64): max |Δ loss| = {gap:.1e}", fontsize=10)
     ax_l.grid(True, which="both", alpha=0.3)
     ax_l.legend()
     fig.tight_layout()

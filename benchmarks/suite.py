@@ -9,6 +9,9 @@ ratio compares numbers taken side by side:
   NumPy variants, a jitted JAX floor for JAX ones);
 - ``floor_needed_ratio`` = the same against ``floor-needed``, without the first layer's
   residual_x (which a training step does not need and XLA drops);
+- ``vs_minimal`` = time of the variant / time of the minimal baseline of the SAME backend,
+  device and precision (``minimal-numpy`` for NumPy variants, ``minimal-jax`` for JAX
+  ones): what the variant costs against the fewest calls that do its step;
 - ``speedup_vs_manual`` = time of ``manual`` / time of the variant, same sizes and dtype.
 """
 
@@ -21,7 +24,7 @@ import numpy as np
 import reference
 from benchmarks import flops, variants
 from benchmarks.timing import FULL, Budget, measure
-from benchmarks.workloads import CPU_SPECS, SEED_STEPS, make_workload, parse_spec
+from benchmarks.workloads import BLOG_STEPS, CPU_SPECS, make_workload, parse_spec
 
 MAX_FUSED_STEPS = 1000
 MIN_FUSED_STEPS = 2
@@ -37,21 +40,21 @@ class Settings:
     budget: Budget = FULL
     numpy_upto: int | None = None  # widest net the NumPy variants run on (None: all)
     cpu_jax_upto: int = 0  # on a GPU run, also run the JAX variants on the CPU for nets this wide or less
-    fused_call_s: float = 0.25  # aim for a jit-fused call of about this long (except the seed's 10,000 steps)
+    fused_call_s: float = 0.25  # aim for a jit-fused call of about this long (except the blog's 10,000 steps)
 
 
-def _jax_targets(s: Settings, width: int, dtype: str) -> list[tuple[str, str | None]]:
+def _jax_placements(s: Settings, width: int, dtype: str) -> list[tuple[str, str | None]]:
     precisions = s.precisions if dtype == "float32" else (None,)
-    targets = [(s.platform, p) for p in precisions]
+    placements = [(s.platform, p) for p in precisions]
     if s.platform != "cpu" and width <= s.cpu_jax_upto:
-        targets.append(("cpu", "default" if dtype == "float32" else None))
-    return targets
+        placements.append(("cpu", "default" if dtype == "float32" else None))
+    return placements
 
 
 def _fused_steps(wl, jit_step: variants.Variant, fused_call_s: float) -> int:
-    """The seed's 10,000 steps at the seed size; elsewhere enough steps for a call of ``fused_call_s``."""
-    if wl.is_seed:
-        return SEED_STEPS
+    """The blog's 10,000 steps at the blog's size; elsewhere enough steps for a call of ``fused_call_s``."""
+    if wl.is_blog_size:
+        return BLOG_STEPS
     jit_step.run(1)
     start = time.perf_counter()
     jit_step.run(2)
@@ -66,11 +69,11 @@ def build(wl, s: Settings, progress) -> list[variants.Variant]:
     if s.numpy_upto is None or wl.width <= s.numpy_upto:
         vs += [
             variants.manual_variant(wl),
-            variants.bare_variant(wl),
+            variants.minimal_numpy_variant(wl),
             variants.numpy_floor(ops, flops.ALL),
             variants.numpy_floor(ops, flops.NEEDED),
         ]
-    for platform, precision in _jax_targets(s, wl.width, wl.dtype):
+    for platform, precision in _jax_placements(s, wl.width, wl.dtype):
         dev = variants.jax_device(platform)
         step = variants.jit_step_variant(wl, dev, precision)
         vs += [
@@ -79,7 +82,9 @@ def build(wl, s: Settings, progress) -> list[variants.Variant]:
             variants.jax_floor(ops, dev, precision, flops.ALL),
             variants.jax_floor(ops, dev, precision, flops.NEEDED),
         ]
-        vs.append(variants.jit_fused_variant(wl, dev, precision, steps=_fused_steps(wl, step, s.fused_call_s)))
+        fused_steps = _fused_steps(wl, step, s.fused_call_s)
+        vs.append(variants.jit_fused_variant(wl, dev, precision, steps=fused_steps))
+        vs.append(variants.minimal_jax_variant(wl, dev, precision, steps=fused_steps))
         compiled = ", ".join(
             f"{v.name} {v.compile_s:.2f} s"
             for v in vs
@@ -112,21 +117,25 @@ def _row(wl, v: variants.Variant, t) -> dict:
         "gflops": work / t.median / 1e9,
         "floor_ratio": None,
         "floor_needed_ratio": None,
+        "vs_minimal": None,
         "speedup_vs_manual": None,
     }
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """Fill floor_ratio, floor_needed_ratio and speedup_vs_manual from rows of the same run."""
+    """Fill floor_ratio, floor_needed_ratio, vs_minimal and speedup_vs_manual from rows of the same run."""
     case = lambda r: (r["sizes"], r["batch"], r["dtype"])  # noqa: E731
     where = lambda r: case(r) + (r["backend"], r["device"], r["precision"])  # noqa: E731
     floors = {(where(r), r["variant"]): r["step_s_median"] for r in rows if r["variant"].startswith("floor")}
+    minimal = {where(r): r["step_s_median"] for r in rows if r["variant"].startswith("minimal-")}
     manual = {case(r): r["step_s_median"] for r in rows if r["variant"] == "manual"}
     for r in rows:
         t = r["step_s_median"]
         for name, key in (("floor", "floor_ratio"), ("floor-needed", "floor_needed_ratio")):
             f = floors.get((where(r), name))
             r[key] = None if f is None else f / t
+        b = minimal.get(where(r))
+        r["vs_minimal"] = None if b is None else t / b
         m = manual.get(case(r))
         r["speedup_vs_manual"] = None if m is None else m / t
 

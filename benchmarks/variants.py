@@ -23,16 +23,17 @@ import numpy as np
 
 import reference
 from benchmarks import flops
-from benchmarks.bare_numpy import bare_step
+from benchmarks.minimal import minimal_jax_train, minimal_numpy_step
 from benchmarks.workloads import Workload
 from manual import network
 
 FLOOR_DATA_SEED = 1  # random operands of the floor's products (never zeros: see METHOD)
+FUSED_UNROLL = 1  # lax.scan unroll of jit-fused; 2, 4, 8 and 16 were no faster at 2-4-1 on CPU (README)
 
 
 @dataclass
 class Variant:
-    name: str  # manual, bare-numpy, jit-step, jit-fused, manual-jit, floor, floor-needed
+    name: str  # manual, minimal-numpy, jit-step, jit-fused, manual-jit, minimal-jax, floor, floor-needed
     backend: str  # "numpy" or "jax"
     device: str  # "cpu" or "gpu": where the arithmetic runs
     precision: str | None  # JAX float32 matmul precision, else None
@@ -50,37 +51,34 @@ def _all_trainable(wl: Workload) -> list[dict]:
 
 
 def manual_variant(wl: Workload) -> Variant:
-    """``manual``: loss_and_gradients then sgd_update, the loss read back as a float, as manual.train does."""
+    """``manual``: the step of ``manual.train`` (``network.train_step``: in place, into buffers made once),
+    the loss checked for finiteness every step as manual.train does."""
     trainable = _all_trainable(wl)
-    state = [wl.params]
+    params = [{k: v.copy() for k, v in p.items()} for p in wl.params]
+    works, residual_y = network.train_works(params, wl.batch)
+    args = (wl.x, wl.t, wl.activations, wl.loss, wl.lr, trainable, works, residual_y)
 
     def run(k: int) -> None:
-        params = state[0]
         for _ in range(k):
-            g = network.loss_and_gradients(params, wl.x, wl.t, wl.activations, wl.loss)
-            if not math.isfinite(float(g.loss)):
+            if not math.isfinite(network.train_step(params, *args)):
                 raise FloatingPointError("manual: the loss is not finite")
-            params = network.sgd_update(params, g.layers, wl.lr, trainable)
-        state[0] = params
 
-    return Variant("manual", "numpy", "cpu", None, flops.ALL, 1, None, run)
+    return Variant("manual", "numpy", "cpu", None, flops.NEEDED, 1, None, run)
 
 
-def bare_variant(wl: Workload) -> Variant:
-    """``bare-numpy``: the same formulas inline (sigmoid and square loss only)."""
+def minimal_numpy_variant(wl: Workload) -> Variant:
+    """``minimal-numpy``: ``minimal.minimal_numpy_step``, the blog's arithmetic in the fewest NumPy calls."""
     if set(wl.activations) != {"sigmoid"} or wl.loss != "square":
-        raise ValueError("bare-numpy implements sigmoid layers and the square loss only")
-    state = [[p["w"] for p in wl.params], [p["b"] for p in wl.params]]
+        raise ValueError("minimal-numpy implements sigmoid layers and the square loss only")
+    ws = [p["w"].copy() for p in wl.params]
+    bs = [p["b"].copy() for p in wl.params]
 
     def run(k: int) -> None:
-        ws, bs = state
         for _ in range(k):
-            loss, ws, bs = bare_step(ws, bs, wl.x, wl.t, wl.lr)
-            if not math.isfinite(loss):
-                raise FloatingPointError("bare-numpy: the loss is not finite")
-        state[:] = [ws, bs]
+            if not math.isfinite(minimal_numpy_step(ws, bs, wl.x, wl.t, wl.lr)):
+                raise FloatingPointError("minimal-numpy: the loss is not finite")
 
-    return Variant("bare-numpy", "numpy", "cpu", None, flops.ALL, 1, None, run)
+    return Variant("minimal-numpy", "numpy", "cpu", None, flops.NEEDED, 1, None, run)
 
 
 def floor_operands(wl: Workload) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -166,19 +164,44 @@ def jit_step_variant(wl: Workload, device, precision=None) -> Variant:
     return Variant("jit-step", "jax", device.platform, precision, flops.NEEDED, 1, secs, run)
 
 
-def jit_fused_variant(wl: Workload, device, precision=None, *, steps: int) -> Variant:
-    """``jit-fused``: ``reference.scan_train``, ``steps`` SGD steps in one compiled lax.scan per call."""
+@partial(jax.jit, static_argnames=("activations", "loss_name", "trainable", "steps", "unroll"))
+def fused_train(params, x, t, lr, *, activations, loss_name, trainable, steps: int, unroll: int):
+    """``steps`` of ``reference.sgd_step`` in one ``lax.scan``, nothing recorded -> the final parameters.
+
+    ``reference.scan_train`` also returns every step's loss, which a training run needs
+    and a timing does not; unused here, XLA drops the loss's reduction too.
+    """
+
+    def body(p, _):
+        return reference.sgd_step(p, x, t, lr, activations, loss_name, trainable)[1], None
+
+    return jax.lax.scan(body, params, None, length=steps, unroll=unroll)[0]
+
+
+def jit_fused_variant(wl: Workload, device, precision=None, *, steps: int, unroll: int = FUSED_UNROLL) -> Variant:
+    """``jit-fused``: ``fused_train``, ``steps`` SGD steps of the reference model in one compiled call."""
     params, x, t, lr = _on_device(wl, device)
     static = {
         "activations": wl.activations,
         "loss_name": wl.loss,
         "trainable": reference.static_trainable(None, len(params)),
         "steps": steps,
-        "record_params": False,
+        "unroll": unroll,
     }
-    compiled, secs = _compile(reference.scan_train, (params, x, t, lr), static, precision)
-    run = _training_run(compiled, params, x, t, lr, lambda out: out[2])
+    compiled, secs = _compile(fused_train, (params, x, t, lr), static, precision)
+    run = _training_run(compiled, params, x, t, lr, lambda out: out)
     return Variant("jit-fused", "jax", device.platform, precision, flops.NEEDED, steps, secs, run)
+
+
+def minimal_jax_variant(wl: Workload, device, precision=None, *, steps: int) -> Variant:
+    """``minimal-jax``: ``minimal.minimal_jax_train``, a bare fori_loop over jax.grad, ``steps`` per call."""
+    if set(wl.activations) != {"sigmoid"} or wl.loss != "square":
+        raise ValueError("minimal-jax implements sigmoid layers and the square loss only")
+    params, x, t, lr = _on_device(wl, device)
+    pairs = [(p["w"], p["b"]) for p in params]
+    compiled, secs = _compile(minimal_jax_train, (pairs, x, t, lr), {"steps": steps}, precision)
+    run = _training_run(compiled, pairs, x, t, lr, lambda out: out)
+    return Variant("minimal-jax", "jax", device.platform, precision, flops.NEEDED, steps, secs, run)
 
 
 def manual_formulas_step(params, x, t, lr, *, activations, loss, trainable):

@@ -1,7 +1,7 @@
 """What is benchmarked: a network's sizes, a batch, a dtype, and the data and initial parameters.
 
 Every variant of one workload starts from the same NumPy parameters and data (sigmoid
-layers, the seed's square loss, lr 0.1). The seed's 2-4-1 with N=4 is the seed's own
+layers, the blog's square loss, lr 0.1). The blog's size, 2-4-1 with N=4, is the blog's own
 AND problem; every other size is ``crosscheck.problems.random_problem`` with seed 0.
 """
 
@@ -12,11 +12,11 @@ import numpy as np
 from crosscheck.problems import and_example, random_problem
 from manual.errors import FcgradError
 
-SEED_SIZES = (2, 4, 1)
-SEED_BATCH = 4
-SEED_STEPS = 10_000  # the seed's run: what jit-fused compiles as one call at the seed size
+BLOG_SIZES = (2, 4, 1)
+BLOG_BATCH = 4
+BLOG_STEPS = 10_000  # the blog's run: what jit-fused and minimal-jax compile as one call at the blog's size
 MNIST_SIZES = (784, 256, 256, 10)
-DEFAULT_BATCH = 256  # batch of a size given without one that is neither the seed's nor all one width
+DEFAULT_BATCH = 256  # batch of a size given without one that is neither the blog's nor all one width
 LR = 0.1
 
 CPU_SPECS = ("2-4-1", "784-256-256-10", "1024-1024-1024")
@@ -47,14 +47,14 @@ class Workload:
         return max(self.sizes)
 
     @property
-    def is_seed(self) -> bool:
-        return self.sizes == SEED_SIZES and self.batch == SEED_BATCH
+    def is_blog_size(self) -> bool:
+        return self.sizes == BLOG_SIZES and self.batch == BLOG_BATCH
 
 
 def parse_spec(spec: str) -> tuple[tuple[int, ...], int]:
     """``"784-256-256-10"`` or ``"784-256-256-10:128"`` (batch after the colon) -> (sizes, batch).
 
-    Without a batch: 4 for the seed's 2-4-1, the width for a net of one width (N equal
+    Without a batch: 4 for the blog's 2-4-1, the width for a net of one width (N equal
     to the width), else 256.
     """
     text, _, batch_text = spec.partition(":")
@@ -66,14 +66,14 @@ def parse_spec(spec: str) -> tuple[tuple[int, ...], int]:
     if len(sizes) < 2 or min(sizes) < 1 or (batch is not None and batch < 1):
         raise FcgradError(f"--sizes: expected two or more positive widths and a positive batch, got {spec!r}")
     if batch is None:
-        batch = SEED_BATCH if sizes == SEED_SIZES else sizes[0] if len(set(sizes)) == 1 else DEFAULT_BATCH
+        batch = BLOG_BATCH if sizes == BLOG_SIZES else sizes[0] if len(set(sizes)) == 1 else DEFAULT_BATCH
     return sizes, batch
 
 
 def make_workload(sizes, batch: int, dtype: str) -> Workload:
     """The problem for ``sizes`` and ``batch``, cast to ``dtype`` (float64 or float32)."""
     sizes = tuple(sizes)
-    if sizes == SEED_SIZES and batch == SEED_BATCH:
+    if sizes == BLOG_SIZES and batch == BLOG_BATCH:
         p = and_example()
     else:
         p = random_problem(sizes, batch=batch, seed=0, lr=LR)

@@ -1,9 +1,9 @@
 """A stack of fully connected layers: forward, hand-derived backward, full-batch SGD.
 
-Parameters are a plain list ``[{"w": (in, out), "b": (out, 1)}, ...]``, the same
-layout ``reference`` uses, so both sides can be compared by position and key.
+Parameters: a plain list ``[{"w": (in, out), "b": (out, 1)}, ...]``, ``reference``'s layout (compared by position).
 """
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -11,8 +11,8 @@ import numpy as np
 
 from manual import validate
 from manual.errors import DivergenceError
-from manual.layer import Cache, LayerGrads, fc_backward, fc_forward
-from manual.losses import LOSSES
+from manual.layer import Cache, LayerGrads, LayerWork, fc_backward, fc_forward, layer_work
+from manual.losses import LOSSES, square_backward, square_forward
 
 Params = list[dict[str, np.ndarray]]
 
@@ -101,6 +101,60 @@ def sgd_update(params: Params, layer_grads: Sequence[LayerGrads], lr: float, tra
     ]
 
 
+# ---- the training path ----------------------------------------------------------------------
+# gradients() above (the comparison path) returns every quantity as new arrays, the first
+# layer's residual_x included. train() runs the same formulas on its own copy of the
+# parameters, updates them in place and writes each step's activations and gradients into
+# buffers it allocates once (manual.layer.LayerWork); it skips the first layer's residual_x,
+# which no update needs.
+
+
+def sgd_update_into(params: Params, layer_grads: Sequence[LayerGrads], lr: float, trainable) -> None:
+    """``sgd_update`` in place: ``w ← w − lr·grad_w``, ``b ← b − lr·grad_b`` into the arrays of ``params``."""
+    for p, g, m in zip(params, layer_grads, trainable):
+        if m["w"]:
+            p["w"] -= lr * g.grad_w  # (in, out)
+        if m["b"]:
+            p["b"] -= lr * g.grad_b  # (out, 1)
+
+
+def _loss_into(loss: str, y, t, out) -> tuple[float, np.ndarray]:
+    """(L, residual_y) at the output ``y``; the square loss writes residual_y into ``out`` (out, N)."""
+    fn = LOSSES[loss]
+    if fn.forward is not square_forward or fn.backward is not square_backward:
+        return float(fn.forward(y, t)), fn.backward(y, t)
+    n = y.shape[1]
+    np.subtract(y, t, out=out)  # y − t (out, N)
+    value = float(np.vdot(out, out)) / n / 2  # L = Σ (y − t)² / N / 2
+    np.divide(out, n, out=out)  # residual_y = (y − t) / N
+    return value, out
+
+
+def train_works(params: Params, batch: int) -> tuple[list[LayerWork], np.ndarray]:
+    """The training path's buffers: one ``LayerWork`` per layer (no residual_x in the first) and residual_y."""
+    dt = params[0]["w"].dtype
+    works = [layer_work(*p["w"].shape, batch, dt, residual_x=i > 0) for i, p in enumerate(params)]
+    return works, np.empty((params[-1]["w"].shape[1], batch), dt)
+
+
+def _forward_into(params: Params, x, activations, works) -> tuple[np.ndarray, list[Cache]]:
+    """``forward``, each layer into its ``LayerWork``."""
+    caches = []
+    for layer, act, work in zip(params, activations, works):
+        x, cache = fc_forward(x, layer["w"], layer["b"], act, work)
+        caches.append(cache)
+    return x, caches
+
+
+def train_step(params: Params, x, t, activations, loss: str, lr: float, trainable, works, residual_y) -> float:
+    """One full-batch SGD step in place (every gradient first, then every update) -> L at the old ``params``."""
+    y, caches = _forward_into(params, x, activations, works)
+    value, residual_y = _loss_into(loss, y, t, residual_y)  # (out, N)
+    layer_grads = backward(params, caches, residual_y, activations)
+    sgd_update_into(params, layer_grads, lr, trainable)
+    return value
+
+
 def train(
     params: Params,
     x,
@@ -116,7 +170,8 @@ def train(
 ) -> Trajectory:
     """Full-batch SGD: each step takes every gradient at the current parameters, then updates.
 
-    Raises ``DivergenceError`` naming the first step whose loss is not finite.
+    The training path: ``params`` is copied, then updated in place. Raises
+    ``DivergenceError`` naming the first step whose loss is not finite.
     """
     params, dt = validate.check_params(params, dtype)
     x, t = validate.check_data(x, t, params, dt)
@@ -125,10 +180,11 @@ def train(
     lr = validate.check_lr(lr)
     steps = validate.check_steps(steps)
     trainable = validate.check_trainable(trainable, len(params))
+    params = [{k: np.array(v, order="C") for k, v in layer.items()} for layer in params]  # ours to update
+    works, residual_y = train_works(params, x.shape[1])
 
     def step(p: Params) -> tuple[float, Params]:
-        g = _gradients(p, x, t, activations, loss)
-        return g.loss, sgd_update(p, g.layers, lr, trainable)
+        return train_step(p, x, t, activations, loss, lr, trainable, works, residual_y), p
 
     return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr)
 
@@ -138,22 +194,29 @@ def run_steps(
 ) -> Trajectory:
     """Drive ``step(params) -> (loss at params, new params)`` ``steps`` times and keep the trajectory.
 
+    ``step`` may update ``params`` in place and return them: the history holds copies.
     Raises ``DivergenceError`` at the first step whose loss is not finite.
     """
     losses = np.empty(steps, dtype=dtype)
-    history = [params] if record_params else None
+    history = None
+    if record_params:
+        history = [{k: np.empty((steps + 1, *v.shape), v.dtype) for k, v in layer.items()} for layer in params]
+        _record(history, 0, params)
     # A diverging run overflows before its loss turns inf; the check below reports it.
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps):
             value, params = step(params)
-            if not np.isfinite(value):
+            if not math.isfinite(value):
                 raise DivergenceError(
                     f"{what} diverged: the loss is {value} at step {k} (lr={lr}); try a smaller learning rate", k
                 )
             losses[k] = value
             if record_params:
-                history.append(params)
-    stacked = None
-    if record_params:
-        stacked = [{key: np.stack([h[i][key] for h in history]) for key in ("w", "b")} for i in range(len(params))]
-    return Trajectory(losses, stacked, params)
+                _record(history, k + 1, params)
+    return Trajectory(losses, history, params)
+
+
+def _record(history, k: int, params: Params) -> None:
+    for h, layer in zip(history, params):
+        h["w"][k] = layer["w"]
+        h["b"][k] = layer["b"]

@@ -55,32 +55,35 @@ def ring_all_reduce(buffers: list[np.ndarray]) -> list[np.ndarray]:
     Each device's array is cut into S chunks. Reduce-scatter: for S−1 rounds, device d sends
     chunk (d − r) mod S to device d+1, which adds it to its own; afterwards device d holds the
     full sum of chunk (d + 1) mod S. All-gather: for S−1 rounds the summed chunks travel on
-    round the ring and are copied. Each device sends 2·(S−1) chunks, about 2·(S−1)/S of the array.
+    around the ring and are copied. Each device sends 2·(S−1) chunks, about 2·(S−1)/S of the array.
     """
     n = len(buffers)
-    shape = buffers[0].shape
-    chunks = [np.array_split(b.ravel().copy(), n) for b in buffers]  # chunks[device][chunk]
+    flat = [b.ravel().copy() for b in buffers]  # each device's own buffer, (size,)
+    edges = [flat[0].size * c // n for c in range(n + 1)]
+    chunk = [slice(edges[c], edges[c + 1]) for c in range(n)]  # chunk c of every buffer
     for r in range(n - 1):  # reduce-scatter
-        sent = [chunks[d][(d - r) % n].copy() for d in range(n)]  # all sends of a round happen at once
+        sent = [flat[d][chunk[(d - r) % n]].copy() for d in range(n)]  # all sends of a round happen at once
         for d in range(n):
-            c = (d - 1 - r) % n  # the chunk arriving from device d − 1
-            chunks[d][c] = chunks[d][c] + sent[(d - 1) % n]
+            flat[d][chunk[(d - 1 - r) % n]] += sent[(d - 1) % n]  # the chunk arriving from device d − 1
     for r in range(n - 1):  # all-gather: device d owns the finished chunk (d + 1 − r) mod S
-        sent = [chunks[d][(d + 1 - r) % n].copy() for d in range(n)]
+        sent = [flat[d][chunk[(d + 1 - r) % n]].copy() for d in range(n)]
         for d in range(n):
-            chunks[d][(d - r) % n] = sent[(d - 1) % n]
-    return [np.concatenate(c).reshape(shape) for c in chunks]
+            flat[d][chunk[(d - r) % n]] = sent[(d - 1) % n]
+    return [f.reshape(buffers[0].shape) for f in flat]
 
 
 def reduce_gradients(local: list[list[LayerGrads]]) -> list[Params]:
-    """All-reduce every layer's grad_w and grad_b over the shards -> per replica ``[{"w", "b"}, ...]``."""
-    n_shards, n_layers = len(local), len(local[0])
-    out: list[Params] = [[{} for _ in range(n_layers)] for _ in range(n_shards)]
-    for i in range(n_layers):
-        summed_w = all_reduce([g[i].grad_w for g in local])  # S × (in, out) -> S × (in, out)
-        summed_b = all_reduce([g[i].grad_b for g in local])  # S × (out, 1) -> S × (out, 1)
-        for k in range(n_shards):
-            out[k][i] = {"w": summed_w[k], "b": summed_b[k]}
+    """All-reduce every layer's grad_w and grad_b over the shards -> per replica ``[{"w", "b"}, ...]``.
+
+    Each shard's gradients travel as one flat buffer (a bucket): one all-reduce per step.
+    """
+    arrays = [[a for g in grads for a in (g.grad_w, g.grad_b)] for grads in local]  # per shard: w0, b0, w1, ...
+    summed = all_reduce([np.concatenate([a.ravel() for a in shard]) for shard in arrays])  # S × (P,)
+    cuts = np.cumsum([a.size for a in arrays[0]])[:-1]
+    out = []
+    for buffer in summed:
+        parts = [part.reshape(a.shape) for part, a in zip(np.split(buffer, cuts), arrays[0])]
+        out.append([{"w": parts[2 * i], "b": parts[2 * i + 1]} for i in range(len(local[0]))])
     return out
 
 

@@ -201,9 +201,15 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
     ms = manual_sharded.sharded_gradients(p.params, p.x, p.t, n, **common)
     baselines = {"manual": (_param_grads(m1.layers), m1.loss), "jax": (j1["layers"], j1["loss"])}
     sides = {"manual-sharded": ([{"grad_w": g["w"], "grad_b": g["b"]} for g in ms.reduced[0]], ms.loss, "manual")}
-    for engine in reference.sharded.ENGINES:
-        r = reference.sharded.gradients(p.params, p.x, p.t, devices=devices, engine=engine, form=form, **common)
-        sides[f"jax-{engine}-sharded"] = (r["layers"], r["loss"], "jax")
+    train = dict(lr=p.lr, steps=p.steps, trainable=p.trainable, **common)
+    jax_runs = {
+        f"jax-{engine}-sharded": reference.sharded.train(
+            p.params, p.x, p.t, devices=devices, engine=engine, form=form, **train
+        )
+        for engine in reference.sharded.ENGINES
+    }
+    for side, r in jax_runs.items():
+        sides[side] = (r["gradients"]["layers"], r["gradients"]["loss"], "jax")
     comparisons = [Comparison("manual vs jax", "gradients", compare_gradients(p))]
     hypotheses = _hypotheses(p, n)
     findings = []
@@ -226,12 +232,9 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
         name: {key[: -len(suffix)]: v for key, v in hist.items() if key.endswith(suffix)}
         for name, suffix in (("manual", "_manual"), ("jax", "_reference"))
     }
-    train = dict(lr=p.lr, steps=p.steps, trainable=p.trainable, **common)
     mt = manual_sharded.sharded_train(p.params, p.x, p.t, n, **train)
     runs = {"manual-sharded": (mt.losses, mt.replicas[0], "manual")}
-    for engine in reference.sharded.ENGINES:
-        r = reference.sharded.train(p.params, p.x, p.t, devices=devices, engine=engine, form=form, **train)
-        runs[f"jax-{engine}-sharded"] = (r["losses"], r["params"], "jax")
+    runs.update({side: (r["losses"], r["params"], "jax") for side, r in jax_runs.items()})
     for side, (losses, history, base_name) in runs.items():
         b = base[base_name]
         rows = _trajectory_rows(losses, history, b["loss"], b, t_limit)

@@ -93,16 +93,14 @@ def _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name):
     )
 
 
-@partial(jax.jit, static_argnames=("mesh", "engine", "form", "n_total", "activations", "loss_name"))
-def value_and_grads(params, x, t, mask, mesh, engine, form, n_total, activations, loss_name):
-    return _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)(params, x, t, mask)
-
-
 @partial(
     jax.jit, static_argnames=("mesh", "engine", "form", "n_total", "activations", "loss_name", "trainable", "steps")
 )
 def scan_train(params, x, t, mask, lr, mesh, engine, form, n_total, activations, loss_name, trainable, steps):
-    """``steps`` SGD steps in one compiled loop -> (losses (steps,), history with entry 0 initial, final)."""
+    """The gradients at ``params``, then ``steps`` SGD steps in one compiled loop.
+
+    Returns (gradients, losses (steps,), history with entry 0 the initial parameters, final parameters).
+    """
     value_and_grad = _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)
 
     def body(p, _):
@@ -110,9 +108,10 @@ def scan_train(params, x, t, mask, lr, mesh, engine, form, n_total, activations,
         new = _update(p, grads, lr, trainable)
         return new, (value, new)
 
+    first = value_and_grad(params, x, t, mask)
     final, (losses, history) = jax.lax.scan(body, params, None, length=steps)
     history = jax.tree.map(lambda p0, h: jnp.concatenate([p0[None], h]), params, history)
-    return losses, history, final
+    return first, losses, history, final
 
 
 def _placed(params, x, t, devices, dtype, engine, form):
@@ -135,18 +134,6 @@ def _placed(params, x, t, devices, dtype, engine, form):
     return params, data, mesh, n_total
 
 
-def gradients(params, x, t, *, devices, activations, loss="square", engine="jit", form="explicit", dtype="float64"):
-    """Loss and every layer's grad_w, grad_b, data parallel over ``devices``, as NumPy arrays.
-
-    Returns ``{"loss", "layers": [{"grad_w", "grad_b"}, ...]}``.
-    """
-    with x64_for(dtype):
-        jparams, (jx, jt, mask), mesh, n = _placed(params, x, t, devices, dtype, engine, form)
-        value, grads = value_and_grads(jparams, jx, jt, mask, mesh, engine, form, n, tuple(activations), loss)
-        layers = [{"grad_w": np.asarray(g["w"]), "grad_b": np.asarray(g["b"])} for g in grads]
-        return {"loss": float(value), "layers": layers}
-
-
 def train(
     params,
     x,
@@ -162,10 +149,14 @@ def train(
     form="explicit",
     dtype="float64",
 ):
-    """Same contract as ``reference.train`` (``{"losses", "params", "final"}``), data parallel over ``devices``."""
+    """``reference.train``'s contract, data parallel over ``devices``, plus the gradients at ``params``.
+
+    Returns NumPy arrays: ``{"losses", "params", "final", "gradients": {"loss", "layers": [{"grad_w",
+    "grad_b"}, ...]}}``; ``params`` per layer ``{"w": (steps+1, in, out), "b": (steps+1, out, 1)}``.
+    """
     with x64_for(dtype):
         jparams, (jx, jt, mask), mesh, n = _placed(params, x, t, devices, dtype, engine, form)
-        losses, history, final = scan_train(
+        (value, grads), losses, history, final = scan_train(
             jparams,
             jx,
             jt,
@@ -181,4 +172,16 @@ def train(
             int(steps),
         )
         to_np = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
-        return {"losses": np.asarray(losses), "params": to_np(history), "final": to_np(final)}
+        layers = [{"grad_w": np.asarray(g["w"]), "grad_b": np.asarray(g["b"])} for g in grads]
+        return {
+            "losses": np.asarray(losses),
+            "params": to_np(history),
+            "final": to_np(final),
+            "gradients": {"loss": float(value), "layers": layers},
+        }
+
+
+def gradients(params, x, t, *, devices, activations, loss="square", engine="jit", form="explicit", dtype="float64"):
+    """Loss and every layer's grad_w, grad_b, data parallel over ``devices``: ``train``'s ``gradients``, no step."""
+    common = dict(devices=devices, activations=activations, loss=loss, engine=engine, form=form, dtype=dtype)
+    return train(params, x, t, steps=0, **common)["gradients"]

@@ -21,6 +21,7 @@ from crosscheck.sharded import (
     DOUBLE_ALL_REDUCE,
     LOCAL_UPDATES,
     MEAN_OF_MEANS,
+    UNEXPLAINED,
     arrange_devices,
     first_disagreement,
     sharded_check,
@@ -29,8 +30,9 @@ from crosscheck.sharded_report import as_json, text
 from manual.errors import FcgradError
 
 STEPS = 15
-# 4 shards of 3, 3, 2, 2; softmax cross-entropy on a linear output layer
-UNEVEN = random_problem((3, 4, 4, 2), batch=10, seed=3, loss="cross-entropy", steps=STEPS)
+UNEVEN = random_problem((3, 4, 4, 2), batch=10, seed=3, steps=STEPS)  # 4 shards of 3, 3, 2, 2
+# the same shards with softmax cross-entropy on a linear output layer
+UNEVEN_CE = random_problem((3, 4, 4, 2), batch=10, seed=3, loss="cross-entropy", steps=STEPS)
 EVEN = example("and").with_options(steps=STEPS)  # the blog's AND: 4 shards of one sample
 DEVICES = arrange_devices(HOST_DEVICES, platform="cpu")
 
@@ -108,6 +110,17 @@ def test_padded_columns_follow_array_split_and_mask_the_padding():
     assert padded.shape == mask.shape == (1, 12)  # 4 blocks of 3: sizes 3, 3, 2, 2 plus one pad column each
     assert np.array_equal(padded[mask > 0], a.ravel())
     assert mask.sum() == 10
+
+
+@pytest.mark.parametrize("engine", reference.sharded.ENGINES)
+def test_sharded_jax_gradients_with_cross_entropy_and_uneven_shards(engine):
+    p = UNEVEN_CE
+    one = reference.gradients(p.params, p.x, p.t, **_common(p))
+    r = reference.sharded.gradients(p.params, p.x, p.t, devices=DEVICES, engine=engine, **_common(p))
+    assert errors(r["loss"], one["loss"])[1] <= tol.GRAD_REL_TOL_F64
+    for got, want in zip(r["layers"], one["layers"]):
+        for q in ("grad_w", "grad_b"):
+            assert errors(got[q], want[q])[1] <= tol.GRAD_REL_TOL_F64, q
 
 
 # --- the five-way check ------------------------------------------------------------------------
@@ -196,12 +209,24 @@ def test_replicas_updating_from_local_gradients_are_named_with_the_first_step(mo
     assert "FOUND replicas updating from local gradients in manual-sharded (first after step 1)" in text(report)
 
 
-def test_first_disagreement_names_the_step_and_the_replica():
+def test_first_disagreement_names_the_earliest_step_and_the_replica():
     same = {"w": np.zeros((7, 2, 2)), "b": np.zeros((7, 2, 1))}  # 6 steps of a one-layer net, entry 0 initial
-    late = {"w": same["w"].copy(), "b": same["b"]}
-    late["w"][4:, 1, 0] = 1e-9  # replica 2 agrees for 3 steps, then parts by 1000× the tolerance
-    assert first_disagreement([[same], [same], [late]], tol.TRAJ_ABS_TOL_F64) == (4, "layer 0 w of replica 2")
-    assert first_disagreement([[same], [same]], tol.TRAJ_ABS_TOL_F64) is None
+    w_late = {"w": same["w"].copy(), "b": same["b"]}
+    w_late["w"][5:, 1, 0] = 1e-9  # replica 1: w agrees for 4 steps, then parts by 1000× the tolerance
+    b_early = {"w": same["w"], "b": same["b"].copy()}
+    b_early["b"][3:, 0, 0] = -1e-9  # replica 2: b parts after step 3, found after replica 1's w
+    limit = tol.TRAJ_ABS_TOL_F64
+    assert first_disagreement([[same], [w_late], [b_early]], limit) == (3, "layer 0 b of replica 2")
+    assert first_disagreement([[same], [w_late], [same]], limit) == (5, "layer 0 w of replica 1")
+    assert first_disagreement([[same], [same]], limit) is None
+
+
+def test_a_near_miss_of_a_known_mistake_is_not_named_as_it(monkeypatch):
+    # 1e-9 relative away from a mean of means: a mismatch (tolerance 1e-12), but not that mistake
+    near = lambda n_shard, n_total, n_shards: (1 + 1e-9) / n_shards  # noqa: E731
+    monkeypatch.setattr(manual.sharded, "shard_weight", near)
+    report = sharded_check(UNEVEN, 4, platform="cpu")
+    assert _mistakes(report) == {UNEXPLAINED: "manual-sharded"}
 
 
 # --- bad input ---------------------------------------------------------------------------------

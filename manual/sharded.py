@@ -90,8 +90,11 @@ def reduce_gradients(local: list[list[LayerGrads]]) -> list[Params]:
 all_reduce = ring_all_reduce  # looked up at call time, so a test can plant a wrong collective
 
 
-def _shard_step(replicas: list[Params], xs, ts, n_total: int, activations, loss: str) -> ShardGradients:
-    """Every shard's forward and backward with the global 1/N, then the all-reduce. Unchecked."""
+def shard_step(replicas: list[Params], xs, ts, n_total: int, activations, loss: str) -> ShardGradients:
+    """Every shard's forward and backward with the global 1/N, then the all-reduce. Unchecked.
+
+    ``replicas[k]`` are the parameters shard k holds; ``xs[k]`` (in, n_k) and ``ts[k]`` (out, n_k) its columns.
+    """
     loss_fn = LOSSES[loss]
     n_shards = len(xs)
     parts, local = [], []
@@ -106,6 +109,14 @@ def _shard_step(replicas: list[Params], xs, ts, n_total: int, activations, loss:
     residual_x = [np.concatenate([g[i].residual_x for g in local], axis=1) for i in range(len(local[0]))]
     sizes = tuple(int(x_k.shape[1]) for x_k in xs)
     return ShardGradients(loss_value, sizes, local, reduce_gradients(local), residual_x)
+
+
+def update_replicas(replicas: list[Params], reduced: list[Params], lr: float, trainable) -> list[Params]:
+    """Each replica takes its SGD step from its own copy of the all-reduced gradients."""
+    return [
+        sgd_update(p, [LayerGrads(None, g["w"], g["b"], None) for g in grads], lr, trainable)
+        for p, grads in zip(replicas, reduced)
+    ]
 
 
 def _checked(params, x, t, activations, loss, n_shards: int, dtype):
@@ -126,7 +137,7 @@ def sharded_gradients(
     """The one-device gradients computed as ``n_shards`` data-parallel shards; nothing is updated."""
     params, x, t, activations, loss, _ = _checked(params, x, t, activations, loss, n_shards, dtype)
     replicas = [params] * n_shards
-    return _shard_step(replicas, split_columns(x, n_shards), split_columns(t, n_shards), x.shape[1], activations, loss)
+    return shard_step(replicas, split_columns(x, n_shards), split_columns(t, n_shards), x.shape[1], activations, loss)
 
 
 def sharded_train(
@@ -157,14 +168,11 @@ def sharded_train(
     losses = np.empty(steps, dtype=dt)
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps):
-            g = _shard_step(replicas, xs, ts, x.shape[1], activations, loss)
+            g = shard_step(replicas, xs, ts, x.shape[1], activations, loss)
             if not np.isfinite(g.loss):
                 raise DivergenceError(f"sharded training diverged: the loss is {g.loss} at step {k} (lr={lr})", k)
             losses[k] = g.loss
-            replicas = [
-                sgd_update(p, [LayerGrads(None, r["w"], r["b"], None) for r in reduced], lr, trainable)
-                for p, reduced in zip(replicas, g.reduced)
-            ]
+            replicas = update_replicas(replicas, g.reduced, lr, trainable)
             for h, p in zip(history, replicas):
                 h.append(p)
     stacked = [

@@ -93,6 +93,13 @@ def _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name):
     )
 
 
+@partial(jax.jit, static_argnames=("mesh", "engine", "form", "n_total", "activations", "loss_name", "trainable"))
+def sgd_step(params, x, t, mask, lr, mesh, engine, form, n_total, activations, loss_name, trainable):
+    """One step: (loss at ``params``, parameters after the update)."""
+    value, grads = _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)(params, x, t, mask)
+    return value, _update(params, grads, lr, trainable)
+
+
 @partial(
     jax.jit, static_argnames=("mesh", "engine", "form", "n_total", "activations", "loss_name", "trainable", "steps")
 )
@@ -114,7 +121,7 @@ def scan_train(params, x, t, mask, lr, mesh, engine, form, n_total, activations,
     return first, losses, history, final
 
 
-def _placed(params, x, t, devices, dtype, engine, form):
+def placed(params, x, t, devices, dtype, engine, form):
     """Checked inputs on the mesh: parameters replicated, columns split (call inside ``x64_for``)."""
     check_shapes(params, x, t)
     if engine not in ENGINES:
@@ -155,7 +162,7 @@ def train(
     "grad_b"}, ...]}}``; ``params`` per layer ``{"w": (steps+1, in, out), "b": (steps+1, out, 1)}``.
     """
     with x64_for(dtype):
-        jparams, (jx, jt, mask), mesh, n = _placed(params, x, t, devices, dtype, engine, form)
+        jparams, (jx, jt, mask), mesh, n = placed(params, x, t, devices, dtype, engine, form)
         (value, grads), losses, history, final = scan_train(
             jparams,
             jx,

@@ -4,6 +4,8 @@ Runs on the 4 host CPU devices conftest asks JAX for. Problems are small and run
 (a wrong all-reduce shows at the first step); N = 10 over 4 shards gives uneven shards 3, 3, 2, 2.
 """
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -258,3 +260,26 @@ def test_manual_refuses_more_shards_than_samples():
 def test_jax_sees_the_four_host_devices():
     assert len(jax.devices("cpu")) == HOST_DEVICES
     assert [d.id for d in DEVICES] == [0, 1, 2, 3]
+
+
+# --- the benchmark of a sharded step: structure, never timings ----------------------------------
+
+
+def test_sharded_benchmark_quick_run_writes_one_row_per_variant(tmp_path, capsys):
+    from benchmarks import sharded as bench
+
+    path = tmp_path / "sharded.json"
+    assert bench.main(["--quick", "--sizes", "2-4-1", "--dtypes", "float64", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    want = {"manual-1", "manual-4", "jax-1", "jax-jit-4", "jax-shard_map-4", "psum-4"}
+    assert {r["variant"] for r in rows} == want
+    assert all(r["step_s_median"] > 0 and r["sizes"] == "2-4-1" and r["batch"] == 4 for r in rows)
+    assert {r["variant"] for r in rows if r["devices"] == 4} == want - {"manual-1", "jax-1"}
+    assert "jax-shard_map-4" in capsys.readouterr().out
+
+
+def test_sharded_benchmark_refuses_more_devices_than_jax_has(capsys):
+    from benchmarks import sharded as bench
+
+    assert bench.main(["--quick", "--devices", "64"]) == 2
+    assert "expected 64 devices, got 4" in capsys.readouterr().err

@@ -31,6 +31,10 @@ from manual.errors import FcgradError
 
 DEFAULT_SPECS = ("784-256-256-10:256", "1024-1024-1024:1024")
 QUICK_SPECS = ("2-4-1", "6-9-3:8")
+# Every JAX step below waits for the one before, on one device as on S. Host devices share one
+# pool of threads; with more devices than cores, steps queued ahead can hold the threads that the
+# devices of the running step need for its all-reduce, and the run stops (XLA aborts a collective
+# whose devices do not all arrive within 40 s: seen here with 4 devices on 2 cores).
 SMOKE = Budget(min_block_s=0.001, per_variant_s=0.01, min_repeats=3, max_repeats=3)  # --quick: runs, not numbers
 
 
@@ -81,9 +85,9 @@ def _jax(wl, devices, engine: str, name: str) -> Timed:
     state = [params]
 
     def run(k):
-        for _ in range(k):
+        for _ in range(k):  # each step waits for the last (see above SMOKE)
             _, state[0] = step(state[0], x, t, mask, wl.lr)
-        state[0][0]["w"].block_until_ready()
+            state[0][0]["w"].block_until_ready()
 
     return Timed(name, run)
 
@@ -102,8 +106,7 @@ def _psum(wl, devices) -> Timed:
 
     def run(k):
         for _ in range(k):
-            out = reduce(buffers)
-        out.block_until_ready()
+            reduce(buffers).block_until_ready()
 
     return Timed(f"psum-{len(devices)}", run)
 

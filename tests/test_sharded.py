@@ -5,6 +5,7 @@ Runs on the 4 host CPU devices conftest asks JAX for. Problems are small and run
 """
 
 import json
+import math
 
 import jax
 import numpy as np
@@ -283,3 +284,21 @@ def test_sharded_benchmark_refuses_more_devices_than_jax_has(capsys):
 
     assert bench.main(["--quick", "--devices", "64"]) == 2
     assert "expected 64 devices, got 4" in capsys.readouterr().err
+
+
+def test_modelled_table_in_the_doc_is_the_one_the_model_prints():
+    from pathlib import Path
+
+    from benchmarks import sharded_model
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "data_parallel.md").read_text(encoding="utf-8")
+    assert sharded_model.markdown() in doc
+
+
+def test_ring_all_reduce_model_sends_2_s_minus_1_over_s_of_the_gradients():
+    from benchmarks import sharded_model as m
+
+    assert m.all_reduce_s(10**6, 1, m.NVLINK_BPS) == 0.0  # one device: nothing to send
+    two, eight = m.all_reduce_s(10**9, 2, 1e9) - 2 * m.RING_STEP_S, m.all_reduce_s(10**9, 8, 1e9) - 14 * m.RING_STEP_S
+    assert math.isclose(two, 4.0) and math.isclose(eight, 7.0)  # 4 GB of float32 × 2·(S−1)/S at 1 GB/s
+    assert m.parameters((784, 256, 256, 10)) == 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10

@@ -216,11 +216,12 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
     last = len(p.params) - 1
     for side, (grads, loss, base_name) in sides.items():
         base_grads, base_loss = baselines[base_name]
-        rows = _grad_rows(grads, base_grads, g_limit) + [rel_row(last, "loss", loss, base_loss, g_limit)]
+        rows = _grad_rows(grads, base_grads, g_limit)
         if side == "manual-sharded":  # residual_x stays with its shard: side by side it is the one-device one
             rows += [
                 rel_row(i, "residual_x", ms.residual_x[i], m1.layers[i].residual_x, g_limit) for i in range(last + 1)
             ]
+        rows.append(rel_row(last, "loss", loss, base_loss, g_limit))
         comparisons.append(Comparison(f"{side} vs {base_name}", "gradients", rows))
         finding = name_gradient_mistake(side, grads, hypotheses, rows, g_limit)
         if finding:

@@ -35,6 +35,16 @@ LOCAL_UPDATES = "replicas updating from local gradients"
 REPLICAS_DISAGREE = "replicas disagree"
 UNEXPLAINED = "unexplained mismatch"
 
+# what each one is, for a catalogue of mistakes and for the report
+MISTAKES = {
+    MEAN_OF_MEANS: "each shard's local mean weighted 1/S, not n_k/N: wrong whenever the shards are uneven",
+    DOUBLE_ALL_REDUCE: "the summed gradient summed again: S times too large (psum after jax.grad in shard_map)",
+    BIAS_UNREDUCED: "grad_w all-reduced but grad_b not: the replicas' biases part after the first step",
+    LOCAL_UPDATES: "no all-reduce: every replica steps with its own shard's gradient and the replicas part",
+    REPLICAS_DISAGREE: "the replicas' parameters part although their gradients agree",
+    UNEXPLAINED: "a sharded gradient that matches neither the one-device one nor a known mistake",
+}
+
 HISTORY_BYTES = 1 << 30  # every side's parameters at every step are held at once; refuse runs above this
 
 

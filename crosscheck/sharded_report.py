@@ -1,7 +1,7 @@
 """Text and JSON renderings of a ``ShardedReport``: every row names its side pair, layer and quantity."""
 
 from crosscheck.report import describe, table
-from crosscheck.sharded import ShardedReport
+from crosscheck.sharded import MISTAKES, ShardedReport
 
 TITLES = {
     "gradients": "gradients at the initial parameters (rel = ‖Δ‖/‖baseline‖)",
@@ -23,7 +23,7 @@ def text(report: ShardedReport) -> str:
     parts.append("")
     for f in report.findings:
         at = f" (first after step {f.step})" if f.step is not None else ""
-        parts.append(f"FOUND {f.mistake} in {f.side}{at}: {f.detail}")
+        parts.append(f"FOUND {f.mistake} in {f.side}{at}: {f.detail} ({MISTAKES[f.mistake]})")
     if report.ok:
         parts.append(
             f"OK: all five sides agree (gradients and every one of {p.steps} steps) over {len(report.devices)} devices"

@@ -302,3 +302,9 @@ def test_ring_all_reduce_model_sends_2_s_minus_1_over_s_of_the_gradients():
     two, eight = m.all_reduce_s(10**9, 2, 1e9) - 2 * m.RING_STEP_S, m.all_reduce_s(10**9, 8, 1e9) - 14 * m.RING_STEP_S
     assert math.isclose(two, 4.0) and math.isclose(eight, 7.0)  # 4 GB of float32 × 2·(S−1)/S at 1 GB/s
     assert m.parameters((784, 256, 256, 10)) == 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
+
+
+def test_a_run_whose_histories_would_not_fit_is_refused_before_any_work():
+    p = random_problem((784, 256, 256, 10), batch=4, steps=2_000)  # 2 MB of parameters × 2001 steps × 8 sides
+    with pytest.raises(FcgradError, match=r"expected at most 1024 MiB, got \d+ MiB for 2000 steps: use fewer --steps"):
+        sharded_check(p, 4, platform="cpu")

@@ -200,46 +200,61 @@ def first_disagreement(replicas: list, limit: float) -> tuple[int, str] | None:
     return first
 
 
-def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str = "explicit") -> ShardedReport:
-    """Every comparison of ``fcgrad check --devices n`` on one problem (``form``: see ``reference.sharded``)."""
-    devices = arrange_devices(n, platform=platform)
-    _check_size(p, n)
+def _gradient_comparisons(p: Problem, n: int, jax_runs: dict) -> tuple[list[Comparison], list[Finding]]:
+    """At the initial parameters: manual vs JAX, and each sharded side vs its one-device baseline."""
     common = dict(activations=p.activations, loss=p.loss, dtype=p.dtype)
-    g_limit, t_limit = tol.grad_rel_tol(p.dtype), tol.traj_abs_tol(p.dtype)
+    limit, last = tol.grad_rel_tol(p.dtype), len(p.params) - 1
     m1 = manual.gradients(p.params, p.x, p.t, **common)
     j1 = reference.gradients(p.params, p.x, p.t, **common)
     ms = manual_sharded.sharded_gradients(p.params, p.x, p.t, n, **common)
     baselines = {"manual": (_param_grads(m1.layers), m1.loss), "jax": (j1["layers"], j1["loss"])}
     sides = {"manual-sharded": ([{"grad_w": g["w"], "grad_b": g["b"]} for g in ms.reduced[0]], ms.loss, "manual")}
-    train = dict(lr=p.lr, steps=p.steps, trainable=p.trainable, **common)
+    sides.update({side: (r["gradients"]["layers"], r["gradients"]["loss"], "jax") for side, r in jax_runs.items()})
+    comparisons = [Comparison("manual vs jax", "gradients", compare_gradients(p))]
+    hypotheses = _hypotheses(p, n)
+    findings = []
+    for side, (grads, loss, base_name) in sides.items():
+        base_grads, base_loss = baselines[base_name]
+        rows = _grad_rows(grads, base_grads, limit)
+        if side == "manual-sharded":  # residual_x stays with its shard: side by side it is the one-device one
+            rows += [
+                rel_row(i, "residual_x", ms.residual_x[i], m1.layers[i].residual_x, limit) for i in range(last + 1)
+            ]
+        rows.append(rel_row(last, "loss", loss, base_loss, limit))
+        comparisons.append(Comparison(f"{side} vs {base_name}", "gradients", rows))
+        finding = name_gradient_mistake(side, grads, hypotheses, rows, limit)
+        if finding:
+            findings.append(finding)
+    return comparisons, findings
+
+
+def _replica_rows(replicas: list, limit: float) -> list[Row]:
+    """Every replica but 0 against replica 0 at every step, one row per layer and parameter."""
+    rows = []
+    for i in range(len(replicas[0])):
+        for k in ("w", "b"):
+            others = np.stack([r[i][k] for r in replicas[1:]])  # (S−1, steps+1, ...)
+            rows.append(_trajectory_row(i, k, others, np.broadcast_to(replicas[0][i][k], others.shape), limit))
+    return rows
+
+
+def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str = "explicit") -> ShardedReport:
+    """Every comparison of ``fcgrad check --devices n`` on one problem (``form``: see ``reference.sharded``)."""
+    devices = arrange_devices(n, platform=platform)
+    _check_size(p, n)
+    train = dict(activations=p.activations, loss=p.loss, dtype=p.dtype, lr=p.lr, steps=p.steps, trainable=p.trainable)
     jax_runs = {
         f"jax-{engine}-sharded": reference.sharded.train(
             p.params, p.x, p.t, devices=devices, engine=engine, form=form, **train
         )
         for engine in reference.sharded.ENGINES
     }
-    for side, r in jax_runs.items():
-        sides[side] = (r["gradients"]["layers"], r["gradients"]["loss"], "jax")
-    comparisons = [Comparison("manual vs jax", "gradients", compare_gradients(p))]
-    hypotheses = _hypotheses(p, n)
-    findings = []
-    last = len(p.params) - 1
-    for side, (grads, loss, base_name) in sides.items():
-        base_grads, base_loss = baselines[base_name]
-        rows = _grad_rows(grads, base_grads, g_limit)
-        if side == "manual-sharded":  # residual_x stays with its shard: side by side it is the one-device one
-            rows += [
-                rel_row(i, "residual_x", ms.residual_x[i], m1.layers[i].residual_x, g_limit) for i in range(last + 1)
-            ]
-        rows.append(rel_row(last, "loss", loss, base_loss, g_limit))
-        comparisons.append(Comparison(f"{side} vs {base_name}", "gradients", rows))
-        finding = name_gradient_mistake(side, grads, hypotheses, rows, g_limit)
-        if finding:
-            findings.append(finding)
+    comparisons, findings = _gradient_comparisons(p, n, jax_runs)
 
+    limit = tol.traj_abs_tol(p.dtype)
     traj_rows, _, hist = compare_trajectories(p, keep_history=True)
     comparisons.append(Comparison("manual vs jax", "trajectory", traj_rows))
-    base = {
+    base = {  # the one-device histories, keyed loss, w0, b0, ...
         name: {key[: -len(suffix)]: v for key, v in hist.items() if key.endswith(suffix)}
         for name, suffix in (("manual", "_manual"), ("jax", "_reference"))
     }
@@ -247,22 +262,18 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
     runs = {"manual-sharded": (mt.losses, mt.replicas[0], "manual")}
     runs.update({side: (r["losses"], r["params"], "jax") for side, r in jax_runs.items()})
     for side, (losses, history, base_name) in runs.items():
-        b = base[base_name]
-        rows = _trajectory_rows(losses, history, b["loss"], b, t_limit)
+        rows = _trajectory_rows(losses, history, base[base_name]["loss"], base[base_name], limit)
         comparisons.append(Comparison(f"{side} vs {base_name}", "trajectory", rows))
-    if n > 1:  # every other replica against replica 0, one row per layer and parameter
-        others = [{k: np.stack([r[i][k] for r in mt.replicas[1:]]) for k in "wb"} for i in range(len(p.params))]
-        replica_rows = [
-            _trajectory_row(i, k, others[i][k], np.broadcast_to(mt.replicas[0][i][k], others[i][k].shape), t_limit)
-            for i in range(len(p.params))
-            for k in ("w", "b")
-        ]
-        comparisons.append(Comparison("manual-sharded replicas vs replica 0", "replicas", replica_rows))
-    disagreement = first_disagreement(mt.replicas, t_limit)
-    if disagreement:
+    if n > 1:
+        comparisons.append(
+            Comparison("manual-sharded replicas vs replica 0", "replicas", _replica_rows(mt.replicas, limit))
+        )
+    disagreement = first_disagreement(mt.replicas, limit)
+    if disagreement:  # named by the gradient finding that explains it, when there is one
         step, where = disagreement
         named = [f for f in findings if f.side == "manual-sharded" and f.mistake in (BIAS_UNREDUCED, LOCAL_UPDATES)]
         mistake = named[0].mistake if named else REPLICAS_DISAGREE
-        findings = [f for f in findings if f not in named]
-        findings.append(Finding("manual-sharded", mistake, f"{where} differs from replica 0's after step {step}", step))
-    return ShardedReport(p, devices, ms.shard_sizes, comparisons, findings)
+        detail = "; ".join([f.detail for f in named] + [f"{where} differs from replica 0's after step {step}"])
+        findings = [f for f in findings if f not in named] + [Finding("manual-sharded", mistake, detail, step)]
+    sizes = tuple(int(x_k.shape[1]) for x_k in manual_sharded.split_columns(p.x, n))
+    return ShardedReport(p, devices, sizes, comparisons, findings)

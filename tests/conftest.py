@@ -1,4 +1,4 @@
-"""Shared helpers of the core suite: which rows of a comparison failed, and running the CLI."""
+"""Shared helpers of the core suite: which rows of a comparison failed, running the CLI; and 4 host devices for JAX."""
 
 import subprocess
 import sys

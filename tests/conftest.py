@@ -1,8 +1,15 @@
-"""Shared helpers of the core suite: which rows of a comparison failed, and running the CLI."""
+"""Shared helpers of the core suite: which rows of a comparison failed, running the CLI; and 4 host devices for JAX."""
 
 import subprocess
 import sys
 from pathlib import Path
+
+import jax
+
+# Before any test starts JAX: 4 host CPU devices for the data-parallel tests. Unsharded work
+# still runs on the default device (device 0), as it would with one.
+HOST_DEVICES = 4
+jax.config.update("jax_num_cpu_devices", HOST_DEVICES)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

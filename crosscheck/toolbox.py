@@ -1,0 +1,197 @@
+"""The check of a spec network trained with an optimizer on mini-batches: manual and JAX+optax, every step.
+
+Both sides start from the same parameters, see the same batches (``manual.batches.schedule``)
+and the same dropout masks (drawn once, handed to both as data), and each then runs on its own:
+manual with its hand-derived backward and hand-written optimizer, the reference with ``jax.grad``
+and optax. After every step the loss, every parameter, batch norm's running averages and the
+optimizer's moments are compared within crosscheck's trajectory tolerance (scaled by max(1, max|JAX|)).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from crosscheck import tolerances as tol
+from crosscheck.compare import Row
+from crosscheck.run import _Accumulator as Accumulator
+from manual import batches, optimizers, spec_network, validate
+from manual.errors import FcgradError
+from manual.losses import LOSSES
+from manual.spec import Spec, check_spec_params, format_spec, init_running, init_spec_params, parse_spec
+from reference import spec_model
+from reference.precision import x64_for
+
+MASK_STREAM = 1  # dropout masks come from default_rng([seed, MASK_STREAM]), apart from the shuffling
+
+
+@dataclass(frozen=True)
+class ToolboxProblem:
+    name: str
+    spec: Spec
+    loss: str
+    x: np.ndarray = field(repr=False)  # (in, N)
+    t: np.ndarray = field(repr=False)  # (out, N)
+    params: list = field(repr=False)
+    optimizer: optimizers.Optimizer
+    batch_size: int | None = None  # None: every step sees all N columns
+    epochs: int = 1
+    seed: int = 0  # shuffling and dropout masks
+    l2: float = 0.0
+    dtype: str = "float64"
+
+    def schedule(self) -> list[np.ndarray]:
+        return batches.schedule(self.x.shape[1], self.batch_size, self.epochs, self.seed)
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "spec": format_spec(self.spec),
+            "loss": self.loss,
+            "samples": int(self.x.shape[1]),
+            "optimizer": self.optimizer.name,
+            "lr": self.optimizer.lr,
+            **dict(self.optimizer.hyper),
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "steps": len(self.schedule()),
+            "l2": self.l2,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        }
+
+
+def make_problem(
+    spec,
+    x,
+    t,
+    *,
+    loss: str = "cross-entropy",
+    optimizer: optimizers.Optimizer | None = None,
+    batch_size: int | None = None,
+    epochs: int = 1,
+    seed: int = 0,
+    l2: float = 0.0,
+    params=None,
+    dtype: str = "float64",
+    name: str | None = None,
+) -> ToolboxProblem:
+    """Check every input and fill in defaults (Adam with optax's settings, parameters from ``seed``)."""
+    spec = parse_spec(spec) if isinstance(spec, str) else tuple(spec)
+    dt = validate.check_dtype(dtype)
+    loss = validate.check_loss(loss)
+    params = init_spec_params(spec, seed=seed, dtype=dt) if params is None else check_spec_params(spec, params, dt)
+    x, t = validate.check_data(x, t, params, dt)
+    if LOSSES[loss].one_hot and not (np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=0) == 1)):
+        raise FcgradError(f"T: the {loss} loss expects one-hot columns (0s and a single 1), got other values")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not (np.isfinite(l2) and l2 >= 0):
+        raise FcgradError(f"l2: expected a non-negative finite number, got {l2!r}")
+    optimizer = optimizers.make_optimizer("adam", 1e-3) if optimizer is None else optimizer
+    p = ToolboxProblem(
+        name or format_spec(spec), spec, loss, x, t, params, optimizer, batch_size, epochs,
+        validate.check_seed(seed), float(l2), dt.name,
+    )  # fmt: skip
+    p.schedule()  # checks batch_size and epochs now, before any work
+    return p
+
+
+@dataclass
+class ToolboxReport:
+    problem: ToolboxProblem
+    rows: list[Row]  # loss (layer -1), then per layer: params, running averages, optimizer moments
+    steps: int
+    losses_manual: np.ndarray  # (steps,) loss at the parameters each step starts from
+    losses_reference: np.ndarray
+    params_manual: list  # after the last step
+    params_reference: list
+    running_manual: list
+    running_reference: list
+    seconds: float  # wall time of the whole comparison (both sides)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def failures(self) -> list[Row]:
+        return [r for r in self.rows if not r.ok]
+
+
+def _runs(schedule: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Consecutive steps with batches of one size: each run is one compiled scan on the JAX side."""
+    runs: list[list[np.ndarray]] = []
+    for idx in schedule:
+        if runs and len(runs[-1][0]) == len(idx):
+            runs[-1].append(idx)
+        else:
+            runs.append([idx])
+    return runs
+
+
+def _stack_masks(per_step: list[list], n_layers: int):
+    return [None if per_step[0][i] is None else np.stack([m[i] for m in per_step]) for i in range(n_layers)]
+
+
+def _moments(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != "count"}
+
+
+def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxReport:
+    """Run both sides through every step of ``p``'s schedule and compare after each step.
+
+    ``update`` is the manual optimizer step (``manual.optimizers.update`` unless a test plants a mistake).
+    """
+    start = time.perf_counter()
+    n_layers = len(p.spec)
+    limit = tol.traj_abs_tol(p.dtype)
+    dt = np.dtype(p.dtype)
+    opt = p.optimizer
+    acc: dict[tuple[int, str], Accumulator] = {}
+
+    def add(layer: int, quantity: str, a, r):
+        acc.setdefault((layer, quantity), Accumulator()).add(a, r)
+
+    pm, rm = p.params, init_running(p.spec, dt)
+    sm = optimizers.init_state(opt, pm)
+    mask_rng = np.random.default_rng([p.seed, MASK_STREAM])
+    losses_m, losses_r = [], []
+    with x64_for(p.dtype):
+        to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
+        pr, rr = to_jax(pm), to_jax(rm)
+        hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
+        lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
+        sr = spec_model.init_opt_state(opt.name, lr, hyper, pr)
+        for run in _runs(p.schedule()):
+            masks = [batches.step_masks(p.spec, len(run[0]), mask_rng, dt) for _ in run]
+            hist_m = []
+            for idx, step_masks in zip(run, masks):
+                g = spec_network.loss_and_gradients(pm, p.x[:, idx], p.t[:, idx], p.spec, p.loss, step_masks, rm, p.l2)
+                pm, sm = update(opt, g.grads, sm, pm)
+                rm = g.running
+                losses_m.append(g.loss)
+                hist_m.append((pm, rm, _moments(sm)))
+            xs = np.stack([p.x[:, idx] for idx in run])
+            ts = np.stack([p.t[:, idx] for idx in run])
+            (pr, sr, rr), (values, hp, hr, hs) = spec_model.scan_steps(
+                pr, sr, rr, xs, ts, _stack_masks(masks, n_layers), lr, hyper, l2, p.spec, p.loss, opt.name
+            )
+            hp, hr, hs, values = jax.tree.map(np.asarray, (hp, hr, hs, values))
+            losses_r.extend(values.tolist())
+            for k, (pk, rk, sk) in enumerate(hist_m):
+                for i in range(n_layers):
+                    for key in pk[i]:
+                        add(i, key, pk[i][key], hp[i][key][k])
+                    for key in rk[i]:
+                        add(i, f"running_{key}", rk[i][key], hr[i][key][k])
+                    for name, tree in sk.items():
+                        for key in tree[i]:
+                            add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key][k])
+        final_r = jax.tree.map(np.asarray, (pr, rr))
+    acc_loss = Accumulator()
+    acc_loss.add(np.array(losses_m), np.array(losses_r))
+    rows = [acc_loss.row(-1, "loss", limit)] + [a.row(i, q, limit) for (i, q), a in acc.items()]
+    return ToolboxReport(
+        p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
+        time.perf_counter() - start,
+    )  # fmt: skip

@@ -1,6 +1,5 @@
 """Inverted dropout: the mask is data both sides share; the 1/keep scale and the reused mask are checked."""
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

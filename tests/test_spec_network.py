@@ -163,6 +163,7 @@ def test_every_step_agrees_with_jax_and_optax_on_mini_batches(case):
 
 
 def test_float32_run_agrees_within_the_float32_tolerance():
+    # measured max|Δ| 2.4e-7 over these 15 steps, 1.5e-6 over 300: well inside TRAJ_ABS_TOL_F32 (1e-4)
     x, t = _data(5, 3, 48, "cross-entropy", seed=1)
     p = make_problem(
         "5-8:relu:bn:drop0.2-3", x, t, optimizer=make_optimizer("adam", 0.01), batch_size=16, epochs=5, dtype="float32"

@@ -8,7 +8,7 @@ optimizer's moments are compared within crosscheck's trajectory tolerance (scale
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from crosscheck import tolerances as tol
 from crosscheck.compare import Row, rel_row
 from crosscheck.run import _Accumulator as Accumulator
 from manual import batches, optimizers, spec_network, validate
-from manual.errors import FcgradError
+from manual.errors import DivergenceError, FcgradError
 from manual.losses import LOSSES
 from manual.spec import Spec, check_spec_params, format_spec, init_running, init_spec_params, parse_spec
 from reference import spec_model
@@ -69,7 +69,7 @@ def make_problem(
     t,
     *,
     loss: str = "cross-entropy",
-    optimizer: optimizers.Optimizer | None = None,
+    optimizer: optimizers.Optimizer | str | None = None,
     batch_size: int | None = None,
     epochs: int = 1,
     seed: int = 0,
@@ -88,7 +88,10 @@ def make_problem(
         raise FcgradError(f"T: the {loss} loss expects one-hot columns (0s and a single 1), got other values")
     if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not (np.isfinite(l2) and l2 >= 0):
         raise FcgradError(f"l2: expected a non-negative finite number, got {l2!r}")
-    optimizer = optimizers.make_optimizer("adam", 1e-3) if optimizer is None else optimizer
+    if optimizer is None or isinstance(optimizer, str):  # a name: optax's defaults, lr 1e-3
+        optimizer = optimizers.make_optimizer(optimizer or "adam", 1e-3)
+    if not isinstance(optimizer, optimizers.Optimizer):
+        raise FcgradError(f"optimizer: expected a name or make_optimizer(...), got {optimizer!r}")
     p = ToolboxProblem(
         name or format_spec(spec), spec, loss, x, t, params, optimizer, batch_size, epochs,
         validate.check_seed(seed), float(l2), dt.name,
@@ -156,8 +159,12 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxRepo
     opt = p.optimizer
     acc: dict[tuple[int, str], Accumulator] = {}
 
+    nonfinite: set[tuple[int, str]] = set()  # the accumulator's max() would pass over a NaN: fail those rows
+
     def add(layer: int, quantity: str, a, r):
         acc.setdefault((layer, quantity), Accumulator()).add(a, r)
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(r))):
+            nonfinite.add((layer, quantity))
 
     pm, rm = p.params, init_running(p.spec, dt)
     sm = optimizers.init_state(opt, pm)
@@ -169,30 +176,38 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxRepo
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
         sr = spec_model.init_opt_state(opt.name, lr, hyper, pr)
-        for idx in p.schedule():
-            masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
-            xb, tb = p.x[:, idx], p.t[:, idx]
-            g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
-            pm, sm = update(opt, g.grads, sm, pm)
-            rm = g.running
-            pr, sr, rr, value, moments = spec_model.jit_step(
-                pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
-            )
-            hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
-            losses_m.append(g.loss)
-            losses_r.append(float(value))
-            for i in range(n_layers):
-                for key in pm[i]:
-                    add(i, key, pm[i][key], hp[i][key])
-                for key in rm[i]:
-                    add(i, f"running_{key}", rm[i][key], hr[i][key])
-                for name, tree in _moments(sm).items():
-                    for key in tree[i]:
-                        add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
+        # a diverging run overflows before its loss turns inf; the check of the loss reports it
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k, idx in enumerate(p.schedule()):
+                masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
+                xb, tb = p.x[:, idx], p.t[:, idx]
+                g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
+                if not np.isfinite(g.loss):
+                    raise DivergenceError(
+                        f"training diverged: the manual loss is {g.loss} at step {k} ({opt.describe()}); "
+                        "try a smaller learning rate",
+                        k,
+                    )
+                pm, sm = update(opt, g.grads, sm, pm)
+                rm = g.running
+                pr, sr, rr, value, moments = spec_model.jit_step(
+                    pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
+                )
+                hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+                losses_m.append(g.loss)
+                losses_r.append(float(value))
+                for i in range(n_layers):
+                    for key in pm[i]:
+                        add(i, key, pm[i][key], hp[i][key])
+                    for key in rm[i]:
+                        add(i, f"running_{key}", rm[i][key], hr[i][key])
+                    for name, tree in _moments(sm).items():
+                        for key in tree[i]:
+                            add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
         final_r = jax.tree.map(np.asarray, (pr, rr))
-    acc_loss = Accumulator()
-    acc_loss.add(np.array(losses_m), np.array(losses_r))
-    rows = [acc_loss.row(-1, "loss", limit)] + [a.row(i, q, limit) for (i, q), a in acc.items()]
+    add(-1, "loss", np.array(losses_m), np.array(losses_r))
+    rows = [acc.pop((-1, "loss")).row(-1, "loss", limit)] + [a.row(i, q, limit) for (i, q), a in acc.items()]
+    rows = [replace(r, ok=False) if (r.layer, r.quantity) in nonfinite else r for r in rows]
     return ToolboxReport(
         p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
         time.perf_counter() - start,

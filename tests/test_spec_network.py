@@ -9,7 +9,7 @@ from crosscheck import tolerances as tol
 from crosscheck.compare import errors
 from crosscheck.toolbox import check_toolbox, compare_spec_gradients, make_problem
 from manual import batches, spec_network
-from manual.errors import FcgradError
+from manual.errors import DivergenceError, FcgradError
 from manual.finite_diff import FD_STEP
 from manual.optimizers import make_optimizer
 from manual.spec import LayerSpec, format_spec, init_running, init_spec_params, parse_spec
@@ -129,12 +129,37 @@ def test_bad_batches_raise_before_any_work(kwargs, expected):
         make_problem("3-4-2", x, t, **kwargs)
 
 
+def test_a_diverging_run_stops_and_names_the_step():
+    x, t = _data(3, 2, 10, "square")
+    p = make_problem("3-4:relu-2", 100 * x, t, loss="square", optimizer=make_optimizer("sgd", 10.0), epochs=50)
+    with pytest.raises(DivergenceError, match="diverged: the manual loss is .* at step") as info:
+        check_toolbox(p)
+    assert 0 < info.value.step < 50
+
+
+def test_a_nan_on_the_jax_side_is_a_mismatch_not_a_pass(monkeypatch):
+    from reference import spec_model
+
+    real = spec_model.jit_step
+
+    def nan_params(*args, **kwargs):
+        params, *rest = real(*args, **kwargs)
+        return ([{**params[0], "w": params[0]["w"] * float("nan")}, *params[1:]], *rest)
+
+    monkeypatch.setattr(spec_model, "jit_step", nan_params)
+    x, t = _data(3, 2, 10, "square")
+    report = check_toolbox(make_problem("3-4:tanh-2", x, t, loss="square", optimizer="sgd", epochs=2))
+    assert (0, "w") in {(r.layer, r.quantity) for r in report.failures()}
+
+
 def test_bad_problem_inputs_raise_one_clear_error():
     x, t = _data(3, 2, 10, "square")
     with pytest.raises(FcgradError, match="one-hot"):
         make_problem("3-4-2", x, t, loss="hinge")
     with pytest.raises(FcgradError, match=r"expected shape \(3, N\)"):
         make_problem("3-4-2", x.T, t)
+    with pytest.raises(FcgradError, match="expected a name or make_optimizer"):
+        make_problem("3-4-2", x, t, loss="square", optimizer=0.1)
     with pytest.raises(FcgradError, match="expected keys"):
         make_problem("3-4:bn-2", x, t, loss="square", params=init_spec_params(parse_spec("3-4-2")))
 

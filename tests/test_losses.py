@@ -95,6 +95,7 @@ def test_hinge_takes_subgradient_zero_at_an_exact_kink_on_both_sides():
     t = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
     manual = LOSSES["hinge"].backward(y, t)
     jax_side = _jax_residual_y("hinge", y, t)
+    # exact: 1 − 2 + 1 on small integers has no rounding
     assert LOSSES["hinge"].kink_distance(y, t)[1, 0] == pytest.approx(0.0, abs=0)
     # exactly zero where the margin sits on the kink: no arithmetic touches a 0 subgradient
     assert manual[1, 0] == pytest.approx(0.0, abs=0) and jax_side[1, 0] == pytest.approx(0.0, abs=0)

@@ -62,6 +62,7 @@ OPTAX_CONSTRUCTORS = {
 @pytest.mark.parametrize("name", list(OPTAX_CONSTRUCTORS))
 def test_defaults_are_optax_defaults(name):
     signature = inspect.signature(OPTAX_CONSTRUCTORS[name]).parameters
+    # exact (abs=0): a default is a literal copied from optax's signature, never computed
     for key, value in optimizers.DEFAULTS[name].items():
         if key == "momentum":  # optax.sgd has momentum=None; fcgrad's momentum optimizers use 0.9
             assert signature["momentum"].default is None and value == pytest.approx(0.9, abs=0)

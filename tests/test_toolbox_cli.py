@@ -27,6 +27,7 @@ def test_spec_run_with_an_optimizer_and_mini_batches_reports_json(capsys, tmp_pa
     assert run_toolbox(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and out["trajectory"]["steps"] == 2 * 4  # 64 random samples in batches of 16
+    # exact: "0.99" parsed by float() on the way in, written back by json
     assert out["problem"]["b2"] == pytest.approx(0.99, abs=0) and out["problem"]["optimizer"] == "adam"
     assert save.exists()
 

@@ -9,6 +9,7 @@ from crosscheck import tolerances as tol
 from crosscheck.compare import errors
 from crosscheck.toolbox import check_toolbox, compare_spec_gradients, make_problem
 from manual import batches, spec_network
+from manual.batchnorm import batchnorm_backward
 from manual.errors import DivergenceError, FcgradError
 from manual.finite_diff import FD_STEP
 from manual.optimizers import make_optimizer
@@ -78,6 +79,25 @@ def test_every_gradient_of_a_spec_network_matches_jax(case):
     rows = compare_spec_gradients(make_problem(spec, x, t, loss=loss, l2=l2, seed=2))
     assert {r.quantity for r in rows} >= {"loss", "grad_w", "residual_x"}
     assert_all_ok(rows)
+
+
+def test_a_planted_batchnorm_mistake_inside_a_network_fails_below_the_norm_only(monkeypatch):
+    from manual.batchnorm import BatchNormGrads
+
+    def without_mean_and_variance_paths(residual_y, cache):
+        right = batchnorm_backward(residual_y, cache)
+        return BatchNormGrads(cache.gamma * residual_y * cache.inv_std, right.grad_gamma, right.grad_beta)
+
+    monkeypatch.setattr(spec_network, "batchnorm_backward", without_mean_and_variance_paths)
+    x, t = _data(3, 2, 9, "cross-entropy")
+    rows = compare_spec_gradients(make_problem("3-5:tanh-4:relu:bn-2", x, t, seed=2))
+    # layer 1's γ, β and the layer above are right; its w and everything below it are wrong
+    assert {(r.layer, r.quantity) for r in rows if not r.ok} == {
+        (1, "grad_w"),
+        (0, "grad_w"),
+        (0, "grad_b"),
+        (0, "residual_x"),
+    }
 
 
 def test_spec_network_gradients_match_finite_differences():

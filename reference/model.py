@@ -25,7 +25,30 @@ def cross_entropy_loss(y, t):
     return -jnp.sum(t * jax.nn.log_softmax(y, axis=0)) / y.shape[1]
 
 
-LOSSES = {"square": square_loss, "cross-entropy": cross_entropy_loss}
+def hinge_loss(y, t):
+    """Multiclass hinge: Σ max(0, y_j − y_class + 1) over wrong classes j, / N; relu' = 0 at a kink."""
+    margins = y - jnp.sum(t * y, axis=0, keepdims=True) + 1.0
+    return jnp.sum(jax.nn.relu(margins) * (1 - t)) / y.shape[1]
+
+
+def bce_logits_loss(y, t):
+    """Binary cross-entropy from logits: Σ (softplus(y) − y·t) / N."""
+    return jnp.sum(jax.nn.softplus(y) - y * t) / y.shape[1]
+
+
+def mae_loss(y, t):
+    """Σ |y − t| / N, with |d| written relu(d) + relu(−d) so that its derivative at d = 0 is 0."""
+    d = y - t
+    return jnp.sum(jax.nn.relu(d) + jax.nn.relu(-d)) / y.shape[1]
+
+
+LOSSES = {
+    "square": square_loss,
+    "cross-entropy": cross_entropy_loss,
+    "hinge": hinge_loss,
+    "bce-logits": bce_logits_loss,
+    "mae": mae_loss,
+}
 
 
 def forward(params, x, activations, taps=None):

@@ -20,10 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-# A signature is an exact formula applied to the reference's float64 numbers. On this project's grid the
-# predictions match the planted mistakes to rel ≤ 4e-15 (measured in tests/test_diagnosis.py); different
-# summation orders on wider layers reach ~1e-13. 1e-9 is 1e4× above that, and a mistake of another kind
-# (a different formula) misses it by rel ≥ 1e-3 on random inputs.
+# A signature is an exact formula applied to the reference's float64 numbers: the planted mistakes of
+# tests/test_diagnosis.py match their predictions to rel ≤ 1.4e-16 (measured); a planted mistake computed
+# through a whole derivation (a different summation order) matched to ≤ 1e-14. 1e-9 leaves 1e5× room, and
+# a formula of another kind misses a prediction by rel ≥ 1e-3 on random inputs.
 SIGNATURE_REL_TOL = 1e-9
 # float32 inputs carry rounding of ~6e-8 per operation; sums over ≤ 1024 terms stay under 1e-5 (measured
 # 3e-7 on the float32 examples). 1e-4 leaves 10× and is still far from a formula of another kind.

@@ -27,10 +27,14 @@ from crosscheck.code_step import StepNet, build_step_net
 from crosscheck.compare import Row, errors
 from crosscheck.diagnosis import Diagnosis, diagnose, network_context
 from crosscheck.problems import Problem, and_example, random_problem
+from crosscheck.testing import BACKWARD_REL_TOL
 from manual.activations import ACTIVATIONS
 from manual.errors import FcgradError
 from manual.losses import LOSSES
 
+# Rows pass within the layer helper's BACKWARD_REL_TOL (1e-10): a user's formula may be written another way
+# than the library's (from y rather than z), which costs digits: measured rel 4.4e-11 on residual_z of a
+# correct tanh layer driven into saturation (|z| ≈ 30), where 1 − y² is a difference of nearly equal numbers.
 # A gradient read back from an update, (w − (w − lr·g)) / lr, carries the rounding of w itself: up to
 # about ε·max|w| / lr per entry. Measured on a correct class network in the blog's shape (examples/):
 # max|Δ| ≤ 1.1e-15 for lr 0.1 and |w| ≤ 2.5 (ε·|w|/lr = 5.5e-15). 8× that bound covers the two roundings
@@ -49,6 +53,7 @@ class CodeFinding:
     max_abs_err: float  # fed JAX's upstream (classes), or end to end (step protocol)
     rel_err: float
     diagnoses: tuple[Diagnosis, ...]
+    note: str = ""  # e.g. residual_z named as the suspect
 
 
 @dataclass
@@ -101,7 +106,7 @@ def _problem_for(sizes: tuple[int, ...], problem: Problem | None, file: str) -> 
 
 
 def _row(layer: int, quantity: str, a, r, floor: float = 0.0) -> Row:
-    limit = tol.GRAD_REL_TOL_F64
+    limit = BACKWARD_REL_TOL
     a = np.asarray(a, np.float64)
     if a.shape != np.shape(r):
         return Row(layer, quantity, float("nan"), float("nan"), limit, False)
@@ -109,17 +114,26 @@ def _row(layer: int, quantity: str, a, r, floor: float = 0.0) -> Row:
     return Row(layer, quantity, max_abs, rel, limit, bool(rel <= limit or max_abs <= floor))
 
 
+def _residual_floor(upstream) -> float:
+    """Rounding of an activation's derivative written from y (1 − y² loses digits where y saturates): ε per entry."""
+    return UPDATE_ROUNDING_FACTOR * float(np.finfo(np.float64).eps) * float(np.max(np.abs(upstream), initial=0.0))
+
+
 def _floor(w, lr: float) -> float:
     return UPDATE_ROUNDING_FACTOR * float(np.finfo(np.float64).eps) * max(1.0, float(np.max(np.abs(w)))) / lr
 
 
-def _layer_rows(i: int, grads, ref_layer: dict, params, lr: float) -> tuple[list[Row], dict]:
-    grad_w, grad_b, residual_x = grads
-    rows = [
+def _layer_rows(i: int, grads, ref_layer: dict, params, lr: float, upstream) -> tuple[list[Row], dict]:
+    """Rows of one layer's (grad_w, grad_b, residual_x, residual_z or None), residual_z first when known."""
+    grad_w, grad_b, residual_x, residual_z = grads
+    rows, values = [], {"grad_w": grad_w, "grad_b": grad_b}
+    if residual_z is not None:
+        rows.append(_row(i, "residual_z", residual_z, ref_layer["residual_z"], _residual_floor(upstream)))
+        values["residual_z"] = residual_z
+    rows += [
         _row(i, "grad_w", grad_w, ref_layer["grad_w"], _floor(params[i]["w"], lr)),
         _row(i, "grad_b", grad_b, ref_layer["grad_b"], _floor(params[i]["b"], lr)),
     ]
-    values = {"grad_w": grad_w, "grad_b": grad_b}
     if i > 0 and residual_x is not None:
         rows.append(_row(i, "residual_x", residual_x, ref_layer["residual_x"]))
         values["residual_x"] = residual_x
@@ -136,25 +150,47 @@ def _classes_step0(cn: ClassNet, p: Problem, ref: dict) -> tuple[list[Row], list
     iso, values = list(e2e), {(top, "residual_y"): residual}
     for i in range(top, -1, -1):
         g = cn.layer_backward(i, residual)
-        e2e += _layer_rows(i, g, ref["layers"][i], p.params, p.lr)[0]
-        residual = g[2]
+        e2e += _layer_rows(i, g, ref["layers"][i], p.params, p.lr, residual)[0]
+        residual = g.residual_x
     for i in range(top, -1, -1):
         cn.set_params(p.params, p.lr)
         cn.forward(p.x)
         upstream = ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]  # (out, N), correct
-        rows, vals = _layer_rows(i, cn.layer_backward(i, upstream), ref["layers"][i], p.params, p.lr)
+        rows, vals = _layer_rows(i, cn.layer_backward(i, upstream), ref["layers"][i], p.params, p.lr, upstream)
         iso += rows
         values.update({(i, q): v for q, v in vals.items()})
     return e2e, iso, values
 
 
-def _findings(rows: list[Row], values: dict, p: Problem, ref: dict) -> list[CodeFinding]:
+def _findings(rows: list[Row], values: dict, p: Problem, ref: dict, *, first_only: bool = False) -> list[CodeFinding]:
+    """Failing rows as findings, named by the catalogue; within a layer a wrong residual_z hides what follows.
+
+    ``first_only`` (end-to-end rows): only the first wrong quantity in backward order, the others inherit it.
+    """
+    wrong = {(r.layer, r.quantity): r for r in rows if not r.ok}
+    measured = {(r.layer, r.quantity) for r in rows}
+    notes: dict[tuple[int, str], str] = {}
+    for layer in {k[0] for k in wrong}:
+        after = [(layer, q) for q in ("grad_w", "grad_b", "residual_x") if (layer, q) in measured]
+        if (layer, "residual_z") in wrong:
+            for k in after:
+                wrong.pop(k, None)
+        elif (layer, "residual_z") not in measured and len(after) > 1 and all(k in wrong for k in after):
+            notes[after[0]] = (
+                f"{', '.join(q for _, q in after)} are all wrong from correct inputs: residual_z (the activation's "
+                "derivative) is the suspect; name it residual_z in the backward and the audit will check it"
+            )
+            for k in after[1:]:
+                wrong.pop(k)
     out = []
-    for r in sorted((r for r in rows if not r.ok), key=lambda r: backward_order((r.layer, r.quantity))):
+    for key in sorted(wrong, key=backward_order):
+        r = wrong[key]
         truth = ref["residual_y"] if r.quantity == "residual_y" else ref["layers"][r.layer][r.quantity]
         ctx = network_context(p, ref, r.layer, r.quantity)
-        found = tuple(diagnose(values[(r.layer, r.quantity)], truth, ctx))
-        out.append(CodeFinding(r.layer, r.quantity, r.max_abs_err, r.rel_err, found))
+        found = tuple(diagnose(values[key], truth, ctx))
+        out.append(CodeFinding(r.layer, r.quantity, r.max_abs_err, r.rel_err, found, notes.get(key, "")))
+        if first_only:
+            break
     return out
 
 
@@ -220,7 +256,7 @@ def audit_code(path: str, problem: Problem | None = None, *, steps: int | None =
         findings = _findings(iso, values, p, ref)
     else:
         e2e, values = net.step0(p, ref, _row, _layer_rows)
-        iso, findings = [], _findings(e2e, values, p, ref)
+        iso, findings = [], _findings(e2e, values, p, ref, first_only=True)
     div, histories = drift(net.stepper(p), p)
     return CodeAuditReport(
         path, "classes" if isinstance(net, ClassNet) else "step", p, e2e, iso, findings, div, histories

@@ -38,6 +38,7 @@ def text(report: CodeAuditReport) -> str:
             f"finding {k}: layer {f.layer} {f.quantity} — max|Δ| {f.max_abs_err:.2e}, rel {f.rel_err:.2e} ({how})"
         )
         parts += [f"  {d.message}" for d in f.diagnoses] or ["  no catalogue entry matches: a mistake of its own kind"]
+        parts += [f"  {f.note}"] if f.note else []
     if report.findings:
         parts.append("")
     drift = [line.replace("loss blog", "loss file") for line in _drift(report.drift, tol.TRAJ_ABS_TOL_F64)]
@@ -65,6 +66,7 @@ def as_json(report: CodeAuditReport) -> dict:
                     "max_abs_err": f.max_abs_err,
                     "rel_err": f.rel_err,
                     "diagnoses": [{"name": d.name, "message": d.message} for d in f.diagnoses],
+                    "note": f.note,
                 }
                 for f in report.findings
             ],

@@ -25,6 +25,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,35 @@ def load_module(path: str):
         sys.modules.pop(name, None)
         np.random.set_state(state)
     return module
+
+
+class LayerOut(NamedTuple):
+    grad_w: np.ndarray  # (in, out), read from the update
+    grad_b: np.ndarray  # (out, 1), read from the update
+    residual_x: np.ndarray  # (in, N), what the backward returned
+    residual_z: np.ndarray | None  # (out, N), the backward's local of that name, when it has one
+
+
+class _LocalCatcher:
+    """Reads one local variable of a function as the function returns (``sys.setprofile``, this thread only)."""
+
+    def __init__(self, fn, name: str):
+        self.code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        self.name, self.value = name, None
+
+    def _profile(self, frame, event, arg):
+        if event == "return" and frame.f_code is self.code:
+            self.value = frame.f_locals.get(self.name)
+
+    def __enter__(self):
+        self._previous = sys.getprofile()
+        if self.code is not None:
+            sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._previous)
+        return False
 
 
 def _defined_at(obj) -> str:
@@ -116,18 +146,21 @@ class ClassNet:
     def loss_backward(self) -> np.ndarray:
         return self._array(call("loss backward", self.loss.backward, filename=self.file), "loss backward")
 
-    def layer_backward(self, i: int, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(grad_w, grad_b, residual_x) of layer ``i``'s backward fed ``residual``; grads read from its update."""
+    def layer_backward(self, i: int, residual: np.ndarray) -> "LayerOut":
+        """Layer ``i``'s backward fed ``residual``: grads read from its update, and its local ``residual_z`` if any."""
         layer = self.layers[i]
         w0, b0 = np.array(layer.w, dtype=np.float64), np.array(layer.b, dtype=np.float64)
-        out = call(f"layer {i} backward", layer.backward, residual.copy(), filename=self.file)
+        with _LocalCatcher(layer.backward, "residual_z") as caught:
+            out = call(f"layer {i} backward", layer.backward, residual.copy(), filename=self.file)
         w1, b1 = np.array(layer.w, dtype=np.float64), np.array(layer.b, dtype=np.float64)
         if w1.shape != w0.shape or b1.shape != b0.shape:
             raise FcgradError(
                 f"{_defined_at(type(layer))}: layer {i} backward changed the shapes of w {w0.shape} -> {w1.shape}, "
                 f"b {b0.shape} -> {b1.shape}; expected updates in place of the same shape"
             )
-        return (w0 - w1) / layer.lr, (b0 - b1) / layer.lr, self._array(out, f"layer {i} backward")
+        rz = caught.value
+        rz = np.asarray(rz, dtype=np.float64) if isinstance(rz, np.ndarray) else None
+        return LayerOut((w0 - w1) / layer.lr, (b0 - b1) / layer.lr, self._array(out, f"layer {i} backward"), rz)
 
     def _array(self, value, what: str) -> np.ndarray:
         if value is None:
@@ -139,7 +172,7 @@ class ClassNet:
         value = self.loss_forward(self.forward(x), t)
         residual = self.loss_backward()
         for i in range(len(self.layers) - 1, -1, -1):
-            residual = self.layer_backward(i, residual)[2]
+            residual = self.layer_backward(i, residual).residual_x
         return value
 
     def stepper(self, p):

@@ -73,7 +73,9 @@ class StepNet:
         for i in range(top, -1, -1):
             grads = [(p.params[i][k] - new[i][k]) / p.lr for k in ("w", "b")]
             residual_x = res["residual_x"][i] if "residual_x" in res else None
-            r, v = layer_rows(i, (*grads, residual_x), ref["layers"][i], p.params, p.lr)
+            residual_z = res["residual_z"][i] if "residual_z" in res else None
+            upstream = ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]
+            r, v = layer_rows(i, (*grads, residual_x, residual_z), ref["layers"][i], p.params, p.lr, upstream)
             rows += r
             values.update({(i, q): np.asarray(a, np.float64) for q, a in v.items()})
         return rows, values

@@ -16,7 +16,6 @@ from manual.errors import FcgradError
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOG = str(ROOT / "tests" / "fixtures" / "blog_net.py")
-CORRECT = str(ROOT / "tests" / "fixtures" / "correct_net.py")
 STEP = str(ROOT / "tests" / "fixtures" / "step_net.py")
 EXAMPLE = str(ROOT / "examples" / "blog_shaped_net.py")
 STEPS = 30  # enough to see the drift; the default (the problem's 10,000) is for people
@@ -28,6 +27,24 @@ BLOG_DEPARTURES = {
     (0, "grad_b"): "bias_summed_over_all_axes",  # np.sum(residual_z) on the 4-unit layer
 }
 EXAMPLE_MISTAKES = {(1, "residual_y"): "square_loss_half", (0, "residual_z"): "tanh_prime_as_one_minus_y"}
+
+
+# The example with its two MISTAKE lines fixed: a correct network in the blog's class shape.
+FIXES = {
+    "return 2 * (self.y - self.t) / self.y.shape[1]": "return (self.y - self.t) / self.y.shape[1]",
+    "return 1 - y  # MISTAKE": "return 1 - y * y  #",
+}
+
+
+@pytest.fixture(scope="module")
+def correct(tmp_path_factory) -> str:
+    source = Path(EXAMPLE).read_text()
+    for wrong, right in FIXES.items():
+        assert wrong in source
+        source = source.replace(wrong, right)
+    path = tmp_path_factory.mktemp("correct") / "correct_net.py"
+    path.write_text(source)
+    return str(path)
 
 
 @functools.cache
@@ -60,20 +77,20 @@ def test_the_example_files_two_planted_mistakes_are_found_and_named():
     assert report.problem.activations == ("tanh", "sigmoid")  # read off the file's forward
 
 
-def test_a_correct_class_network_has_no_finding_and_no_drift():
-    report = _audit(CORRECT)
+def test_a_correct_class_network_has_no_finding_and_no_drift(correct):
+    report = _audit(correct)
     assert report.ok and report.findings == []
     assert all(r.ok for r in report.end_to_end + report.isolated)
     assert report.drift.first_step_params_differ is None
     assert text(report).splitlines()[-1] == "no findings: the file matches JAX"
 
 
-def test_a_correct_network_driven_into_saturation_has_no_finding():
+def test_a_correct_network_driven_into_saturation_has_no_finding(correct):
     # |z| ≈ 30: gradients read back from the update lose digits against |w| (rel 5e-6 measured), and
     # 1 − y² from a saturated y loses them too; both stay under their rounding floors
     p = random_problem([3, 5, 2], activations=["tanh", "sigmoid"], batch=8, seed=3)
     p = replace(p, params=[{"w": layer["w"] * 30, "b": layer["b"] + 5} for layer in p.params])
-    report = audit_code(CORRECT, p, steps=5)
+    report = audit_code(correct, p, steps=5)
     assert report.findings == [] and report.ok
 
 
@@ -106,14 +123,9 @@ def test_a_syntax_error_names_the_users_file_and_line(tmp_path):
         audit_code(path)
 
 
-def test_an_exception_inside_the_users_backward_names_its_line(tmp_path):
-    source = (
-        Path(CORRECT)
-        .read_text()
-        .replace(
-            "        residual_x = self.w @ residual_z", "        residual_x = self.w.T @ residual_z  # wrong shape"
-        )
-    )
+def test_an_exception_inside_the_users_backward_names_its_line(tmp_path, correct):
+    wrong = "        residual_x = self.w.T @ residual_z  # wrong shape"
+    source = Path(correct).read_text().replace("        residual_x = self.w @ residual_z", wrong)
     path = _write(tmp_path, source)
     line = next(i for i, s in enumerate(source.splitlines(), 1) if "wrong shape" in s)
     with pytest.raises(FcgradError, match=rf"^{path}:{line}: layer 1 backward raised ValueError"):
@@ -134,18 +146,18 @@ def test_a_file_outside_both_protocols_gets_one_line(tmp_path, body, expected):
         audit_code(_write(tmp_path, body))
 
 
-def test_a_layer_without_lr_is_named_with_its_class(tmp_path):
-    source = Path(CORRECT).read_text().replace("        self.lr = lr\n", "")
+def test_a_layer_without_lr_is_named_with_its_class(tmp_path, correct):
+    source = Path(correct).read_text().replace("        self.lr = lr\n", "")
     with pytest.raises(FcgradError, match=r"layer 0 has no lr"):
         audit_code(_write(tmp_path, source))
 
 
-def test_a_network_of_other_widths_than_the_problem_is_refused_before_any_work():
+def test_a_network_of_other_widths_than_the_problem_is_refused_before_any_work(correct):
     with pytest.raises(FcgradError, match="the network has sizes 3-5-2, the problem 2-4-1"):
-        audit_code(CORRECT, and_example())
+        audit_code(correct, and_example())
 
 
-def test_a_forward_that_is_no_library_activation_is_refused(tmp_path):
-    source = Path(CORRECT).read_text().replace("return np.tanh(z)", "return np.sin(z)")
+def test_a_forward_that_is_no_library_activation_is_refused(tmp_path, correct):
+    source = Path(correct).read_text().replace("return np.tanh(z)", "return np.sin(z)")
     with pytest.raises(FcgradError, match="layer 0 forward f\\(wᵀx \\+ b\\) matches none of sigmoid, tanh"):
         audit_code(_write(tmp_path, source))

@@ -25,7 +25,8 @@ from crosscheck.audit import Divergence, _checkpoint_steps, _param_diff_per_entr
 from crosscheck.code_load import ClassNet, build_class_net, load_module
 from crosscheck.code_step import StepNet, build_step_net
 from crosscheck.compare import Row, errors
-from crosscheck.diagnosis import Diagnosis, diagnose, network_context
+from crosscheck.diagnosis import Diagnosis, diagnose
+from crosscheck.diagnosis_network import network_context
 from crosscheck.problems import Problem, and_example, random_problem
 from crosscheck.testing import BACKWARD_REL_TOL
 from manual.activations import ACTIVATIONS

@@ -264,6 +264,23 @@ def _residual_through_updated_w(m, r, ctx, tol):
     )
 
 
+def _residual_through_w_transposed(m, r, ctx, tol):
+    if ctx.quantity not in (None, "residual_x") or ctx.w is None or ctx.residual_z is None:
+        return None
+    w, rz = _f64(ctx.w), _f64(ctx.residual_z)
+    if w.shape[0] != w.shape[1] or _rel(w.T, w) <= DISTINCT_FACTOR * tol:
+        return None  # only a square, non-symmetric w lets wᵀ·residual_z run and differ
+    pred = w.T @ rz  # (out, in)·(out, N): the shapes fit only because in = out
+    if pred.shape != m.shape or _rel(pred, r) <= DISTINCT_FACTOR * tol:
+        return None
+    res = _rel(m, pred)
+    return (
+        "residual_through_w_transposed",
+        f"looks like residual_x = wᵀ·residual_z (it is w·residual_z, w being (in, out)) (to {res:.0e})",
+        res,
+    )
+
+
 Entry = Callable[[np.ndarray, np.ndarray, Context, float], tuple[str, str, float] | None]
 
 CATALOGUE: dict[str, Entry] = {
@@ -275,6 +292,7 @@ CATALOGUE: dict[str, Entry] = {
     "bias_summed_over_wrong_axis": _bias_over_wrong_axis,
     "activation": _activation,
     "residual_through_updated_w": _residual_through_updated_w,
+    "residual_through_w_transposed": _residual_through_w_transposed,
 }
 
 
@@ -302,32 +320,4 @@ def diagnose(manual, reference, context: Context | None = None) -> list[Diagnosi
     return sorted(found, key=lambda d: d.residual)
 
 
-def network_context(problem, ref: dict, layer: int, quantity: str, params=None) -> Context:
-    """The context of one (layer, quantity) of a network problem at ``params`` (default: its initial ones).
-
-    ``ref`` is ``reference.gradients`` at the same parameters; x, z, y come from the forward.
-    """
-    from manual.network import forward  # NumPy only, and only when a network is diagnosed
-
-    params = problem.params if params is None else params
-    _, caches = forward(params, problem.x, problem.activations)
-    top = len(params) - 1
-    cache = caches[layer]
-    g = ref["layers"][layer]
-    upstream = ref["residual_y"] if layer == top else ref["layers"][layer + 1]["residual_x"]
-    return Context(
-        quantity=quantity,
-        n=problem.batch,
-        lr=problem.lr,
-        x=cache.x,
-        z=cache.z,
-        y=cache.y,
-        w=params[layer]["w"],
-        upstream=upstream,
-        residual_z=g["residual_z"],
-        grad_w=g["grad_w"],
-        activation=problem.activations[layer],
-    )
-
-
-__all__ = ["CATALOGUE", "Context", "Diagnosis", "SIGNATURE_REL_TOL", "diagnose", "network_context"]
+__all__ = ["CATALOGUE", "Context", "Diagnosis", "SIGNATURE_REL_TOL", "diagnose"]

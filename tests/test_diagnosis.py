@@ -1,14 +1,17 @@
 """The catalogue of classic mistakes: each planted mistake is named, correct code never is."""
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import manual
 import reference
-from crosscheck.diagnosis import Context, diagnose, network_context
-from crosscheck.problems import and_example, random_problem
+from crosscheck.diagnosis import Context, diagnose
+from crosscheck.diagnosis_network import diagnose_rows, network_context
+from crosscheck.problems import and_example, mazur_example, random_problem, xor_example
+from crosscheck.run import compare_gradients
 
 # Correct code over a grid: depth 1-3, every activation, both losses, batch 1-7, widths 1-6.
 GRID = [
@@ -186,3 +189,38 @@ def test_a_tiny_rounding_difference_is_not_a_mistake():
     p, ref = _case()
     g = ref["layers"][0]["grad_w"]
     assert diagnose(g * (1 + 1e-14), g, Context(n=p.batch)) == []
+
+
+# The planted backwards of test_broken_derivations, run through compare_gradients and named on their failing rows:
+# variant -> {(layer, quantity): catalogue entry} for the row where each mistake first shows.
+NAMED_ORIGINS = {
+    "loss-drops-1/N": {(2, "residual_y"): "missing_1_over_n"},
+    "grad_b-summed-over-all-axes": {
+        (0, "grad_b"): "bias_summed_over_all_axes",
+        (1, "grad_b"): "bias_summed_over_all_axes",
+    },
+    "residual_x-with-updated-w": {(2, "residual_x"): "residual_through_updated_w"},
+    "grad_w-missing-transpose": {(0, "grad_w"): "transposed", (1, "grad_w"): "transposed"},
+    "residual_x-missing-transpose": {(1, "residual_x"): "residual_through_w_transposed"},
+    "sigmoid-derivative-y": {(2, "residual_z"): "sigmoid_prime_as_y"},
+    "tanh-derivative-1-minus-y": {(2, "residual_z"): "tanh_prime_as_one_minus_y"},
+}
+
+
+@pytest.mark.parametrize("variant", list(NAMED_ORIGINS))
+def test_check_rows_of_each_broken_derivation_are_named(variant, monkeypatch):
+    from test_broken_derivations import PROBLEMS, VARIANTS, _apply
+
+    problem, patch, _ = VARIANTS[variant]
+    p = PROBLEMS[problem]
+    _apply(monkeypatch, patch)
+    named = diagnose_rows(p, compare_gradients(p))
+    for key, entry in NAMED_ORIGINS[variant].items():
+        assert [d.name for d in named.get(key, [])][:1] == [entry], (key, named.get(key))
+
+
+@pytest.mark.parametrize("example", [and_example, xor_example, mazur_example], ids=["and", "xor", "mazur"])
+def test_no_row_of_a_correct_check_is_named_even_when_every_row_is_asked(example):
+    p = example()
+    rows = [replace(r, ok=False) for r in compare_gradients(p)]  # pretend each row failed
+    assert diagnose_rows(p, rows) == {}

@@ -130,7 +130,14 @@ def _jax_truth(forward, params: dict, data: dict, taps: dict) -> dict[str, np.nd
     with jax.enable_x64(True):
         as_j = lambda m: {k: jnp.asarray(v) for k, v in m.items()}  # noqa: E731
         zeros = {k: jnp.zeros(v.shape, jnp.float64) for k, v in taps.items()}
-        gp, gt = call("forward (under JAX)", jax.grad(loss, argnums=(0, 1)), as_j(params), zeros, as_j(data))
+        try:
+            gp, gt = call("forward (under JAX)", jax.grad(loss, argnums=(0, 1)), as_j(params), zeros, as_j(data))
+        except FcgradError as exc:
+            if "Tracer" not in str(exc):
+                raise
+            raise FcgradError(
+                f"{exc} (write the forward against the array API: xp = x.__array_namespace__())"
+            ) from None
         return {**{k: np.asarray(v) for k, v in gt.items()}, **{k: np.asarray(v) for k, v in gp.items()}}
 
 

@@ -160,3 +160,11 @@ def test_an_exception_in_the_forward_names_the_users_line():
 
     with pytest.raises(FcgradError, match=rf"{__file__}:\d+: forward \(on NumPy\) raised ValueError"):
         check_derivation(fw, backward, *_problem())
+
+
+def test_a_forward_calling_numpy_directly_is_told_to_use_the_array_api():
+    def fw(tap, x, t, w1, b1, w2, b2):
+        return np.sum(np.tanh(w1.T @ x + b1))  # np.tanh cannot run under JAX
+
+    with pytest.raises(FcgradError, match=r"forward \(under JAX\) raised .*xp = x.__array_namespace__\(\)"):
+        check_derivation(fw, backward, *_problem())

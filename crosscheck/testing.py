@@ -259,3 +259,12 @@ def assert_backward_matches(
                 f"float64, inputs {shapes}):\n  " + "\n  ".join(failures)
             )
     return [worst[g] for g in wrt]
+
+
+# Wider: residual_z compared when the backward returns it, the suspect named when grad_w, grad_b and
+# residual_x all fail (crosscheck/layer_checks.py); finite differences for a forward JAX cannot trace.
+from crosscheck import layer_checks as _layer_checks  # noqa: E402
+from crosscheck.derivation_report import assert_derivation_matches  # noqa: E402, F401
+from crosscheck.fd_oracle import assert_backward_matches_fd  # noqa: E402, F401
+
+assert_backward_matches = _layer_checks.wider(assert_backward_matches)

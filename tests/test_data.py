@@ -1,0 +1,113 @@
+"""A user's data: npz and CSV into a Problem, every bad file refused with one line before any work."""
+
+import numpy as np
+import pytest
+
+from crosscheck.data import load_problem
+from crosscheck.problems import and_example
+from crosscheck.run import check, save_npz
+from manual.errors import FcgradError
+
+
+def _npz(tmp_path, name="d.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _csv(tmp_path, text, name="d.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+AND_CSV = "a,b,y\n0,0,0\n0,1,0\n1,0,0\n1,1,1\n"
+
+
+def test_an_npz_with_x_and_t_gets_the_blogs_hidden_width_and_runs(tmp_path):
+    p = and_example()
+    path = _npz(tmp_path, X=p.x, T=p.t)
+    q = load_problem(path, steps=20)
+    assert q.sizes == (2, 4, 1) and q.name == "d" and q.activations == ("sigmoid", "sigmoid")
+    assert check(q, finite_differences=False).ok
+
+
+def test_initial_parameters_in_the_file_are_used_as_given(tmp_path):
+    p = and_example(seed=3)
+    path = _npz(tmp_path, X=p.x, T=p.t, w0=p.params[0]["w"], b0=p.params[0]["b"], w1=p.params[1]["w"],
+                b1=p.params[1]["b"])  # fmt: skip
+    q = load_problem(path)
+    for mine, theirs in zip(q.params, p.params):
+        np.testing.assert_array_equal(mine["w"], theirs["w"])
+        np.testing.assert_array_equal(mine["b"], theirs["b"])
+
+
+def test_the_file_check_save_writes_loads_back(tmp_path):
+    p = and_example(seed=2)
+    path = str(tmp_path / "saved.npz")
+    save_npz(path, p, {})
+    q = load_problem(path)
+    np.testing.assert_array_equal(q.params[1]["w"], p.params[1]["w"])
+
+
+def test_a_csv_with_named_targets_is_stored_by_column(tmp_path):
+    q = load_problem(_csv(tmp_path, AND_CSV), targets=["y"], sizes=[2, 3, 1], steps=5)
+    np.testing.assert_array_equal(q.x, and_example().x)
+    np.testing.assert_array_equal(q.t, and_example().t)
+    assert q.sizes == (2, 3, 1) and check(q, finite_differences=False).ok
+
+
+@pytest.mark.parametrize(
+    "arrays, expected",
+    [
+        ({"X": np.zeros((4, 2)), "T": np.zeros((4, 1))}, r"samples look stored by row; expected X \(in, N\)"),
+        ({"X": np.zeros((2, 4)), "T": np.zeros(4)}, r"T: expected a 2-D array .* got shape \(4,\); one row of N"),
+        ({"X": np.zeros((2, 4)), "T": np.zeros((1, 3))}, "X has 4 columns .*, T has 3; expected the same N"),
+        ({"X": np.array([[0.0, np.nan], [1, 1]]), "T": np.zeros((1, 2))},
+         r"X: expected finite values, got nan at index \(0, 1\)"),
+        ({"X": np.zeros((2, 4))}, r"expected arrays X \(in, N\) and T \(out, N\), missing \['T'\]"),
+        ({"X": np.zeros((2, 4)), "T": np.zeros((1, 4)), "w0": np.zeros((2, 3))}, "has w0 but no b0"),
+        ({"X": np.zeros((2, 4)), "T": np.zeros((1, 4)), "w0": np.zeros((3, 1)), "b0": np.zeros((1, 1))},
+         r"X: expected shape \(3, N\)"),
+    ],
+    ids=["by-row", "1-d-target", "different-n", "nan", "no-t", "w-without-b", "params-vs-x"],
+)  # fmt: skip
+def test_a_bad_npz_is_refused_with_one_line(tmp_path, arrays, expected):
+    with pytest.raises(FcgradError, match=expected) as e:
+        load_problem(_npz(tmp_path, **arrays))
+    assert "\n" not in str(e.value) and str(e.value).startswith("d.npz: ")
+
+
+@pytest.mark.parametrize(
+    "text, targets, expected",
+    [
+        (AND_CSV, ["z"], r"target column\(s\) \['z'\] not in the header; columns are \['a', 'b', 'y'\]"),
+        ("a,b,y\n0,0,0\n0,x,0\n", ["y"], r"d.csv:3: column 'b': expected a number, got 'x'"),
+        ("a,b,y\n0,0,0\n0,nan,0\n", ["y"], r"d.csv:3: column 'b': expected a finite number, got nan"),
+        ("a,b,y\n0,0\n", ["y"], r"d.csv:2: expected 3 values \(one per column\), got 2"),
+        ("a,b,y\n", ["y"], "expected a header row and at least one sample row"),
+        (AND_CSV, [], "expected the names of the target columns"),
+        ("y\n1\n", ["y"], "every column is a target"),
+    ],
+    ids=["unknown-target", "not-a-number", "nan", "short-row", "no-samples", "no-targets", "no-inputs"],
+)
+def test_a_bad_csv_is_refused_with_one_line(tmp_path, text, targets, expected):
+    with pytest.raises(FcgradError, match=expected):
+        load_problem(_csv(tmp_path, text), targets=targets)
+
+
+def test_sizes_that_disagree_with_the_files_parameters_are_refused(tmp_path):
+    p = and_example()
+    path = _npz(tmp_path, X=p.x, T=p.t, w0=p.params[0]["w"], b0=p.params[0]["b"], w1=p.params[1]["w"],
+                b1=p.params[1]["b"])  # fmt: skip
+    with pytest.raises(FcgradError, match="its parameters are 2-4-1, sizes asks 2-5-1"):
+        load_problem(path, sizes=[2, 5, 1])
+
+
+@pytest.mark.parametrize("name", ["d.txt", "missing.npz"])
+def test_a_missing_or_unknown_file_is_refused(tmp_path, name):
+    path = tmp_path / name
+    if name == "d.txt":
+        path.write_text("1")
+    with pytest.raises(FcgradError, match="--data: expected"):
+        load_problem(str(path))

@@ -1,0 +1,101 @@
+"""The layer helper, wider: residual_z compared and named, the suspect line, and the finite-difference mode."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from crosscheck.testing import assert_backward_matches, assert_backward_matches_fd
+from manual.errors import FcgradError
+
+SHAPES = {"x": (3, 5), "w": (3, 4), "b": (4, 1)}
+
+
+def sigmoid_forward(x, w, b):
+    return 1 / (1 + jnp.exp(-(w.T @ x + b)))
+
+
+def sigmoid_backward(residual_y, x, w, b, *, derivative=lambda y: y * (1 - y), report=None):
+    """A sigmoid layer; ``report`` chooses what is returned as residual_z (default: the one used)."""
+    y = 1 / (1 + np.exp(-(w.T @ x + b)))  # (out, N)
+    residual_z = residual_y * derivative(y)  # (out, N)
+    grads = {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T, "grad_b": residual_z.sum(1, keepdims=True)}
+    return {**grads, "residual_z": residual_z if report is None else report(residual_y, y)}
+
+
+def test_a_correct_residual_z_passes():
+    checks = assert_backward_matches(sigmoid_forward, sigmoid_backward, SHAPES)
+    assert [c.name for c in checks] == ["residual_x", "grad_w", "grad_b"]
+
+
+def test_a_wrong_residual_z_is_caught_and_named_even_when_the_gradients_are_right():
+    def backward(residual_y, x, w, b):
+        return sigmoid_backward(residual_y, x, w, b, report=lambda up, y: up * y)  # σ' written as y
+
+    with pytest.raises(AssertionError, match=r"(?s)residual_z .*MISMATCH.*σ' written as y"):
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)
+
+
+def test_when_all_three_gradients_fail_residual_z_is_named_the_suspect():
+    def backward(residual_y, x, w, b):
+        out = sigmoid_backward(residual_y, x, w, b, derivative=lambda y: y)
+        out.pop("residual_z")
+        return out
+
+    with pytest.raises(AssertionError, match=r"residual_z = residual_y ⊙ f'\(z\), which is the suspect"):
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)
+
+
+def test_one_wrong_gradient_names_no_suspect():
+    def backward(residual_y, x, w, b):
+        return {**sigmoid_backward(residual_y, x, w, b), "residual_x": np.zeros((3, 5))}
+
+    with pytest.raises(AssertionError) as failure:
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)
+    assert "suspect" not in str(failure.value)
+
+
+def _softsign_by_entry(z):
+    """z / (1 + |z|) with a Python branch on each value: JAX cannot trace it."""
+    return np.array([[v / (1 + v) if v >= 0 else v / (1 - v) for v in row] for row in z])
+
+
+def numpy_forward(x, w, b):
+    return _softsign_by_entry(w.T @ x + b)
+
+
+def softsign_backward(residual_y, x, w, b, *, power=2):
+    z = w.T @ x + b  # (out, N)
+    residual_z = residual_y / (1 + np.abs(z)) ** power  # (out, N), softsign' = 1 / (1 + |z|)²
+    return {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T, "grad_b": residual_z.sum(1, keepdims=True)}
+
+
+def test_a_forward_jax_cannot_trace_is_checked_by_finite_differences():
+    checks = assert_backward_matches_fd(numpy_forward, softsign_backward, SHAPES)
+    assert all(c.ok for c in checks) and max(c.rel_err for c in checks) < 1e-7
+
+
+def test_finite_differences_catch_a_wrong_derivative_and_say_they_are_the_weaker_oracle():
+    def backward(residual_y, x, w, b):
+        return softsign_backward(residual_y, x, w, b, power=1)
+
+    with pytest.raises(AssertionError, match=r"(?s)the weaker oracle.*grad_w .*MISMATCH"):
+        assert_backward_matches_fd(numpy_forward, backward, SHAPES)
+
+
+def test_finite_differences_refuse_a_float32_forward():
+    with pytest.raises(FcgradError, match="expected one float64 array y"):
+        assert_backward_matches_fd(lambda x, w, b: (w.T @ x + b).astype(np.float32), softsign_backward, SHAPES)
+
+
+def test_the_rounding_floor_passes_a_gradient_finite_differences_cannot_resolve():
+    # a large output (|L| ≈ 1e8) makes each difference round at ε·|L|/h ≈ 2e-2: the floor must absorb it
+    def forward(x, w, b):
+        return 1e7 + (w.T @ x + b)
+
+    def backward(residual_y, x, w, b):
+        return {"residual_x": w @ residual_y, "grad_w": x @ residual_y.T, "grad_b": residual_y.sum(1, keepdims=True)}
+
+    checks = assert_backward_matches_fd(forward, backward, SHAPES)
+    assert all(c.ok for c in checks) and math.isfinite(checks[0].atol) and checks[0].atol > 1e-3

@@ -1,0 +1,79 @@
+"""``--plot``: figures of check and audit; matplotlib and the output path checked before any work."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crosscheck.audit import audit
+from crosscheck.code_audit import audit_code
+from crosscheck.compare import Row
+from crosscheck.plots import check_plot_target, per_step_maxdiff, plot_audit, plot_check, plot_code_audit
+from crosscheck.problems import and_example
+from crosscheck.run import check
+from manual.blog_code import BlogDepartures
+from manual.errors import FcgradError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+STEPS = 20
+BLOG = str(Path(__file__).resolve().parent / "fixtures" / "blog_net.py")
+
+
+def _is_png(path) -> bool:
+    return Path(path).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_check_draws_both_losses_and_every_row(tmp_path):
+    report = check(and_example().with_options(steps=STEPS), finite_differences=False, keep_history=True)
+    out = plot_check(report, str(tmp_path / "check.png"))
+    assert _is_png(out)
+
+
+def test_plot_audit_draws_the_blog_codes_drift(tmp_path):
+    report = audit(and_example().with_options(steps=STEPS), BlogDepartures(), keep_history=True)
+    assert _is_png(plot_audit(report, str(tmp_path / "audit.png")))
+
+
+def test_plot_code_audit_draws_the_files_drift(tmp_path):
+    assert _is_png(plot_code_audit(audit_code(BLOG, steps=STEPS), str(tmp_path / "code.svg").replace(".svg", ".png")))
+
+
+def test_per_step_maxdiff_is_the_largest_difference_of_each_step():
+    w_manual = np.zeros((3, 2, 2))
+    w_reference = np.zeros((3, 2, 2))
+    w_reference[1, 0, 1] = 1e-9  # step 1: one entry differs
+    w_reference[2] = -3e-7  # step 2: every entry differs
+    rows = [Row(0, "w", 0.0, 0.0, 1e-12, True)]
+    per, limit = per_step_maxdiff({"w0_manual": w_manual, "w0_reference": w_reference}, rows)["layer 0 w"]
+    np.testing.assert_allclose(per, [0.0, 1e-9, 3e-7], rtol=1e-15)
+    assert limit == 1e-12
+
+
+def test_per_step_maxdiff_prefers_the_engines_arrays():
+    rows = [Row(-1, "loss", 0.0, 0.0, 1e-12, True)]
+    given = np.array([1e-16, 2e-16])
+    per, _ = per_step_maxdiff({"maxdiff_loss": given}, rows)["loss"]
+    np.testing.assert_array_equal(per, given)
+
+
+def test_a_report_without_histories_is_refused(tmp_path):
+    report = check(and_example().with_options(steps=2), finite_differences=False)
+    with pytest.raises(FcgradError, match=r"keep_history=True"):
+        plot_check(report, str(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("x.txt", "expected a file name ending in .png, .pdf, .svg"), ("no/such/folder/x.png", "does not exist")],
+    ids=["suffix", "folder"],
+)
+def test_a_bad_output_path_is_refused_before_any_work(tmp_path, name, expected):
+    with pytest.raises(FcgradError, match=expected):
+        check_plot_target(str(tmp_path / name))
+
+
+def test_missing_matplotlib_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails as if absent
+    with pytest.raises(FcgradError, match=r"needs matplotlib, which is not installed; install it with pip install"):
+        check_plot_target(str(tmp_path / "x.png"))

@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from benchmarks import machine, report, suite
 from benchmarks.timing import FULL, QUICK
 from benchmarks.workloads import CPU_SPECS, GPU_SPECS, QUICK_SPECS, parse_spec
+from crosscheck.cli_args import EXIT_BENCH, OneLineParser, parse_sizes
 from manual.errors import FcgradError
 
 METHOD = {
@@ -31,6 +32,19 @@ METHOD = {
     "manual runs on the host CPU",
     "step": "full-batch SGD, sigmoid layers, square loss, lr 0.1; jit-fused time per step = call time / steps_per_call",
 }
+
+
+def spec_arg(text: str) -> str:
+    """``type=`` for a network spec: sizes as everywhere in fcgrad (``784,256,10`` or ``784-256-10``), then an
+    optional ``:N`` batch; returned in the ``784-256-10[:N]`` form the workloads read."""
+    sizes_text, colon, batch = text.partition(":")
+    try:
+        sizes = parse_sizes(sizes_text)
+        if colon and not batch.strip().isdigit():
+            raise ValueError(f"expected a batch size after the colon, such as 784-256-10:128, got {text!r}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return "-".join(map(str, sizes)) + (f":{int(batch)}" if colon else "")
 
 
 def _jax_platform(requested: str) -> str:
@@ -153,7 +167,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sizes",
         nargs="+",
         metavar="SPEC",
-        help="networks such as 2-4-1 or 784-256-256-10:256 (batch after the colon)",
+        type=spec_arg,
+        help="networks such as 2-4-1, 2,4,1 or 784-256-256-10:256 (batch after the colon)",
     )
     p.add_argument("--dtypes", nargs="+", choices=("float64", "float32"), default=("float64", "float32"))
     p.add_argument(
@@ -174,20 +189,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-variant-s", type=float, metavar="S", help="seconds of timing per variant and workload")
     p.add_argument("--min-repeats", type=int, metavar="K", help="fewest timed blocks per variant")
     p.add_argument(
-        "--drift", nargs="+", metavar="SPEC", help="also measure the gradient drift from float64 manual at these sizes"
+        "--drift",
+        nargs="+",
+        metavar="SPEC",
+        type=spec_arg,
+        help="also measure the gradient drift from float64 manual at these sizes",
     )
 
 
 def register(subparsers) -> None:
     """``fcgrad bench``."""
-    p = subparsers.add_parser("bench", help="time manual NumPy against jax.jit (the benchmarks package)")
+    p = subparsers.add_parser(
+        "bench",
+        help="time manual NumPy against jax.jit (the benchmarks package)",
+        description="Time hand-written NumPy backprop against jax.jit.",
+        epilog=EXIT_BENCH,
+    )
     add_arguments(p)
     p.set_defaults(run=run_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description="Time hand-written NumPy backprop against jax.jit."
+    parser = OneLineParser(
+        prog="python -m benchmarks", description="Time hand-written NumPy backprop against jax.jit.", epilog=EXIT_BENCH
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -196,3 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FcgradError, OSError) as exc:
         print(f"fcgrad bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fcgrad bench: interrupted", file=sys.stderr)
+        return 130

@@ -53,10 +53,14 @@ def estimate(p, *, keep_history: bool, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -
     if not keep_history:
         return Estimate(working, 0, 0)
     histories = 2 * (p.steps + 1) * per_step
-    rows = 2 * len(p.params) + 1  # w and b of each layer, and the loss
     data = (p.x.size + p.t.size + n_params) * itemsize
-    save = histories + 2 * p.steps * itemsize + rows * p.steps * 8 + data
+    save = histories + 2 * p.steps * itemsize + row_history_bytes(p) + data
     return Estimate(working, 2 * histories, save)
+
+
+def row_history_bytes(p) -> int:
+    """The per-step max|Δ| of every compared row (w and b of each layer, and the loss), float64."""
+    return (2 * len(p.params) + 1) * p.steps * 8
 
 
 def available_memory() -> int | None:

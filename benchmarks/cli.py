@@ -222,4 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("fcgrad bench: interrupted", file=sys.stderr)
+        if argv is None:  # the program itself: end before JAX's threads meet the interpreter's teardown
+            from crosscheck.cli import _exit_now
+
+            _exit_now(130)
         return 130

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fcgrad bench: interrupted", file=sys.stderr)
         if argv is None:  # the program itself: end before JAX's threads meet the interpreter's teardown
-            from crosscheck.cli import _exit_now
+            from crosscheck.cli import exit_now
 
-            _exit_now(130)
+            exit_now(130)
         return 130

@@ -217,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         terminal.say(f"{where[0]}: interrupted")
         if argv is None:  # the program itself, not a caller in Python
-            _exit_now(130)
+            exit_now(130)
         return 130
 
 
-def _exit_now(code: int) -> None:
+def exit_now(code: int) -> None:
     """End the process at once: work JAX dispatched may still be running in its threads, and tearing the
     interpreter down under it can crash (measured: a segmentation fault at exit after Ctrl-C). Files are
     already safe: an interrupted atomic write has removed its temporary file on the way here."""

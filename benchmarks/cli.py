@@ -36,15 +36,14 @@ METHOD = {
 
 def spec_arg(text: str) -> str:
     """``type=`` for a network spec: sizes as everywhere in fcgrad (``784,256,10`` or ``784-256-10``), then an
-    optional ``:N`` batch; returned in the ``784-256-10[:N]`` form the workloads read."""
+    optional ``:N`` batch; returned in the ``784-256-10[:N]`` form the workloads read. A spec that does not
+    parse is passed on unchanged, for ``parse_spec`` to refuse before any work."""
     sizes_text, colon, batch = text.partition(":")
     try:
         sizes = parse_sizes(sizes_text)
-        if colon and not batch.strip().isdigit():
-            raise ValueError(f"expected a batch size after the colon, such as 784-256-10:128, got {text!r}")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return "-".join(map(str, sizes)) + (f":{int(batch)}" if colon else "")
+    except ValueError:
+        return text
+    return "-".join(map(str, sizes)) + (f":{batch}" if colon else "")
 
 
 def _jax_platform(requested: str) -> str:

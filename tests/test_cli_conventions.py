@@ -91,11 +91,13 @@ def test_bench_reads_the_same_sizes_syntax(text, spec):
 
 
 def test_bench_errors_are_one_line_too(capsys):
-    with pytest.raises(SystemExit) as info:
-        bench_main(["--sizes", "784,256-10"])
-    assert info.value.code == 2
+    assert bench_main(["--quick", "--sizes", "784,x,10"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "layer widths such as 2,4,1 or 2-4-1" in err
+    assert err.count("\n") == 1 and err.startswith("fcgrad bench: error: --sizes: ") and "'784,x,10'" in err
+    with pytest.raises(SystemExit) as info:
+        bench_main(["--dtypes", "float16"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def _break_bias(monkeypatch):

@@ -7,14 +7,22 @@ import argparse
 import math
 import re
 
-EXIT_CHECK = """\
+OUTPUT_NOTES = """\
+output:
+  the report goes to stdout (in ASCII when stdout cannot encode it); errors and notes go to stderr,
+  one line each. A run longer than a few seconds shows its progress on stderr when stderr is a
+  terminal, not under -q. --save and --json PATH are checked before the run and written atomically."""
+
+EXIT_CHECK = OUTPUT_NOTES + """
+
 exit codes:
   0    manual and JAX agree on every compared number
   1    a comparison failed (a MISMATCH row), or a training run diverged
   2    bad input, or a run that cannot be done here (one line on stderr)
   130  interrupted (Ctrl-C)"""
 
-EXIT_AUDIT = """\
+EXIT_AUDIT = OUTPUT_NOTES + """
+
 exit codes:
   0    the audit ran (whatever it found, unless --strict)
   1    with --strict: the audit found a departure or an unexplained difference

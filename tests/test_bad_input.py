@@ -189,10 +189,9 @@ def test_cli_diverging_run_exits_1_and_prints_the_comparisons_that_finished(caps
     assert main(DIVERGING) == 1
     out, err = capsys.readouterr()
     assert err == ""
-    assert "diverged" in out and re.search(r"at step \d+", out), out
+    assert "diverged" in out and re.search(r"step \d+", out), out
     for quantity in ("residual_z", "grad_w", "grad_b", "residual_x"):  # the step-0 comparisons are kept
         assert quantity in out
-    assert "FAILED" in out
 
 
 # the same through a real process: exit status, stderr, and no traceback

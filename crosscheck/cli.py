@@ -212,19 +212,38 @@ def main(argv: list[str] | None = None) -> int:
     from crosscheck import terminal
 
     where = ["fcgrad"]  # the command's name, once known, for the one-line messages
+    if argv is None:  # the program itself, not a caller in Python
+        _end_on_ctrl_c(where)
     try:
         return _run(argv, where)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a caller's own Ctrl-C, or an interrupt raised by the code that ran
         terminal.say(f"{where[0]}: interrupted")
-        if argv is None:  # the program itself, not a caller in Python
-            exit_now(130)
         return 130
+
+
+def _end_on_ctrl_c(where: list[str]) -> None:
+    """Make Ctrl-C end the program at once, with one line and exit 130.
+
+    Not by KeyboardInterrupt: raised inside a garbage-collection callback (JAX registers one), it is
+    printed and ignored, and the run goes on (seen here); and a normal exit under JAX's running
+    threads can crash. The handler removes any half-written output file, then exits.
+    """
+    import signal
+
+    def on_sigint(signum, frame):
+        from crosscheck import terminal
+        from crosscheck.output import remove_partial
+
+        remove_partial()
+        terminal.say(f"{where[0]}: interrupted")
+        exit_now(130)
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 def exit_now(code: int) -> None:
     """End the process at once: work JAX dispatched may still be running in its threads, and tearing the
-    interpreter down under it can crash (measured: a segmentation fault at exit after Ctrl-C). Files are
-    already safe: an interrupted atomic write has removed its temporary file on the way here."""
+    interpreter down under it can crash (measured: a segmentation fault at exit after Ctrl-C)."""
     import os
 
     for stream in (sys.stdout, sys.stderr):

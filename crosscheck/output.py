@@ -14,6 +14,16 @@ import secrets
 
 from manual.errors import FcgradError
 
+PARTIAL: set[str] = set()  # temporary files being written now: removed by ``remove_partial`` on Ctrl-C
+
+
+def remove_partial() -> None:
+    """Remove every temporary file still being written (for an exit that skips the usual clean-up)."""
+    for tmp in list(PARTIAL):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        PARTIAL.discard(tmp)
+
 
 def check_output_path(path: str, option: str, suffix: str) -> str:
     """Refuse, before any work, a path that cannot receive the file; return it unchanged.
@@ -36,11 +46,14 @@ def check_output_path(path: str, option: str, suffix: str) -> str:
     if not os.path.isdir(folder):
         raise FcgradError(f"{option}: expected an existing directory to write {path!r} into, got none at {folder!r}")
     probe = _temporary_name(os.path.join(folder, "fcgrad-probe"))
+    PARTIAL.add(probe)
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(probe)
     except OSError as exc:
         raise FcgradError(f"{option}: cannot create a file in {folder!r}: {exc.strerror or exc}") from None
+    finally:
+        PARTIAL.discard(probe)
     return path
 
 
@@ -53,8 +66,9 @@ def _temporary_name(path: str) -> str:
 def atomic_write(path: str):
     """Yield a binary file; on a normal exit it becomes ``path``, on any exception (Ctrl-C too) it is removed."""
     tmp = _temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask gives the usual permissions
+    PARTIAL.add(tmp)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask gives the usual permissions
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -64,6 +78,8 @@ def atomic_write(path: str):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        PARTIAL.discard(tmp)
 
 
 def write_json(path: str, data: dict) -> None:

@@ -57,3 +57,70 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     proc.wait(timeout=TIMEOUT_S)
     assert err == b""  # no traceback, no "Exception ignored" at exit
     assert proc.returncode == 0  # the verdict: the comparisons all ran and agree
+
+
+# Ctrl-C landing inside a garbage-collection callback (JAX registers one): a KeyboardInterrupt raised there
+# is printed as "Exception ignored" and the run goes on. The program must end anyway.
+CTRL_C_IN_GC_CALLBACK = """
+import gc, os, signal, sys
+import crosscheck.engine_api
+from crosscheck.cli import main
+
+def check_interrupted_in_gc(*args, **kwargs):
+    def callback(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # the interrupt is handled here, inside the callback
+                pass
+    gc.callbacks.append(callback)
+    gc.collect()
+    gc.callbacks.remove(callback)
+    print("the run went on")
+    sys.exit(0)
+
+crosscheck.engine_api.check = check_interrupted_in_gc
+sys.argv = ["fcgrad", "check", "--steps", "3"]
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_inside_a_garbage_collection_callback_still_ends_the_program():
+    proc = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_GC_CALLBACK], cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr == "fcgrad check: interrupted\n" and proc.stdout == ""
+
+
+# Ctrl-C while the --save archive is being written: the program ends, and the half-written file goes with it.
+CTRL_C_WHILE_SAVING = """
+import os, signal, sys
+import crosscheck.run
+from crosscheck.cli import main
+
+def save_interrupted(f, p, histories):
+    f.write(b"PK half an archive")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10_000_000):  # the interrupt is handled here, mid-write
+        pass
+    print("the write went on")
+
+crosscheck.run.save_npz = save_interrupted
+sys.argv = ["fcgrad", "check", "--steps", "3", "--save", sys.argv[1]]
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_while_saving_leaves_no_file(tmp_path):
+    target = tmp_path / "run.npz"
+    proc = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_SAVING, str(target)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr == "fcgrad check: interrupted\n" and proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []

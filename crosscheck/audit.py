@@ -27,7 +27,7 @@ import numpy as np
 import manual
 import reference
 from crosscheck import tolerances as tol
-from crosscheck.audit_drift import Divergence, diverge
+from crosscheck.audit_drift import Divergence, _checkpoint_steps, _param_diff_per_entry, diverge  # noqa: F401
 from crosscheck.compare import errors
 from crosscheck.problems import Problem
 from manual.blog_code import (

@@ -78,7 +78,7 @@ def _bad_api_calls():
             lambda: manual.gradients(params, x, t, activations=["relu", "tanh", "sigmoid"]),
             ["2 (one per layer)", "got 3"],
         ),
-        "unknown-loss": (lambda: manual.gradients(params, x, t, loss="hinge"), ["square", "cross-entropy", "'hinge'"]),
+        "unknown-loss": (lambda: manual.gradients(params, x, t, loss="huber"), ["square", "cross-entropy", "'huber'"]),
         "width-zero": (lambda: manual.init_params([3, 0, 2]), ["positive integer width", "got 0"]),
         "width-negative": (lambda: manual.init_params([3, -4, 2]), ["positive integer width", "got -4"]),
         "one-size": (lambda: random_problem([3]), ["at least 2", "[3]"]),
@@ -142,7 +142,7 @@ BAD_CLI = {
 
 # argparse's own errors: SystemExit(2), usage and message on stderr
 BAD_ARGPARSE = {
-    "unknown-loss": (["--loss", "hinge"], ["invalid choice", "'hinge'", "'square'"]),
+    "unknown-loss": (["--loss", "huber"], ["invalid choice", "'huber'", "'square'"]),
     "unknown-example": (["--example", "nand"], ["invalid choice", "'nand'", "'and'"]),
     "unknown-option": (["--bogus"], ["unrecognized arguments", "--bogus"]),
     "sizes-not-integers": (["--sizes", "2,x,1"], ["layer widths such as 2,4,1 or 2-4-1", "'2,x,1'"]),
@@ -197,7 +197,7 @@ def test_cli_diverging_run_exits_1_and_prints_the_comparisons_that_finished(caps
 # the same through a real process: exit status, stderr, and no traceback
 SUBPROCESS_CASES = {
     "fcgrad-error": ["check", "--sizes", "2,0,1"],
-    "argparse-error": ["check", "--loss", "hinge"],
+    "argparse-error": ["check", "--loss", "huber"],
 }
 
 

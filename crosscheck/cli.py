@@ -13,6 +13,14 @@ import sys
 from crosscheck.cli_args import EXIT_CHECK, EXIT_TOP, OneLineParser, positive_float, seed_arg, sizes_arg
 
 
+class _Given(argparse.Action):
+    """Store the value and note that it was given (``args.seed_given``), so an option without effect can say so."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose a problem; shared by ``check`` and ``audit``."""
     from crosscheck.problems import EXAMPLES
@@ -29,7 +37,11 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--loss", choices=sorted(LOSSES), help="default: square")
     g.add_argument("--batch", type=int, help="samples in a random problem (default 8)")
     g.add_argument(
-        "--seed", type=seed_arg, help="random seed for data and initial parameters (default 0; mazur has none)"
+        "--seed",
+        type=seed_arg,
+        default=0,
+        action=_Given,
+        help="random seed for data and initial parameters (default 0; mazur has none)",
     )
     g.add_argument("--lr", type=float, help="learning rate (default: the example's, else 0.1)")
     g.add_argument("--steps", type=int, help="training steps (default: 10000 for examples, 1000 for --sizes)")
@@ -56,7 +68,6 @@ def problem_from_args(args: argparse.Namespace):
     acts = args.activation.split(",") if args.activation else None
     if acts is not None and len(acts) == 1:
         acts = acts[0]  # one name: every layer
-    seed = 0 if args.seed is None else args.seed
     if args.sizes is not None:
         if args.example is not None:
             raise FcgradError(f"--example {args.example} and --sizes: expected one of the two, got both")
@@ -65,7 +76,7 @@ def problem_from_args(args: argparse.Namespace):
             activations=acts,
             loss=args.loss or "square",
             batch=8 if args.batch is None else args.batch,
-            seed=seed,
+            seed=args.seed,
         )
     else:
         for name in ("activation", "loss", "batch"):
@@ -73,13 +84,13 @@ def problem_from_args(args: argparse.Namespace):
                 raise FcgradError(
                     f"--{name} needs --sizes: the built-in examples fix their network; got --{name} without --sizes"
                 )
-        p = example(args.example or "and", seed=seed)
+        p = example(args.example or "and", seed=args.seed)
     return p.with_options(lr=args.lr, steps=args.steps, dtype=args.dtype)
 
 
 def ignored_options(args: argparse.Namespace, p) -> list[str]:
     """Notes for options given that change nothing."""
-    if args.seed is not None and p.seed is None:
+    if getattr(args, "seed_given", False) and p.seed is None:
         return [f"--seed {args.seed} has no effect: {p.name}'s weights and data are fixed by its source, not drawn"]
     return []
 

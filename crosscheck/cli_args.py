@@ -13,7 +13,7 @@ output:
   one line each. A run longer than a few seconds shows its progress on stderr when stderr is a
   terminal, not under -q. --save and --json PATH are checked before the run and written atomically."""
 
-EXIT_CHECK = OUTPUT_NOTES + """
+EXIT_CHECK = f"""{OUTPUT_NOTES}
 
 exit codes:
   0    manual and JAX agree on every compared number
@@ -21,7 +21,7 @@ exit codes:
   2    bad input, or a run that cannot be done here (one line on stderr)
   130  interrupted (Ctrl-C)"""
 
-EXIT_AUDIT = OUTPUT_NOTES + """
+EXIT_AUDIT = f"""{OUTPUT_NOTES}
 
 exit codes:
   0    the audit ran (whatever it found, unless --strict)

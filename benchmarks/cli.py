@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from benchmarks import machine, report, suite
 from benchmarks.timing import FULL, QUICK
 from benchmarks.workloads import CPU_SPECS, GPU_SPECS, QUICK_SPECS, parse_spec
+from crosscheck.cli_args import EXIT_BENCH, OneLineParser, parse_sizes
 from manual.errors import FcgradError
 
 METHOD = {
@@ -36,6 +37,18 @@ METHOD = {
     "step": "full-batch SGD, sigmoid layers, square loss, lr 0.1; jit-fused and minimal-jax time per step = "
     "call time / steps_per_call",
 }
+
+
+def spec_arg(text: str) -> str:
+    """``type=`` for a network spec: sizes as everywhere in fcgrad (``784,256,10`` or ``784-256-10``), then an
+    optional ``:N`` batch; returned in the ``784-256-10[:N]`` form the workloads read. A spec that does not
+    parse is passed on unchanged, for ``parse_spec`` to refuse before any work."""
+    sizes_text, colon, batch = text.partition(":")
+    try:
+        sizes = parse_sizes(sizes_text)
+    except ValueError:
+        return text
+    return "-".join(map(str, sizes)) + (f":{batch}" if colon else "")
 
 
 def _jax_platform(requested: str) -> str:
@@ -158,7 +171,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sizes",
         nargs="+",
         metavar="SPEC",
-        help="networks such as 2-4-1 or 784-256-256-10:256 (batch after the colon)",
+        type=spec_arg,
+        help="networks such as 2-4-1, 2,4,1 or 784-256-256-10:256 (batch after the colon)",
     )
     p.add_argument("--dtypes", nargs="+", choices=("float64", "float32"), default=("float64", "float32"))
     p.add_argument(
@@ -179,20 +193,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-variant-s", type=float, metavar="S", help="seconds of timing per variant and workload")
     p.add_argument("--min-repeats", type=int, metavar="K", help="fewest timed blocks per variant")
     p.add_argument(
-        "--drift", nargs="+", metavar="SPEC", help="also measure the gradient drift from float64 manual at these sizes"
+        "--drift",
+        nargs="+",
+        metavar="SPEC",
+        type=spec_arg,
+        help="also measure the gradient drift from float64 manual at these sizes",
     )
 
 
 def register(subparsers) -> None:
     """``fcgrad bench``."""
-    p = subparsers.add_parser("bench", help="time manual NumPy against jax.jit (the benchmarks package)")
+    p = subparsers.add_parser(
+        "bench",
+        help="time manual NumPy against jax.jit (the benchmarks package)",
+        description="Time hand-written NumPy backprop against jax.jit.",
+        epilog=EXIT_BENCH,
+    )
     add_arguments(p)
     p.set_defaults(run=run_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description="Time hand-written NumPy backprop against jax.jit."
+    parser = OneLineParser(
+        prog="python -m benchmarks", description="Time hand-written NumPy backprop against jax.jit.", epilog=EXIT_BENCH
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -201,3 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FcgradError, OSError) as exc:
         print(f"fcgrad bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fcgrad bench: interrupted", file=sys.stderr)
+        if argv is None:  # the program itself: end before JAX's threads meet the interpreter's teardown
+            from crosscheck.cli import exit_now
+
+            exit_now(130)
+        return 130

@@ -27,6 +27,7 @@ import numpy as np
 import manual
 import reference
 from crosscheck import tolerances as tol
+from crosscheck.audit_drift import Divergence, _checkpoint_steps, _param_diff_per_entry, diverge  # noqa: F401
 from crosscheck.compare import errors
 from crosscheck.problems import Problem
 from manual.blog_code import (
@@ -35,11 +36,8 @@ from manual.blog_code import (
     blog_fc_backward,
     blog_gradients,
     blog_loss_backward,
-    blog_train,
 )
-from manual.errors import DivergenceError
 
-CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once while comparing trajectories
 LOCAL_ORDER = ("residual_z", "grad_w", "grad_b", "residual_x")  # residual_z feeds the other three
 
 
@@ -47,24 +45,6 @@ def backward_order(location: tuple[int, str]) -> tuple[int, int]:
     """Sort key of a (layer, quantity): in the order the backward computes them, top layer first."""
     layer, quantity = location
     return (-layer, -1 if quantity == "residual_y" else LOCAL_ORDER.index(quantity))
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """How a blog-code run and the JAX run drift apart over the steps.
-
-    Param differences are max |Δ| over every layer's ``w`` and ``b``; entry k is after k steps.
-    """
-
-    steps: int  # steps compared (fewer than asked when the blog-code variant diverged)
-    diverged_at_step: int | None  # first step whose blog-code loss is not finite, None if it stayed finite
-    loss_max_abs_diff: float  # max over steps of |L_seed − L_jax|
-    param_max_abs_diff: float  # max over steps of the param difference
-    first_step_params_differ: int | None  # first k whose param difference exceeds the trajectory tolerance
-    final_loss_seed: float | None  # loss at the last compared parameters (None if not finite)
-    final_loss_jax: float | None
-    final_param_max_abs_diff: float
-    checkpoints: list[dict] = field(default_factory=list)  # {step, loss_seed, loss_jax, param_max_abs_diff}
 
 
 @dataclass(frozen=True)
@@ -90,7 +70,7 @@ class AuditReport:
     findings: list[Finding]
     not_found: dict[str, str]  # departure on but changing no number here -> why
     attribution: list[dict]  # locations where the combined variant differs: {layer, quantity, causes}
-    unexplained: list[dict]  # locations no single departure accounts for (an audit of a correct seed: empty)
+    unexplained: list[dict]  # locations no single departure accounts for (an audit of correct code: empty)
     combined: Divergence  # every chosen departure on, against JAX
     step0_tol: float
     trajectory_tol: float
@@ -169,124 +149,37 @@ def _no_finding_reason(cause: str, p: Problem) -> str:
     return "it changes no number beyond the gradient tolerance on this problem"
 
 
-def _checkpoint_steps(steps: int) -> list[int]:
-    """1, 10, 100, ... below ``steps``, then ``steps``."""
-    marks = [10**k for k in range(len(str(max(steps, 1)))) if 10**k < steps]
-    return marks + [steps] if steps > 0 else [0]
+def _offset(progress, start: int, total: int):
+    """``progress`` of one run among several: its steps counted after ``start`` of ``total``."""
+    if progress is None:
+        return None
+    return lambda done, _steps: progress(start + done, total)
 
 
-def _param_diff_per_entry(blog_params, ref_params) -> tuple[np.ndarray, float]:
-    """Per recorded entry, max |Δ| over every layer's w and b; and max |reference param|."""
-    per = []
-    scale = 0.0
-    for s, r in zip(blog_params, ref_params):
-        for k in ("w", "b"):
-            d = np.abs(np.asarray(s[k], np.float64) - np.asarray(r[k], np.float64))
-            per.append(d.reshape(d.shape[0], -1).max(axis=1))
-            scale = max(scale, float(np.max(np.abs(r[k]))))
-    return np.max(np.stack(per), axis=0), scale
+def audit(
+    p: Problem, departures: BlogDepartures | None = None, *, keep_history: bool = False, progress=None
+) -> AuditReport:
+    """Run the blog-code variant (chosen departures on) and JAX from ``p.params``; find and attribute each.
 
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
-def diverge(p: Problem, departures: BlogDepartures, *, keep_history: bool = False) -> tuple[Divergence, dict]:
-    """Train the blog-code variant and the JAX reference ``p.steps`` steps from ``p.params`` and compare every step.
-
-    Runs in chunks so a large network's history is never held whole (unless ``keep_history``).
-    Returns the divergence and, when kept, the blog's history under the ``--save`` keys.
+    ``progress(done, total)`` counts the steps of every training run the audit makes (one per
+    departure found, and the combined one).
     """
-    limit = tol.traj_abs_tol(p.dtype)
-    per_step = sum(v.size for layer in p.params for v in layer.values()) * np.dtype(p.dtype).itemsize
-    chunk = max(1, CHUNK_BYTES // per_step)
-    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, dtype=p.dtype)
-    marks = set(_checkpoint_steps(p.steps))
-    blog_losses, ref_losses, param_diffs = [], [], [np.zeros(1)]  # entry 0: both start from p.params
-    kept = {f"{k}{i}_seed": [layer[k][None]] for i, layer in enumerate(p.params) for k in ("w", "b")}
-    ps = pr = p.params
-    done, diverged, first_over = 0, None, None
-    while done < p.steps:
-        k = min(chunk, p.steps - done)
-        try:
-            s = blog_train(ps, p.x, p.t, steps=k, departures=departures, **common)
-        except DivergenceError as exc:
-            diverged, k = done + exc.step, exc.step
-            if k == 0:
-                break
-            s = blog_train(ps, p.x, p.t, steps=k, departures=departures, **common)
-        r = reference.train(pr, p.x, p.t, steps=k, **common)
-        per_entry, scale = _param_diff_per_entry(
-            [{q: v[1:] for q, v in layer.items()} for layer in s.params],
-            [{q: v[1:] for q, v in layer.items()} for layer in r["params"]],
-        )
-        over = np.flatnonzero(per_entry > limit * max(1.0, scale))
-        if first_over is None and over.size:
-            first_over = done + 1 + int(over[0])
-        blog_losses.append(s.losses)
-        ref_losses.append(r["losses"])
-        param_diffs.append(per_entry)
-        if keep_history:
-            for i, layer in enumerate(s.params):
-                for q in ("w", "b"):
-                    kept[f"{q}{i}_seed"].append(layer[q][1:])
-        ps, pr = s.final, r["final"]
-        done += k
-        if diverged is not None:
-            break
-    ls = np.concatenate(blog_losses) if blog_losses else np.zeros(0)  # (done,)
-    lj = np.concatenate(ref_losses) if ref_losses else np.zeros(0)  # (done,)
-    dp = np.concatenate(param_diffs)  # (done + 1,)
-    if diverged is None:
-        final_seed = manual.gradients(ps, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype).loss
-    else:
-        final_seed = float("nan")
-        marks.add(done)
-    final_ref = _reference(p, pr)["loss"]
-    losses_seed = np.append(ls, final_seed)  # entry k: loss at the parameters after k steps
-    losses_ref = np.append(lj, final_ref)
-    checkpoints = [
-        {
-            "step": m,
-            "loss_seed": _finite_or_none(losses_seed[m]),
-            "loss_jax": _finite_or_none(losses_ref[m]),
-            "param_max_abs_diff": float(dp[m]),
-        }
-        for m in sorted(marks)
-        if m <= done
-    ]
-    div = Divergence(
-        steps=done,
-        diverged_at_step=diverged,
-        loss_max_abs_diff=float(np.max(np.abs(ls - lj))) if ls.size else 0.0,
-        param_max_abs_diff=float(np.max(dp)),
-        first_step_params_differ=first_over,
-        final_loss_seed=_finite_or_none(final_seed),
-        final_loss_jax=_finite_or_none(final_ref),
-        final_param_max_abs_diff=float(dp[-1]),
-        checkpoints=checkpoints,
-    )
-    histories = {}
-    if keep_history:
-        histories = {key: np.concatenate(parts) for key, parts in kept.items()}
-        histories["loss_seed"] = ls
-    return div, histories
-
-
-def audit(p: Problem, departures: BlogDepartures | None = None, *, keep_history: bool = False) -> AuditReport:
-    """Run the blog-code variant (chosen departures on) and JAX from ``p.params``; find and attribute each."""
     p = audit_problem(p)
     departures = BlogDepartures() if departures is None else departures
     ref = _reference(p, p.params)
     findings, not_found, claimed = [], {}, {}
+    local = {cause: _local_differences(p, ref, BlogDepartures.only(cause)) for cause in departures.on}
+    runs = sum(1 for found in local.values() if found) + 1
+    total = runs * p.steps
+    started = 0
     for cause in departures.on:
         only = BlogDepartures.only(cause)
-        local = _local_differences(p, ref, only)
-        if not local:
+        if not local[cause]:
             not_found[cause] = _no_finding_reason(cause, p)
             continue
-        trajectory, _ = diverge(p, only)
-        for layer, quantity in sorted(local, key=backward_order):
+        trajectory, _ = diverge(p, only, progress=_offset(progress, started, total))
+        started += p.steps
+        for layer, quantity in sorted(local[cause], key=backward_order):
             claimed.setdefault((layer, quantity), []).append(cause)
             max_abs, rel = _end_to_end(p, ref, only, layer, quantity)
             findings.append(Finding(cause, layer, quantity, max_abs, rel, explain(cause, p, layer), trajectory))
@@ -301,7 +194,7 @@ def audit(p: Problem, departures: BlogDepartures | None = None, *, keep_history:
         for (layer, q), c in claimed.items()
         if (layer, q) not in combined_local
     ]
-    combined, histories = diverge(p, departures, keep_history=keep_history)
+    combined, histories = diverge(p, departures, keep_history=keep_history, progress=_offset(progress, started, total))
     return AuditReport(
         problem=p,
         departures=departures,

@@ -1,15 +1,25 @@
-"""The ``fcgrad audit`` subcommand: options, the text report, and ``--save``.
+"""The ``fcgrad audit`` subcommand: options, the text report, ``--json`` and ``--save``.
 
-Exit status 0 when the audit ran, whatever it found; 2 for bad input.
+Exit status 0 when the audit ran, whatever it found; with ``--strict``, 1 when it found a departure
+or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
 """
 
 import argparse
-import json
 
 from crosscheck.audit import AuditReport, Divergence, as_json, audit
-from crosscheck.cli import add_problem_options, problem_from_args
+from crosscheck.cli import (
+    add_output_options,
+    add_problem_options,
+    emit_results,
+    finite_or_none,
+    output_paths,
+    prepare,
+    problem_from_args,
+    save_archive,
+)
+from crosscheck.cli_args import EXIT_AUDIT
+from crosscheck.meta import run_meta
 from crosscheck.report import describe
-from crosscheck.run import save_npz
 from manual.blog_code import DEPARTURES, BlogDepartures
 
 
@@ -18,10 +28,11 @@ def register(subparsers) -> None:
         "audit",
         help="find where the blog's code departs from its math, against JAX",
         description=(
-            "Run the blog's published code (as a variant of the manual path) and the JAX reference "
+            "Run the blog's code (its published backward, as a variant of the manual path) and the JAX reference "
             "from the same parameters, both training every w and b, and report each departure that changes "
             "a number: its cause, the layer and quantity it corrupts, the error at step 0, and how training drifts."
         ),
+        epilog=EXIT_AUDIT,
     )
     add_problem_options(a)
     a.add_argument(
@@ -30,19 +41,37 @@ def register(subparsers) -> None:
         metavar="NAMES",
         help=f"comma list of the departures switched on: {', '.join(DEPARTURES)}; or all (default) or none",
     )
-    a.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
-    a.add_argument("--save", metavar="PATH.npz", help="write the blog-code trajectory, initial params and data")
+    add_output_options(
+        a, "write the data, initial params, the blog's code's and JAX's trajectories and a meta entry (atomically)"
+    )
+    a.add_argument(
+        "--strict", action="store_true", help="exit 1 when the audit finds anything (to gate CI on the blog's code)"
+    )
     a.set_defaults(run=cmd_audit)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    command = "fcgrad audit"
     departures = BlogDepartures.from_names(args.departures)  # bad names fail before any work
     p = problem_from_args(args)
-    report = audit(p, departures, keep_history=args.save is not None)
-    if args.save:
-        save_npz(args.save, p, report.histories)
-    print(json.dumps(as_json(report), indent=2) if args.json else text(report))
-    return 0
+    save, json_path = output_paths(args)
+    progress = prepare(command, args, p, save)
+    try:
+        report = audit(p, departures, keep_history=save is not None, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    tolerances = {"step0_rel": report.step0_tol, "trajectory_abs": report.trajectory_tol}
+    final = {
+        "blog": finite_or_none(report.combined.final_loss_blog),
+        "jax": finite_or_none(report.combined.final_loss_jax),
+    }
+    meta = run_meta(command, report.problem, final_loss=final, tolerances=tolerances)
+    if save is not None:
+        save_archive(save, report.problem, report.histories, meta)
+    emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
+    found = bool(report.findings or report.unexplained)
+    return 1 if args.strict and found else 0
 
 
 def _num(x: float | None) -> str:
@@ -62,22 +91,40 @@ def _drift(d: Divergence, tol: float) -> list[str]:
         f"max|Δparam| {d.param_max_abs_diff:.2e} ({first})"
     ]
     if d.diverged_at_step is not None:
-        lines.append(f"  the blog-code variant diverged: its loss is not finite at step {d.diverged_at_step}")
+        lines.append(f"  the blog's code diverged: its loss is not finite at step {d.diverged_at_step}")
     lines.append(f"    {'step':>7}  {'loss blog':>12}  {'loss JAX':>12}  {'max|Δparam|':>11}")
     for c in d.checkpoints:
         lines.append(
-            f"    {c['step']:>7}  {_num(c['loss_seed']):>12}  {_num(c['loss_jax']):>12}"
+            f"    {c['step']:>7}  {_num(c['loss_blog']):>12}  {_num(c['loss_jax']):>12}"
             f"  {c['param_max_abs_diff']:>11.2e}"
         )
     return lines
 
 
-def text(report: AuditReport) -> str:
+def summary(report: AuditReport) -> str:
+    """The verdict line: how many findings, and where."""
+    where = ", ".join(f"{f.cause} (layer {f.layer} {f.quantity})" for f in report.findings)
+    return f"{len(report.findings)} finding(s): {where}" if report.findings else "no findings: the variant matches JAX"
+
+
+def _unexplained(report: AuditReport) -> list[str]:
+    if not report.unexplained:
+        return []
+    where = "; ".join(
+        f"layer {u['layer']} {u['quantity']} (causes: {u['causes'] or 'none'})" for u in report.unexplained
+    )
+    return [f"UNEXPLAINED differences, not attributed to exactly one departure: {where}"]
+
+
+def text(report: AuditReport, *, quiet: bool = False) -> str:
+    """The audit as text; ``quiet``: the unexplained differences and the verdict line only."""
+    if quiet:
+        return "\n".join([*_unexplained(report), summary(report)])
     p = report.problem
     on = ", ".join(report.departures.on) or "none (the correct path)"
     parts = [
         f"fcgrad audit — {describe(p)}",
-        f"blog-code variant: departures on: {on}; both sides train every w and b, from the same parameters",
+        f"the blog's code, departures on: {on}; both sides train every w and b, from the same parameters",
         "",
     ]
     first_of_cause: dict[str, int] = {}
@@ -97,13 +144,6 @@ def text(report: AuditReport) -> str:
     for cause, why in report.not_found.items():
         parts += [f"no finding for {cause}: {why}", ""]
     parts += [f"combined ({on}) vs JAX:", *_drift(report.combined, report.trajectory_tol), ""]
-    if report.unexplained:
-        where = "; ".join(
-            f"layer {u['layer']} {u['quantity']} (causes: {u['causes'] or 'none'})" for u in report.unexplained
-        )
-        parts.append(f"UNEXPLAINED differences, not attributed to exactly one departure: {where}")
-    summary = ", ".join(f"{f.cause} (layer {f.layer} {f.quantity})" for f in report.findings)
-    parts.append(
-        f"{len(report.findings)} finding(s): {summary}" if report.findings else "no findings: the variant matches JAX"
-    )
+    parts += _unexplained(report)
+    parts.append(summary(report))
     return "\n".join(parts)

@@ -1,54 +1,70 @@
 """The ``fcgrad`` command: ``check`` (manual vs JAX vs finite differences), ``audit``, ``bench``.
 
-Exit status: 0 when everything agrees, 1 when a comparison fails, 2 for bad input
-(the message goes to stderr, without a traceback).
+Exit status: 0 when everything agrees, 1 when a comparison fails or a run diverges, 2 for bad
+input or a run that cannot be done here (one line on stderr, no traceback), 130 on Ctrl-C.
+Output paths are checked and the run's memory estimated before any work; files are written
+atomically. Only argparse and this package's light modules load before ``main`` runs, so Ctrl-C
+at any moment after that ends in one line.
 """
 
 import argparse
-import json
 import sys
 
-from crosscheck.problems import EXAMPLES, Problem, example, random_problem
-from manual.activations import ACTIVATIONS
-from manual.errors import FcgradError
-from manual.losses import LOSSES
+from crosscheck.cli_args import EXIT_CHECK, EXIT_TOP, OneLineParser, positive_float, seed_arg, sizes_arg
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 2,4,1, got {text!r}") from None
+class _Given(argparse.Action):
+    """Store the value and note that it was given (``args.seed_given``), so an option without effect can say so."""
 
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose a problem; shared by ``check`` and ``audit``."""
+    from crosscheck.problems import EXAMPLES
+    from manual.activations import ACTIVATIONS
+    from manual.losses import LOSSES
+
     g = parser.add_argument_group("problem")
     g.add_argument("--example", choices=EXAMPLES, help="a built-in problem (default: and, the blog's)")
-    g.add_argument("--sizes", type=_int_list, help="layer widths for a random problem, e.g. 3,7,5,2")
+    g.add_argument("--sizes", type=sizes_arg, help="layer widths for a random problem: 3,7,5,2 or 3-7-5-2")
     g.add_argument(
         "--activation",
         help=f"one of {','.join(ACTIVATIONS)} for every layer, or a comma list with one per layer",
     )
     g.add_argument("--loss", choices=sorted(LOSSES), help="default: square")
     g.add_argument("--batch", type=int, help="samples in a random problem (default 8)")
-    g.add_argument("--seed", type=_seed, default=0, help="random seed for data and initial parameters (default 0)")
+    g.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=0,
+        action=_Given,
+        help="random seed for data and initial parameters (default 0; mazur has none)",
+    )
     g.add_argument("--lr", type=float, help="learning rate (default: the example's, else 0.1)")
     g.add_argument("--steps", type=int, help="training steps (default: 10000 for examples, 1000 for --sizes)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64")
 
 
-def problem_from_args(args: argparse.Namespace) -> Problem:
+def add_output_options(parser: argparse.ArgumentParser, save_help: str) -> None:
+    """``-q``, ``--json [PATH]`` and ``--save PATH.npz``; shared by ``check`` and ``audit``."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the verdict and what failed")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH.json",
+        help="print one JSON object instead of the text; with a path, write it there and print the text",
+    )
+    parser.add_argument("--save", metavar="PATH.npz", help=save_help)
+
+
+def problem_from_args(args: argparse.Namespace):
+    from crosscheck.problems import example, random_problem
+    from manual.errors import FcgradError
+
     acts = args.activation.split(",") if args.activation else None
     if acts is not None and len(acts) == 1:
         acts = acts[0]  # one name: every layer
@@ -72,27 +88,119 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
     return p.with_options(lr=args.lr, steps=args.steps, dtype=args.dtype)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from crosscheck.report import as_json, text
-    from crosscheck.run import check, save_npz
+def ignored_options(args: argparse.Namespace, p) -> list[str]:
+    """Notes for options given that change nothing."""
+    if getattr(args, "seed_given", False) and p.seed is None:
+        return [f"--seed {args.seed} has no effect: {p.name}'s weights and data are fixed by its source, not drawn"]
+    return []
 
+
+def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(--save, --json file) checked before any work; a --json that prints gives None."""
+    from crosscheck.output import check_output_path
+
+    save = None if args.save is None else check_output_path(args.save, "--save", ".npz")
+    json_path = None if args.json in (None, "-") else check_output_path(args.json, "--json", ".json")
+    return save, json_path
+
+
+def prepare(command: str, args: argparse.Namespace, p, save: str | None):
+    """Notes, the memory and disk check, and the progress printer (None when quiet or not a terminal)."""
+    import os
+
+    from crosscheck import budget, run, terminal
+
+    for note in ignored_options(args, p):
+        terminal.say(f"{command}: note: {note}")
+    chunk_bytes = getattr(run, "CHUNK_BYTES", budget.DEFAULT_CHUNK_BYTES)
+    est = budget.estimate(p, keep_history=save is not None, chunk_bytes=chunk_bytes)
+    disk = None if save is None else budget.free_disk(os.path.dirname(os.path.abspath(save)))
+    budget.require_fit(est, save_path=save, memory=budget.available_memory(), disk=disk)
+    if save is not None and budget.save_note(est, save):
+        terminal.say(f"{command}: {budget.save_note(est, save)}")
+    return terminal.Progress(command) if terminal.progress_enabled(args.quiet) else None
+
+
+def save_archive(path: str, p, histories: dict, meta: dict) -> None:
+    """The ``--save`` archive, atomically, with ``meta`` as a JSON string in a 0-d array."""
+    import json
+
+    import numpy as np
+
+    from crosscheck.output import write_npz
+    from crosscheck.run import save_npz
+
+    write_npz(path, lambda f: save_npz(f, p, {**histories, "meta": np.array(json.dumps(meta))}))
+
+
+def emit_results(args: argparse.Namespace, json_path: str | None, data: dict, text: str) -> None:
+    """The JSON to its file or to stdout, and the text unless the JSON took stdout."""
+    import json
+
+    from crosscheck import terminal
+    from crosscheck.output import write_json
+
+    if json_path is not None:
+        write_json(json_path, data)
+    terminal.write_out(json.dumps(data, indent=2) if args.json == "-" else text)
+
+
+def finite_or_none(x):
+    import math
+
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from crosscheck import engine_api
+    from crosscheck import tolerances as tol
+    from crosscheck.meta import run_meta
+    from crosscheck.report import as_json
+
+    command = "fcgrad check"
     p = problem_from_args(args)
-    report = check(p, keep_history=args.save is not None)
-    if args.save:
-        save_npz(args.save, p, report.histories)
-    print(json.dumps(as_json(report), indent=2) if args.json else text(report))
-    return 0 if report.ok else 1
+    save, json_path = output_paths(args)
+    progress = prepare(command, args, p, save)
+    try:
+        report = engine_api.check(p, keep_history=save is not None, rtol=args.rtol, atol=args.atol, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    tolerances = {
+        "gradient_rel": report.rtol,
+        "trajectory_abs": report.atol,
+        "finite_difference_rel": tol.FD_REL_TOL,
+    }
+    meta = run_meta(command, p, final_loss=finite_or_none(report.final_loss), tolerances=tolerances)
+    if save is not None:
+        save_archive(save, p, report.histories, meta)
+    emit_results(args, json_path, {"meta": meta, **as_json(report)}, engine_api.text(report, quiet=args.quiet))
+    return 0 if report.ok and report.diverged_at_step is None else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fcgrad", description="Hand-derived matrix backprop, verified against JAX autodiff."
+    from crosscheck.meta import version_line
+
+    parser = OneLineParser(
+        prog="fcgrad",
+        description="Hand-derived matrix backprop, verified against JAX autodiff.",
+        epilog=EXIT_TOP,
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="{check,audit,bench}")
-    c = sub.add_parser("check", help="compare manual backprop with JAX and finite differences")
+    c = sub.add_parser(
+        "check",
+        help="compare manual backprop with JAX and finite differences",
+        description=(
+            "Compare the hand-derived backward pass with JAX autodiff at the initial parameters (every layer's "
+            "residual_z, grad_w, grad_b, residual_x), with central finite differences, and at every training step."
+        ),
+        epilog=EXIT_CHECK,
+    )
     add_problem_options(c)
-    c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    c.add_argument("--save", metavar="PATH.npz", help="write initial params, data and both trajectories")
+    add_output_options(c, "write the data, initial params, both trajectories and a meta entry (atomically)")
+    c.add_argument("--rtol", type=positive_float, help="gradient relative tolerance (default: by dtype)")
+    c.add_argument("--atol", type=positive_float, help="trajectory absolute tolerance (default: by dtype)")
     c.set_defaults(run=cmd_check)
     for extra in ("crosscheck.audit_cli", "benchmarks.cli"):
         try:
@@ -102,18 +210,88 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    parser.commands = dict(sub.choices)  # name -> subparser
     return parser
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """NumPy's MemoryError, or the accelerator's RESOURCE_EXHAUSTED from JAX."""
+    return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc)[:200]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from crosscheck import terminal
+
+    where = ["fcgrad"]  # the command's name, once known, for the one-line messages
+    if argv is None:  # the program itself, not a caller in Python
+        _end_on_ctrl_c(where)
     try:
+        return _run(argv, where)
+    except KeyboardInterrupt:  # a caller's own Ctrl-C, or an interrupt raised by the code that ran
+        terminal.say(f"{where[0]}: interrupted")
+        return 130
+
+
+def _end_on_ctrl_c(where: list[str]) -> None:
+    """Make Ctrl-C end the program at once, with one line and exit 130.
+
+    Not by KeyboardInterrupt: raised inside a garbage-collection callback (JAX registers one), it is
+    printed and ignored, and the run goes on (seen here); and a normal exit under JAX's running
+    threads can crash. The handler removes any half-written output file, then exits.
+    """
+    import signal
+
+    def on_sigint(signum, frame):
+        from crosscheck import terminal
+        from crosscheck.output import remove_partial
+
+        remove_partial()
+        terminal.say(f"{where[0]}: interrupted")
+        exit_now(130)
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def exit_now(code: int) -> None:
+    """End the process at once: work JAX dispatched may still be running in its threads, and tearing the
+    interpreter down under it can crash (measured: a segmentation fault at exit after Ctrl-C)."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _run(argv: list[str] | None, where: list[str]) -> int:
+    from crosscheck import terminal
+    from manual.errors import FcgradError
+
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the subcommand, whose options the user was writing
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        where[0] = f"fcgrad {args.command}"
         return args.run(args)
     except FcgradError as exc:
-        print(f"fcgrad {args.command}: error: {exc}", file=sys.stderr)
+        terminal.say(f"{where[0]}: error: {exc}")
         return 2
-    except OSError as exc:  # e.g. --save into a missing folder
-        print(f"fcgrad {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # stdout closed outside the report's own write (which handles it)
+        terminal.silence_stdout()
+        return 1
+    except OSError as exc:  # a write that failed after the checks, e.g. a full disk
+        terminal.say(f"{where[0]}: error: {exc}")
+        return 2
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
+        terminal.say(
+            f"{where[0]}: error: out of memory ({type(exc).__name__}); expected fewer --steps, smaller --sizes, "
+            "or no --save"
+        )
         return 2
 
 

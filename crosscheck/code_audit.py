@@ -222,7 +222,7 @@ def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
     lc, lj = np.asarray(losses, np.float64), np.append(r["losses"], final_ref)[: len(losses)]
     over = np.flatnonzero(dp[1:] > tol.TRAJ_ABS_TOL_F64 * max(1.0, scale))
     checkpoints = [
-        {"step": m, "loss_seed": _finite(lc, m), "loss_jax": _finite(lj, m), "param_max_abs_diff": float(dp[m])}
+        {"step": m, "loss_blog": _finite(lc, m), "loss_jax": _finite(lj, m), "param_max_abs_diff": float(dp[m])}
         for m in _checkpoint_steps(done) if m <= done
     ]  # fmt: skip
     div = Divergence(
@@ -231,7 +231,7 @@ def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
         loss_max_abs_diff=float(np.max(np.abs(lc[:done] - lj[:done]))) if done else 0.0,
         param_max_abs_diff=float(np.max(dp)),
         first_step_params_differ=int(over[0]) + 1 if over.size else None,
-        final_loss_seed=_finite(lc, done),
+        final_loss_blog=_finite(lc, done),
         final_loss_jax=_finite(lj, done),
         final_param_max_abs_diff=float(dp[-1]),
         checkpoints=checkpoints,

@@ -105,19 +105,19 @@ def plot_audit(report, path: str) -> Path:
     """The blog-code variant's loss against JAX's, and its per-step max|Δparam| with the trajectory tolerance."""
     target = check_plot_target(path)
     h, p = report.histories, report.problem
-    if "loss_seed" not in h:
+    if "loss_blog" not in h:
         raise FcgradError("plot_audit: the report has no histories; expected audit(..., keep_history=True)")
-    steps = len(h["loss_seed"])
+    steps = len(h["loss_blog"])
     r = reference.train(p.params, p.x, p.t, activations=p.activations, loss=p.loss, lr=p.lr, steps=steps)
     per = np.zeros(steps + 1)
     for i, layer in enumerate(r["params"]):
         for k in ("w", "b"):
-            d = np.abs(h[f"{k}{i}_seed"][: steps + 1] - layer[k])
+            d = np.abs(h[f"{k}{i}_blog"][: steps + 1] - layer[k])
             per = np.maximum(per, d.reshape(d.shape[0], -1).max(axis=1))
     on = ", ".join(report.departures.on) or "none"
     fig = _figure(
         f"fcgrad audit — {p.name}: the blog's code (departures: {on}) drifting from JAX",
-        {"blog's code": h["loss_seed"], "JAX": r["losses"]},
+        {"blog's code": h["loss_blog"], "JAX": r["losses"]},
         {"max|Δparam|, every w and b": (per, report.trajectory_tol)},
         "max|blog − JAX|",
     )

@@ -30,6 +30,7 @@ class Problem:
     steps: int
     trainable: list | None = None  # None: every w and b is trained
     dtype: str = "float64"
+    seed: int | None = None  # the random seed that drew the data and initial parameters; None: fixed by a source
 
     @property
     def batch(self) -> int:
@@ -46,6 +47,8 @@ class Problem:
             "lr": self.lr,
             "steps": self.steps,
             "dtype": self.dtype,
+            "trainable": "every w and b" if self.trainable is None else [dict(layer) for layer in self.trainable],
+            "seed": self.seed,
         }
 
     def with_options(self, *, lr=None, steps=None, dtype=None) -> "Problem":
@@ -67,22 +70,22 @@ class Problem:
         return p
 
 
-def _seed_network(name: str, t_row: list[float], seed: int) -> Problem:
+def _blog_network(name: str, t_row: list[float], seed: int) -> Problem:
     x = np.array([[0, 0, 1, 1], [0, 1, 0, 1]], dtype=np.float64)  # 4 samples by column
     t = np.array([t_row], dtype=np.float64)
     # the blog draws w from randn (std 1) and starts b at zero
     params = init_params([2, 4, 1], seed=seed, std=1.0)
-    return Problem(name, (2, 4, 1), ("sigmoid", "sigmoid"), "square", x, t, params, 0.1, BLOG_STEPS)
+    return Problem(name, (2, 4, 1), ("sigmoid", "sigmoid"), "square", x, t, params, 0.1, BLOG_STEPS, seed=seed)
 
 
 def and_example(seed: int = 0) -> Problem:
     """The blog's problem: logical AND, 2-4-1 sigmoid, square loss, lr 0.1, 10,000 steps."""
-    return _seed_network("and", [0, 0, 0, 1], seed)
+    return _blog_network("and", [0, 0, 0, 1], seed)
 
 
 def xor_example(seed: int = 0) -> Problem:
     """The same network on XOR, which needs its hidden layer."""
-    return _seed_network("xor", [0, 1, 1, 0], seed)
+    return _blog_network("xor", [0, 1, 1, 0], seed)
 
 
 def mazur_example() -> Problem:
@@ -93,6 +96,7 @@ def mazur_example() -> Problem:
     and w5..w8 the outputs (o1 = w5·h1 + w6·h2 + b2, o2 = w7·h1 + w8·h2 + b2). In the
     ``(in, out)`` layout, ``w[i, j]`` joins input i to unit j, so each unit is a column.
     Biases 0.35 and 0.60 are shared by a layer's units and never trained by the post.
+    No random seed: every number is the post's.
     """
     w1, w2, w3, w4, w5, w6, w7, w8 = 0.15, 0.20, 0.25, 0.30, 0.40, 0.45, 0.50, 0.55
     params = [
@@ -106,7 +110,7 @@ def mazur_example() -> Problem:
 
 
 def default_activations(n_layers: int, loss: str) -> tuple[str, ...]:
-    """Sigmoid everywhere (the seed); with cross-entropy the output layer is linear (logits)."""
+    """Sigmoid everywhere (as in the blog); with cross-entropy the output layer is linear (logits)."""
     if loss == "cross-entropy":
         return ("sigmoid",) * (n_layers - 1) + ("identity",)
     return ("sigmoid",) * n_layers
@@ -141,7 +145,9 @@ def random_problem(
         t = rng.uniform(0, 1, size=(sizes[-1], batch))
     params = init_params(sizes, seed=seed + 1)
     name = "-".join(map(str, sizes))
-    return Problem(name, sizes, acts, loss, x, t, params, validate.check_lr(lr), validate.check_steps(steps))
+    return Problem(
+        name, sizes, acts, loss, x, t, params, validate.check_lr(lr), validate.check_steps(steps), seed=int(seed)
+    )
 
 
 def example(name: str, seed: int = 0) -> Problem:

@@ -219,24 +219,28 @@ def test_cli_audit_text_names_each_finding(capsys):
     assert "residual_after_update" not in out
 
 
-def test_cli_audit_save_writes_the_seed_trajectory(tmp_path, capsys):
-    path = tmp_path / "seed.npz"
+def test_cli_audit_save_holds_both_sides_and_the_meta(tmp_path, capsys):
+    path = tmp_path / "audit.npz"
     assert main(["audit", "--steps", "4", "--save", str(path)]) == 0
     with np.load(path) as d:
         shapes = {k: d[k].shape for k in d.files}
-    assert shapes == {
-        "X": (2, 4),
-        "T": (1, 4),
-        "w0_init": (2, 4),
-        "b0_init": (4, 1),
-        "w1_init": (4, 1),
-        "b1_init": (1, 1),
-        "w0_seed": (5, 2, 4),
-        "b0_seed": (5, 4, 1),
-        "w1_seed": (5, 4, 1),
-        "b1_seed": (5, 1, 1),
-        "loss_seed": (4,),
-    }
+        meta = json.loads(str(d["meta"]))
+        blog = [d[f"w{i}_blog"] for i in (0, 1)]
+        jax_side = [d[f"w{i}_reference"] for i in (0, 1)]
+    layer_shapes = [{"w": (2, 4), "b": (4, 1)}, {"w": (4, 1), "b": (1, 1)}]
+    expected = {"X": (2, 4), "T": (1, 4), "meta": (), "loss_blog": (4,), "loss_reference": (4,)}
+    for i, layer in enumerate(layer_shapes):
+        for k, shape in layer.items():
+            expected[f"{k}{i}_init"] = shape
+            for side in ("blog", "reference"):
+                expected[f"{k}{i}_{side}"] = (5, *shape)
+    assert shapes == expected
+    # the blog's code (all three departures on) and JAX start together and part after the first update
+    for b, r in zip(blog, jax_side):
+        assert np.max(np.abs(b[0] - r[0])) <= tol.TRAJ_ABS_TOL_F64
+        assert np.max(np.abs(b[-1] - r[-1])) > tol.TRAJ_ABS_TOL_F64
+    assert meta["command"] == "fcgrad audit" and meta["seed"] == 0
+    assert set(meta["final_loss"]) == {"blog", "jax"}
 
 
 def test_cli_audit_bad_departures_exits_2_with_a_clear_message(capsys):

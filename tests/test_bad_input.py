@@ -1,7 +1,7 @@
 """Bad input, through the Python API and the CLI: a clear error naming what was expected and what came.
 
 API: ``FcgradError`` before any work. CLI: exit 2, one ``fcgrad check: error: ...`` line on
-stderr, no traceback (argparse's own errors exit 2 the same way).
+stderr, no traceback (argparse's own errors exit 2 the same way); a run that diverges exits 1.
 """
 
 import re
@@ -134,7 +134,10 @@ BAD_CLI = {
     "sizes-with-example": (["--example", "xor", "--sizes", "2,4,1"], ["one of the two", "got both"]),
     "activation-with-example": (["--activation", "tanh"], ["needs --sizes", "--activation"]),
     "batch-zero": (["--sizes", "2,3", "--batch", "0"], ["positive number of samples", "got 0"]),
-    "save-into-missing-folder": (["--steps", "1", "--save", "/nonexistent-fcgrad/run.npz"], ["No such file"]),
+    "save-into-missing-folder": (
+        ["--steps", "1", "--save", "/nonexistent-fcgrad/run.npz"],
+        ["existing directory", "/nonexistent-fcgrad"],
+    ),
 }
 
 # argparse's own errors: SystemExit(2), usage and message on stderr
@@ -142,9 +145,15 @@ BAD_ARGPARSE = {
     "unknown-loss": (["--loss", "huber"], ["invalid choice", "'huber'", "'square'"]),
     "unknown-example": (["--example", "nand"], ["invalid choice", "'nand'", "'and'"]),
     "unknown-option": (["--bogus"], ["unrecognized arguments", "--bogus"]),
-    "sizes-not-integers": (["--sizes", "2,x,1"], ["comma-separated integers", "'2,x,1'"]),
+    "sizes-not-integers": (["--sizes", "2,x,1"], ["layer widths such as 2,4,1 or 2-4-1", "'2,x,1'"]),
     "unknown-dtype": (["--dtype", "float16"], ["invalid choice", "'float16'", "'float64'"]),
     "seed-negative": (["--seed", "-1"], ["non-negative integer", "'-1'"]),
+    "sizes-mixed-separators": (["--sizes", "2,4-1"], ["layer widths such as", "'2,4-1'"]),
+    "rtol-negative": (["--rtol", "-1"], ["--rtol", "positive finite", "'-1'"]),
+    "rtol-nan": (["--rtol", "nan"], ["--rtol", "positive finite", "'nan'"]),
+    "rtol-text": (["--rtol", "tight"], ["--rtol", "positive finite", "'tight'"]),
+    "atol-zero": (["--atol", "0"], ["--atol", "positive finite", "'0'"]),
+    "atol-inf": (["--atol", "inf"], ["--atol", "positive finite", "'inf'"]),
 }
 
 
@@ -168,33 +177,37 @@ def test_cli_rejects_bad_options_with_exit_2(case, capsys):
     assert info.value.code == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "error:" in err and "Traceback" not in err
+    assert err.startswith("fcgrad check: error: ") and err.count("\n") == 1, err  # one line, no usage block
     missing = [s for s in needles if s not in err]
     assert not missing, f"stderr {err!r} lacks {missing}"
 
 
-def test_cli_diverging_run_names_the_step(capsys):
-    args = ["check", "--sizes", "2,8,8,1", "--activation", "identity", "--lr", "1e3", "--steps", "100"]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "diverged" in err and re.search(r"at step \d+", err), err
+DIVERGING = ["check", "--sizes", "2,8,8,1", "--activation", "identity", "--lr", "1e3", "--steps", "100"]
+
+
+def test_cli_diverging_run_exits_1_and_prints_the_comparisons_that_finished(capsys):
+    assert main(DIVERGING) == 1
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "diverged" in out and re.search(r"step \d+", out), out
+    for quantity in ("residual_z", "grad_w", "grad_b", "residual_x"):  # the step-0 comparisons are kept
+        assert quantity in out
 
 
 # the same through a real process: exit status, stderr, and no traceback
 SUBPROCESS_CASES = {
     "fcgrad-error": ["check", "--sizes", "2,0,1"],
     "argparse-error": ["check", "--loss", "huber"],
-    "diverging-run": ["check", "--sizes", "2,8,8,1", "--activation", "identity", "--lr", "1e3", "--steps", "100"],
 }
 
 
 @pytest.mark.parametrize("case", list(SUBPROCESS_CASES))
-def test_cli_process_exits_2_without_traceback(case):
+def test_cli_process_exits_2_with_one_line_and_no_traceback(case):
     proc = run_cli(*SUBPROCESS_CASES[case])
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
-    assert "fcgrad check: error: " in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("fcgrad check: error: ")
+    assert proc.stderr.count("\n") == 1, proc.stderr
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True], ids=["negative", "float", "bool"])

@@ -16,6 +16,7 @@ from crosscheck.cli import (
     prepare,
     problem_from_args,
     save_archive,
+    write_plot,
 )
 from crosscheck.cli_args import EXIT_AUDIT
 from crosscheck.meta import run_meta
@@ -45,19 +46,44 @@ def register(subparsers) -> None:
         a, "write the data, initial params, the blog's code's and JAX's trajectories and a meta entry (atomically)"
     )
     a.add_argument(
+        "--code",
+        metavar="FILE.py",
+        help="audit your own NumPy network: the blog's class shape (Net, layers, loss) or step(params, X, T, lr)",
+    )
+    a.add_argument(
         "--strict", action="store_true", help="exit 1 when the audit finds anything (to gate CI on the blog's code)"
     )
     a.set_defaults(run=cmd_audit)
 
 
+def cmd_code(args: argparse.Namespace) -> int:
+    """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
+    from crosscheck import code_audit_report
+    from crosscheck.code_audit import audit_code
+    from crosscheck.plots import plot_code_audit
+    from manual.errors import FcgradError
+
+    if args.save is not None:
+        raise FcgradError("--save with --code: expected no --save (the audit of your code keeps no archive)")
+    given = args.example is not None or args.sizes is not None or args.data is not None
+    problem = problem_from_args(args) if given else None
+    _, json_path = output_paths(args)
+    report = audit_code(args.code, problem, steps=args.steps)
+    write_plot(args.plot, plot_code_audit, report)
+    emit_results(args, json_path, code_audit_report.as_json(report), code_audit_report.text(report))
+    return 1 if args.strict and report.findings else 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.code is not None:
+        return cmd_code(args)
     command = "fcgrad audit"
     departures = BlogDepartures.from_names(args.departures)  # bad names fail before any work
     p = problem_from_args(args)
     save, json_path = output_paths(args)
     progress = prepare(command, args, p, save)
     try:
-        report = audit(p, departures, keep_history=save is not None, progress=progress)
+        report = audit(p, departures, keep_history=save is not None or args.plot is not None, progress=progress)
     finally:
         if progress is not None:
             progress.close()
@@ -69,6 +95,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     meta = run_meta(command, report.problem, final_loss=final, tolerances=tolerances)
     if save is not None:
         save_archive(save, report.problem, report.histories, meta)
+    if args.plot is not None:
+        from crosscheck.plots import plot_audit
+
+        write_plot(args.plot, plot_audit, report)
     emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
     found = bool(report.findings or report.unexplained)
     return 1 if args.strict and found else 0

@@ -28,7 +28,11 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     from manual.losses import LOSSES
 
     g = parser.add_argument_group("problem")
-    g.add_argument("--example", choices=EXAMPLES, help="a built-in problem (default: and, the blog's)")
+    g.add_argument(
+        "--example",
+        choices=(*EXAMPLES, "digits"),
+        help="a built-in problem (default: and, the blog's; digits: scikit-learn's 8x8 digits, check only)",
+    )
     g.add_argument("--sizes", type=sizes_arg, help="layer widths for a random problem: 3,7,5,2 or 3-7-5-2")
     g.add_argument(
         "--activation",
@@ -46,6 +50,12 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="learning rate (default: the example's, else 0.1)")
     g.add_argument("--steps", type=int, help="training steps (default: 10000 for examples, 1000 for --sizes)")
     g.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    g.add_argument(
+        "--data",
+        metavar="FILE",
+        help="your data: .npz with X (in, N), T (out, N) and optional w0, b0, w1, b1, ...; or .csv with --targets",
+    )
+    g.add_argument("--targets", metavar="NAMES", help="the CSV's target column names, comma-separated")
 
 
 def add_output_options(parser: argparse.ArgumentParser, save_help: str) -> None:
@@ -59,6 +69,9 @@ def add_output_options(parser: argparse.ArgumentParser, save_help: str) -> None:
         help="print one JSON object instead of the text; with a path, write it there and print the text",
     )
     parser.add_argument("--save", metavar="PATH.npz", help=save_help)
+    parser.add_argument(
+        "--plot", metavar="PATH.png", help="draw both loss curves and each row's per-step max|Δ| (needs matplotlib)"
+    )
 
 
 def problem_from_args(args: argparse.Namespace):
@@ -68,6 +81,24 @@ def problem_from_args(args: argparse.Namespace):
     acts = args.activation.split(",") if args.activation else None
     if acts is not None and len(acts) == 1:
         acts = acts[0]  # one name: every layer
+    if args.example == "digits":
+        raise FcgradError("--example digits: expected it with fcgrad check (it trains a spec network), got audit")
+    if args.data is not None:
+        from crosscheck.data import load_problem
+
+        if args.example is not None:
+            raise FcgradError(f"--example {args.example} and --data: expected one of the two, got both")
+        p = load_problem(
+            args.data,
+            targets=args.targets.split(",") if args.targets else None,
+            sizes=args.sizes,
+            activations=acts,
+            loss=args.loss or "square",
+            seed=args.seed,
+        )
+        return p.with_options(lr=args.lr, steps=args.steps, dtype=args.dtype)
+    if args.targets is not None:
+        raise FcgradError("--targets names the columns of a CSV: expected it with --data FILE.csv, got no --data")
     if args.sizes is not None:
         if args.example is not None:
             raise FcgradError(f"--example {args.example} and --sizes: expected one of the two, got both")
@@ -96,12 +127,26 @@ def ignored_options(args: argparse.Namespace, p) -> list[str]:
 
 
 def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """(--save, --json file) checked before any work; a --json that prints gives None."""
+    """(--save, --json file) checked before any work, --plot too; a --json that prints gives None."""
     from crosscheck.output import check_output_path
 
     save = None if args.save is None else check_output_path(args.save, "--save", ".npz")
     json_path = None if args.json in (None, "-") else check_output_path(args.json, "--json", ".json")
+    if getattr(args, "plot", None) is not None:
+        from crosscheck.plots import check_plot_target
+
+        check_plot_target(check_output_path(args.plot, "--plot", ".png"))  # matplotlib too, before the run
     return save, json_path
+
+
+def write_plot(path: str | None, draw, report) -> None:
+    """``draw(report, temporary path)`` then rename: a plot is written atomically like every output."""
+    if path is None:
+        return
+    from crosscheck.output import atomic_path
+
+    with atomic_path(path) as tmp:
+        draw(report, tmp)
 
 
 def prepare(command: str, args: argparse.Namespace, p, save: str | None):
@@ -156,13 +201,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     from crosscheck import tolerances as tol
     from crosscheck.meta import run_meta
     from crosscheck.report import as_json
+    from crosscheck.toolbox_cli import run_toolbox, wants_toolbox
 
+    if args.devices is not None:
+        return cmd_check_sharded(args)
+    if wants_toolbox(args):
+        return run_toolbox(args)
     command = "fcgrad check"
     p = problem_from_args(args)
     save, json_path = output_paths(args)
     progress = prepare(command, args, p, save)
     try:
-        report = engine_api.check(p, keep_history=save is not None, rtol=args.rtol, atol=args.atol, progress=progress)
+        report = engine_api.check(
+            p, keep_history=save is not None or args.plot is not None, rtol=args.rtol, atol=args.atol, progress=progress
+        )
     finally:
         if progress is not None:
             progress.close()
@@ -174,8 +226,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     meta = run_meta(command, p, final_loss=finite_or_none(report.final_loss), tolerances=tolerances)
     if save is not None:
         save_archive(save, p, report.histories, meta)
+    if args.plot is not None:
+        from crosscheck.plots import plot_check
+
+        write_plot(args.plot, plot_check, report)
     emit_results(args, json_path, {"meta": meta, **as_json(report)}, engine_api.text(report, quiet=args.quiet))
     return 0 if report.ok and report.diverged_at_step is None else 1
+
+
+def cmd_check_sharded(args: argparse.Namespace) -> int:
+    """``check --devices S``: one-device and sharded manual and JAX, five sides compared at every step."""
+    from crosscheck.sharded import arrange_devices, sharded_check
+    from crosscheck.sharded_report import as_json, text
+    from manual.errors import FcgradError
+
+    unsupported = [f"--{o}" for o in ("save", "plot") if getattr(args, o) is not None]
+    if unsupported:
+        raise FcgradError(f"--devices compares five sides and keeps no histories: expected no {unsupported[0]}")
+    devices = arrange_devices(args.devices)  # first: JAX fixes its number of CPU devices when it starts
+    _, json_path = output_paths(args)
+    report = sharded_check(problem_from_args(args), len(devices))
+    emit_results(args, json_path, as_json(report), text(report))
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_options(c, "write the data, initial params, both trajectories and a meta entry (atomically)")
     c.add_argument("--rtol", type=positive_float, help="gradient relative tolerance (default: by dtype)")
     c.add_argument("--atol", type=positive_float, help="trajectory absolute tolerance (default: by dtype)")
+    c.add_argument(
+        "--devices",
+        type=int,
+        metavar="S",
+        help="split the batch over S devices (host CPU devices unless JAX has GPUs): one-device and sharded "
+        "manual and JAX compared at every step",
+    )
+    from crosscheck.toolbox_cli import add_toolbox_options
+
+    add_toolbox_options(c)
     c.set_defaults(run=cmd_check)
     for extra in ("crosscheck.audit_cli", "benchmarks.cli"):
         try:

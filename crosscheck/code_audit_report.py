@@ -1,13 +1,11 @@
 """Text and JSON of ``audit --code``, and the command function the CLI calls."""
 
-import argparse
-import json
 from dataclasses import asdict
 
 from crosscheck import tolerances as tol
 from crosscheck.audit import _json_safe
 from crosscheck.audit_cli import _drift
-from crosscheck.code_audit import CodeAuditReport, audit_code
+from crosscheck.code_audit import CodeAuditReport
 from crosscheck.compare import Row
 from crosscheck.report import describe
 
@@ -73,17 +71,3 @@ def as_json(report: CodeAuditReport) -> dict:
             "drift": asdict(report.drift),
         }
     )
-
-
-def cmd_code(args: argparse.Namespace, problem=None) -> int:
-    """``fcgrad audit --code FILE``: exit 0 when the audit ran, whatever it found (as ``audit``)."""
-    plot = getattr(args, "plot", None)
-    if plot:
-        from crosscheck.plots import check_plot_target, plot_code_audit
-
-        check_plot_target(plot)  # matplotlib and the output path, before any work
-    report = audit_code(args.code, problem, steps=args.steps)
-    if plot:
-        plot_code_audit(report, plot)
-    print(json.dumps(as_json(report), indent=2) if args.json else text(report))
-    return 0

@@ -82,6 +82,25 @@ def atomic_write(path: str):
         PARTIAL.discard(tmp)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary name beside ``path`` for a writer that takes a name (matplotlib's savefig).
+
+    On a normal exit it becomes ``path``, on any exception it is removed; it keeps ``path``'s suffix (the format).
+    """
+    tmp = _temporary_name(path) + os.path.splitext(path)[1]
+    PARTIAL.add(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        PARTIAL.discard(tmp)
+
+
 def write_json(path: str, data: dict) -> None:
     with atomic_write(path) as f:
         f.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))

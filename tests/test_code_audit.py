@@ -1,6 +1,5 @@
 """``audit --code``: a user's network file against JAX, each mistake located and named; errors name their line."""
 
-import argparse
 import functools
 import json
 import textwrap
@@ -9,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from crosscheck.cli import main
 from crosscheck.code_audit import audit_code
-from crosscheck.code_audit_report import as_json, cmd_code, text
+from crosscheck.code_audit_report import as_json, text
 from crosscheck.problems import and_example, random_problem
 from manual.errors import FcgradError
 
@@ -64,8 +64,7 @@ def test_the_blogs_code_has_its_three_departures_found_and_named():
 
 
 def test_the_blogs_code_through_the_audit_command(capsys):
-    args = argparse.Namespace(code=BLOG, steps=STEPS, json=True, plot=None)
-    assert cmd_code(args) == 0
+    assert main(["audit", "--code", str(BLOG), "--steps", str(STEPS), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     names = {(f["layer"], f["quantity"]): f["diagnoses"][0]["name"] for f in out["findings"]}
     assert names == BLOG_DEPARTURES

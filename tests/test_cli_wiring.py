@@ -1,0 +1,100 @@
+"""The options that reach the newer checks from the command line: --data, --plot, --devices, --spec, --code."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crosscheck.cli import main
+from crosscheck.problems import and_example
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOG = str(ROOT / "tests" / "fixtures" / "blog_net.py")
+EXAMPLE_NET = str(ROOT / "examples" / "blog_shaped_net.py")
+STEPS = "20"  # a few steps: these tests are about the wiring, the checks have their own tests
+
+
+def _and_npz(tmp_path) -> str:
+    p = and_example()
+    path = tmp_path / "and.npz"
+    np.savez(path, X=p.x, T=p.t, w0=p.params[0]["w"], b0=p.params[0]["b"], w1=p.params[1]["w"], b1=p.params[1]["b"])
+    return str(path)
+
+
+def test_check_runs_the_users_npz_with_its_initial_parameters(tmp_path, capsys):
+    assert main(["check", "--data", _and_npz(tmp_path), "--steps", STEPS, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["problem"]["sizes"] == [2, 4, 1]
+    # the file's parameters were used: the run starts where the blog's AND example starts
+    p = and_example().with_options(steps=int(STEPS))
+    from crosscheck.run import check
+
+    assert out["final_loss"] == pytest.approx(check(p).final_loss, rel=1e-12)
+
+
+def test_data_and_example_together_are_refused(tmp_path, capsys):
+    assert main(["check", "--data", _and_npz(tmp_path), "--example", "xor"]) == 2
+    assert "expected one of the two" in capsys.readouterr().err
+
+
+def test_targets_without_data_is_refused(capsys):
+    assert main(["check", "--targets", "y"]) == 2
+    assert "--targets" in capsys.readouterr().err
+
+
+def test_check_plot_writes_a_png_and_nothing_else(tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "check.png"
+    assert main(["check", "--steps", STEPS, "-q", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["check.png"]  # no temporary file left
+
+
+def test_a_plot_into_a_missing_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    import crosscheck.run
+
+    monkeypatch.setattr(crosscheck.run, "check", lambda *a, **k: pytest.fail("the run started"))
+    assert main(["check", "--plot", str(tmp_path / "nowhere" / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--plot" in err
+
+
+def test_audit_plot_draws_the_blog_codes_drift(tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "audit.png"
+    assert main(["audit", "--steps", STEPS, "-q", "--plot", str(target)]) == 0
+    assert target.stat().st_size > 1000
+
+
+def test_audit_code_names_the_blogs_departures_and_strict_exits_1(capsys):
+    assert main(["audit", "--code", BLOG, "--steps", STEPS]) == 0
+    text = capsys.readouterr().out
+    for name in ("missing_1_over_n", "bias_summed_over_all_axes", "residual_through_updated_w"):
+        assert name in text
+    assert main(["audit", "--code", BLOG, "--steps", STEPS, "--strict"]) == 1
+
+
+def test_audit_code_json_to_a_file_prints_the_text(tmp_path, capsys):
+    target = tmp_path / "audit.json"
+    assert main(["audit", "--code", EXAMPLE_NET, "--steps", STEPS, "--json", str(target)]) == 0
+    assert json.loads(target.read_text())["findings"]
+    assert "finding" in capsys.readouterr().out
+
+
+def test_check_devices_compares_five_sides(capsys):
+    assert main(["check", "--devices", "2", "--steps", STEPS, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"]
+
+
+def test_check_devices_refuses_save(tmp_path, capsys):
+    assert main(["check", "--devices", "2", "--save", str(tmp_path / "x.npz")]) == 2
+    assert "--save" in capsys.readouterr().err
+
+
+def test_check_spec_takes_the_toolbox_path(capsys):
+    argv = ["check", "--spec", "3-4:relu:bn-2", "--optimizer", "adam", "--batch-size", "4", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["trajectory"]["steps"] > 1

@@ -8,7 +8,6 @@ returns the exit status (0 agree, 1 mismatch). It reads the shared ``--lr``, ``-
 """
 
 import argparse
-import json
 
 import numpy as np
 
@@ -84,16 +83,32 @@ def text(report: ToolboxReport, gradient_rows) -> str:
     return "\n".join(lines)
 
 
-def _save(path: str, report: ToolboxReport) -> None:
+def _save(path: str | None, report: ToolboxReport) -> None:
+    """The ``--save`` archive, written atomically under the exact name (checked before the run)."""
+    if path is None:
+        return
+    from crosscheck.output import write_npz
+
     arrays = {"X": report.problem.x, "T": report.problem.t}
     arrays["loss_manual"], arrays["loss_reference"] = report.losses_manual, report.losses_reference
     for i, (m, r) in enumerate(zip(report.params_manual, report.params_reference)):
         for key in m:
             arrays[f"{key}{i}_manual"], arrays[f"{key}{i}_reference"] = m[key], r[key]
-    np.savez(path, **arrays)
+    write_npz(path, lambda f: np.savez(f, **arrays))
+
+
+def _quiet(text: str) -> str:
+    """``-q``: the verdict and the failing rows only."""
+    lines = text.splitlines()
+    return "\n".join([line for line in lines if line.rstrip().endswith("MISMATCH")] + lines[-1:])
 
 
 def run_toolbox(args: argparse.Namespace) -> int:
+    from crosscheck.cli import emit_results, output_paths
+
+    if getattr(args, "plot", None) is not None:
+        raise FcgradError("--plot draws the blog-shaped networks' runs: expected no --plot with a spec network")
+    save, json_path = output_paths(args)  # before any work
     if getattr(args, "example", None) == "digits":
         from crosscheck import digits
 
@@ -106,9 +121,9 @@ def run_toolbox(args: argparse.Namespace) -> int:
             seed=args.seed,
             dtype=args.dtype,
         )
-        if args.save:
-            _save(args.save, report.check)
-        print(json.dumps(digits.as_json(report), indent=2) if args.json else digits.text(report))
+        _save(save, report.check)
+        out = digits.text(report)
+        emit_results(args, json_path, digits.as_json(report), _quiet(out) if args.quiet else out)
         return 0 if report.ok else 1
     if args.spec is None:
         raise FcgradError("--optimizer, --batch-size, --epochs and --l2 need --spec (or --example digits)")
@@ -121,18 +136,15 @@ def run_toolbox(args: argparse.Namespace) -> int:
     )  # fmt: skip
     gradient_rows = compare_spec_gradients(p)
     report = check_toolbox(p)
-    if args.save:
-        _save(args.save, report)
-    if args.json:
-        out = {
-            "ok": report.ok and all(r.ok for r in gradient_rows),
-            "problem": p.summary(),
-            "gradients": [r.as_dict() for r in gradient_rows],
-            "trajectory": {"steps": report.steps, "rows": [r.as_dict() for r in report.rows]},
-            "final_loss": {"manual": float(report.losses_manual[-1]), "reference": float(report.losses_reference[-1])},
-            "seconds": report.seconds,
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        print(text(report, gradient_rows))
+    _save(save, report)
+    out = {
+        "ok": report.ok and all(r.ok for r in gradient_rows),
+        "problem": p.summary(),
+        "gradients": [r.as_dict() for r in gradient_rows],
+        "trajectory": {"steps": report.steps, "rows": [r.as_dict() for r in report.rows]},
+        "final_loss": {"manual": float(report.losses_manual[-1]), "reference": float(report.losses_reference[-1])},
+        "seconds": report.seconds,
+    }
+    shown = text(report, gradient_rows)
+    emit_results(args, json_path, out, _quiet(shown) if args.quiet else shown)
     return 0 if report.ok and all(r.ok for r in gradient_rows) else 1

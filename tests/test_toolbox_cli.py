@@ -5,18 +5,13 @@ import json
 
 import pytest
 
-from crosscheck.cli import add_problem_options
-from crosscheck.toolbox_cli import add_toolbox_options, run_toolbox, wants_toolbox
+from crosscheck.cli import build_parser
+from crosscheck.toolbox_cli import run_toolbox, wants_toolbox
 from manual.errors import FcgradError
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_problem_options(parser)
-    add_toolbox_options(parser)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--save")
-    return parser.parse_args(argv)
+    return build_parser().parse_args(["check", *argv])
 
 
 def test_spec_run_with_an_optimizer_and_mini_batches_reports_json(capsys, tmp_path):
@@ -50,8 +45,7 @@ def test_bad_toolbox_options_raise_one_clear_error(argv, expected):
 
 
 def test_digits_example_prints_both_accuracies(capsys):
-    args = _args("--epochs", "1")
-    args.example = "digits"  # the CLI adds digits to --example's choices
+    args = _args("--example", "digits", "--epochs", "1")
     assert run_toolbox(args) == 0
     out = capsys.readouterr().out
     assert "held-out accuracy (359 images): manual" in out and "labelled differently: 0" in out

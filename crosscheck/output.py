@@ -63,31 +63,9 @@ def _temporary_name(path: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str):
-    """Yield a binary file; on a normal exit it becomes ``path``, on any exception (Ctrl-C too) it is removed."""
-    tmp = _temporary_name(path)
-    PARTIAL.add(tmp)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask gives the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        PARTIAL.discard(tmp)
-
-
-@contextlib.contextmanager
 def atomic_path(path: str):
-    """Yield a temporary name beside ``path`` for a writer that takes a name (matplotlib's savefig).
-
-    On a normal exit it becomes ``path``, on any exception it is removed; it keeps ``path``'s suffix (the format).
-    """
+    """Yield a temporary name beside ``path``; on a normal exit it becomes ``path``, on any exception (Ctrl-C too)
+    it is removed. The name keeps ``path``'s suffix, so a writer that picks its format from it (savefig) still can."""
     tmp = _temporary_name(path) + os.path.splitext(path)[1]
     PARTIAL.add(tmp)
     try:
@@ -99,6 +77,17 @@ def atomic_path(path: str):
         raise
     finally:
         PARTIAL.discard(tmp)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str):
+    """Yield a binary file that becomes ``path`` only when the block ends normally (see ``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask gives the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def write_json(path: str, data: dict) -> None:

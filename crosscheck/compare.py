@@ -39,6 +39,11 @@ class Row:
     rel_err: float
     tol: float
     ok: bool
+    rule: str = "rel"  # how it was judged: rel (gradients), global, local or shadow (trajectories)
+    first_bad_step: int | None = None  # trajectories: the first step beyond its tolerance
+    ratio: float | None = None  # trajectories: the worst max|Δ| / tolerance over the steps
+
+    zero: bool = False  # gradients: both sides exactly zero everywhere
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,4 +52,5 @@ class Row:
 def rel_row(layer: int, quantity: str, a, r, tol: float) -> Row:
     """Pass when the relative error is within ``tol`` (NaN never passes)."""
     max_abs, rel = errors(a, r)
-    return Row(layer, quantity, max_abs, rel, tol, bool(rel <= tol))
+    zero = not np.any(np.asarray(a)) and not np.any(np.asarray(r))
+    return Row(layer, quantity, max_abs, rel, tol, bool(rel <= tol), zero=bool(zero))

@@ -8,6 +8,8 @@ tolerances sit about 1000× above the measured noise and 1e10× below the
 smallest error a broken derivation makes.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 # float64: manual vs JAX
@@ -46,3 +48,41 @@ def grad_rel_tol(dtype) -> float:
 
 def traj_abs_tol(dtype) -> float:
     return TRAJ_ABS_TOL_F64 if np.dtype(dtype) == np.float64 else TRAJ_ABS_TOL_F32
+
+
+class TrajectoryLimits(NamedTuple):
+    """Per-step bounds of one trajectory rule (see crosscheck.trajectory)."""
+
+    loss: float  # |Δloss| ≤ loss · max(1, |L|)
+    param: float  # max|Δp| ≤ param · max(1, max|p|) (+ the update share below)
+    update: float  # local: + update · max|p_{k+1} − p_k|; shadow: the factor on JAX32's own distance
+
+
+# float32 local rule: manual's step k+1 vs one JAX step from manual's step k (placeholders, measured below)
+LOCAL_LOSS_TOL_F32 = 1e-5
+LOCAL_PARAM_TOL_F32 = 1e-6
+LOCAL_UPDATE_TOL_F32 = 1e-3
+# float32 shadow rule: max|manual32 − JAX32| ≤ (SHADOW_FACTOR + 1)·max|JAX32 − JAX64| + floor
+SHADOW_FACTOR = 10.0
+SHADOW_FLOOR_F32 = 1e-6
+
+
+def trajectory_limits(rule: str, dtype, atol: float | None = None) -> TrajectoryLimits:
+    """The bounds a rule applies; ``atol`` replaces the absolute parameter (and loss) bound."""
+    if rule == "global":
+        base = TRAJ_ABS_TOL_F64 if np.dtype(dtype) == np.float64 else TRAJ_ABS_TOL_F32
+        limits = TrajectoryLimits(base, base, 0.0)
+    elif rule == "local":
+        limits = TrajectoryLimits(LOCAL_LOSS_TOL_F32, LOCAL_PARAM_TOL_F32, LOCAL_UPDATE_TOL_F32)
+    else:
+        limits = TrajectoryLimits(SHADOW_FLOOR_F32, SHADOW_FLOOR_F32, SHADOW_FACTOR)
+    if atol is not None:
+        limits = limits._replace(loss=atol, param=atol)
+    return limits
+# the kink bound is first-order (a flip's own effect, carried down); 2 covers flips interacting
+KINK_SLACK = 2.0
+
+
+def default_rule(dtype) -> str:
+    """float64: the global rule, tight at every step; float32: the local one-step rule."""
+    return "global" if np.dtype(dtype) == np.float64 else "local"

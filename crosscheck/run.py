@@ -125,11 +125,16 @@ def check(
     grads = compare_gradients(p, rtol=rtol)
     fd = compare_finite_differences(p) if finite_differences else []
     traj = compare_trajectories(p, keep_history=keep_history, atol=atol, progress=progress)
-    g = manual.gradients(traj.final, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # after a divergence the final loss is not finite
+        try:
+            g = manual.gradients(traj.final, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
+            final_loss, y_final = g.loss, g.y
+        except FcgradError:  # parameters no longer finite: there is no final output to show
+            final_loss, y_final = float("nan"), np.full(p.t.shape, np.nan)
     rule = traj.rows[0].rule if traj.rows else tol.default_rule(p.dtype)
     limits = tol.trajectory_limits(rule, p.dtype, atol)
     return CheckReport(
-        p, grads, fd, traj.rows if p.steps else [], p.steps, g.loss, g.y, traj.histories,
+        p, grads, fd, traj.rows if p.steps else [], p.steps, final_loss, y_final, traj.histories,
         rtol=tol.grad_rel_tol(p.dtype) if rtol is None else rtol, atol=limits.param, rule=rule,
         divergence=traj.divergence, steps_compared=traj.steps_compared,
     )

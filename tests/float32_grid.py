@@ -44,7 +44,7 @@ def sharpness(p, iterations: int = 30) -> float:
         value = 0.0
         for _ in range(iterations):
             norm = jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree.leaves(v)))
-            v = jax.tree.map(lambda a: a / norm, v)
+            v = jax.tree.map(lambda a, n=norm: a / n, v)
             hv = hvp(v)
             value = float(sum(jnp.sum(a * b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(hv))))
             v = hv

@@ -27,7 +27,8 @@ def _planted(monkeypatch, at: int, *, loss: float = 0.0, param: float = 0.0):
             value, new = step(p)
             if calls["n"] == at:
                 value = value + loss
-                new = [{k: v + param if (i, k) == (0, "w") else v for k, v in layer.items()} for i, layer in enumerate(new)]
+                new = [dict(layer) for layer in new]
+                new[0]["w"] = new[0]["w"] + param
             calls["n"] += 1
             return value, new
 

@@ -116,7 +116,9 @@ class _RowAccumulator:
 
 
 def _chunk_bytes_steps(p: Problem) -> int:
-    per_step = sum(v.size for layer in p.params for v in layer.values()) * np.dtype(p.dtype).itemsize
+    # per step: the parameters, and (local rule, vmapped) about four activations-sized arrays per layer
+    values = sum(v.size for layer in p.params for v in layer.values()) + 4 * sum(p.sizes[1:]) * p.batch
+    per_step = values * np.dtype(p.dtype).itemsize
     return max(1, CHUNK_BYTES // per_step)
 
 

@@ -18,7 +18,8 @@ PLANTED_AT = 237  # mid-run, inside a chunk rather than on its edge
 
 
 def _planted(monkeypatch, at: int, *, loss: float = 0.0, param: float = 0.0):
-    """Make manual's step number ``at`` (counted over the whole run) return a loss or params off by a little."""
+    """Make manual's step number ``at`` (counted over the whole run) return its loss, or entry [0, 0] of
+    layer 0's w, off by a little."""
     real = manual.network.run_steps
     calls = {"n": 0}
 
@@ -28,7 +29,8 @@ def _planted(monkeypatch, at: int, *, loss: float = 0.0, param: float = 0.0):
             if calls["n"] == at:
                 value = value + loss
                 new = [dict(layer) for layer in new]
-                new[0]["w"] = new[0]["w"] + param
+                new[0]["w"] = new[0]["w"].copy()
+                new[0]["w"][0, 0] += param  # one entry of one array
             calls["n"] += 1
             return value, new
 

@@ -141,7 +141,13 @@ def check(
 
 
 def save_npz(path: str, p: Problem, histories: dict[str, np.ndarray]) -> None:
-    """Write a ``--save`` file: the data ``X``, ``T``, ``w{i}_init``, ``b{i}_init`` and the given histories."""
+    """Write a ``--save`` file: the data ``X``, ``T``, ``w{i}_init``, ``b{i}_init`` and the given histories.
+
+    Histories: ``maxdiff_loss``, ``maxdiff_w{i}``, ``maxdiff_b{i}`` (steps,), the max|Δ| of each row at
+    each step; ``loss_manual``/``loss_reference`` (steps,) and ``w{i}_manual``/``w{i}_reference``
+    (steps+1, in, out), likewise for b. Under the float32 local rule, ``*_reference`` entry k+1 is JAX's
+    one step from manual's entry k (and ``loss_reference`` k JAX's loss at manual's parameters k).
+    """
     arrays = {"X": p.x, "T": p.t}
     for i, layer in enumerate(p.params):
         arrays[f"w{i}_init"] = layer["w"]

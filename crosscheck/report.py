@@ -179,6 +179,6 @@ def as_json(report: CheckReport) -> dict:
             "rows": [r.as_dict() for r in traj],
         },
         "final_loss": _finite_or_none(report.final_loss),
-        "y": np.asarray(report.y_final).tolist(),
+        "y": np.asarray(_softmax(report.y_final) if p.loss == "cross-entropy" else report.y_final).tolist(),
         "y_is": "softmax probabilities" if p.loss == "cross-entropy" else "network output",
     }

@@ -88,14 +88,19 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--rules", default="local,shadow")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--resume", action="store_true", help="keep the cases already in --out, run the rest")
     args = parser.parse_args(argv)
     rules = args.rules.split(",")
-    results = []
+    results = json.loads(args.out.read_text())["cases"] if args.resume and args.out.exists() else []
+    done = {r["case"] for r in results}
     for case, p in grid_cases(args.steps):
+        if case in done:
+            continue
         results.append(run_case(case, p, rules))
         row = results[-1]
         print(case, " ".join(f"{r}: ratio {row[r]['worst_ratio']:.3g} {'ok' if row[r]['ok'] else 'FAIL'}"
                              for r in rules), flush=True)
+        args.out.write_text(json.dumps({"steps": args.steps, "cases": results}, indent=1) + "\n")  # as it goes
     summary = {}
     for rule in rules:
         ratios = [r[rule]["worst_ratio"] for r in results]

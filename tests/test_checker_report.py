@@ -76,7 +76,13 @@ def test_cross_entropy_outputs_are_softmax_probabilities():
     report = check(random_problem((3, 4), loss="cross-entropy", batch=5, steps=3), finite_differences=False)
     out = text(report)
     assert "softmax(y)=" in out and "\ny=" not in out
-    assert as_json(report)["y_is"] == "softmax probabilities"
+    data = as_json(report)
+    assert data["y_is"] == "softmax probabilities"
+    probabilities = np.array(data["y"])
+    assert np.all(probabilities > 0) and np.allclose(probabilities.sum(axis=0), 1.0, rtol=0, atol=1e-12)
+    printed = out.split("softmax(y)=")[1].split("\n(")[0]
+    values = np.array([float(v) for v in printed.replace("[", " ").replace("]", " ").replace(",", " ").split()])
+    np.testing.assert_allclose(values, probabilities.ravel(), rtol=1e-5)  # printed to 6 significant digits
 
 
 def test_ascii_fallback_encodes_the_whole_report(and_report):
@@ -84,6 +90,7 @@ def test_ascii_fallback_encodes_the_whole_report(and_report):
     out.encode("ascii")  # raises if anything is left
     assert "max|d|" in out and "<=" in out and "||d||" in out
     assert ascii_fallback("a — b ≤ c · d ‖e‖ Δ") == "a - b <= c * d ||e|| d"
+    assert ascii_fallback("λ = 2") == "? = 2"  # a character without an ASCII form still encodes
 
 
 def test_json_and_histories_keep_the_per_step_max_diff():

@@ -32,7 +32,7 @@ from manual.errors import DivergenceError
 RULES = ("global", "local", "shadow")
 CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once
 CHUNK_SECONDS = 1.0  # aim for a chunk (and a progress call) about every second
-FIRST_CHUNK_STEPS = 64  # steps of the first chunk, timed to size the others
+PROBE_STEPS = 8  # manual steps timed (and discarded) before the run, to size its chunks
 MAX_CHUNK_STEPS = 2**16  # no chunk longer than this, whatever the timing says
 
 
@@ -122,13 +122,23 @@ def _chunk_bytes_steps(p: Problem) -> int:
     return max(1, CHUNK_BYTES // per_step)
 
 
-def _next_chunk(p: Problem, seconds_per_step: float | None) -> int:
-    """A power of two (few distinct lengths, so JAX compiles few loops) near CHUNK_SECONDS of work."""
+def chunk_steps(p: Problem) -> int:
+    """Steps per chunk: a power of two near CHUNK_SECONDS of work, within the memory cap.
+
+    Every chunk but the last has this length, so JAX compiles at most two loops. The time of a
+    step is that of manual's gradients at the initial parameters (PROBE_STEPS times), doubled for
+    the JAX side.
+    """
     cap = min(_chunk_bytes_steps(p), MAX_CHUNK_STEPS)
-    if seconds_per_step is None:
-        return max(1, min(FIRST_CHUNK_STEPS, cap))
-    want = CHUNK_SECONDS / max(seconds_per_step, 1e-9)
-    return max(1, min(cap, 2 ** int(np.floor(np.log2(max(want, 1.0))))))
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):
+        for _ in range(PROBE_STEPS):
+            manual.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
+    per_step = 2 * (time.perf_counter() - start) / PROBE_STEPS
+    want = CHUNK_SECONDS / max(per_step, 1e-9)
+    chunk = max(1, min(cap, 2 ** int(np.floor(np.log2(max(want, 1.0))))))
+    # a run of at most two chunks (about 2 s) goes in one: one compiled loop
+    return p.steps if p.steps <= 2 * chunk and p.steps <= cap else chunk
 
 
 def _train_manual(p: Problem, params, steps: int):
@@ -266,13 +276,11 @@ def compare_trajectories(
     if rule not in RULES:
         raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
     judge = _Judge(p, rule, atol, keep_history)
-    pm, done, divergence, per_step = p.params, 0, None, None
+    pm, done, divergence = p.params, 0, None
+    chunk = chunk_steps(p) if p.steps else 1
     while done < p.steps:
-        steps = min(_next_chunk(p, per_step), p.steps - done)
-        start = time.perf_counter()
+        steps = min(chunk, p.steps - done)
         m, manual_at = _train_manual(p, pm, steps)
-        # sized by manual's time (JAX's first chunks include compiling), doubled for the JAX side
-        per_step = 2 * (time.perf_counter() - start) / steps
         stop, side = judge.chunk(m, steps, manual_at)
         if stop is not None:
             divergence = Divergence(side, done + stop)

@@ -122,12 +122,10 @@ def test_float64_trajectory_bound_is_pinned(offset, passes, monkeypatch):
 def test_rows_are_the_same_whatever_the_chunk_size(chunk, monkeypatch):
     p = random_problem((3, 4, 2), activations="relu", batch=5, steps=11).with_options(dtype="float32")
     whole = compare_trajectories(p, keep_history=True)
-    monkeypatch.setattr(trajectory, "FIRST_CHUNK_STEPS", chunk)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", chunk)
     calls = []
     parts = compare_trajectories(p, keep_history=True, progress=lambda d, t: calls.append((d, t)))
-    done = [d for d, _ in calls]
-    assert calls[-1] == (11, 11) and all(0 < b - a <= chunk for a, b in zip([0, *done], done))
+    assert calls == [(min(11, k), 11) for k in range(chunk, 11 + chunk, chunk)]  # one call per chunk
     for key, value in whole.histories.items():
         assert parts.histories[key].shape == value.shape, key
         np.testing.assert_allclose(parts.histories[key], value, rtol=0, atol=1e-6, err_msg=key)
@@ -135,7 +133,6 @@ def test_rows_are_the_same_whatever_the_chunk_size(chunk, monkeypatch):
 
 
 def test_chunked_comparison_still_finds_a_planted_step(monkeypatch):
-    monkeypatch.setattr(trajectory, "FIRST_CHUNK_STEPS", 3)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 3)
     p = example("and").with_options(steps=40)
     _planted(monkeypatch, 22, param=1e-9)

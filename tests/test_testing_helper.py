@@ -212,7 +212,7 @@ def test_a_bad_tolerance_is_refused(name, bad):
 
 
 def test_a_backward_that_ignores_residual_y_fails():
-    # right for an upstream gradient of all ones, wrong for the helper's random, non-uniform one
+    # right for an upstream gradient of all ones, wrong for the random, non-uniform one assert_backward_matches draws
     def ignores(residual_y, x, w, b):
         return manual_backward("sigmoid")(np.ones_like(residual_y), x, w, b)
 

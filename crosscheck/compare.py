@@ -9,7 +9,7 @@ def errors(a, r) -> tuple[float, float]:
     """(max_abs, rel) of a manual array ``a`` against a reference array ``r`` of the same shape.
 
     The relative error uses Frobenius norms: elementwise ratios blow up where a
-    gradient is near zero. Both exactly zero gives 0.
+    gradient is near zero. Both exactly zero gives 0; NaN or Inf anywhere gives NaN.
     """
     a = np.asarray(a, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
@@ -17,6 +17,8 @@ def errors(a, r) -> tuple[float, float]:
         raise ValueError(f"cannot compare shapes {a.shape} and {r.shape}")
     if a.size == 0:
         return 0.0, 0.0
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(r))):
+        return float("nan"), float("nan")  # NaN or Inf on either side: no number, never within a tolerance
     diff = a - r
     max_abs = float(np.max(np.abs(diff)))
     rel = float(np.linalg.norm(diff) / max(np.linalg.norm(r), np.finfo(np.float64).tiny))
@@ -39,6 +41,11 @@ class Row:
     rel_err: float
     tol: float
     ok: bool
+    rule: str = "rel"  # how it was judged: rel (gradients), global, local or shadow (trajectories)
+    first_bad_step: int | None = None  # trajectories: the first step beyond its tolerance
+    ratio: float | None = None  # trajectories: the worst max|Δ| / tolerance over the steps
+
+    zero: bool = False  # gradients: both sides exactly zero everywhere
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,4 +54,5 @@ class Row:
 def rel_row(layer: int, quantity: str, a, r, tol: float) -> Row:
     """Pass when the relative error is within ``tol`` (NaN never passes)."""
     max_abs, rel = errors(a, r)
-    return Row(layer, quantity, max_abs, rel, tol, bool(rel <= tol))
+    zero = not np.any(np.asarray(a)) and not np.any(np.asarray(r))
+    return Row(layer, quantity, max_abs, rel, tol, bool(rel <= tol), zero=bool(zero))

@@ -15,9 +15,9 @@ import reference
 from crosscheck import tolerances as tol
 from crosscheck.compare import Row, rel_row
 from crosscheck.problems import Problem
+from crosscheck.trajectory import Divergence, compare_trajectories
+from manual.errors import FcgradError
 from manual.finite_diff import FD_STEP
-
-CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once while comparing trajectories
 
 
 @dataclass
@@ -29,22 +29,38 @@ class CheckReport:
     steps: int
     final_loss: float  # manual loss at the parameters after the last step
     y_final: np.ndarray  # manual output at those parameters
-    histories: dict = field(default_factory=dict, repr=False)  # filled when asked to keep them
+    histories: dict = field(default_factory=dict, repr=False)  # maxdiff_<row> always; the rest when kept
+    rtol: float = 0.0  # the gradient relative tolerance in force
+    atol: float = 0.0  # the trajectory absolute tolerance in force (scaled per step by max(1, max|param|))
+    rule: str = "global"  # how the trajectory was judged (crosscheck.trajectory)
+    divergence: Divergence | None = None  # where a side's loss stopped being finite, if it did
+    steps_compared: int = 0  # steps of the trajectory compared (fewer than steps after a divergence)
+
+    @property
+    def diverged_at_step(self) -> int | None:
+        return None if self.divergence is None else self.divergence.step
+
+    @property
+    def all_gradients_zero(self) -> bool:
+        """Every compared gradient is exactly zero on both sides: the check proves nothing about them."""
+        rows = [r for r in self.gradients if r.quantity in ("grad_w", "grad_b")]
+        return bool(rows) and all(r.zero for r in rows)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.gradients + self.finite_difference + self.trajectory)
+        one_sided = self.divergence is not None and self.divergence.side != "both"
+        return not one_sided and all(r.ok for r in self.gradients + self.finite_difference + self.trajectory)
 
     def failures(self) -> list[Row]:
         return [r for r in self.gradients + self.finite_difference + self.trajectory if not r.ok]
 
 
-def compare_gradients(p: Problem, params=None) -> list[Row]:
+def compare_gradients(p: Problem, params=None, *, rtol: float | None = None) -> list[Row]:
     """Manual vs JAX, every layer and quantity, at ``params`` (default: the problem's initial ones)."""
     params = p.params if params is None else params
     m = manual.gradients(params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
     r = reference.gradients(params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
-    limit = tol.grad_rel_tol(p.dtype)
+    limit = tol.grad_rel_tol(p.dtype) if rtol is None else rtol
     rows = [
         rel_row(i, q, getattr(m.layers[i], q), r["layers"][i][q], limit)
         for i in range(len(params))
@@ -77,84 +93,61 @@ def compare_finite_differences(
     return rows
 
 
-class _Accumulator:
-    """max |Δ|, max |r| and Σ Δ², Σ r² of one quantity over every step, chunk by chunk."""
-
-    def __init__(self):
-        self.max_abs = self.max_ref = self.sq_diff = self.sq_ref = 0.0
-
-    def add(self, a, r):
-        d = np.asarray(a, np.float64) - np.asarray(r, np.float64)
-        self.max_abs = max(self.max_abs, float(np.max(np.abs(d))) if d.size else 0.0)
-        self.max_ref = max(self.max_ref, float(np.max(np.abs(r))) if np.size(r) else 0.0)
-        self.sq_diff += float(np.sum(d * d))
-        self.sq_ref += float(np.sum(np.square(np.asarray(r, np.float64))))
-
-    def row(self, layer: int, quantity: str, limit: float) -> Row:
-        rel = np.sqrt(self.sq_diff) / max(np.sqrt(self.sq_ref), np.finfo(np.float64).tiny)
-        scaled = limit * max(1.0, self.max_ref)
-        return Row(layer, quantity, self.max_abs, float(rel), scaled, bool(self.max_abs <= scaled))
+def _tolerance(name: str, value) -> float | None:
+    """None, or a finite non-negative number; anything else is refused before any work."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FcgradError(f"{name}: expected a non-negative number, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise FcgradError(f"{name}: expected a finite non-negative number, got {value!r}")
+    return float(value)
 
 
-def _chunk_steps(p: Problem) -> int:
-    per_step = sum(v.size for layer in p.params for v in layer.values()) * np.dtype(p.dtype).itemsize
-    return max(1, CHUNK_BYTES // per_step)
+def check(
+    p: Problem,
+    *,
+    finite_differences: bool = True,
+    keep_history: bool = False,
+    rtol: float | None = None,
+    atol: float | None = None,
+    progress=None,
+) -> CheckReport:
+    """Every comparison of ``fcgrad check`` on one problem.
 
-
-def compare_trajectories(p: Problem, *, keep_history: bool = False):
-    """Train both sides ``p.steps`` steps, each from its own parameters, comparing every step.
-
-    Returns (rows, manual final params, histories). Rows: ``loss`` (layer -1, all
-    steps) and ``w``/``b`` of each layer (entries 0..steps). Histories, when kept,
-    hold the ``--save`` arrays.
+    ``rtol`` overrides the gradient relative tolerance, ``atol`` the trajectory's absolute one
+    (None: the defaults of crosscheck.tolerances). ``progress(done_steps, total_steps)`` is called
+    after each compared chunk of the trajectory. A run that diverges keeps the rows of the steps
+    compared before it; ``divergence`` says which side diverged and at which step. Both sides
+    diverging at the same step is agreement up to that step (the report says so; ok is not lost).
     """
-    n = len(p.params)
-    limit = tol.traj_abs_tol(p.dtype)
-    acc_loss = _Accumulator()
-    acc = {(i, k): _Accumulator() for i in range(n) for k in ("w", "b")}
-    kept = {"loss_manual": [], "loss_reference": []}
-    for i in range(n):
-        for k in ("w", "b"):
-            kept[f"{k}{i}_manual"] = [p.params[i][k][None]]
-            kept[f"{k}{i}_reference"] = [p.params[i][k][None]]
-    pm = pr = p.params
-    done = 0
-    chunk = _chunk_steps(p)
-    while done < p.steps:
-        k_steps = min(chunk, p.steps - done)
-        common = dict(activations=p.activations, loss=p.loss, lr=p.lr, steps=k_steps, trainable=p.trainable)
-        m = manual.train(pm, p.x, p.t, dtype=p.dtype, **common)
-        r = reference.train(pr, p.x, p.t, dtype=p.dtype, **common)
-        acc_loss.add(m.losses, r["losses"])
-        for i in range(n):
-            for k in ("w", "b"):
-                # entry 0 of a chunk repeats the last of the previous one: compare 1.. only
-                acc[(i, k)].add(m.params[i][k][1:], r["params"][i][k][1:])
-                if keep_history:
-                    kept[f"{k}{i}_manual"].append(m.params[i][k][1:])
-                    kept[f"{k}{i}_reference"].append(r["params"][i][k][1:])
-        if keep_history:
-            kept["loss_manual"].append(m.losses)
-            kept["loss_reference"].append(r["losses"])
-        pm, pr = m.final, r["final"]
-        done += k_steps
-    rows = [acc_loss.row(-1, "loss", limit)]
-    rows += [acc[(i, k)].row(i, k, limit) for i in range(n) for k in ("w", "b")]
-    histories = {key: np.concatenate(parts) for key, parts in kept.items()} if keep_history else {}
-    return rows, pm, histories
-
-
-def check(p: Problem, *, finite_differences: bool = True, keep_history: bool = False) -> CheckReport:
-    """Every comparison of ``fcgrad check`` on one problem."""
-    grads = compare_gradients(p)
+    rtol, atol = _tolerance("rtol", rtol), _tolerance("atol", atol)
+    grads = compare_gradients(p, rtol=rtol)
     fd = compare_finite_differences(p) if finite_differences else []
-    traj, final, histories = compare_trajectories(p, keep_history=keep_history)
-    g = manual.gradients(final, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
-    return CheckReport(p, grads, fd, traj, p.steps, g.loss, g.y, histories)
+    traj = compare_trajectories(p, keep_history=keep_history, atol=atol, progress=progress)
+    with np.errstate(over="ignore", invalid="ignore"):  # after a divergence the final loss is not finite
+        try:
+            g = manual.gradients(traj.final, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
+            final_loss, y_final = g.loss, g.y
+        except FcgradError:  # parameters no longer finite: there is no final output to show
+            final_loss, y_final = float("nan"), np.full(p.t.shape, np.nan)
+    rule = traj.rows[0].rule if traj.rows else tol.default_rule(p.dtype)
+    limits = tol.trajectory_limits(rule, p.dtype, atol)
+    return CheckReport(
+        p, grads, fd, traj.rows if p.steps else [], p.steps, final_loss, y_final, traj.histories,
+        rtol=tol.grad_rel_tol(p.dtype) if rtol is None else rtol, atol=limits.param, rule=rule,
+        divergence=traj.divergence, steps_compared=traj.steps_compared,
+    )
 
 
 def save_npz(path: str, p: Problem, histories: dict[str, np.ndarray]) -> None:
-    """Write a ``--save`` file: the data ``X``, ``T``, ``w{i}_init``, ``b{i}_init`` and the given histories."""
+    """Write a ``--save`` file: the data ``X``, ``T``, ``w{i}_init``, ``b{i}_init`` and the given histories.
+
+    Histories: ``maxdiff_loss``, ``maxdiff_w{i}``, ``maxdiff_b{i}`` (steps,), the max|Δ| of each row at
+    each step; ``loss_manual``/``loss_reference`` (steps,) and ``w{i}_manual``/``w{i}_reference``
+    (steps+1, in, out), likewise for b. Under the float32 local rule, ``*_reference`` entry k+1 is JAX's
+    one step from manual's entry k (and ``loss_reference`` k JAX's loss at manual's parameters k).
+    """
     arrays = {"X": p.x, "T": p.t}
     for i, layer in enumerate(p.params):
         arrays[f"w{i}_init"] = layer["w"]

@@ -43,8 +43,11 @@ runs on NumPy arrays, and your backward may call it to recompute what it needs.
 
 On a mismatch it raises ``AssertionError`` naming every wrong gradient with its max |Δ|,
 relative error, tolerance and the index of the largest difference (manual and JAX values
-there). A missing gradient, a wrong shape or a non-finite value fail the same way.
-Mistakes in the call itself (an unknown input in ``wrt``, a bad shape) raise ``FcgradError``.
+there). A missing gradient, a wrong shape or a non-finite value fail the same way. A
+backward returning float32 arrays is compared at a float32 tolerance (rtol 1e-4), and its
+checks say so. Mistakes in the call itself raise ``FcgradError``: an unknown input in
+``wrt``, a bad shape, a negative or NaN rtol/atol, a forward whose output is not finite at
+the drawn inputs, a forward that calls NumPy on JAX's traced arrays.
 """
 
 import inspect
@@ -68,6 +71,10 @@ BACKWARD_REL_TOL = 1e-10
 # 3e-11 while max|Δ| stayed ≤ 2e-13. N(0, 1) inputs give O(1) gradients, so 1e-11 (50× above that)
 # is still 1e9× below a wrong term's error; lower it if your gradients are small by design.
 BACKWARD_ABS_TOL = 1e-11
+# A backward that returns float32 (or float16) arrays cannot reach a float64 tolerance: it is compared at
+# rtol 1e-4 instead, as crosscheck.tolerances.GRAD_REL_TOL_F32 (float32 sums of K ≤ 1024 terms in another
+# order differ by up to K·u ≈ 6e-5), and every such check says so in its note; a wrong term gives rel ≥ 1e-2.
+BACKWARD_REL_TOL_F32 = 1e-4
 # Independent draws per call: one is enough for a wrong term, three guard against a lucky draw
 # (a term that vanishes for one input) at a cost of milliseconds for layer-sized inputs.
 BACKWARD_TRIALS = 3
@@ -85,17 +92,27 @@ class GradientCheck:
     atol: float
     ok: bool
     trial: int  # which draw gave these numbers (0-based; its seed is seed + trial)
+    note: str = ""  # e.g. that a float32 result was compared at a float32 tolerance
 
     def __str__(self) -> str:
+        note = f"  [{self.note}]" if self.note else ""
         return (
             f"{self.name:<12} max|Δ| {self.max_abs_err:.1e}  rel {self.rel_err:.1e}  "
-            f"(rtol {self.rtol:.0e}, atol {self.atol:.0e})  {'ok' if self.ok else 'MISMATCH'}"
+            f"(rtol {self.rtol:.0e}, atol {self.atol:.0e})  {'ok' if self.ok else 'MISMATCH'}{note}"
         )
 
 
 def default_wrt(names) -> dict[str, str]:
     """The blog's names: ``x`` -> ``residual_x``, any other input ``p`` -> ``grad_p``."""
     return {("residual_x" if n == "x" else f"grad_{n}"): n for n in names}
+
+
+def _check_tolerance(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FcgradError(f"{name}: expected a non-negative number, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise FcgradError(f"{name}: expected a finite non-negative number, got {value!r}")
+    return float(value)
 
 
 def _check_call(shapes, wrt, transform, upstream, n_trials):
@@ -155,18 +172,43 @@ def _pullback(forward, names: list[str]):
     return as_positional, jax.jit(lambda args, residual_y: jax.vjp(as_positional, *args)[1](residual_y))
 
 
-def _reference(forward, pullback, inputs, rng):
+_NOT_TRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
+
+
+def _traced(what: str, fn, *args):
+    """``fn(*args)``, with JAX's tracing errors turned into one line saying what the forward must do."""
+    try:
+        return fn(*args)
+    except _NOT_TRACEABLE as e:
+        raise FcgradError(
+            f"forward: it must be written with jax.numpy (or the array API: xp = x.__array_namespace__()), "
+            f"not NumPy or Python branches on values, since JAX traces it; {what} failed with "
+            f"{type(e).__name__}"
+        ) from None
+
+
+def _reference(forward, pullback, inputs, rng, trial):
     """(residual_y, {input name: ∂L/∂input}) from jax.vjp of ``forward`` at ``inputs``."""
     names = list(inputs)
     with jax.enable_x64(True):
         args = [jnp.asarray(inputs[n], jnp.float64) for n in names]
-        y = jax.eval_shape(forward, *args)
+        y = _traced("tracing it", jax.eval_shape, forward, *args)
         if not isinstance(y, jax.ShapeDtypeStruct):
             raise FcgradError(f"forward: expected it to return one array y, got {type(y).__name__}")
         if y.dtype != jnp.float64:
-            raise FcgradError(f"forward: expected a float64 output (the check runs in float64), got {y.dtype}")
+            raise FcgradError(
+                f"forward: expected a float64 output (the check runs in float64 and casts nothing), got {y.dtype}"
+            )
+        y_value = np.asarray(_traced("running it", jax.jit(forward), *args))
+        if not np.all(np.isfinite(y_value)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(y_value))[0])
+            raise FcgradError(
+                f"forward: its output y is not finite ({float(y_value[bad])} at index {bad}) at the random inputs "
+                f"of trial {trial}: nothing can be compared there; transform={{...}} can keep inputs in its domain"
+            )
+        # a random, non-uniform ∂L/∂y: a backward that ignores residual_y (or uses it wrongly) cannot match
         residual_y = rng.standard_normal(y.shape)
-        grads = pullback(args, jnp.asarray(residual_y, jnp.float64))
+        grads = _traced("differentiating it", pullback, args, jnp.asarray(residual_y, jnp.float64))
         return residual_y, {n: np.asarray(g, dtype=np.float64) for n, g in zip(names, grads)}
 
 
@@ -192,14 +234,19 @@ def _compare_one(gname, iname, manual_out, ref, shape, rtol, atol, trial) -> tup
             f"{gname} (∂L/∂{iname}): missing from the backward's result; it returned {sorted(manual_out)}"
             " (rename the key, or pass wrt={gradient name: input name} to say which key belongs to which input)"
         )
-    a = np.asarray(manual_out[gname], dtype=np.float64)
+    raw = np.asarray(manual_out[gname])
+    note = ""
+    if raw.dtype.kind == "f" and raw.dtype.itemsize < 8:
+        rtol = max(rtol, BACKWARD_REL_TOL_F32)
+        note = f"backward returned {raw.dtype}: compared at the float32 tolerance rtol {rtol:.0e}"
+    a = np.asarray(raw, dtype=np.float64)
     if a.shape != shape:
         return None, f"{gname} (∂L/∂{iname}): expected shape {shape} (the shape of {iname}), got {a.shape}"
     if not np.all(np.isfinite(a)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
         return None, f"{gname} (∂L/∂{iname}): the manual gradient is not finite: {float(a[bad])} at index {bad}"
     max_abs, rel = errors(a, ref)
-    check = GradientCheck(gname, iname, max_abs, rel, rtol, atol, bool(rel <= rtol or max_abs <= atol), trial)
+    check = GradientCheck(gname, iname, max_abs, rel, rtol, atol, bool(rel <= rtol or max_abs <= atol), trial, note)
     if check.ok:
         return check, None
     return check, f"{check}\n    {_where(a, ref)}"
@@ -228,6 +275,7 @@ def assert_backward_matches(
     Returns one ``GradientCheck`` per gradient (the worst trial's); raises ``AssertionError``
     listing every gradient that does not match.
     """
+    rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
     shapes, wrt = _check_call(shapes, wrt, transform, upstream, n_trials)
     _check_signature("forward", forward, list(shapes), "")
     hint = "; if its ∂L/∂y argument has another name, pass upstream='that name'"
@@ -237,7 +285,7 @@ def assert_backward_matches(
     for trial in range(n_trials):
         rng = np.random.default_rng(seed + trial)
         inputs = _draw_inputs(shapes, transform or {}, rng)
-        residual_y, ref = _reference(positional_forward, pullback, inputs, rng)
+        residual_y, ref = _reference(positional_forward, pullback, inputs, rng, trial)
         for iname in dict.fromkeys(wrt.values()):
             if not np.all(np.isfinite(ref[iname])):
                 raise FcgradError(

@@ -170,3 +170,29 @@ def test_huge_logit_network_matches_jax():
     g = manual.gradients(params, p.x, p.t, activations=p.activations, loss=p.loss)
     assert np.isfinite(g.loss) and g.loss > 1.0  # large and finite, no overflow
     assert_all_ok(compare_gradients(p, params))
+
+
+def _soft_targets(p):
+    # columns of uniform(0, 1) numbers: they do not sum to 1 (here 0.3 to 2.7 per column)
+    t = np.random.default_rng(5).uniform(0, 1, size=p.t.shape)
+    assert np.all(np.abs(t.sum(axis=0) - 1) > 0.05)
+    return replace(p, t=t)
+
+
+def test_cross_entropy_with_soft_targets_not_summing_to_1_agrees_with_jax():
+    p = _soft_targets(random_problem((3, 4, 3), loss="cross-entropy", batch=6, steps=0))
+    assert_all_ok(compare_gradients(p))
+    assert_all_ok(compare_finite_differences(p))
+
+
+def test_cross_entropy_backward_that_assumes_targets_sum_to_1_fails_on_soft_targets(monkeypatch):
+    p = _soft_targets(random_problem((3, 4, 3), loss="cross-entropy", batch=6, steps=0))
+    real = LOSSES["cross-entropy"]
+
+    def softmax_minus_t(y, t):  # right only when every column of t sums to 1
+        e = np.exp(y - y.max(axis=0, keepdims=True))
+        return (e / e.sum(axis=0, keepdims=True) - t) / y.shape[1]
+
+    monkeypatch.setitem(LOSSES, "cross-entropy", replace(real, backward=softmax_minus_t))
+    rows = compare_gradients(p)
+    assert (1, "residual_y") in {(r.layer, r.quantity) for r in rows if not r.ok}

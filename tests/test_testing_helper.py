@@ -149,7 +149,7 @@ def test_wrt_chooses_names_and_which_inputs_are_checked():
 def test_transform_keeps_inputs_in_the_forward_domain():
     forward = lambda v: jnp.sqrt(v)
     backward = lambda residual_y, v: {"grad_v": residual_y / (2 * np.sqrt(v))}  # (3, 4) ⊙ (3, 4) -> (3, 4)
-    with pytest.raises(FcgradError, match=r"JAX's gradient for 'v' is not finite .* transform="):
+    with pytest.raises(FcgradError, match=r"forward: its output y is not finite .* transform="):
         assert_backward_matches(forward, backward, {"v": (3, 4)})
     assert_backward_matches(forward, backward, {"v": (3, 4)}, transform={"v": np.exp})
 
@@ -202,3 +202,51 @@ def test_backward_with_other_argument_names_is_refused_before_any_work():
     with pytest.raises(FcgradError, match=expected):
         assert_backward_matches(jax_forward("tanh"), backward, FC_SHAPES)
     assert_backward_matches(jax_forward("tanh"), backward, FC_SHAPES, upstream="dout")
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1e-6", None, True])
+def test_a_bad_tolerance_is_refused(name, bad):
+    with pytest.raises(FcgradError, match=name):
+        assert_backward_matches(jax_forward("tanh"), manual_backward("tanh"), FC_SHAPES, **{name: bad})
+
+
+def test_a_backward_that_ignores_residual_y_fails():
+    # right for an upstream gradient of all ones, wrong for the random, non-uniform one assert_backward_matches draws
+    def ignores(residual_y, x, w, b):
+        return manual_backward("sigmoid")(np.ones_like(residual_y), x, w, b)
+
+    with pytest.raises(AssertionError, match="residual_x.*MISMATCH"):
+        assert_backward_matches(jax_forward("sigmoid"), ignores, FC_SHAPES)
+
+
+def test_a_float32_backward_is_compared_at_the_float32_tolerance_and_says_so():
+    def float32_backward(residual_y, x, w, b):
+        return {k: v.astype(np.float32) for k, v in manual_backward("tanh")(residual_y, x, w, b)._asdict().items()}
+
+    checks = assert_backward_matches(jax_forward("tanh"), float32_backward, FC_SHAPES)
+    assert all(c.ok and c.rtol == 1e-4 and "float32" in c.note for c in checks)
+    assert "float32 tolerance" in str(checks[0])
+
+
+def test_a_wrong_float32_backward_still_fails():
+    def wrong(residual_y, x, w, b):
+        g = manual_backward("tanh")(residual_y, x, w, b)._asdict()
+        return {k: (2 * v if k == "grad_b" else v).astype(np.float32) for k, v in g.items()}
+
+    with pytest.raises(AssertionError, match="grad_b.*MISMATCH"):
+        assert_backward_matches(jax_forward("tanh"), wrong, FC_SHAPES)
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf])
+def test_a_forward_whose_output_is_not_finite_fails(bad):
+    forward = lambda x, w, b: jnp.where(x[:1] > 0, bad, 0.0) * 0 + w.T @ x + b * bad  # noqa: E731
+    with pytest.raises(FcgradError, match="forward: its output y is not finite"):
+        assert_backward_matches(forward, manual_backward("identity"), FC_SHAPES)
+
+
+def test_a_forward_written_in_numpy_gets_one_clear_error():
+    forward = lambda x, w, b: np.tanh(w.T @ x + b)  # noqa: E731  NumPy cannot take JAX's traced arrays
+    with pytest.raises(FcgradError, match="must be written with jax.numpy") as failure:
+        assert_backward_matches(forward, manual_backward("tanh"), FC_SHAPES)
+    assert "\n" not in str(failure.value)

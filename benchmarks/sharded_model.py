@@ -7,8 +7,8 @@ S devices, N samples, P parameters of b bytes:
     all_reduce  = 2·(S−1)/S · P·b / BW + 2·(S−1)·α      a ring: reduce-scatter then all-gather
     one device  = compute(N);   S devices = compute(⌈N/S⌉) + all_reduce (no overlap assumed)
 
-R and t0 are measured on an H100 (``results/gpu.json``, jit-fused, float32 with JAX's default TF32
-matmuls); BW and α are stated below, not measured here.
+R and t0 are measured on the GPU of the committed run (``results/gpu.json``, jit-fused, float32 with
+JAX's default TF32 matmuls); BW and α are stated below, not measured here.
 """
 
 import json

@@ -252,7 +252,9 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
     comparisons, findings = _gradient_comparisons(p, n, jax_runs)
 
     limit = tol.traj_abs_tol(p.dtype)
-    traj_rows, _, hist = compare_trajectories(p, keep_history=True)
+    # the global rule: the other sides are compared with the whole one-device JAX run it keeps
+    traj = compare_trajectories(p, keep_history=True, rule="global")
+    traj_rows, hist = traj.rows, traj.histories
     comparisons.append(Comparison("manual vs jax", "trajectory", traj_rows))
     base = {  # the one-device histories, keyed loss, w0, b0, ...
         name: {key[: -len(suffix)]: v for key, v in hist.items() if key.endswith(suffix)}

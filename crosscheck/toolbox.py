@@ -8,7 +8,7 @@ optimizer's moments are compared within crosscheck's trajectory tolerance (scale
 """
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,7 @@ import numpy as np
 
 from crosscheck import tolerances as tol
 from crosscheck.compare import Row, rel_row
-from crosscheck.run import _Accumulator as Accumulator
+from crosscheck.trajectory import RowAccumulator, step_scale
 from manual import batches, optimizers, spec_network, validate
 from manual.errors import DivergenceError, FcgradError
 from manual.losses import LOSSES
@@ -157,14 +157,12 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxRepo
     limit = tol.traj_abs_tol(p.dtype)
     dt = np.dtype(p.dtype)
     opt = p.optimizer
-    acc: dict[tuple[int, str], Accumulator] = {}
+    acc: dict[tuple[int, str], RowAccumulator] = {}
 
-    nonfinite: set[tuple[int, str]] = set()  # the accumulator's max() would pass over a NaN: fail those rows
-
-    def add(layer: int, quantity: str, a, r):
-        acc.setdefault((layer, quantity), Accumulator()).add(a, r)
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(r))):
-            nonfinite.add((layer, quantity))
+    def add(layer: int, quantity: str, a, r, *, steps_axis: bool = False):
+        """One step's arrays (or, with ``steps_axis``, every step's), each step judged on its own (NaN fails)."""
+        a, r = (np.asarray(a), np.asarray(r)) if steps_axis else (np.asarray(a)[None], np.asarray(r)[None])
+        acc.setdefault((layer, quantity), RowAccumulator()).add(a, r, limit * step_scale(r))
 
     pm, rm = p.params, init_running(p.spec, dt)
     sm = optimizers.init_state(opt, pm)
@@ -205,9 +203,9 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxRepo
                         for key in tree[i]:
                             add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
         final_r = jax.tree.map(np.asarray, (pr, rr))
-    add(-1, "loss", np.array(losses_m), np.array(losses_r))
-    rows = [acc.pop((-1, "loss")).row(-1, "loss", limit)] + [a.row(i, q, limit) for (i, q), a in acc.items()]
-    rows = [replace(r, ok=False) if (r.layer, r.quantity) in nonfinite else r for r in rows]
+    add(-1, "loss", np.array(losses_m), np.array(losses_r), steps_axis=True)
+    order = [(-1, "loss")] + [key for key in acc if key != (-1, "loss")]
+    rows = [acc[(i, q)].row(i, q, "global")[0] for i, q in order]
     return ToolboxReport(
         p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
         time.perf_counter() - start,

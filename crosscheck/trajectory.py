@@ -74,13 +74,13 @@ def _step_max(a, r) -> np.ndarray:
     return d.reshape(d.shape[0], -1).max(axis=1) if d.ndim > 1 else d
 
 
-def _step_scale(a) -> np.ndarray:
+def step_scale(a) -> np.ndarray:
     """max(1, max |a|) of each step: the scale absolute tolerances are multiplied by."""
     a = np.abs(np.asarray(a, np.float64))
     return np.maximum(1.0, a.reshape(a.shape[0], -1).max(axis=1) if a.ndim > 1 else a)
 
 
-class _RowAccumulator:
+class RowAccumulator:
     """Per-step max|Δ| and tolerance of one row, and Σ Δ², Σ r² over every step, chunk by chunk."""
 
     def __init__(self):
@@ -171,7 +171,7 @@ class _Judge:
 
     def __init__(self, p: Problem, rule: str, atol: float | None, keep_history: bool):
         self.p, self.rule, self.keep = p, rule, keep_history
-        self.acc = {name: _RowAccumulator() for name in row_names(len(p.params))}
+        self.acc = {name: RowAccumulator() for name in row_names(len(p.params))}
         self.kept: dict[str, list] = {"loss_manual": [], "loss_reference": []}
         for i, layer in enumerate(p.params):
             for k in ("w", "b"):
@@ -205,12 +205,12 @@ class _Judge:
             self._shadow(m_losses, m_new, r_losses, r_new, k)
         else:
             lim = self.limits
-            loss_tol = lim.loss * _step_scale(r_losses)
+            loss_tol = lim.loss * step_scale(r_losses)
             self.acc[(-1, "loss")].add(m_losses, r_losses, loss_tol)
             for i in range(n):
                 for key in ("w", "b"):
                     a, b = m_new[i][key], r_new[i][key]
-                    t = lim.param * _step_scale(b)
+                    t = lim.param * step_scale(b)
                     if self.rule == "local":  # plus a share of the step's own size, lr·max|grad|
                         # and what ReLU entries at the kink may change: lr · (bound on Δgrad) · KINK_SLACK
                         prev = m.params[i][key][:k]
@@ -237,7 +237,7 @@ class _Judge:
 
         def judge(name, a, b, ref):
             d_jax = _step_max(b, ref)
-            floor = lim.param * _step_scale(ref)
+            floor = lim.param * step_scale(ref)
             # manual's distance from float64 must stay within FACTOR × JAX32's (+ a floor), measured as
             # max|manual − JAX32| ≤ (FACTOR + 1)·d_jax + floor (triangle inequality, one row of numbers)
             self.acc[name].add(a, b, (lim.update + 1.0) * d_jax + floor)

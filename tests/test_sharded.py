@@ -286,13 +286,14 @@ def test_sharded_benchmark_refuses_more_devices_than_jax_has(capsys):
     assert "expected 64 devices, got 4" in capsys.readouterr().err
 
 
-def test_modelled_table_in_the_doc_is_the_one_the_model_prints():
+@pytest.mark.parametrize("doc", ["docs/data_parallel.md", "benchmarks/README.md"])
+def test_modelled_table_in_the_doc_is_the_one_the_model_prints(doc):
     from pathlib import Path
 
     from benchmarks import sharded_model
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "data_parallel.md").read_text(encoding="utf-8")
-    assert sharded_model.markdown() in doc
+    text = (Path(__file__).resolve().parents[1] / doc).read_text(encoding="utf-8")
+    assert sharded_model.markdown() in text
 
 
 def test_ring_all_reduce_model_sends_2_s_minus_1_over_s_of_the_gradients():

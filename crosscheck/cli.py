@@ -197,10 +197,10 @@ def finite_or_none(x):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from crosscheck import engine_api
+    from crosscheck import run
     from crosscheck import tolerances as tol
     from crosscheck.meta import run_meta
-    from crosscheck.report import as_json
+    from crosscheck.report import as_json, text
     from crosscheck.toolbox_cli import run_toolbox, wants_toolbox
 
     if args.devices is not None:
@@ -212,7 +212,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     save, json_path = output_paths(args)
     progress = prepare(command, args, p, save)
     try:
-        report = engine_api.check(
+        report = run.check(
             p, keep_history=save is not None or args.plot is not None, rtol=args.rtol, atol=args.atol, progress=progress
         )
     finally:
@@ -230,7 +230,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         from crosscheck.plots import plot_check
 
         write_plot(args.plot, plot_check, report)
-    emit_results(args, json_path, {"meta": meta, **as_json(report)}, engine_api.text(report, quiet=args.quiet))
+    emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
     return 0 if report.ok and report.diverged_at_step is None else 1
 
 

@@ -22,17 +22,11 @@ RULE_WORDS = {
     "shadow": "distance from a float64 JAX run, within a factor of JAX float32's own",
 }
 
-_ASCII = {
-    "Δ": "d", "‖": "||", "·": "*", "—": "-", "–": "-", "≤": "<=", "≥": ">=", "×": "x", "ε": "eps",
-    "∂": "d", "σ": "sigma", "ᵀ": "^T", "²": "^2", "…": "...", "→": "->", "≈": "~", "⊙": "*", "−": "-",
-}
-
-
 def ascii_fallback(text: str) -> str:
-    """The same report in ASCII: Δ -> d, ‖ -> ||, · -> *, — -> -, ≤ -> <=, ...; anything else left -> '?'."""
-    for u, a in _ASCII.items():
-        text = text.replace(u, a)
-    return text.encode("ascii", "replace").decode("ascii")
+    """The same report in ASCII (Δ -> d, ‖ -> ||, ≤ -> <=, ...), for a stream that cannot encode it."""
+    from crosscheck.terminal import transliterate
+
+    return transliterate(text)
 
 
 def describe(p) -> str:

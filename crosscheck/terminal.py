@@ -32,6 +32,7 @@ ASCII = {
     "⊙": "*",
     "→": "->",
     "…": "...",
+    "≈": "~",
 }
 
 
@@ -42,13 +43,7 @@ def transliterate(text: str) -> str:
 
 
 def to_ascii(text: str) -> str:
-    """The report module's ASCII rendering when it has one, else ``transliterate``."""
-    from crosscheck import report
-
-    for name in ("to_ascii", "ascii_fallback"):
-        func = getattr(report, name, None)
-        if func is not None:
-            return func(text)
+    """The ASCII rendering of a report (``transliterate``)."""
     return transliterate(text)
 
 

@@ -272,7 +272,7 @@ def compare_trajectories(
     rule's absolute tolerance (scaled by max(1, max|param|) per step). ``progress(done, total)``
     is called after each compared chunk. A run that diverges keeps the rows of the steps before.
     """
-    rule = tol.default_rule(p.dtype) if rule is None else rule
+    rule = tol.default_rule(p.dtype, p.activations) if rule is None else rule
     if rule not in RULES:
         raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
     judge = _Judge(p, rule, atol, keep_history)

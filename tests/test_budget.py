@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-import crosscheck.engine_api
+import crosscheck.run
 from crosscheck import budget
 from crosscheck.cli import main
 from crosscheck.problems import and_example, random_problem
@@ -47,7 +47,7 @@ def test_the_estimate_grows_with_steps_only_when_histories_are_kept():
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     # 784-256-256-10: 269,322 parameters; 100,000 steps of both histories in float64 are 431 GB, held twice
-    monkeypatch.setattr(crosscheck.engine_api, "check", _no_run)
+    monkeypatch.setattr(crosscheck.run, "check", _no_run)
     monkeypatch.setattr(budget, "available_memory", lambda: 64 * 10**9)
     args = ["check", "--sizes", "784-256-256-10", "--steps", "100000", "--save", str(tmp_path / "big.npz")]
     assert main(args) == 2
@@ -95,7 +95,7 @@ def test_running_out_of_memory_anyway_is_one_line_and_exit_2(capsys, monkeypatch
     def exhausted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(crosscheck.engine_api, "check", exhausted)
+    monkeypatch.setattr(crosscheck.run, "check", exhausted)
     assert main(["check", "--steps", "3"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-import crosscheck.engine_api
+import crosscheck.run
 import manual.network
 from benchmarks.cli import main as bench_main
 from benchmarks.cli import spec_arg
@@ -266,7 +266,7 @@ def test_the_cli_hands_progress_to_the_engine_only_when_shown(quiet, capsys, mon
         seen["progress"] = progress
         raise KeyboardInterrupt  # stop here: only the call matters
 
-    monkeypatch.setattr(crosscheck.engine_api, "check", record)
+    monkeypatch.setattr(crosscheck.run, "check", record)
     monkeypatch.setattr("sys.stderr", _Tty())
     assert main(["check", *(["-q"] if quiet else [])]) == 130
     assert (seen["progress"] is None) == quiet

@@ -63,7 +63,7 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
 # is printed as "Exception ignored" and the run goes on. The program must end anyway.
 CTRL_C_IN_GC_CALLBACK = """
 import gc, os, signal, sys
-import crosscheck.engine_api
+import crosscheck.run
 from crosscheck.cli import main
 
 def check_interrupted_in_gc(*args, **kwargs):
@@ -78,7 +78,7 @@ def check_interrupted_in_gc(*args, **kwargs):
     print("the run went on")
     sys.exit(0)
 
-crosscheck.engine_api.check = check_interrupted_in_gc
+crosscheck.run.check = check_interrupted_in_gc
 sys.argv = ["fcgrad", "check", "--steps", "3"]
 sys.exit(main())
 """

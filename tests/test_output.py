@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-import crosscheck.engine_api
+import crosscheck.run
 from crosscheck.cli import main
 from crosscheck.output import atomic_write, check_output_path, write_json, write_npz
 from manual.errors import FcgradError
@@ -117,7 +117,7 @@ def _no_run(*args, **kwargs):
 def test_the_cli_refuses_a_bad_output_path_before_any_work(
     tmp_path, capsys, monkeypatch, command, option, path, needle
 ):
-    monkeypatch.setattr(crosscheck.engine_api, "check", _no_run)
+    monkeypatch.setattr(crosscheck.run, "check", _no_run)
     monkeypatch.setattr("crosscheck.audit_cli.audit", _no_run)
     assert main([command, option, path.format(tmp=tmp_path)]) == 2
     out, err = capsys.readouterr()

@@ -231,6 +231,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         write_plot(args.plot, plot_check, report)
     emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
+    if args.verbose and report.timings is not None:
+        from crosscheck import terminal
+
+        terminal.say(report.timings.text())
     return 0 if report.ok and report.diverged_at_step is None else 1
 
 
@@ -271,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_problem_options(c)
     add_output_options(c, "write the data, initial params, both trajectories and a meta entry (atomically)")
+    c.add_argument(
+        "-v", "--verbose", action="store_true", help="print where the time went (phases, JAX compiling) on stderr"
+    )
     c.add_argument("--rtol", type=positive_float, help="gradient relative tolerance (default: by dtype)")
     c.add_argument("--atol", type=positive_float, help="trajectory absolute tolerance (default: by dtype)")
     c.add_argument(

@@ -15,6 +15,7 @@ import reference
 from crosscheck import tolerances as tol
 from crosscheck.compare import Row, rel_row
 from crosscheck.problems import Problem
+from crosscheck.timing import Timings
 from crosscheck.trajectory import Divergence, compare_trajectories
 from manual.errors import FcgradError
 from manual.finite_diff import FD_STEP
@@ -35,6 +36,7 @@ class CheckReport:
     rule: str = "global"  # how the trajectory was judged (crosscheck.trajectory)
     divergence: Divergence | None = None  # where a side's loss stopped being finite, if it did
     steps_compared: int = 0  # steps of the trajectory compared (fewer than steps after a divergence)
+    timings: Timings | None = field(default=None, repr=False)  # where the check's time went
 
     @property
     def diverged_at_step(self) -> int | None:
@@ -122,10 +124,14 @@ def check(
     diverging at the same step is agreement up to that step (the report says so; ok is not lost).
     """
     rtol, atol = _tolerance("rtol", rtol), _tolerance("atol", atol)
-    grads = compare_gradients(p, rtol=rtol)
-    fd = compare_finite_differences(p) if finite_differences else []
-    traj = compare_trajectories(p, keep_history=keep_history, atol=atol, progress=progress)
-    with np.errstate(over="ignore", invalid="ignore"):  # after a divergence the final loss is not finite
+    timings = Timings()
+    with timings.compiling():
+        with timings.phase("gradients"):
+            grads = compare_gradients(p, rtol=rtol)
+        with timings.phase("finite_differences"):
+            fd = compare_finite_differences(p) if finite_differences else []
+        traj = compare_trajectories(p, keep_history=keep_history, atol=atol, progress=progress, timings=timings)
+    with timings.phase("final"), np.errstate(over="ignore", invalid="ignore"):  # a diverged run: not finite
         try:
             g = manual.gradients(traj.final, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
             final_loss, y_final = g.loss, g.y
@@ -136,7 +142,7 @@ def check(
     return CheckReport(
         p, grads, fd, traj.rows if p.steps else [], p.steps, final_loss, y_final, traj.histories,
         rtol=tol.grad_rel_tol(p.dtype) if rtol is None else rtol, atol=limits.param, rule=rule,
-        divergence=traj.divergence, steps_compared=traj.steps_compared,
+        divergence=traj.divergence, steps_compared=traj.steps_compared, timings=timings,
     )
 
 

@@ -27,6 +27,7 @@ from crosscheck import tolerances as tol
 from crosscheck.compare import Row
 from crosscheck.one_step import jax_steps_from
 from crosscheck.problems import Problem
+from crosscheck.timing import Timings
 from manual.errors import DivergenceError
 
 RULES = ("global", "local", "shadow")
@@ -169,8 +170,8 @@ def _merge_divergence(manual_at: int | None, jax_at: int | None) -> tuple[int | 
 class _Judge:
     """Compares one chunk under one rule, keeping every row's per-step numbers."""
 
-    def __init__(self, p: Problem, rule: str, atol: float | None, keep_history: bool):
-        self.p, self.rule, self.keep = p, rule, keep_history
+    def __init__(self, p: Problem, rule: str, atol: float | None, keep_history: bool, timings: Timings):
+        self.p, self.rule, self.keep, self.timings = p, rule, keep_history, timings
         self.acc = {name: RowAccumulator() for name in row_names(len(p.params))}
         self.kept: dict[str, list] = {"loss_manual": [], "loss_reference": []}
         for i, layer in enumerate(p.params):
@@ -187,13 +188,14 @@ class _Judge:
         """
         p, n = self.p, len(self.p.params)
         common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable)
-        if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
-            fed = min(steps, len(m.losses) + 1)
-            one = jax_steps_from(p, [{k: v[:fed] for k, v in layer.items()} for layer in m.params])
-            r_losses, r_new, kink = one.losses, one.new, one.kink
-        else:
-            r = reference.train(self.free["jax"], p.x, p.t, steps=steps, dtype=p.dtype, **common)
-            r_losses, r_new = r["losses"], [{k: v[1:] for k, v in layer.items()} for layer in r["params"]]
+        with self.timings.phase("jax_run"):
+            if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
+                fed = min(steps, len(m.losses) + 1)
+                one = jax_steps_from(p, [{k: v[:fed] for k, v in layer.items()} for layer in m.params])
+                r_losses, r_new, kink = one.losses, one.new, one.kink
+            else:
+                r = reference.train(self.free["jax"], p.x, p.t, steps=steps, dtype=p.dtype, **common)
+                r_losses, r_new = r["losses"], [{k: v[1:] for k, v in layer.items()} for layer in r["params"]]
         jax_at = _first_nonfinite(r_losses)
         stop, side = _merge_divergence(manual_at, jax_at)
         k = steps if stop is None else stop  # steps judged in this chunk
@@ -264,24 +266,37 @@ def _as64(params):
 
 
 def compare_trajectories(
-    p: Problem, *, keep_history: bool = False, atol: float | None = None, rule: str | None = None, progress=None
+    p: Problem,
+    *,
+    keep_history: bool = False,
+    atol: float | None = None,
+    rule: str | None = None,
+    progress=None,
+    timings: Timings | None = None,
 ) -> TrajectoryComparison:
     """Train manual ``p.steps`` steps and judge every step against JAX under ``rule``.
 
     ``rule``: None picks ``global`` for float64 and ``local`` for float32. ``atol`` overrides the
     rule's absolute tolerance (scaled by max(1, max|param|) per step). ``progress(done, total)``
     is called after each compared chunk. A run that diverges keeps the rows of the steps before.
+    ``timings`` (a ``crosscheck.timing.Timings``), when given, gets the manual run, the JAX run and the
+    comparisons apart.
     """
     rule = tol.default_rule(p.dtype, p.activations) if rule is None else rule
     if rule not in RULES:
         raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
-    judge = _Judge(p, rule, atol, keep_history)
+    timings = Timings() if timings is None else timings
+    judge = _Judge(p, rule, atol, keep_history, timings)
     pm, done, divergence = p.params, 0, None
     chunk = chunk_steps(p) if p.steps else 1
     while done < p.steps:
         steps = min(chunk, p.steps - done)
-        m, manual_at = _train_manual(p, pm, steps)
-        stop, side = judge.chunk(m, steps, manual_at)
+        with timings.phase("manual_run"):
+            m, manual_at = _train_manual(p, pm, steps)
+        jax_before = timings.seconds["jax_run"]
+        with timings.phase("comparisons"):  # less the JAX run inside, taken off below
+            stop, side = judge.chunk(m, steps, manual_at)
+        timings.seconds["comparisons"] -= timings.seconds["jax_run"] - jax_before
         if stop is not None:
             divergence = Divergence(side, done + stop)
             done += stop

@@ -98,3 +98,27 @@ def test_check_spec_takes_the_toolbox_path(capsys):
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and out["trajectory"]["steps"] > 1
+
+
+def test_verbose_says_where_the_time_went_on_stderr(capsys):
+    assert main(["check", "--steps", STEPS, "-q", "-v"]) == 0
+    captured = capsys.readouterr()
+    assert "time:" not in captured.out  # stdout keeps the report alone
+    for words in ("gradients at the initial parameters", "trajectory: manual training", "trajectory: JAX",
+                  "trajectory: the comparisons", "of which JAX compiling"):  # fmt: skip
+        assert words in captured.err
+
+
+def test_the_phases_add_up_to_the_checks_own_time():
+    import time
+
+    from crosscheck.run import check
+
+    start = time.perf_counter()
+    report = check(and_example().with_options(steps=200))
+    elapsed = time.perf_counter() - start
+    phases = report.timings.as_dict()
+    assert set(phases) >= {"gradients", "manual_run", "jax_run", "comparisons", "jax_compile"}
+    assert all(v >= 0 for v in phases.values())
+    spent = sum(v for k, v in phases.items() if k != "jax_compile")
+    assert spent <= elapsed and phases["jax_compile"] <= elapsed

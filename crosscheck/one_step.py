@@ -4,7 +4,9 @@ The float32 ``local`` rule feeds manual's own parameters at steps k..k+K−1 her
 manual's step k+1 with JAX's one step from manual's step k.
 
 A ReLU is not differentiable at 0: where ``|z|`` is within the rounding of ``wᵀx + b``, the two
-sides may take different sides of the kink and differ by that sample's whole contribution. The
+sides may take different sides of the kink and differ by that sample's whole contribution. A loss
+with a kink (hinge, mean absolute error) does the same at the output: an entry of ``y`` within
+rounding of its kink may flip its ``residual_y`` by up to ``LOSS_KINK_JUMP / N``. The
 ``kink`` bound is an upper bound, per layer, of ``max |Δgrad_w|`` and ``max |Δgrad_b|`` that such
 flips can cause: the flipped contributions ``|x|·|∂L/∂a|`` of the ambiguous entries, carried
 down through ``|w|`` and ``|σ'|`` to the layers below.
@@ -16,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manual.losses import LOSSES as MANUAL_LOSSES  # each loss's kink_distance, array-API: it runs under jit
 from reference.model import ACTIVATIONS, loss
 from reference.precision import as_jax, x64_for
 from reference.train import sgd_step, static_trainable
@@ -24,6 +27,10 @@ from reference.train import sgd_step, static_trainable
 # rounding of a K-term dot product is at most about K·u relative to Σ|terms|, and each layer below adds
 # its own. 4 makes the region generous (it is a few ulps wide either way; measured flips sit inside 1).
 KINK_ROUNDING_ULPS = 4.0
+# The most one output entry's ∂L/∂y can jump by when it crosses the loss's kink, times N: mean absolute
+# error's sign(y − t) goes from −1 to +1 (2); hinge moves a wrong class by 1 and its true class by up to
+# one per wrong class, so out − 1 (taken as the number of outputs, which also covers 2 when out = 2).
+LOSS_KINK_JUMP = {"mae": lambda out: 2.0, "hinge": lambda out: float(max(out, 2))}
 
 
 def _one(params, x, t, lr, activations, loss_name, trainable):
@@ -33,7 +40,7 @@ def _one(params, x, t, lr, activations, loss_name, trainable):
 
 def _kink_bound(params, x, t, activations, loss_name):
     """Per layer {"w": scalar, "b": scalar}: max change of grad_w, grad_b if kink entries flip."""
-    if "relu" not in activations:  # no kink anywhere: nothing can flip
+    if "relu" not in activations and loss_name not in LOSS_KINK_JUMP:  # no kink anywhere: nothing can flip
         return [{"w": jnp.zeros((), x.dtype), "b": jnp.zeros((), x.dtype)} for _ in params]
     u = jnp.finfo(x.dtype).eps / 2
     xs, zs, radii = [], [], []
@@ -56,6 +63,12 @@ def _kink_bound(params, x, t, activations, loss_name):
     # bound on |Δ ∂L/∂a| arriving from above; 0·(a real array), not a constant: XLA on CPU was seen to
     # return uninitialised memory for a batched product with a constant zero operand
     carried = 0.0 * jnp.abs(outs[-1])
+    if loss_name in LOSS_KINK_JUMP:  # output entries within rounding of the loss's kink
+        # a kink distance combines up to two entries of a column (hinge: y_j − y_class + 1): each carries the
+        # last layer's z rounding and its activation's, and the distance its own few roundings
+        y_radius = jnp.max(radii[-1] + KINK_ROUNDING_ULPS * u * jnp.abs(a), axis=0, keepdims=True)  # (1, N)
+        near = MANUAL_LOSSES[loss_name].kink_distance(a, t) <= 2 * y_radius + KINK_ROUNDING_ULPS * u
+        carried = carried + jnp.where(near, LOSS_KINK_JUMP[loss_name](a.shape[0]) / a.shape[1], 0.0)
     for i in reversed(range(len(params))):
         act, z = activations[i], zs[i]
         slope = jnp.abs(jax.vjp(ACTIVATIONS[act], z)[1](jnp.ones_like(z))[0])  # |σ'(z)|

@@ -12,6 +12,8 @@ from manual import validate
 from manual.errors import FcgradError
 from manual.network import init_params
 
+CLASS_LOSSES = ("cross-entropy", "hinge")  # targets are one-hot classes
+LINEAR_OUTPUT_LOSSES = ("cross-entropy", "hinge", "bce-logits")  # they take logits or scores, not sigmoids
 EXAMPLES = ("and", "xor", "mazur")
 BLOG_STEPS = 10_000  # the blog trains for 10,000 full-batch iterations
 RANDOM_STEPS = 1_000  # default for custom sizes, where a step can cost far more
@@ -110,8 +112,8 @@ def mazur_example() -> Problem:
 
 
 def default_activations(n_layers: int, loss: str) -> tuple[str, ...]:
-    """Sigmoid everywhere (as in the blog); with cross-entropy the output layer is linear (logits)."""
-    if loss == "cross-entropy":
+    """Sigmoid everywhere (as in the blog); with a loss of logits or scores the output layer is linear."""
+    if loss in LINEAR_OUTPUT_LOSSES:
         return ("sigmoid",) * (n_layers - 1) + ("identity",)
     return ("sigmoid",) * n_layers
 
@@ -128,7 +130,7 @@ def random_problem(
 ) -> Problem:
     """Random data ``X ~ N(0, 1)`` and parameters for any sizes.
 
-    Targets: uniform in (0, 1) for the square loss; one-hot classes for cross-entropy.
+    Targets: one-hot classes for cross-entropy and the hinge loss; uniform in (0, 1) for the others.
     """
     sizes = tuple(validate.check_sizes(sizes))
     loss = validate.check_loss(loss)
@@ -139,7 +141,7 @@ def random_problem(
         raise FcgradError(f"batch: expected a positive number of samples, got {batch!r}")
     rng = np.random.default_rng(validate.check_seed(seed))
     x = rng.standard_normal((sizes[0], batch))
-    if loss == "cross-entropy":
+    if loss in CLASS_LOSSES:
         t = np.eye(sizes[-1])[:, rng.integers(0, sizes[-1], size=batch)]  # one-hot columns
     else:
         t = rng.uniform(0, 1, size=(sizes[-1], batch))

@@ -137,7 +137,7 @@ def check(
             final_loss, y_final = g.loss, g.y
         except FcgradError:  # parameters no longer finite: there is no final output to show
             final_loss, y_final = float("nan"), np.full(p.t.shape, np.nan)
-    rule = traj.rows[0].rule if traj.rows else tol.default_rule(p.dtype, p.activations)
+    rule = traj.rows[0].rule if traj.rows else tol.default_rule(p.dtype, p.activations, p.loss)
     limits = tol.trajectory_limits(rule, p.dtype, atol)
     return CheckReport(
         p, grads, fd, traj.rows if p.steps else [], p.steps, final_loss, y_final, traj.histories,

@@ -88,6 +88,7 @@ LOCAL_LOSS_TOL_F64 = 1e-13
 LOCAL_PARAM_TOL_F64 = 1e-14
 LOCAL_UPDATE_TOL_F64 = 1e-9
 KINK_ACTIVATIONS = ("relu",)  # activations whose derivative jumps: rounding can flip an entry across
+KINK_LOSSES = ("hinge", "mae")  # losses whose ∂L/∂y jumps (crosscheck.one_step bounds both kinds)
 # float32 shadow rule (measured, not the default): max|manual32 − JAX32| ≤ (SHADOW_FACTOR + 1)·max|JAX32 −
 # JAX64| + floor. The two float32 runs drift apart chaotically through kinks and near the edge of stability
 # while each stays close to float64 by chance only: with a factor of 10 it raised false alarms on correct
@@ -111,8 +112,9 @@ def trajectory_limits(rule: str, dtype, atol: float | None = None) -> Trajectory
         limits = limits._replace(loss=atol, param=atol)
     return limits
 
-def default_rule(dtype, activations=()) -> str:
-    """float64 without a kink: the global rule, tight at every step; float32, or a net with a ReLU: the local
-    one-step rule, where rounding cannot build up through the kinks into a false verdict."""
-    kinked = any(a in KINK_ACTIVATIONS for a in activations)
+def default_rule(dtype, activations=(), loss: str | None = None) -> str:
+    """float64 without a kink: the global rule, tight at every step. float32, or a kink (a ReLU, the hinge
+    or absolute loss): the local one-step rule, where rounding cannot build up through kinks into a false verdict.
+    """
+    kinked = any(a in KINK_ACTIVATIONS for a in activations) or loss in KINK_LOSSES
     return "global" if np.dtype(dtype) == np.float64 and not kinked else "local"

@@ -282,7 +282,7 @@ def compare_trajectories(
     ``timings`` (a ``crosscheck.timing.Timings``), when given, gets the manual run, the JAX run and the
     comparisons apart.
     """
-    rule = tol.default_rule(p.dtype, p.activations) if rule is None else rule
+    rule = tol.default_rule(p.dtype, p.activations, p.loss) if rule is None else rule
     if rule not in RULES:
         raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
     timings = Timings() if timings is None else timings

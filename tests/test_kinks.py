@@ -1,7 +1,9 @@
-"""float64 networks with a ReLU are judged step by step (the local rule): rounding that flips an entry
-across the kink cannot build up into a false verdict over 10,000 steps, while a wrong term still fails
-from the first step. Networks without a kink keep the tighter global rule."""
+"""Networks with a kink (a ReLU, the hinge or the absolute loss) are judged step by step, the local rule,
+in float64 as in float32: rounding that flips an entry across a kink cannot build up into a false verdict
+over 10,000 steps, while a wrong term still fails from the first step. Networks without a kink keep the
+tighter global rule in float64."""
 
+import numpy as np
 import pytest
 from conftest import assert_all_ok, failing
 from test_broken_derivations import (
@@ -75,3 +77,28 @@ def test_float64_local_bound_is_pinned(offset, passes, monkeypatch):
     assert all(r.ok for r in rows) is passes
     if not passes:
         assert {r.first_bad_step for r in rows if not r.ok} == {10}
+
+
+# mae float32 seed 2 fails within its 10,000 steps without the loss-kink bound of crosscheck.one_step
+@pytest.mark.parametrize(
+    "loss, dtype, lr", [("mae", "float64", 0.5), ("mae", "float32", 0.1), ("hinge", "float32", 0.5)]
+)
+def test_a_loss_with_a_kink_has_no_false_alarm_over_10000_steps(loss, dtype, lr):
+    # mean absolute error drives outputs onto its kink y = t; under the global rule this run failed at step 46
+    p = random_problem((8, 32, 32, 4), activations="tanh", loss=loss, batch=32, seed=2, lr=lr)
+    report = check(p.with_options(steps=10_000, dtype=dtype), finite_differences=False)
+    assert report.rule == "local"
+    assert_all_ok(report.trajectory)
+
+
+def test_a_broken_absolute_loss_backward_fails_from_the_first_step(monkeypatch):
+    from manual.losses import LOSSES, mae_forward
+
+    def mae_backward_without_1_over_n(y, t):
+        return np.sign(y - t)  # (out, N): the 1/N of the forward dropped
+
+    p = random_problem((4, 4, 3), activations="tanh", loss="mae", batch=8, seed=1).with_options(steps=20)
+    broken = Loss("mae", mae_forward, mae_backward_without_1_over_n, LOSSES["mae"].kink_distance)
+    monkeypatch.setitem(LOSSES, "mae", broken)
+    rows = compare_trajectories(p).rows
+    assert failing(rows) and min(r.first_bad_step for r in rows if not r.ok) == 0

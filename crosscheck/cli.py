@@ -222,6 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "gradient_rel": report.rtol,
         "trajectory_abs": report.atol,
         "finite_difference_rel": tol.FD_REL_TOL,
+        "trajectory_rule": report.rule,
     }
     meta = run_meta(command, p, final_loss=finite_or_none(report.final_loss), tolerances=tolerances)
     if save is not None:

@@ -100,7 +100,7 @@ def text(report: CheckReport, quiet: bool = False) -> str:
         lines = [_verdict(report)]
         if bad:
             lines.append(table("failing rows:", bad))
-        return "\n".join(lines + _warnings(report))
+        return "\n".join(lines + _named(report) + _warnings(report))
     p = report.problem
     parts = [
         f"fcgrad check — {describe(p)}",
@@ -128,8 +128,18 @@ def text(report: CheckReport, quiet: bool = False) -> str:
     parts += ["", f"final loss {report.final_loss:.10g}", "", _arr("X", p.x), _arr("t", p.t), _arr(y_name, y)]
     if p.loss == "cross-entropy":
         parts.append("(softmax(y): the output's softmax probabilities, each column sums to 1)")
-    parts += ["", *_warnings(report), _verdict(report)]
+    parts += ["", *_named(report), *_warnings(report), _verdict(report)]
     return "\n".join(parts)
+
+
+def _named(report: CheckReport) -> list[str]:
+    """One line per failing gradient row the catalogue of classic mistakes recognises."""
+    return [
+        f"layer {layer} {quantity}: {d}"  # gradient rows: a real layer
+        for (layer, quantity), found in report.diagnoses.items()
+        for d in found[:1]
+    ]
+
 
 
 def _softmax(y) -> np.ndarray:
@@ -153,6 +163,11 @@ def as_json(report: CheckReport) -> dict:
     d = report.divergence
     return {
         "ok": report.ok,
+        "diagnoses": [
+            {"layer": layer, "quantity": quantity, "name": d.name, "message": d.message}
+            for (layer, quantity), found in report.diagnoses.items()
+            for d in found
+        ],
         "problem": p.summary(),
         "tolerances": {"rtol": report.rtol, "atol": report.atol, "trajectory_rule": report.rule},
         "gradients": [r.as_dict() for r in report.gradients],

@@ -37,6 +37,7 @@ class CheckReport:
     divergence: Divergence | None = None  # where a side's loss stopped being finite, if it did
     steps_compared: int = 0  # steps of the trajectory compared (fewer than steps after a divergence)
     timings: Timings | None = field(default=None, repr=False)  # where the check's time went
+    diagnoses: dict = field(default_factory=dict)  # (layer, quantity) of a failing gradient row -> catalogue names
 
     @property
     def diverged_at_step(self) -> int | None:
@@ -137,13 +138,23 @@ def check(
             final_loss, y_final = g.loss, g.y
         except FcgradError:  # parameters no longer finite: there is no final output to show
             final_loss, y_final = float("nan"), np.full(p.t.shape, np.nan)
+    diagnoses = _diagnoses(p, grads)
     rule = traj.rows[0].rule if traj.rows else tol.default_rule(p.dtype, p.activations, p.loss)
     limits = tol.trajectory_limits(rule, p.dtype, atol)
     return CheckReport(
         p, grads, fd, traj.rows if p.steps else [], p.steps, final_loss, y_final, traj.histories,
         rtol=tol.grad_rel_tol(p.dtype) if rtol is None else rtol, atol=limits.param, rule=rule,
-        divergence=traj.divergence, steps_compared=traj.steps_compared, timings=timings,
+        divergence=traj.divergence, steps_compared=traj.steps_compared, timings=timings, diagnoses=diagnoses,
     )
+
+
+def _diagnoses(p: Problem, grads: list[Row]) -> dict:
+    """The catalogue of classic mistakes, held against the failing gradient rows only (none: nothing to name)."""
+    if all(r.ok for r in grads):
+        return {}
+    from crosscheck.diagnosis_network import diagnose_rows
+
+    return diagnose_rows(p, grads)
 
 
 def save_npz(path: str, p: Problem, histories: dict[str, np.ndarray]) -> None:

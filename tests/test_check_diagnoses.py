@@ -1,0 +1,33 @@
+"""``fcgrad check`` names the classic mistake behind a failing gradient row, and names nothing on correct code."""
+
+import pytest
+from test_broken_derivations import PROBLEMS, VARIANTS, _apply
+
+from crosscheck.report import as_json, text
+from crosscheck.run import check
+
+# variant -> the catalogue entry its first failing row must carry
+NAMED = {
+    "grad_b-summed-over-all-axes": ((0, "grad_b"), "bias_summed_over_all_axes"),
+    "grad_w-missing-transpose": ((0, "grad_w"), "transposed"),
+    "loss-drops-1/N": ((2, "residual_y"), "missing_1_over_n"),
+    "sigmoid-derivative-y": ((2, "residual_z"), "sigmoid_prime_as_y"),
+}
+
+
+@pytest.mark.parametrize("variant", list(NAMED))
+def test_a_failing_row_of_check_is_named_by_the_catalogue(variant, monkeypatch):
+    problem, patch, _ = VARIANTS[variant]
+    _apply(monkeypatch, patch)
+    report = check(PROBLEMS[problem].with_options(steps=2), finite_differences=False)
+    where, name = NAMED[variant]
+    assert name in [d.name for d in report.diagnoses[where]]
+    assert f"layer {where[0]} {where[1]}: looks like" in text(report, quiet=True)
+    named = {(d["layer"], d["quantity"]): d["name"] for d in as_json(report)["diagnoses"]}
+    assert named[where] == report.diagnoses[where][0].name
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_correct_code_gets_no_diagnosis(problem):
+    report = check(PROBLEMS[problem].with_options(steps=2), finite_differences=False)
+    assert report.ok and report.diagnoses == {} and as_json(report)["diagnoses"] == []

@@ -227,7 +227,19 @@ def _where(a, r) -> str:
     return f"largest difference at index {idx}: manual {float(a[idx]):.10g}, JAX {float(r[idx]):.10g}"
 
 
-def _compare_one(gname, iname, manual_out, ref, shape, rtol, atol, trial) -> tuple[GradientCheck | None, str | None]:
+def _named(gname: str, a, ref, inputs: Mapping, residual_y) -> str:
+    """The catalogue of classic mistakes on one failing gradient: a line naming the match, or nothing."""
+    from crosscheck.diagnosis import Context, diagnose
+
+    n = residual_y.shape[1] if residual_y.ndim == 2 else None
+    context = Context(quantity=gname, n=n, x=inputs.get("x"), w=inputs.get("w"), upstream=residual_y)
+    found = diagnose(a, ref, context)
+    return f"\n    {found[0]}" if found else ""
+
+
+def _compare_one(
+    gname, iname, manual_out, ref, shape, rtol, atol, trial, inputs=None, residual_y=None
+) -> tuple[GradientCheck | None, str | None]:
     """The check of one gradient in one trial, or a failure message when it cannot be compared."""
     if gname not in manual_out:
         return None, (
@@ -249,7 +261,8 @@ def _compare_one(gname, iname, manual_out, ref, shape, rtol, atol, trial) -> tup
     check = GradientCheck(gname, iname, max_abs, rel, rtol, atol, bool(rel <= rtol or max_abs <= atol), trial, note)
     if check.ok:
         return check, None
-    return check, f"{check}\n    {_where(a, ref)}"
+    named = "" if inputs is None else _named(gname, a, ref, inputs, residual_y)
+    return check, f"{check}\n    {_where(a, ref)}{named}"
 
 
 def assert_backward_matches(
@@ -296,7 +309,9 @@ def assert_backward_matches(
         manual_out = _as_mapping(backward(**{upstream: residual_y.copy()}, **copies))
         failures = []
         for gname, iname in wrt.items():
-            check, message = _compare_one(gname, iname, manual_out, ref[iname], shapes[iname], rtol, atol, trial)
+            check, message = _compare_one(
+                gname, iname, manual_out, ref[iname], shapes[iname], rtol, atol, trial, inputs, residual_y
+            )
             if message is not None:
                 failures.append(message)
             if check is not None and (gname not in worst or not check.rel_err <= worst[gname].rel_err):

@@ -31,3 +31,22 @@ def test_a_failing_row_of_check_is_named_by_the_catalogue(variant, monkeypatch):
 def test_correct_code_gets_no_diagnosis(problem):
     report = check(PROBLEMS[problem].with_options(steps=2), finite_differences=False)
     assert report.ok and report.diagnoses == {} and as_json(report)["diagnoses"] == []
+
+
+def test_the_layer_helper_names_the_mistake_in_its_message():
+    import jax
+    import numpy as np
+
+    from crosscheck.testing import assert_backward_matches
+
+    def forward(x, w, b):
+        return jax.nn.sigmoid(w.T @ x + b)
+
+    def backward(residual_y, x, w, b):
+        y = 1 / (1 + np.exp(-(w.T @ x + b)))  # (out, N)
+        residual_z = residual_y * y * (1 - y)  # (out, N)
+        grad_b = np.full((w.shape[1], 1), np.sum(residual_z))  # the blog's code: one sum over everything
+        return {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T, "grad_b": grad_b}
+
+    with pytest.raises(AssertionError, match="looks like a bias gradient summed over all axes"):
+        assert_backward_matches(forward, backward, {"x": (3, 5), "w": (3, 4), "b": (4, 1)})

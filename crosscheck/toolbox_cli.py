@@ -69,7 +69,11 @@ def text(report: ToolboxReport, gradient_rows) -> str:
         "",
         table("gradients at the initial parameters, manual vs JAX (rel = ‖Δ‖/‖JAX‖)", gradient_rows),
         "",
-        table(f"every one of {report.steps} steps, manual vs JAX+optax (tol scaled by max(1, max|JAX|))", report.rows),
+        table(
+            f"every one of {report.steps} steps, manual vs JAX+optax, each step from manual's own parameters, "
+            "running averages and optimizer state (rule local; tol scaled by max(1, max|JAX|))",
+            report.rows,
+        ),
         "",
         f"final loss: manual {report.losses_manual[-1]:.10g}, JAX {report.losses_reference[-1]:.10g}; "
         f"time {report.seconds:.1f} s",

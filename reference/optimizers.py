@@ -4,6 +4,8 @@
 Python floats or traced JAX scalars, so one compiled step serves every value of them.
 """
 
+import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
@@ -45,3 +47,16 @@ def state_moments(name: str, opt_state) -> dict:
     if name in ("adam", "adamw"):
         return {"count": first.count, "mu": first.mu, "nu": first.nu}
     return {}
+
+
+def with_moments(name: str, opt_state, moments: dict):
+    """optax's state with the moments of ``state_moments``'s names replaced (arrays of the state's own dtypes).
+
+    The inverse of ``state_moments``: it lets one optax step start from another implementation's state.
+    """
+    if not moments:
+        return opt_state
+    first = opt_state[0]
+    fields = {k: jax.tree.map(lambda old, new: jnp.asarray(new, jnp.asarray(old).dtype), getattr(first, k), v)
+              for k, v in moments.items()}  # fmt: skip
+    return (first._replace(**fields), *opt_state[1:])

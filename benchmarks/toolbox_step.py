@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import flops, machine, variants
-from benchmarks.suite import add_ratios, measure_in_phases
+from benchmarks.suite import _row, add_ratios, measure_in_phases
 from benchmarks.timing import FULL, QUICK, Budget
 from crosscheck.cli_args import OneLineParser
 from crosscheck.toolbox import ToolboxProblem, make_problem
@@ -64,6 +64,10 @@ class Case:
     @property
     def batch(self) -> int:
         return int(self.problem.x.shape[1])
+
+    @property
+    def label(self) -> str:  # the sizes as the suite's rows name them
+        return "-".join(map(str, self.sizes))
 
 
 def make_case(spec: str, batch: int, dtype: str) -> Case:
@@ -191,28 +195,6 @@ METHOD = {
 }
 
 
-def _row(case: Case, v: variants.Variant, t) -> dict:
-    work = flops.step_flops(case.sizes, case.batch, v.products)
-    return {
-        "variant": v.name,
-        "backend": v.backend,
-        "sizes": "-".join(map(str, case.sizes)),
-        "batch": case.batch,
-        "dtype": case.dtype,
-        "device": v.device,
-        "precision": v.precision,
-        "step_s_median": t.median,
-        "step_s_iqr": t.iqr,
-        "step_s_q1": t.q1,
-        "step_s_q3": t.q3,
-        "repeats": t.repeats,
-        "calls_per_block": t.calls_per_block,
-        "compile_s": v.compile_s,
-        "products": flops.gemm_count(case.sizes, v.products),
-        "gflops": work / t.median / 1e9,
-    }
-
-
 def summarize(rows: list[dict]) -> list[dict]:
     """Per dtype: the medians and IQRs of manual and jit-step, their floor ratios and manual / jit-step."""
     out = []
@@ -246,7 +228,7 @@ def run(spec: str, batch: int, dtypes, budget: Budget, progress=lambda line: Non
             vs = build(case, device)
             timings = measure_in_phases(vs, budget, progress)
         for v, t in zip(vs, timings):
-            rows.append(_row(case, v, t))
+            rows.append(_row(case, v, t))  # the suite's row: a case has its sizes, batch, dtype and label
             progress(f"    {v.name:<9} {v.backend:<5} {t.median:.4g} s/step (IQR {t.iqr:.2g}, {t.repeats} blocks)")
     add_ratios(rows)
     for r in rows:  # the suite's ratios that have no baseline here

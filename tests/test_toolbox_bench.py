@@ -24,8 +24,8 @@ SUMMARY_KEYS = {
 }  # fmt: skip
 ROW_KEYS = {
     "variant", "backend", "sizes", "batch", "dtype", "device", "precision", "step_s_median", "step_s_iqr",
-    "step_s_q1", "step_s_q3", "repeats", "calls_per_block", "compile_s", "products", "gflops", "floor_ratio",
-    "speedup_vs_manual",
+    "step_s_q1", "step_s_q3", "repeats", "calls_per_block", "steps_per_call", "compile_s", "products", "step_gflop",
+    "gflops", "floor_ratio", "speedup_vs_manual",
 }  # fmt: skip
 
 

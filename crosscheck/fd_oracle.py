@@ -21,7 +21,7 @@ import numpy as np
 
 from crosscheck import tolerances as tol
 from manual.errors import FcgradError
-from manual.finite_diff import FD_STEP
+from manual.finite_diff import FD_STEP, central_difference
 
 
 def fd_input_gradients(forward, inputs: dict, residual_y: np.ndarray, names, step: float = FD_STEP):
@@ -35,13 +35,7 @@ def fd_input_gradients(forward, inputs: dict, residual_y: np.ndarray, names, ste
     for name in names:
         a, g = arrays[name], np.empty_like(arrays[name])
         for idx in np.ndindex(*a.shape):
-            saved = a[idx]
-            a[idx] = saved + step
-            up = value()
-            a[idx] = saved - step
-            down = value()
-            a[idx] = saved
-            g[idx] = (up - down) / (2 * step)
+            g[idx] = central_difference(a, idx, value, step)
         grads[name] = g
     magnitude = float(np.sum(np.abs(residual_y * np.asarray(forward(**arrays), np.float64))))
     return grads, magnitude

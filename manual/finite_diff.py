@@ -28,6 +28,17 @@ def _sample(shape: tuple[int, ...], max_entries: int | None, rng: np.random.Gene
     return [every[i] for i in sorted(picks)]
 
 
+def central_difference(array: np.ndarray, idx: tuple[int, ...], evaluate, step: float = FD_STEP) -> float:
+    """(f(a + h) − f(a − h)) / 2h for entry ``idx`` of ``array``, changed in place and restored."""
+    saved = array[idx]
+    array[idx] = saved + step
+    up = evaluate()
+    array[idx] = saved - step
+    down = evaluate()
+    array[idx] = saved
+    return (up - down) / (2 * step)
+
+
 def finite_difference_gradients(
     params: Params,
     x,
@@ -52,13 +63,7 @@ def finite_difference_gradients(
     rng = np.random.default_rng(seed)
 
     def central(array: np.ndarray, idx: tuple[int, ...], evaluate) -> float:
-        saved = array[idx]
-        array[idx] = saved + step
-        up = evaluate()
-        array[idx] = saved - step
-        down = evaluate()
-        array[idx] = saved
-        return (up - down) / (2 * step)
+        return central_difference(array, idx, evaluate, step)
 
     rows = []
     for i, layer in enumerate(params):

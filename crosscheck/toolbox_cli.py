@@ -75,6 +75,7 @@ def text(report: ToolboxReport, gradient_rows) -> str:
         f"time {report.seconds:.1f} s",
         "",
     ]
+    lines += [f"layer {layer} {key}: {found[0]}" for (layer, key), found in report.diagnoses.items()]
     bad = [r for r in list(gradient_rows) + report.rows if not r.ok]
     if bad:
         lines.append(f"FAILED: {len(bad)} mismatch(es): " + ", ".join(f"layer {r.layer} {r.quantity}" for r in bad))
@@ -100,7 +101,17 @@ def _save(path: str | None, report: ToolboxReport) -> None:
 def _quiet(text: str) -> str:
     """``-q``: the verdict and the failing rows only."""
     lines = text.splitlines()
-    return "\n".join([line for line in lines if line.rstrip().endswith("MISMATCH")] + lines[-1:])
+    kept = [line for line in lines if line.rstrip().endswith("MISMATCH") or ": looks like " in line]
+    return "\n".join(kept + lines[-1:])
+
+
+def diagnoses_json(report: ToolboxReport) -> list[dict]:
+    """Every catalogue entry matched by a failing parameter row, at the first failing step."""
+    return [
+        {"layer": layer, "quantity": key, "step": report.first_failing_step, "name": d.name, "message": d.message}
+        for (layer, key), found in report.diagnoses.items()
+        for d in found
+    ]
 
 
 def run_toolbox(args: argparse.Namespace) -> int:
@@ -139,6 +150,7 @@ def run_toolbox(args: argparse.Namespace) -> int:
     _save(save, report)
     out = {
         "ok": report.ok and all(r.ok for r in gradient_rows),
+        "diagnoses": diagnoses_json(report),
         "problem": p.summary(),
         "gradients": [r.as_dict() for r in gradient_rows],
         "trajectory": {"steps": report.steps, "rows": [r.as_dict() for r in report.rows]},

@@ -114,6 +114,8 @@ def _scale(m, r, ctx, tol):
     for factor, words in _scale_candidates(ctx.n):
         if abs(factor - 1.0) < DISTINCT_FACTOR * tol:
             continue  # too close to 1 to tell apart from correct code
+        if ctx.keep is not None and abs(factor - ctx.keep) <= 1e-9 * ctx.keep:
+            continue  # named by the dropout entry
         res = _rel(m, factor * r)
         if res <= tol:
             found.setdefault(round(factor, 12), []).append((words, res))

@@ -9,14 +9,27 @@ from the same inputs) cannot tell the mistake from correct code on these numbers
 
 Entries: Adam without bias correction; L2 added to the loss where AdamW's decoupled weight decay
 was meant; momentum with the learning rate applied twice.
+
+``diagnose_layers`` does the same for the gradients of a spec network: each batch norm and dropout
+layer's manual backward (as ``manual.spec_network`` calls it) runs alone on the reference's upstream
+gradient, and when its result differs from ``jax.vjp`` of the reference's own forward of that stage,
+the catalogue of ``crosscheck.diagnosis`` names it (batch norm without the paths through μ and σ²,
+dropout without 1/keep, dropout's mask not reused).
 """
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from crosscheck.diagnosis import DISTINCT_FACTOR, Diagnosis
-from manual import optimizers
+from crosscheck import tolerances as tol
+from crosscheck.diagnosis import DISTINCT_FACTOR, Context, Diagnosis, diagnose
+from manual import optimizers, spec_network
+from manual.spec import init_running
+from reference import spec_model
+from reference.model import ACTIVATIONS
+from reference.precision import x64_for
 
 Tree = list[dict[str, np.ndarray]]
 
@@ -117,4 +130,63 @@ def diagnose_step(opt: optimizers.Optimizer, rec: StepRecord, keys) -> dict[tupl
     return {k: sorted(v, key=lambda d: d.residual) for k, v in found.items()}
 
 
-__all__ = ["OPTIMIZER_CATALOGUE", "UPDATE_REL_TOL", "StepRecord", "diagnose_step"]
+def _vjp(fn, at, cotangent) -> np.ndarray:
+    _, pull = jax.vjp(fn, jnp.asarray(at))
+    return np.asarray(pull(jnp.asarray(cotangent))[0])
+
+
+def _upstream(p, params, i: int, y_i, masks, running) -> np.ndarray:
+    """The reference's ∂L/∂y of layer i: jax.grad of the rest of the network and the loss at its output y_i."""
+
+    def rest(y):  # L2 of the layers above does not depend on y_i
+        return spec_model.loss(params[i + 1 :], y, p.t, masks[i + 1 :], running[i + 1 :], 0.0, p.spec[i + 1 :], p.loss)[
+            0
+        ]
+
+    return np.asarray(jax.grad(rest)(jnp.asarray(y_i)))
+
+
+def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:
+    """Names for the batch norm and dropout backwards of ``p``'s network that differ from the reference's.
+
+    Keys: ``(layer, "dropout residual_x")`` and ``(layer, "batchnorm residual_x")``. ``masks`` are the
+    dropout masks the gradients were compared with; the forward is manual's (training mode).
+    """
+    dt = np.dtype(p.dtype)
+    limit = tol.grad_rel_tol(p.dtype)
+    running = init_running(p.spec, dt)
+    y, caches, _ = spec_network.forward(params, p.x, p.spec, masks, running)
+    n = p.x.shape[1]
+    found: dict[tuple[int, str], list[Diagnosis]] = {}
+
+    def judge(key, manual, ref, ctx):
+        manual = np.asarray(manual, np.float64)
+        gap = np.linalg.norm(manual - ref) / max(float(np.linalg.norm(ref)), np.finfo(np.float64).tiny)
+        if not gap <= limit and (names := diagnose(manual, ref, ctx)):
+            found[key] = names
+
+    with x64_for(p.dtype):
+        for i, layer in enumerate(p.spec):
+            if not (layer.dropout or layer.norm == "batch"):
+                continue
+            c = caches[i]
+            y_i = caches[i + 1].fc.x if i + 1 < len(p.spec) else y  # (out, N) this layer's output
+            upstream = _upstream(p, params, i, y_i, masks, running)  # (out, N) ∂L/∂y
+            if layer.dropout:
+                mask, keep = c.dropout
+                ref = _vjp(lambda a, m=mask, d=layer.dropout: a * m / (1.0 - d), c.a, upstream)  # (out, N) ∂L/∂a
+                ctx = Context(quantity="residual_x", n=n, keep=keep, mask=mask, upstream=upstream)
+                judge((i, "dropout residual_x"), spec_network.dropout_backward(upstream, c.dropout), ref, ctx)
+                upstream = ref
+            if layer.norm == "batch":
+                residual_n = _vjp(ACTIVATIONS[layer.activation], c.n, upstream)  # (out, N) ∂L/∂n
+                g, b = params[i]["gamma"], params[i]["beta"]
+                ref = _vjp(lambda z, g=g, b=b: spec_model._normalise(z, g, b, 1, spec_model.BN_EPS)[0], c.fc.z,
+                           residual_n)  # (out, N) ∂L/∂z  # fmt: skip
+                ctx = Context(quantity="residual_x", n=n, x=c.fc.z, gamma=g, upstream=residual_n)
+                manual = spec_network.batchnorm_backward(residual_n, c.norm).residual_x
+                judge((i, "batchnorm residual_x"), manual, ref, ctx)
+    return found
+
+
+__all__ = ["OPTIMIZER_CATALOGUE", "UPDATE_REL_TOL", "StepRecord", "diagnose_layers", "diagnose_step"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from crosscheck import tolerances as tol
 from crosscheck.compare import Row, rel_row
-from crosscheck.diagnosis_toolbox import StepRecord, diagnose_step
+from crosscheck.diagnosis_toolbox import StepRecord, diagnose_layers, diagnose_step
 from crosscheck.trajectory import RowAccumulator, step_scale
 from manual import batches, optimizers, spec_network, validate
 from manual.errors import DivergenceError, FcgradError
@@ -155,6 +155,16 @@ def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> 
     rows += [rel_row(i, f"grad_{k}", m.grads[i][k], grads[i][k], limit) for i in range(len(p.spec)) for k in grads[i]]
     rows.append(rel_row(0, "residual_x", m.residuals[0]["residual_x"], grad_x, limit))
     return rows
+
+
+def diagnose_gradients(p: ToolboxProblem, rows: list[Row], *, params=None, seed: int = 0) -> dict:
+    """When a row of ``compare_spec_gradients`` (same ``params`` and ``seed``) fails: the catalogue's names for
+    the batch norm and dropout backwards that differ from the reference's, ``{(layer, stage): [Diagnosis]}``."""
+    if all(r.ok for r in rows):
+        return {}
+    params = p.params if params is None else params
+    masks = batches.step_masks(p.spec, p.x.shape[1], np.random.default_rng([seed, MASK_STREAM]), np.dtype(p.dtype))
+    return diagnose_layers(p, params, masks)
 
 
 def check_toolbox(p: ToolboxProblem, *, update=optimizers.update) -> ToolboxReport:

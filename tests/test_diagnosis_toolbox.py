@@ -5,6 +5,8 @@ jax.vjp, through ``diagnose``. Optimizers: the planted updates of test_optimizer
 written here) through the toolbox check, whose failing parameter rows carry the diagnosis.
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,11 +21,14 @@ from test_optimizers import (
 )
 
 from crosscheck import toolbox_cli
+from crosscheck.cli import build_parser
 from crosscheck.diagnosis import Context, diagnose
-from crosscheck.diagnosis_toolbox import StepRecord, diagnose_step
-from crosscheck.toolbox import check_toolbox, make_problem
-from manual import optimizers
+from crosscheck.diagnosis_toolbox import StepRecord, diagnose_layers, diagnose_step
+from crosscheck.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
+from manual import batches, optimizers, spec_network
+from manual.batchnorm import BatchNormGrads, batchnorm_backward
 from manual.dropout import draw_mask, dropout_backward, dropout_forward
+from manual.spec import init_spec_params, parse_spec
 
 KEEP = 1.0 - DROP
 
@@ -214,3 +219,74 @@ def test_toolbox_text_and_json_say_what_the_failing_rows_look_like():
     assert {(e["layer"], e["quantity"]) for e in entries} == set(report.diagnoses)
     assert all(e["name"] == "momentum_lr_applied_twice" and e["step"] == 0 for e in entries)
     assert all(e["message"].startswith("looks like ") for e in entries)
+
+
+# ---- batch norm and dropout inside a spec network, through the toolbox's gradient rows ----
+
+
+def network_bn_without_mean_and_variance_paths(residual_y, cache):
+    right = batchnorm_backward(residual_y, cache)
+    return BatchNormGrads(cache.gamma * residual_y * cache.inv_std, right.grad_gamma, right.grad_beta)
+
+
+def network_dropout_without_scale(residual_y, cache):
+    return residual_y * cache.mask
+
+
+def network_dropout_with_a_fresh_mask(residual_y, cache):
+    return residual_y * draw_mask(cache.mask.shape, 1 - cache.keep, np.random.default_rng(99)) / cache.keep
+
+
+SPECS = ["4-6:tanh:bn:drop0.3-3", "4-6:relu:bn-5:sigmoid:drop0.5-3:bn"]
+NETWORK_PLANTS = [
+    ("batchnorm_backward", network_bn_without_mean_and_variance_paths, "batchnorm",
+     "batchnorm_without_mean_variance_paths"),
+    ("dropout_backward", network_dropout_without_scale, "dropout", "dropout_without_keep_scale"),
+    ("dropout_backward", network_dropout_with_a_fresh_mask, "dropout", "dropout_mask_not_reused"),
+]  # fmt: skip
+
+
+def _network_problem(spec):
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((4, 20)), np.eye(3)[:, rng.integers(0, 3, 20)]
+    params = init_spec_params(parse_spec(spec), seed=5)
+    for p in params:  # γ and β away from their initial 1 and 0, so that a γ lost on the way shows
+        if "gamma" in p:
+            p["gamma"], p["beta"] = rng.uniform(0.5, 2, p["gamma"].shape), rng.standard_normal(p["beta"].shape)
+    return make_problem(spec, x, t, optimizer=optimizers.make_optimizer("adam", 0.01), params=params, seed=5)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("where,broken,stage,name", NETWORK_PLANTS, ids=[c[1].__name__ for c in NETWORK_PLANTS])
+def test_planted_layer_mistake_in_a_network_is_named_where_the_gradient_rows_fail(
+    monkeypatch, spec, where, broken, stage, name
+):
+    p = _network_problem(spec)
+    monkeypatch.setattr(spec_network, where, broken)
+    rows = compare_spec_gradients(p)
+    assert not all(r.ok for r in rows)
+    found = diagnose_gradients(p, rows)
+    layers = [i for i, layer in enumerate(p.spec) if (layer.norm == "batch" if stage == "batchnorm" else layer.dropout)]
+    assert sorted(found) == [(i, f"{stage} residual_x") for i in layers]
+    assert all([d.name for d in v] == [name] for v in found.values()), found
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_correct_batchnorm_and_dropout_in_a_network_get_no_name(spec):
+    p = _network_problem(spec)
+    rows = compare_spec_gradients(p)
+    assert all(r.ok for r in rows) and diagnose_gradients(p, rows) == {}
+    for seed in range(3):  # asked directly, as if a row had failed
+        masks = batches.step_masks(p.spec, 20, np.random.default_rng([seed, MASK_STREAM]))
+        assert diagnose_layers(p, p.params, masks) == {}
+
+
+def test_the_check_prints_and_writes_the_layer_mistake_it_recognises(monkeypatch, capsys):
+    monkeypatch.setattr(spec_network, "batchnorm_backward", network_bn_without_mean_and_variance_paths)
+    base = ["check", "--spec", "3-5:tanh:bn-2", "--optimizer", "sgd", "--epochs", "1"]
+    assert toolbox_cli.run_toolbox(build_parser().parse_args(base)) == 1
+    assert "layer 0 batchnorm residual_x: looks like batch norm's backward without the paths" in capsys.readouterr().out
+    assert toolbox_cli.run_toolbox(build_parser().parse_args([*base, "--json"])) == 1
+    entries = json.loads(capsys.readouterr().out)["diagnoses"]
+    assert entries[0] == {**entries[0], "layer": 0, "quantity": "batchnorm residual_x", "step": None,
+                          "name": "batchnorm_without_mean_variance_paths"}  # fmt: skip

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crosscheck import tolerances as tol
-from crosscheck.diagnosis import DISTINCT_FACTOR, Context, Diagnosis, diagnose
+from crosscheck.diagnosis import DISTINCT_FACTOR, Context, Diagnosis, _rel, diagnose
 from manual import optimizers, spec_network
 from manual.spec import init_running
 from reference import spec_model
@@ -49,10 +49,6 @@ class StepRecord(NamedTuple):
     grads: Tree  # the gradients the step used
     state: dict  # the optimizer state before the step
     new_params: Tree  # after the step
-
-
-def _rel(a, b) -> float:
-    return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(b)), np.finfo(np.float64).tiny))
 
 
 def _delta(new: Tree, old: Tree) -> Tree:
@@ -160,9 +156,7 @@ def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:
     found: dict[tuple[int, str], list[Diagnosis]] = {}
 
     def judge(key, manual, ref, ctx):
-        manual = np.asarray(manual, np.float64)
-        gap = np.linalg.norm(manual - ref) / max(float(np.linalg.norm(ref)), np.finfo(np.float64).tiny)
-        if not gap <= limit and (names := diagnose(manual, ref, ctx)):
+        if not _rel(np.asarray(manual, np.float64), ref) <= limit and (names := diagnose(manual, ref, ctx)):
             found[key] = names
 
     with x64_for(p.dtype):

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from manual.batchnorm import BN_EPS
+
 # A signature is an exact formula applied to the reference's float64 numbers: the planted mistakes of
 # tests/test_diagnosis.py match their predictions to rel ≤ 1.4e-16 (measured); a planted mistake computed
 # through a whole derivation (a different summation order) matched to ≤ 1e-14. 1e-9 leaves 1e5× room, and
@@ -41,7 +43,9 @@ class Context:
     ``n``: the batch size N. ``lr``: the learning rate of the step. For the layer it belongs to
     (correct numbers, from the reference or the forward): ``x`` (in, N), ``z`` and ``y`` (out, N),
     ``w`` (in, out) as the forward used it, ``upstream`` = ∂L/∂y (out, N), ``residual_z`` (out, N),
-    ``grad_w`` (in, out), and ``activation`` (sigmoid, tanh, relu, identity).
+    ``grad_w`` (in, out), and ``activation`` (sigmoid, tanh, relu, identity). For a normalisation or
+    dropout layer: ``gamma`` (D, 1) batch norm's scale (with ``x`` its input (D, N) and ``upstream`` ∂L/∂y),
+    ``keep`` = 1 − drop and ``mask`` (D, N) the forward's 0/1 dropout mask.
     """
 
     quantity: str | None = None
@@ -55,6 +59,9 @@ class Context:
     residual_z: np.ndarray | None = None
     grad_w: np.ndarray | None = None
     activation: str | None = None
+    gamma: np.ndarray | None = None
+    keep: float | None = None
+    mask: np.ndarray | None = None
 
 
 class Diagnosis(NamedTuple):
@@ -107,6 +114,8 @@ def _scale(m, r, ctx, tol):
     for factor, words in _scale_candidates(ctx.n):
         if abs(factor - 1.0) < DISTINCT_FACTOR * tol:
             continue  # too close to 1 to tell apart from correct code
+        if ctx.keep is not None and abs(factor - ctx.keep) <= 1e-9 * ctx.keep:
+            continue  # named by the dropout entry
         res = _rel(m, factor * r)
         if res <= tol:
             found.setdefault(round(factor, 12), []).append((words, res))
@@ -135,6 +144,8 @@ def _other_scale(m, r, ctx, tol):
         return None
     if any(abs(c - f) <= 1e-9 * abs(f) for f, _ in _scale_candidates(ctx.n)):
         return None  # named by the scale family
+    if ctx.keep is not None and abs(c - ctx.keep) <= 1e-9 * ctx.keep:
+        return None  # named by the dropout entry
     return "constant_factor", f"looks like a constant factor: manual is {c:.6g} × JAX everywhere (to {res:.0e})", res
 
 
@@ -281,6 +292,61 @@ def _residual_through_w_transposed(m, r, ctx, tol):
     )
 
 
+# ---- batch normalisation and dropout ----
+
+
+def _batchnorm_without_stat_paths(m, r, ctx, tol):
+    """residual_x = γ ⊙ ∂L/∂y / √(σ² + eps): μ and σ² treated as constants, their two paths dropped."""
+    if ctx.quantity not in (None, "residual_x") or any(v is None for v in (ctx.x, ctx.gamma, ctx.upstream)):
+        return None
+    x = _f64(ctx.x)  # (D, N) batch norm's input
+    var = np.mean((x - x.mean(axis=1, keepdims=True)) ** 2, axis=1, keepdims=True)  # (D, 1) biased
+    pred = _f64(ctx.gamma) * _f64(ctx.upstream) / np.sqrt(var + BN_EPS)  # (D, 1)⊙(D, N)/(D, 1) -> (D, N)
+    if pred.shape != m.shape or _rel(pred, r) <= DISTINCT_FACTOR * tol:
+        return None
+    res = _rel(m, pred)
+    return (
+        "batchnorm_without_mean_variance_paths",
+        f"looks like batch norm's backward without the paths through the batch mean and variance: manual is "
+        f"γ·∂L/∂y/√(σ² + eps) (to {res:.0e}); subtract the row means of r and of r⊙x̂ (r = γ·∂L/∂y)",
+        res,
+    )
+
+
+def _dropout_without_keep_scale(m, r, ctx, tol):
+    if ctx.quantity not in (None, "residual_x") or ctx.keep is None or m.shape != r.shape:
+        return None
+    if abs(ctx.keep - 1.0) < DISTINCT_FACTOR * tol:
+        return None
+    res = _rel(m, ctx.keep * r)
+    return (
+        "dropout_without_keep_scale",
+        f"looks like dropout without its 1/keep scale: manual is exactly keep = {ctx.keep:g} × JAX (to {res:.0e})",
+        res,
+    )
+
+
+def _dropout_mask_not_reused(m, r, ctx, tol):
+    """Every entry is 0 or ∂L/∂y/keep, on a pattern of kept entries that is not the forward's mask."""
+    if ctx.quantity not in (None, "residual_x") or any(v is None for v in (ctx.keep, ctx.mask, ctx.upstream)):
+        return None
+    scaled = _f64(ctx.upstream) / ctx.keep  # (D, N) what a kept entry carries
+    if scaled.shape != m.shape or _f64(ctx.mask).shape != m.shape:
+        return None
+    used = (np.abs(m) > 0.5 * np.abs(scaled)).astype(np.float64)  # (D, N) the mask the backward applied
+    pred = scaled * used  # (D, N)
+    if _rel(pred, r) <= DISTINCT_FACTOR * tol:
+        return None  # the pattern is the forward's own (where ∂L/∂y is non-zero)
+    res = _rel(m, pred)
+    differ = int(np.sum((used != _f64(ctx.mask)) & (scaled != 0)))
+    return (
+        "dropout_mask_not_reused",
+        f"looks like dropout's mask not reused in the backward: manual is ∂L/∂y/keep on another 0/1 pattern, "
+        f"{differ} of {m.size} entries differ from the forward's mask (to {res:.0e})",
+        res,
+    )
+
+
 Entry = Callable[[np.ndarray, np.ndarray, Context, float], tuple[str, str, float] | None]
 
 CATALOGUE: dict[str, Entry] = {
@@ -293,6 +359,9 @@ CATALOGUE: dict[str, Entry] = {
     "activation": _activation,
     "residual_through_updated_w": _residual_through_updated_w,
     "residual_through_w_transposed": _residual_through_w_transposed,
+    "batchnorm_without_mean_variance_paths": _batchnorm_without_stat_paths,
+    "dropout_without_keep_scale": _dropout_without_keep_scale,
+    "dropout_mask_not_reused": _dropout_mask_not_reused,
 }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from crosscheck import tolerances as tol
 from crosscheck.compare import Row, rel_row
+from crosscheck.diagnosis_toolbox import StepRecord, diagnose_layers, diagnose_step
 from crosscheck.trajectory import RowAccumulator, step_scale
 from manual import batches, optimizers, spec_network, validate
 from manual.errors import DivergenceError, FcgradError
@@ -113,6 +114,9 @@ class ToolboxReport:
     running_manual: list
     running_reference: list
     seconds: float  # wall time of the whole comparison (both sides)
+    # (layer, parameter) of a failing row -> the classic optimizer mistakes its first failing step matches
+    diagnoses: dict = field(default_factory=dict)
+    first_failing_step: int | None = None  # the first step where a parameter left its tolerance
 
     @property
     def ok(self) -> bool:
@@ -124,6 +128,12 @@ class ToolboxReport:
 
 def _moments(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != "count"}
+
+
+def _step_fails(a, r, limit: float) -> bool:
+    """One step's parameter array beyond the trajectory tolerance (as the rows judge it; NaN fails)."""
+    a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+    return not bool(np.max(np.abs(a - r)) <= limit * max(1.0, float(np.max(np.abs(r)))))
 
 
 def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> list[Row]:
@@ -146,6 +156,16 @@ def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> 
     rows += [rel_row(i, f"grad_{k}", m.grads[i][k], grads[i][k], limit) for i in range(len(p.spec)) for k in grads[i]]
     rows.append(rel_row(0, "residual_x", m.residuals[0]["residual_x"], grad_x, limit))
     return rows
+
+
+def diagnose_gradients(p: ToolboxProblem, rows: list[Row], *, params=None, seed: int = 0) -> dict:
+    """When a row of ``compare_spec_gradients`` (same ``params`` and ``seed``) fails: the catalogue's names for
+    the batch norm and dropout backwards that differ from the reference's, ``{(layer, stage): [Diagnosis]}``."""
+    if all(r.ok for r in rows):
+        return {}
+    params = p.params if params is None else params
+    masks = batches.step_masks(p.spec, p.x.shape[1], np.random.default_rng([seed, MASK_STREAM]), np.dtype(p.dtype))
+    return diagnose_layers(p, params, masks)
 
 
 def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "local") -> ToolboxReport:
@@ -175,6 +195,7 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
     sm = optimizers.init_state(opt, pm)
     mask_rng = np.random.default_rng([p.seed, MASK_STREAM])
     losses_m, losses_r = [], []
+    record = None  # manual's side of the first step where a parameter fails
     with x64_for(p.dtype):
         to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
         pr, rr = to_jax(pm), to_jax(rm)
@@ -196,12 +217,17 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
                 if rule == "local":  # JAX+optax starts this step where manual starts it
                     pr, rr = to_jax(pm), to_jax(rm)
                     sr = with_moments(opt.name, sr, to_jax(sm))
+                pm_before, sm_before = pm, sm
                 pm, sm = update(opt, g.grads, sm, pm)
                 rm = g.running
                 pr, sr, rr, value, moments = spec_model.jit_step(
                     pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
                 )
                 hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+                if record is None and any(
+                    _step_fails(pm[i][q], hp[i][q], limit) for i in range(n_layers) for q in pm[i]
+                ):
+                    record = StepRecord(k, pm_before, g.grads, sm_before, pm)
                 losses_m.append(g.loss)
                 losses_r.append(float(value))
                 for i in range(n_layers):
@@ -216,7 +242,11 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
     add(-1, "loss", np.array(losses_m), np.array(losses_r), steps_axis=True)
     order = [(-1, "loss")] + [key for key in acc if key != (-1, "loss")]
     rows = [acc[(i, q)].row(i, q, rule)[0] for i, q in order]
+    diagnoses = {}
+    if record is not None:
+        failing = [(r.layer, r.quantity) for r in rows if not r.ok and r.layer >= 0 and r.quantity in pm[r.layer]]
+        diagnoses = diagnose_step(opt, record, failing)
     return ToolboxReport(
         p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
-        time.perf_counter() - start,
+        time.perf_counter() - start, diagnoses, None if record is None else record.step,
     )  # fmt: skip

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from crosscheck.report import table
-from crosscheck.toolbox import ToolboxReport, check_toolbox, compare_spec_gradients, make_problem
+from crosscheck.toolbox import ToolboxReport, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
 from manual.errors import FcgradError
 from manual.optimizers import DEFAULTS, OPTIMIZERS, make_optimizer
 from manual.spec import format_spec, parse_spec
@@ -60,7 +60,7 @@ def _random_data(spec, loss: str, n: int, seed: int):
     return x, rng.uniform(0, 1, (out, n))
 
 
-def text(report: ToolboxReport, gradient_rows) -> str:
+def text(report: ToolboxReport, gradient_rows, gradient_diagnoses: dict | None = None) -> str:
     p = report.problem
     lines = [
         f"fcgrad check — spec {format_spec(p.spec)}, {p.loss}, {p.optimizer.describe()}, N={p.x.shape[1]}, "
@@ -79,6 +79,8 @@ def text(report: ToolboxReport, gradient_rows) -> str:
         f"time {report.seconds:.1f} s",
         "",
     ]
+    named = {**(gradient_diagnoses or {}), **report.diagnoses}
+    lines += [f"layer {layer} {key}: {found[0]}" for (layer, key), found in named.items()]
     bad = [r for r in list(gradient_rows) + report.rows if not r.ok]
     if bad:
         lines.append(f"FAILED: {len(bad)} mismatch(es): " + ", ".join(f"layer {r.layer} {r.quantity}" for r in bad))
@@ -104,7 +106,20 @@ def _save(path: str | None, report: ToolboxReport) -> None:
 def _quiet(text: str) -> str:
     """``-q``: the verdict and the failing rows only."""
     lines = text.splitlines()
-    return "\n".join([line for line in lines if line.rstrip().endswith("MISMATCH")] + lines[-1:])
+    kept = [line for line in lines if line.rstrip().endswith("MISMATCH") or ": looks like " in line]
+    return "\n".join(kept + lines[-1:])
+
+
+def diagnoses_json(report: ToolboxReport, gradient_diagnoses: dict | None = None) -> list[dict]:
+    """Every catalogue entry matched: the gradients' layer stages ("step": null, at the initial parameters),
+    then the failing parameter rows at the trajectory's first failing step."""
+    steps = [(gradient_diagnoses or {}, None), (report.diagnoses, report.first_failing_step)]
+    return [
+        {"layer": layer, "quantity": key, "step": step, "name": d.name, "message": d.message}
+        for named, step in steps
+        for (layer, key), found in named.items()
+        for d in found
+    ]
 
 
 def run_toolbox(args: argparse.Namespace) -> int:
@@ -139,16 +154,18 @@ def run_toolbox(args: argparse.Namespace) -> int:
         epochs=1 if args.epochs is None else args.epochs, seed=args.seed, l2=args.l2, dtype=args.dtype,
     )  # fmt: skip
     gradient_rows = compare_spec_gradients(p)
+    named = diagnose_gradients(p, gradient_rows)
     report = check_toolbox(p)
     _save(save, report)
     out = {
         "ok": report.ok and all(r.ok for r in gradient_rows),
+        "diagnoses": diagnoses_json(report, named),
         "problem": p.summary(),
         "gradients": [r.as_dict() for r in gradient_rows],
         "trajectory": {"steps": report.steps, "rows": [r.as_dict() for r in report.rows]},
         "final_loss": {"manual": float(report.losses_manual[-1]), "reference": float(report.losses_reference[-1])},
         "seconds": report.seconds,
     }
-    shown = text(report, gradient_rows)
+    shown = text(report, gradient_rows, named)
     emit_results(args, json_path, out, _quiet(shown) if args.quiet else shown)
     return 0 if report.ok and all(r.ok for r in gradient_rows) else 1

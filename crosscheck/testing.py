@@ -35,7 +35,8 @@ inside the call):
 Gradient names: by default the input ``x`` gets ``residual_x`` and every other input ``p``
 gets ``grad_p`` (the blog's names: ``residual_x``, ``grad_w``, ``grad_b``). Pass
 ``wrt={"gradient name": "input name", ...}`` to choose other names or to check only some
-inputs. Keys the backward returns beyond those checked (``residual_z``, say) are ignored.
+inputs. When the backward also returns ``residual_z`` (∂L/∂z of a layer ``z = wᵀ·x + b``), it is
+compared with JAX's too; other extra keys are ignored.
 
 One forward for both sides: the helper calls ``forward`` on JAX arrays only, so a forward
 written against the array API (``xp = x.__array_namespace__()``, as ``manual/`` is) also
@@ -43,7 +44,8 @@ runs on NumPy arrays, and your backward may call it to recompute what it needs.
 
 On a mismatch it raises ``AssertionError`` naming every wrong gradient with its max |Δ|,
 relative error, tolerance and the index of the largest difference (manual and JAX values
-there). A missing gradient, a wrong shape or a non-finite value fail the same way. A
+there), the classic mistake it looks like when the catalogue (``crosscheck.diagnosis``) knows it,
+and ``residual_z`` as the suspect when ``grad_w``, ``grad_b`` and ``residual_x`` all fail. A missing gradient, a wrong shape or a non-finite value fail the same way. A
 backward returning float32 arrays is compared at a float32 tolerance (rtol 1e-4), and its
 checks say so. Mistakes in the call itself raise ``FcgradError``: an unknown input in
 ``wrt``, a bad shape, a negative or NaN rtol/atol, a forward whose output is not finite at

@@ -44,12 +44,13 @@ runs on NumPy arrays, and your backward may call it to recompute what it needs.
 
 On a mismatch it raises ``AssertionError`` naming every wrong gradient with its max |Δ|,
 relative error, tolerance and the index of the largest difference (manual and JAX values
-there), the classic mistake it looks like when the catalogue (``crosscheck.diagnosis``) knows it,
-and ``residual_z`` as the suspect when ``grad_w``, ``grad_b`` and ``residual_x`` all fail. A
-missing gradient, a wrong shape or a non-finite value fail the same way. A backward returning float32 arrays is compared at a float32 tolerance (rtol 1e-4), and its
-checks say so. Mistakes in the call itself raise ``FcgradError``: an unknown input in
-``wrt``, a bad shape, a negative or NaN rtol/atol, a forward whose output is not finite at
-the drawn inputs, a forward that calls NumPy on JAX's traced arrays.
+there), the classic mistake it looks like when the catalogue (``crosscheck.diagnosis``) knows
+it, and ``residual_z`` as the suspect when ``grad_w``, ``grad_b`` and ``residual_x`` all fail. A
+missing gradient, a wrong shape or a non-finite value fail the same way. A backward returning
+float32 arrays is compared at a float32 tolerance (rtol 1e-4), and its checks say so. Mistakes
+in the call itself raise ``FcgradError``: an unknown input in ``wrt``, a bad shape, a negative
+or NaN rtol/atol, a forward whose output is not finite at the drawn inputs, a forward that calls
+NumPy on JAX's traced arrays.
 """
 
 import inspect

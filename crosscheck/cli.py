@@ -190,6 +190,12 @@ def emit_results(args: argparse.Namespace, json_path: str | None, data: dict, te
     terminal.write_out(json.dumps(data, indent=2) if args.json == "-" else text)
 
 
+def quiet_text(text: str) -> str:
+    """``-q`` for the reports that have no quiet form of their own: the failing rows and the verdict (last line)."""
+    lines = text.splitlines()
+    return "\n".join([line for line in lines if "MISMATCH" in line or ": looks like" in line] + lines[-1:])
+
+
 def finite_or_none(x):
     import math
 
@@ -251,7 +257,8 @@ def cmd_check_sharded(args: argparse.Namespace) -> int:
     devices = arrange_devices(args.devices)  # first: JAX fixes its number of CPU devices when it starts
     _, json_path = output_paths(args)
     report = sharded_check(problem_from_args(args), len(devices))
-    emit_results(args, json_path, as_json(report), text(report))
+    shown = text(report)
+    emit_results(args, json_path, as_json(report), quiet_text(shown) if args.quiet else shown)
     return 0 if report.ok else 1
 
 

@@ -103,13 +103,6 @@ def _save(path: str | None, report: ToolboxReport) -> None:
     write_npz(path, lambda f: np.savez(f, **arrays))
 
 
-def _quiet(text: str) -> str:
-    """``-q``: the verdict and the failing rows only."""
-    lines = text.splitlines()
-    kept = [line for line in lines if line.rstrip().endswith("MISMATCH") or ": looks like " in line]
-    return "\n".join(kept + lines[-1:])
-
-
 def diagnoses_json(report: ToolboxReport, gradient_diagnoses: dict | None = None) -> list[dict]:
     """Every catalogue entry matched: the gradients' layer stages ("step": null, at the initial parameters),
     then the failing parameter rows at the trajectory's first failing step."""
@@ -123,7 +116,7 @@ def diagnoses_json(report: ToolboxReport, gradient_diagnoses: dict | None = None
 
 
 def run_toolbox(args: argparse.Namespace) -> int:
-    from crosscheck.cli import emit_results, output_paths
+    from crosscheck.cli import emit_results, output_paths, quiet_text
 
     if getattr(args, "plot", None) is not None:
         raise FcgradError("--plot draws the blog-shaped networks' runs: expected no --plot with a spec network")
@@ -142,7 +135,7 @@ def run_toolbox(args: argparse.Namespace) -> int:
         )
         _save(save, report.check)
         out = digits.text(report)
-        emit_results(args, json_path, digits.as_json(report), _quiet(out) if args.quiet else out)
+        emit_results(args, json_path, digits.as_json(report), quiet_text(out) if args.quiet else out)
         return 0 if report.ok else 1
     if args.spec is None:
         raise FcgradError("--optimizer, --batch-size, --epochs and --l2 need --spec (or --example digits)")
@@ -167,5 +160,5 @@ def run_toolbox(args: argparse.Namespace) -> int:
         "seconds": report.seconds,
     }
     shown = text(report, gradient_rows, named)
-    emit_results(args, json_path, out, _quiet(shown) if args.quiet else shown)
+    emit_results(args, json_path, out, quiet_text(shown) if args.quiet else shown)
     return 0 if report.ok and all(r.ok for r in gradient_rows) else 1

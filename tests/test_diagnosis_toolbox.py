@@ -21,7 +21,7 @@ from test_optimizers import (
 )
 
 from crosscheck import toolbox_cli
-from crosscheck.cli import build_parser
+from crosscheck.cli import build_parser, quiet_text
 from crosscheck.diagnosis import Context, diagnose
 from crosscheck.diagnosis_toolbox import StepRecord, diagnose_layers, diagnose_step
 from crosscheck.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
@@ -214,7 +214,7 @@ def test_toolbox_text_and_json_say_what_the_failing_rows_look_like():
     report = check_toolbox(_problem(opt, steps=3), update=momentum_with_lr_twice)
     shown = toolbox_cli.text(report, [])
     assert "layer 0 w: looks like momentum with the learning rate applied twice" in shown
-    assert "looks like momentum" in toolbox_cli._quiet(shown)
+    assert "looks like momentum" in quiet_text(shown)
     entries = toolbox_cli.diagnoses_json(report)
     assert {(e["layer"], e["quantity"]) for e in entries} == set(report.diagnoses)
     assert all(e["name"] == "momentum_lr_applied_twice" and e["step"] == 0 for e in entries)

@@ -16,14 +16,14 @@ if [[ $# -ne 1 ]]; then
     echo "usage: PYTHONPATH=. bash benchmarks/gpu.sh OUTDIR" >&2
     exit 2
 fi
-OUT="$1"
-mkdir -p "$OUT"
+OUTDIR="$1"
+mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="${PYTHONPATH:-.}"
 PY="${PYTHON:-python3}"
 START=$SECONDS
-say() { echo "[gpu.sh $((SECONDS - START)) s] $*" | tee -a "$OUT/gpu.log" >&2; }
-: >"$OUT/gpu.log"
+say() { echo "[gpu.sh $((SECONDS - START)) s] $*" | tee -a "$OUTDIR/gpu.log" >&2; }
+: >"$OUTDIR/gpu.log"
 
 if [[ "${FCGRAD_GPU_SMOKE:-0}" == 1 ]]; then
     ARGS=(--device cpu --quick --sizes 6-9-3:5 --dtypes float32 --precisions default highest
@@ -41,32 +41,32 @@ else
 fi
 
 say "1/4 the machine: nvidia-smi, JAX's devices"
-{ nvidia-smi || echo "nvidia-smi: not available"; } >"$OUT/nvidia-smi.txt" 2>&1
+{ nvidia-smi || echo "nvidia-smi: not available"; } >"$OUTDIR/nvidia-smi.txt" 2>&1
 "$PY" -c 'import jax, numpy; print("jax", jax.__version__, "numpy", numpy.__version__, "devices", jax.devices())' \
-    2>&1 | tee -a "$OUT/gpu.log" >&2
+    2>&1 | tee -a "$OUTDIR/gpu.log" >&2
 
 say "2/4 the benchmark (at most $LIMIT s): python -m benchmarks ${ARGS[*]}"
 status=0
-timeout "$LIMIT" "$PY" -m benchmarks "${ARGS[@]}" --json "$OUT/gpu.json" >"$OUT/gpu.txt" \
-    2> >(tee -a "$OUT/gpu.log" >&2) || status=$?
+timeout "$LIMIT" "$PY" -m benchmarks "${ARGS[@]}" --json "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" \
+    2> >(tee -a "$OUTDIR/gpu.log" >&2) || status=$?
 if [[ $status == 124 ]]; then
     say "the benchmark reached its time limit: gpu.json keeps the workloads measured so far"
 else
     say "benchmark exit status: $status"
 fi
 
-if [[ -s "$OUT/gpu.json" ]]; then
+if [[ -s "$OUTDIR/gpu.json" ]]; then
     say "3/4 the figure"
     if "$PY" -c 'import matplotlib' 2>/dev/null; then
-        "$PY" -m benchmarks.plot "$OUT/gpu.json" "$OUT/gpu.png" >>"$OUT/gpu.log" 2>&1 || say "the figure failed (see gpu.log)"
+        "$PY" -m benchmarks.plot "$OUTDIR/gpu.json" "$OUTDIR/gpu.png" >>"$OUTDIR/gpu.log" 2>&1 || say "the figure failed (see gpu.log)"
     else
         say "matplotlib missing: draw it later with python -m benchmarks.plot gpu.json gpu.png"
     fi
     say "4/4 the tables and goals from gpu.json (complete even when the run was cut short)"
-    "$PY" -m benchmarks.report "$OUT/gpu.json" >"$OUT/gpu.txt" 2>>"$OUT/gpu.log" || say "the report failed (see gpu.log)"
+    "$PY" -m benchmarks.report "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" 2>>"$OUTDIR/gpu.log" || say "the report failed (see gpu.log)"
 else
     say "no gpu.json: see gpu.log"
 fi
-cat "$OUT/gpu.txt"
-say "done; files in $OUT"
+cat "$OUTDIR/gpu.txt"
+say "done; files in $OUTDIR"
 exit "$status"

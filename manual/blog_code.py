@@ -113,7 +113,7 @@ def blog_fc_backward(
     return LayerGrads(residual_z, grad_w, grad_b, residual_x), {"w": new_w, "b": new_b}
 
 
-def seed_step(
+def blog_step(
     params: Params, x, t, activations, loss: str, lr: float, departures: BlogDepartures, trainable
 ) -> tuple[Gradients, Params]:
     """Unchecked: one full-batch step of the blog's code -> (what it computed, the updated parameters).
@@ -167,7 +167,7 @@ def blog_gradients(
     params, x, t, activations, loss, lr, trainable, _ = _checked(
         params, x, t, activations, loss, lr, departures, trainable, dtype
     )
-    return seed_step(params, x, t, activations, loss, lr, departures, trainable)[0]
+    return blog_step(params, x, t, activations, loss, lr, departures, trainable)[0]
 
 
 def blog_train(
@@ -195,7 +195,7 @@ def blog_train(
     steps = validate.check_steps(steps)
 
     def step(p: Params) -> tuple[float, Params]:
-        g, new = seed_step(p, x, t, activations, loss, lr, departures, trainable)
+        g, new = blog_step(p, x, t, activations, loss, lr, departures, trainable)
         return g.loss, new
 
     return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr, what="the blog-code variant")

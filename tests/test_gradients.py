@@ -85,7 +85,7 @@ def test_every_quantity_matches_jax(case):
 
 
 @pytest.mark.parametrize("case", GRID, ids=GRID_IDS)
-def test_gradients_follow_the_seed_layout(case):
+def test_gradients_follow_the_blogs_layout(case):
     p = _problem(case)
     g = manual.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
     n_batch = p.x.shape[1]

@@ -74,7 +74,7 @@ def problem(sizes, batch, loss, seed):
     return params, x, t
 
 
-def seed_layout(n_in, n_out, batch):
+def blog_layout(n_in, n_out, batch):
     """Each quantity's shape in the blog's layout for a layer (in -> out) and a batch of N."""
     return {
         "residual_z": (n_out, batch),
@@ -93,7 +93,7 @@ def test_manual_gradients_match_jax_for_any_network(case):
     r = reference.gradients(params, x, t, activations=activations, loss=loss, dtype="float64")
     limit = tolerances.GRAD_REL_TOL_F64
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        for quantity, shape in seed_layout(n_in, n_out, batch).items():
+        for quantity, shape in blog_layout(n_in, n_out, batch).items():
             a = getattr(m.layers[i], quantity)  # manual
             ref = r["layers"][i][quantity]  # JAX
             where = f"layer {i} {quantity}"
@@ -113,6 +113,6 @@ def test_every_manual_quantity_has_the_seed_layout(case):
     assert g.y.shape == g.residual_y.shape == (sizes[-1], batch)
     assert len(g.layers) == len(sizes) - 1
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        for quantity, shape in seed_layout(n_in, n_out, batch).items():
+        for quantity, shape in blog_layout(n_in, n_out, batch).items():
             got = getattr(g.layers[i], quantity)
             assert got.shape == shape and got.dtype == np.float64, f"layer {i} {quantity}: {got.shape} {got.dtype}"

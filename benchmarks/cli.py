@@ -1,4 +1,4 @@
-"""``python -m benchmarks`` and ``fcgrad bench``: time the variants, print a table, write JSON and a plot.
+"""``python -m fcgrad.benchmarks`` and ``fcgrad bench``: time the variants, print a table, write JSON and a plot.
 
 Progress goes to stderr, one line per step of the run; the table and the performance goals go to stdout.
 """
@@ -10,11 +10,11 @@ import sys
 import time
 from dataclasses import asdict, replace
 
-from benchmarks import machine, report, suite
-from benchmarks.timing import FULL, QUICK
-from benchmarks.workloads import CPU_SPECS, GPU_SPECS, QUICK_SPECS, parse_spec
-from crosscheck.cli_args import EXIT_BENCH, OneLineParser, parse_sizes
-from manual.errors import FcgradError
+from fcgrad.benchmarks import machine, report, suite
+from fcgrad.benchmarks.timing import FULL, QUICK
+from fcgrad.benchmarks.workloads import CPU_SPECS, GPU_SPECS, QUICK_SPECS, parse_spec
+from fcgrad.cli.args import EXIT_BENCH, OneLineParser, parse_sizes
+from fcgrad.manual.errors import FcgradError
 
 METHOD = {
     "timing": "median and interquartile range of repeated blocks of calls, variants interleaved round by round; "
@@ -124,7 +124,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     checkpoint([])  # an unwritable --json path fails now, not after the run
     if args.drift:  # first: quick, and then in every checkpoint
-        from benchmarks.drift import gradient_drift
+        from fcgrad.benchmarks.drift import gradient_drift
 
         result["drift"] = []
         for spec in args.drift:
@@ -147,7 +147,7 @@ def run_bench(args: argparse.Namespace) -> int:
     print()
     print(report.goals_text(rows))
     if args.plot:
-        from benchmarks.plot import plot
+        from fcgrad.benchmarks.plot import plot
 
         plot(result, args.plot)
         progress(f"wrote {args.plot}")
@@ -215,7 +215,9 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(
-        prog="python -m benchmarks", description="Time hand-written NumPy backprop against jax.jit.", epilog=EXIT_BENCH
+        prog="python -m fcgrad.benchmarks",
+        description="Time hand-written NumPy backprop against jax.jit.",
+        epilog=EXIT_BENCH,
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fcgrad bench: interrupted", file=sys.stderr)
         if argv is None:  # the program itself: end before JAX's threads meet the interpreter's teardown
-            from crosscheck.cli import exit_now
+            from fcgrad.cli.main import exit_now
 
             exit_now(130)
         return 130

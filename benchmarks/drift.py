@@ -3,7 +3,7 @@
 For one workload, the JAX reference gradients (``reference.gradients``) on a device in
 float32 with JAX's default matmul precision (TF32 on NVIDIA GPUs), float32 with
 "highest", and float64; and, for scale, manual NumPy in float32. Each against
-``manual.gradients`` in float64 on the host, by ``crosscheck.compare.errors``:
+``manual.gradients`` in float64 on the host, by ``fcgrad.engine.compare.errors``:
 max |Δ| and ‖Δ‖/‖ref‖ for the loss and for every layer's residual_z, grad_w, grad_b,
 residual_x.
 """
@@ -13,12 +13,12 @@ import contextlib
 import jax
 import numpy as np
 
-import reference
-from benchmarks.variants import jax_device
-from benchmarks.workloads import make_workload
-from crosscheck.compare import errors
-from manual import network
-from manual.layer import QUANTITIES
+from fcgrad import reference
+from fcgrad.benchmarks.variants import jax_device
+from fcgrad.benchmarks.workloads import make_workload
+from fcgrad.engine.compare import errors
+from fcgrad.manual import network
+from fcgrad.manual.layer import QUANTITIES
 
 
 def _entry(impl, dtype, precision, device, loss, layers, ref) -> dict:

@@ -9,7 +9,7 @@
 # FCGRAD_GPU_SMOKE=1 runs the same steps on the CPU with tiny sizes in seconds (tests/test_benchmarks.py).
 # A partial rerun: FCGRAD_GPU_SIZES="2-4-1 784-256-256-10" (default: all five sizes) and
 # FCGRAD_GPU_DRIFT=none (default: 784-256-256-10 4096-4096-4096); merge it into an earlier run with
-# python -m benchmarks.merge old.json new.json merged.json
+# python -m fcgrad.benchmarks.merge old.json new.json merged.json
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -45,7 +45,7 @@ say "1/4 the machine: nvidia-smi, JAX's devices"
 "$PY" -c 'import jax, numpy; print("jax", jax.__version__, "numpy", numpy.__version__, "devices", jax.devices())' \
     2>&1 | tee -a "$OUTDIR/gpu.log" >&2
 
-say "2/4 the benchmark (at most $LIMIT s): python -m benchmarks ${ARGS[*]}"
+say "2/4 the benchmark (at most $LIMIT s): python -m fcgrad.benchmarks ${ARGS[*]}"
 status=0
 timeout "$LIMIT" "$PY" -m benchmarks "${ARGS[@]}" --json "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" \
     2> >(tee -a "$OUTDIR/gpu.log" >&2) || status=$?
@@ -60,7 +60,7 @@ if [[ -s "$OUTDIR/gpu.json" ]]; then
     if "$PY" -c 'import matplotlib' 2>/dev/null; then
         "$PY" -m benchmarks.plot "$OUTDIR/gpu.json" "$OUTDIR/gpu.png" >>"$OUTDIR/gpu.log" 2>&1 || say "the figure failed (see gpu.log)"
     else
-        say "matplotlib missing: draw it later with python -m benchmarks.plot gpu.json gpu.png"
+        say "matplotlib missing: draw it later with python -m fcgrad.benchmarks.plot gpu.json gpu.png"
     fi
     say "4/4 the tables and goals from gpu.json (complete even when the run was cut short)"
     "$PY" -m benchmarks.report "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" 2>>"$OUTDIR/gpu.log" || say "the report failed (see gpu.log)"

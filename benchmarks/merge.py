@@ -1,4 +1,4 @@
-"""``python -m benchmarks.merge BASE.json NEW.json OUT.json``: a partial rerun merged into an earlier run.
+"""``python -m fcgrad.benchmarks.merge BASE.json NEW.json OUT.json``: a partial rerun merged into an earlier run.
 
 Every (sizes, batch, dtype) measured in NEW replaces that workload's rows of BASE; each ratio
 is recomputed within its own workload, so every ratio still compares numbers of one run.
@@ -8,8 +8,8 @@ NEW's drift replaces BASE's where NEW has one. ``merged_from`` records both runs
 import argparse
 import json
 
-from benchmarks import report
-from benchmarks.suite import add_ratios
+from fcgrad.benchmarks import report
+from fcgrad.benchmarks.suite import add_ratios
 
 
 def merge(base: dict, new: dict) -> dict:
@@ -32,7 +32,7 @@ def merge(base: dict, new: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.merge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fcgrad.benchmarks.merge", description=__doc__.splitlines()[0])
     parser.add_argument("base")
     parser.add_argument("new")
     parser.add_argument("out")

@@ -1,7 +1,7 @@
 """One figure, two panels: time per step against problem size per variant (log-log), and the
 blog's AND example's loss curves, manual against JAX. Needs matplotlib (the "plot" extra).
 
-``python -m benchmarks.plot RESULT.json OUT.png`` redraws the figure of a saved run.
+``python -m fcgrad.benchmarks.plot RESULT.json OUT.png`` redraws the figure of a saved run.
 """
 
 import argparse
@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 
-from benchmarks.flops import ALL, step_flops
-from benchmarks.workloads import parse_spec
+from fcgrad.benchmarks.flops import ALL, step_flops
+from fcgrad.benchmarks.workloads import parse_spec
 
 COLORS = {
     "manual": "tab:red",
@@ -26,9 +26,9 @@ SKIPPED = ("floor-needed",)  # in the JSON, left out of the figure to keep it re
 
 def blog_loss_curves() -> tuple[np.ndarray, np.ndarray]:
     """Losses per step of the blog's AND run (10,000 steps, float64): (manual, JAX)."""
-    import reference
-    from crosscheck.problems import and_example
-    from manual import network
+    from fcgrad import reference
+    from fcgrad.engine.problems import and_example
+    from fcgrad.manual import network
 
     p = and_example()
     kw = {"activations": p.activations, "loss": p.loss, "lr": p.lr, "steps": p.steps, "record_params": False}
@@ -93,8 +93,10 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.plot", description="draw the figure of a saved run")
-    parser.add_argument("result", help="a JSON file written by python -m benchmarks --json")
+    parser = argparse.ArgumentParser(
+        prog="python -m fcgrad.benchmarks.plot", description="draw the figure of a saved run"
+    )
+    parser.add_argument("result", help="a JSON file written by python -m fcgrad.benchmarks --json")
     parser.add_argument("out", help="the PNG to write")
     args = parser.parse_args(argv)
     with open(args.result) as f:

@@ -1,6 +1,6 @@
 """Tables of a benchmark result, and the project's performance goals, met or missed.
 
-``python -m benchmarks.report RESULT.json [--markdown]`` prints them for a saved run.
+``python -m fcgrad.benchmarks.report RESULT.json [--markdown]`` prints them for a saved run.
 """
 
 import argparse
@@ -172,8 +172,10 @@ def drift_text(drift: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description="tables of a saved benchmark run")
-    parser.add_argument("result", help="a JSON file written by python -m benchmarks --json")
+    parser = argparse.ArgumentParser(
+        prog="python -m fcgrad.benchmarks.report", description="tables of a saved benchmark run"
+    )
+    parser.add_argument("result", help="a JSON file written by python -m fcgrad.benchmarks --json")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table instead of plain text")
     args = parser.parse_args(argv)
     with open(args.result) as f:

@@ -1,4 +1,4 @@
-"""Time one data-parallel SGD step over S devices against one device: ``python -m benchmarks.sharded``.
+"""Time one data-parallel SGD step over S devices against one device: ``python -m fcgrad.benchmarks.sharded``.
 
 Variants, each keeping on training from where its previous call stopped:
 - ``manual-1`` / ``manual-S``: the hand-derived step on the whole batch / over S shards with the
@@ -22,12 +22,12 @@ from functools import partial
 
 import numpy as np
 
-from benchmarks.timing import FULL, Budget, measure
-from benchmarks.workloads import make_workload, parse_spec
-from crosscheck.sharded import arrange_devices
-from manual import network
-from manual import sharded as manual_sharded
-from manual.errors import FcgradError
+from fcgrad.benchmarks.timing import FULL, Budget, measure
+from fcgrad.benchmarks.workloads import make_workload, parse_spec
+from fcgrad.engine.sharded import arrange_devices
+from fcgrad.manual import network
+from fcgrad.manual import sharded as manual_sharded
+from fcgrad.manual.errors import FcgradError
 
 DEFAULT_SPECS = ("784-256-256-10:256", "1024-1024-1024:1024")
 QUICK_SPECS = ("2-4-1", "6-9-3:8")
@@ -68,7 +68,7 @@ def _manual(wl, n: int) -> Timed:
 
 
 def _jax(wl, devices, engine: str, name: str) -> Timed:
-    import reference.sharded as rs
+    from fcgrad.reference import sharded as rs
 
     params, (x, t, mask), mesh, n_total = rs.placed(wl.params, wl.x, wl.t, devices, wl.dtype, engine, "explicit")
     trainable = ((True, True),) * len(wl.params)
@@ -113,7 +113,7 @@ def _psum(wl, devices) -> Timed:
 
 def bench(spec: str, n: int, dtype: str, budget, devices) -> list[dict]:
     """Rows ``{variant, sizes, batch, dtype, devices, step_s_median, step_s_iqr, vs_one_device}``."""
-    from reference import x64_for
+    from fcgrad.reference import x64_for
 
     sizes, batch = parse_spec(spec)
     wl = make_workload(sizes, batch, dtype)
@@ -158,7 +158,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sharded", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fcgrad.benchmarks.sharded", description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=4, help="devices in the mesh (default 4)")
     parser.add_argument("--sizes", nargs="+", help=f"specs such as 784-256-256-10:256 (default {DEFAULT_SPECS})")
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])

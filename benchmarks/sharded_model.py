@@ -1,6 +1,6 @@
 """A model of one data-parallel step on GPUs: compute per shard against a ring all-reduce of the gradients.
 
-``python -m benchmarks.sharded_model`` prints the table of ``docs/data_parallel.md``. Per step, with
+``python -m fcgrad.benchmarks.sharded_model`` prints the table of ``docs/data_parallel.md``. Per step, with
 S devices, N samples, P parameters of b bytes:
 
     compute(n)  = t0 + F(n) / R              F: FLOPs of the step's products (``flops.step_flops``, NEEDED)
@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks import flops
+from fcgrad.benchmarks import flops
 
 GPU_JSON = Path(__file__).parent / "results" / "gpu.json"
 NVLINK_BPS = 450e9  # NVLink 4 on an H100 SXM: about 450 GB/s per direction per GPU

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import reference
-from benchmarks import flops, variants
-from benchmarks.timing import FULL, Budget, measure
-from benchmarks.workloads import BLOG_STEPS, CPU_SPECS, make_workload, parse_spec
+from fcgrad import reference
+from fcgrad.benchmarks import flops, variants
+from fcgrad.benchmarks.timing import FULL, Budget, measure
+from fcgrad.benchmarks.workloads import BLOG_STEPS, CPU_SPECS, make_workload, parse_spec
 
 MAX_FUSED_STEPS = 1000
 MIN_FUSED_STEPS = 2

@@ -1,6 +1,6 @@
 """One training step of a batch-normalised ReLU net with Adam: manual NumPy against ``jax.jit``.
 
-The step is the one the toolbox check runs (``crosscheck.toolbox``), on one mini-batch:
+The step is the one the toolbox check runs (``fcgrad.engine.toolbox``), on one mini-batch:
 
 - ``manual``: ``manual.spec_network.loss_and_gradients`` (forward, hand-derived backward through
   batch norm, new running averages), then ``manual.optimizers.update`` (Adam, written by hand);
@@ -13,8 +13,8 @@ Each variant keeps training from where its previous call stopped. The timing is
 ``benchmarks.timing``'s (interleaved blocks, medians and IQRs), NumPy and JAX in separate phases
 (``suite.measure_in_phases``); ratios compare numbers of the same run.
 
-    python -m benchmarks.toolbox_step --json benchmarks/results/toolbox_cpu.json
-    python -m benchmarks.toolbox_step --quick          # tiny sizes, a few seconds
+    python -m fcgrad.benchmarks.toolbox_step --json benchmarks/results/toolbox_cpu.json
+    python -m fcgrad.benchmarks.toolbox_step --quick          # tiny sizes, a few seconds
 """
 
 import datetime
@@ -31,16 +31,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import flops, machine, variants
-from benchmarks.suite import _row, add_ratios, measure_in_phases
-from benchmarks.timing import FULL, QUICK, Budget
-from crosscheck.cli_args import OneLineParser
-from crosscheck.toolbox import ToolboxProblem, make_problem
-from manual import optimizers, spec_network
-from manual.errors import FcgradError
-from manual.spec import format_spec, init_running, parse_spec
-from reference import spec_model
-from reference.precision import x64_for
+from fcgrad.benchmarks import flops, machine, variants
+from fcgrad.benchmarks.suite import _row, add_ratios, measure_in_phases
+from fcgrad.benchmarks.timing import FULL, QUICK, Budget
+from fcgrad.cli.args import OneLineParser
+from fcgrad.engine.toolbox import ToolboxProblem, make_problem
+from fcgrad.manual import optimizers, spec_network
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.spec import format_spec, init_running, parse_spec
+from fcgrad.reference import spec_model
+from fcgrad.reference.precision import x64_for
 
 SPEC = "784-256:relu:bn-256:relu:bn-10"
 BATCH = 256
@@ -251,7 +251,7 @@ def table(summary: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(
-        prog="python -m benchmarks.toolbox_step",
+        prog="python -m fcgrad.benchmarks.toolbox_step",
         description=f"Time one training step of {SPEC} (cross-entropy, Adam, N={BATCH}): manual NumPy vs jax.jit.",
     )
     parser.add_argument("--json", metavar="PATH", help="write the run (rows, summary, machine) as JSON")

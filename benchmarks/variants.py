@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import reference
-from benchmarks import flops
-from benchmarks.minimal import minimal_jax_train, minimal_numpy_step
-from benchmarks.workloads import Workload
-from manual import network
+from fcgrad import reference
+from fcgrad.benchmarks import flops
+from fcgrad.benchmarks.minimal import minimal_jax_train, minimal_numpy_step
+from fcgrad.benchmarks.workloads import Workload
+from fcgrad.manual import network
 
 FLOOR_DATA_SEED = 1  # random operands of the floor's products (never zeros: see METHOD)
 FUSED_UNROLL = 1  # lax.scan unroll of jit-fused; 2, 4, 8 and 16 were no faster at 2-4-1 on CPU (README)

@@ -2,15 +2,15 @@
 
 Every variant of one workload starts from the same NumPy parameters and data (sigmoid
 layers, the blog's square loss, lr 0.1). The blog's size, 2-4-1 with N=4, is the blog's own
-AND problem; every other size is ``crosscheck.problems.random_problem`` with seed 0.
+AND problem; every other size is ``fcgrad.engine.problems.random_problem`` with seed 0.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from crosscheck.problems import and_example, random_problem
-from manual.errors import FcgradError
+from fcgrad.engine.problems import and_example, random_problem
+from fcgrad.manual.errors import FcgradError
 
 BLOG_SIZES = (2, 4, 1)
 BLOG_BATCH = 4

@@ -13,7 +13,7 @@ Batch normalisation over the N columns of each row, variance with Bessel's 1/(N 
 import numpy as np
 import pytest
 
-from crosscheck.derivation_report import assert_derivation_matches
+from fcgrad.derivation.report import assert_derivation_matches
 
 EPS = 1e-5  # added to the variance before the inverse square root
 D, H, C, N = 5, 8, 4, 16
@@ -137,7 +137,7 @@ def test_the_batchnorm_backward_matches_jax_term_by_term(seed, n):
 def test_each_planted_mistake_is_an_origin_named_by_the_catalogue():
     with pytest.raises(AssertionError) as failure:
         assert_derivation_matches(forward, backward_with_mistakes, *problem())
-    from crosscheck.derivation import check_derivation
+    from fcgrad.derivation.checker import check_derivation
 
     report = check_derivation(forward, backward_with_mistakes, *problem())
     origins = {r.name: [d.name for d in r.diagnoses] for r in report.origins}

@@ -2,8 +2,8 @@
 
 The public entry point. Two sides and the checks between them:
 
-- ``fcgrad.manual``: the hand-derived matrix backprop in NumPy (the ``manual`` package);
-- ``fcgrad.reference``: the same model in JAX, differentiated by ``jax.grad`` (``reference``);
+- ``fcgrad.manual``: the hand-derived matrix backprop in NumPy (``manual/`` in the repository);
+- ``fcgrad.reference``: the same model in JAX, differentiated by ``jax.grad`` (``reference/``);
 - ``fcgrad.check(problem)``: gradients, finite differences and whole training runs, compared;
 - ``fcgrad.audit(problem)``: where the blog's published code departs from its own math;
 - ``fcgrad.testing.assert_backward_matches``: the pytest helper for your own layer's backward;
@@ -18,26 +18,30 @@ that needs JAX is loaded on first use, so ``import fcgrad`` itself is quick.
 """
 
 import importlib
+import os
 
-from fcgrad._shadowing import assert_not_shadowed
-
-assert_not_shadowed()  # before anything below imports manual, reference or crosscheck
+# fcgrad is the only import name. Installed, manual/, reference/ and benchmarks/ sit inside this folder;
+# in a checkout run without installing (PYTHONPATH=.), they sit beside it, and this finds them there.
+_here = os.path.dirname(os.path.abspath(__file__))
+_checkout = os.path.dirname(_here)
+if not os.path.isdir(os.path.join(_here, "manual")) and os.path.isfile(os.path.join(_checkout, "manual", "layer.py")):
+    __path__.append(_checkout)  # noqa: F821 (a package's own __path__)
 
 from fcgrad._version import version as _version  # noqa: E402
-from manual.errors import DivergenceError, FcgradError  # noqa: E402
+from fcgrad.manual.errors import DivergenceError, FcgradError  # noqa: E402
 
 __version__ = _version()
 
 # public name -> (module, attribute), imported on first use (these modules import JAX)
 _LAZY = {
-    "check": ("crosscheck.run", "check"),
-    "CheckReport": ("crosscheck.run", "CheckReport"),
-    "audit": ("crosscheck.audit", "audit"),
-    "AuditReport": ("crosscheck.audit", "AuditReport"),
-    "BlogDepartures": ("manual.blog_code", "BlogDepartures"),
-    "Problem": ("crosscheck.problems", "Problem"),
-    "example": ("crosscheck.problems", "example"),
-    "random_problem": ("crosscheck.problems", "random_problem"),
+    "check": ("fcgrad.engine.run", "check"),
+    "CheckReport": ("fcgrad.engine.run", "CheckReport"),
+    "audit": ("fcgrad.audits.blog", "audit"),
+    "AuditReport": ("fcgrad.audits.blog", "AuditReport"),
+    "BlogDepartures": ("fcgrad.manual.blog_code", "BlogDepartures"),
+    "Problem": ("fcgrad.engine.problems", "Problem"),
+    "example": ("fcgrad.engine.problems", "example"),
+    "random_problem": ("fcgrad.engine.problems", "random_problem"),
 }
 _SUBMODULES = ("manual", "reference", "testing")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from crosscheck.cli import main
+from fcgrad.cli.main import main
 
 sys.exit(main())

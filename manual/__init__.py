@@ -1,10 +1,10 @@
 """Hand-derived matrix backpropagation in NumPy, in the blog's layout. Never imports jax."""
 
-from manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
-from manual.errors import DivergenceError, FcgradError
-from manual.finite_diff import finite_difference_gradients
-from manual.layer import QUANTITIES, Cache, LayerGrads, fc_backward, fc_forward
-from manual.network import (
+from fcgrad.manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
+from fcgrad.manual.errors import DivergenceError, FcgradError
+from fcgrad.manual.finite_diff import finite_difference_gradients
+from fcgrad.manual.layer import QUANTITIES, Cache, LayerGrads, fc_backward, fc_forward
+from fcgrad.manual.network import (
     Gradients,
     Trajectory,
     forward,

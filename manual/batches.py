@@ -7,9 +7,9 @@
 
 import numpy as np
 
-from manual.dropout import draw_mask
-from manual.errors import FcgradError
-from manual.spec import Spec
+from fcgrad.manual.dropout import draw_mask
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.spec import Spec
 
 
 def _positive_int(name: str, value) -> int:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual.activations import namespace
+from fcgrad.manual.activations import namespace
 
 BN_EPS = 1e-5  # added to σ² before the root, the usual value
 BN_MOMENTUM = 0.9  # fraction of the running averages kept at each training step

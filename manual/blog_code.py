@@ -20,11 +20,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from manual import validate
-from manual.errors import FcgradError
-from manual.layer import Cache, LayerGrads, fc_backward
-from manual.losses import LOSSES
-from manual.network import Gradients, Params, Trajectory, forward, run_steps
+from fcgrad.manual import validate
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.layer import Cache, LayerGrads, fc_backward
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.network import Gradients, Params, Trajectory, forward, run_steps
 
 DEPARTURES = ("unnormalized_loss_grad", "scalar_bias_grad", "residual_after_update")
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from manual import validate
-from manual.layer import LayerGrads, fc_backward, fc_forward
-from manual.losses import LOSSES
-from manual.network import init_params
+from fcgrad.manual import validate
+from fcgrad.manual.layer import LayerGrads, fc_backward, fc_forward
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.network import init_params
 
 
 class FC:

@@ -8,9 +8,9 @@ so agreement to about 1e-8 relative is what to expect; not near a ReLU kink
 
 import numpy as np
 
-from manual import validate
-from manual.losses import LOSSES
-from manual.network import Params, forward
+from fcgrad.manual import validate
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.network import Params, forward
 
 FD_STEP = 1e-6  # balances truncation (h²) against rounding (ε/h) for float64
 

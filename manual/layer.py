@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual.activations import ACTIVATIONS, in_place, namespace
+from fcgrad.manual.activations import ACTIVATIONS, in_place, namespace
 
 
 class Cache(NamedTuple):

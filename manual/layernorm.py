@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual.activations import namespace
+from fcgrad.manual.activations import namespace
 
 LN_EPS = 1e-5
 

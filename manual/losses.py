@@ -7,7 +7,7 @@ both with ``y`` and ``t`` of shape ``(out, N)``; every loss sums over outputs, d
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from manual.activations import namespace, sigmoid
+from fcgrad.manual.activations import namespace, sigmoid
 
 
 def square_forward(y, t):

@@ -9,10 +9,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual import validate
-from manual.errors import DivergenceError
-from manual.layer import Cache, LayerGrads, LayerWork, fc_backward, fc_forward, layer_work
-from manual.losses import LOSSES, square_backward, square_forward
+from fcgrad.manual import validate
+from fcgrad.manual.errors import DivergenceError
+from fcgrad.manual.layer import Cache, LayerGrads, LayerWork, fc_backward, fc_forward, layer_work
+from fcgrad.manual.losses import LOSSES, square_backward, square_forward
 
 Params = list[dict[str, np.ndarray]]
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual.errors import FcgradError
+from fcgrad.manual.errors import FcgradError
 
 Tree = list[dict[str, np.ndarray]]
 

@@ -15,11 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual import validate
-from manual.errors import DivergenceError, FcgradError
-from manual.layer import LayerGrads
-from manual.losses import LOSSES
-from manual.network import Params, backward, forward, sgd_update
+from fcgrad.manual import validate
+from fcgrad.manual.errors import DivergenceError, FcgradError
+from fcgrad.manual.layer import LayerGrads
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.network import Params, backward, forward, sgd_update
 
 
 class ShardGradients(NamedTuple):

@@ -21,9 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual import validate
-from manual.activations import ACTIVATIONS
-from manual.errors import FcgradError
+from fcgrad.manual import validate
+from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual.errors import FcgradError
 
 NORMS = {"bn": "batch", "ln": "layer"}
 

@@ -17,13 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from manual.activations import ACTIVATIONS
-from manual.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference, running_update
-from manual.dropout import dropout_backward, dropout_forward
-from manual.layer import Cache, fc_backward, fc_forward
-from manual.layernorm import layernorm_backward, layernorm_forward
-from manual.losses import LOSSES
-from manual.spec import Spec
+from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference, running_update
+from fcgrad.manual.dropout import dropout_backward, dropout_forward
+from fcgrad.manual.layer import Cache, fc_backward, fc_forward
+from fcgrad.manual.layernorm import layernorm_backward, layernorm_forward
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.spec import Spec
 
 Tree = list[dict[str, np.ndarray]]
 

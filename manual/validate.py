@@ -5,9 +5,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from manual.activations import ACTIVATIONS
-from manual.errors import FcgradError
-from manual.losses import LOSSES
+from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.losses import LOSSES
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

@@ -1,9 +1,9 @@
 """The same network in JAX, differentiated by jax.grad. Never imports manual."""
 
-from reference.grads import gradients, value_and_grads
-from reference.model import ACTIVATIONS, LOSSES, forward, loss
-from reference.precision import as_jax, x64_for
-from reference.train import jit_step, scan_train, sgd_step, static_trainable, train
+from fcgrad.reference.grads import gradients, value_and_grads
+from fcgrad.reference.model import ACTIVATIONS, LOSSES, forward, loss
+from fcgrad.reference.precision import as_jax, x64_for
+from fcgrad.reference.train import jit_step, scan_train, sgd_step, static_trainable, train
 
 __all__ = [
     "gradients",

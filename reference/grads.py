@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reference.model import ACTIVATIONS, forward, loss
-from reference.precision import as_jax, x64_for
+from fcgrad.reference.model import ACTIVATIONS, forward, loss
+from fcgrad.reference.precision import as_jax, x64_for
 
 
 def zero_taps(params, x):

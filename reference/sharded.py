@@ -30,9 +30,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from reference.model import LOSSES, forward
-from reference.precision import DTYPES, check_shapes, dtype_name, x64_for
-from reference.train import static_trainable
+from fcgrad.reference.model import LOSSES, forward
+from fcgrad.reference.precision import DTYPES, check_shapes, dtype_name, x64_for
+from fcgrad.reference.train import static_trainable
 
 AXIS = "data"
 ENGINES = ("jit", "shard_map")

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from reference.model import ACTIVATIONS, LOSSES
-from reference.optimizers import build, state_moments
+from fcgrad.reference.model import ACTIVATIONS, LOSSES
+from fcgrad.reference.optimizers import build, state_moments
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9

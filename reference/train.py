@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reference.grads import activation_names
-from reference.model import loss
-from reference.precision import as_jax, x64_for
+from fcgrad.reference.grads import activation_names
+from fcgrad.reference.model import loss
+from fcgrad.reference.precision import as_jax, x64_for
 
 
 def sgd_step(params, x, t, lr, activations, loss_name, trainable):

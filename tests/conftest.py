@@ -31,7 +31,7 @@ def assert_all_ok(rows) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """``python -m crosscheck <args>`` from the repository root, as a user runs it."""
+    """``python -m fcgrad <args>`` from the repository root, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "crosscheck", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "fcgrad", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crosscheck.problems import random_problem
-from crosscheck.trajectory import compare_trajectories
-from reference.model import loss as jax_loss
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.trajectory import compare_trajectories
+from fcgrad.reference.model import loss as jax_loss
 
 SIZES_BY_DEPTH = {1: (8, 4), 2: (8, 16, 4), 3: (8, 32, 32, 4), 4: (6, 16, 16, 8, 3)}
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-import manual
-import reference
-from crosscheck.problems import random_problem
-from manual.errors import FcgradError
+from fcgrad import manual, reference
+from fcgrad.engine.problems import random_problem
+from fcgrad.manual.errors import FcgradError
 
 SIZES = (3, 5, 2)
 # float64 round-off between two calls of the same jitted function on the same inputs: measured 0.0;

@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 
-import manual
-import reference
-from crosscheck import tolerances as tol
-from crosscheck.audit import audit
-from crosscheck.cli import main
-from crosscheck.problems import and_example, mazur_example, random_problem
-from manual.blog_code import DEPARTURES, BlogDepartures, blog_gradients, blog_train
-from manual.errors import FcgradError
+from fcgrad import manual, reference
+from fcgrad.audits.blog import audit
+from fcgrad.cli.main import main
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.problems import and_example, mazur_example, random_problem
+from fcgrad.manual.blog_code import DEPARTURES, BlogDepartures, blog_gradients, blog_train
+from fcgrad.manual.errors import FcgradError
 
 AUDIT_STEPS = 30  # enough to see the runs drift apart; the CLI default (10,000) is for people, not CI
 # The blog's AND network (2-4-1, N=4): where each departure first changes a number.
@@ -137,7 +136,7 @@ def test_no_departures_no_findings_and_the_variant_matches_jax():
 
 
 def test_a_wrong_term_outside_the_three_switches_is_reported_unexplained(monkeypatch):
-    import crosscheck.audit as audit_module
+    import fcgrad.audits.blog as audit_module
 
     doubled = lambda y, t, loss, departures: 2 * manual.losses.LOSSES[loss].backward(y, t)  # noqa: E731
     monkeypatch.setattr(audit_module, "blog_loss_backward", doubled)

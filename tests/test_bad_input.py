@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-import manual
-from crosscheck.cli import main
-from crosscheck.problems import example, random_problem
-from crosscheck.run import check
-from manual.errors import DivergenceError, FcgradError
+from fcgrad import manual
+from fcgrad.cli.main import main
+from fcgrad.engine.problems import example, random_problem
+from fcgrad.engine.run import check
+from fcgrad.manual.errors import DivergenceError, FcgradError
 
 SIZES = (3, 5, 2)
 N = 8
@@ -227,7 +227,7 @@ def test_bad_seed_is_rejected_by_the_python_api(seed):
     ids=["X-by-row", "T-by-row"],
 )
 def test_reference_rejects_the_wrong_layout_with_a_clear_message(x_shape, t_shape, expected):
-    import reference
+    from fcgrad import reference
 
     params = manual.init_params([2, 3, 1])
     with pytest.raises(ValueError, match=expected):

@@ -15,15 +15,14 @@ import jax
 import numpy as np
 import pytest
 
-import manual
-import reference
-from benchmarks import cli, flops
-from benchmarks.minimal import minimal_jax_train, minimal_numpy_step
-from benchmarks.variants import fused_train, manual_jit
-from benchmarks.workloads import make_workload
-from crosscheck import tolerances as tol
-from crosscheck.compare import errors
-from manual import network
+from fcgrad import manual, reference
+from fcgrad.benchmarks import cli, flops
+from fcgrad.benchmarks.minimal import minimal_jax_train, minimal_numpy_step
+from fcgrad.benchmarks.variants import fused_train, manual_jit
+from fcgrad.benchmarks.workloads import make_workload
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
+from fcgrad.manual import network
 
 # tiny sizes keep the run at a few seconds; the blog's size is the one the performance goals name
 QUICK_ARGS = ["--quick", "--sizes", "2-4-1", "6-9-3:5", "--drift", "6-9-3:5"]
@@ -130,7 +129,7 @@ def test_quick_run_drift_float64_jax_agrees_with_manual(quick_run):
 def test_plot_writes_a_png(quick_run, tmp_path):
     import matplotlib  # noqa: F401  (in the test extra: this test must run, not skip)
 
-    from benchmarks.plot import plot
+    from fcgrad.benchmarks.plot import plot
 
     path = tmp_path / "bench.png"
     plot(quick_run[2], str(path))
@@ -138,7 +137,7 @@ def test_plot_writes_a_png(quick_run, tmp_path):
 
 
 def test_fcgrad_bench_is_a_subcommand():
-    from crosscheck.cli import build_parser
+    from fcgrad.cli.main import build_parser
 
     args = build_parser().parse_args(["bench", "--quick", "--sizes", "2-4-1"])
     assert args.run is cli.run_bench and args.quick and args.sizes == ["2-4-1"]
@@ -248,7 +247,7 @@ def test_compiled_loops_make_manuals_steps(sizes, batch):
 
 
 def test_merge_replaces_a_workloads_rows_and_keeps_the_others(quick_run):
-    from benchmarks.merge import merge
+    from fcgrad.benchmarks.merge import merge
 
     base = quick_run[2]
     slower = [dict(r, step_s_median=2 * r["step_s_median"]) for r in base["rows"] if r["sizes"] == "6-9-3"]

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import failing
 
-import manual.network
-from crosscheck.problems import random_problem
-from crosscheck.run import compare_finite_differences, compare_gradients, compare_trajectories
-from manual.activations import ACTIVATIONS, Activation, sigmoid
-from manual.layer import QUANTITIES, LayerGrads
-from manual.losses import LOSSES, Loss, square_forward
+from fcgrad import manual
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.run import compare_finite_differences, compare_gradients, compare_trajectories
+from fcgrad.manual.activations import ACTIVATIONS, Activation, sigmoid
+from fcgrad.manual.layer import QUANTITIES, LayerGrads
+from fcgrad.manual.losses import LOSSES, Loss, square_forward
 
 BATCH = 5
 LR = 0.1  # the blog's learning rate, used by the "updated weights" mistake

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-import crosscheck.run
-from crosscheck import budget
-from crosscheck.cli import main
-from crosscheck.problems import and_example, random_problem
-from manual.errors import FcgradError
+import fcgrad.engine.run
+from fcgrad.cli.main import main
+from fcgrad.engine import budget
+from fcgrad.engine.problems import and_example, random_problem
+from fcgrad.manual.errors import FcgradError
 
 # The model counts the histories and loss curves exactly and the zip container not at all; measured on
 # the blog's network at 1,000 steps, the file is 2.1% larger than the estimate (zip and .npy headers per entry).
@@ -47,7 +47,7 @@ def test_the_estimate_grows_with_steps_only_when_histories_are_kept():
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     # 784-256-256-10: 269,322 parameters; 100,000 steps of both histories in float64 are 431 GB, held twice
-    monkeypatch.setattr(crosscheck.run, "check", _no_run)
+    monkeypatch.setattr(fcgrad.engine.run, "check", _no_run)
     monkeypatch.setattr(budget, "available_memory", lambda: 64 * 10**9)
     args = ["check", "--sizes", "784-256-256-10", "--steps", "100000", "--save", str(tmp_path / "big.npz")]
     assert main(args) == 2
@@ -64,7 +64,7 @@ def test_a_run_that_fits_runs(capsys, monkeypatch):
 
 
 def test_audit_is_estimated_too(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("crosscheck.audit_cli.audit", _no_run)
+    monkeypatch.setattr("fcgrad.cli.audit.audit", _no_run)
     monkeypatch.setattr(budget, "available_memory", lambda: 10**6)
     assert main(["audit", "--sizes", "100,100", "--steps", "1000", "--save", str(tmp_path / "a.npz")]) == 2
     assert "fcgrad audit: error: memory: this run needs about" in capsys.readouterr().err
@@ -95,7 +95,7 @@ def test_running_out_of_memory_anyway_is_one_line_and_exit_2(capsys, monkeypatch
     def exhausted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(crosscheck.run, "check", exhausted)
+    monkeypatch.setattr(fcgrad.engine.run, "check", exhausted)
     assert main(["check", "--steps", "3"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1

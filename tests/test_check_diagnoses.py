@@ -3,8 +3,8 @@
 import pytest
 from test_broken_derivations import PROBLEMS, VARIANTS, _apply
 
-from crosscheck.report import as_json, text
-from crosscheck.run import check
+from fcgrad.engine.run import check
+from fcgrad.reports.check import as_json, text
 
 # variant -> the catalogue entry its first failing row must carry
 NAMED = {
@@ -37,7 +37,7 @@ def test_the_layer_helper_names_the_mistake_in_its_message():
     import jax
     import numpy as np
 
-    from crosscheck.testing import assert_backward_matches
+    from fcgrad.testing import assert_backward_matches
 
     def forward(x, w, b):
         return jax.nn.sigmoid(w.T @ x + b)

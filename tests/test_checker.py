@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from conftest import failing
 
-import crosscheck.trajectory as trajectory
-import manual.network
-from crosscheck.compare import rel_row
-from crosscheck.problems import example, random_problem
-from crosscheck.run import check, compare_finite_differences, compare_gradients
-from crosscheck.trajectory import compare_trajectories
-from manual.errors import FcgradError
+import fcgrad.engine.trajectory as trajectory
+from fcgrad import manual
+from fcgrad.engine.compare import rel_row
+from fcgrad.engine.problems import example, random_problem
+from fcgrad.engine.run import check, compare_finite_differences, compare_gradients
+from fcgrad.engine.trajectory import compare_trajectories
+from fcgrad.manual.errors import FcgradError
 
 PLANT_STEPS = 400
 PLANTED_AT = 237  # mid-run, inside a chunk rather than on its edge
@@ -105,7 +105,7 @@ def test_float64_gradient_bound_is_pinned(relative, passes):
     r = np.linspace(-2.0, 3.0, 12).reshape(3, 4)
     a = r * (1 + relative)
     p = random_problem((3, 2), steps=0)
-    from crosscheck import tolerances as tol
+    from fcgrad.engine import tolerances as tol
 
     assert rel_row(0, "grad_w", a, r, tol.grad_rel_tol(p.dtype)).ok is passes
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import manual.network
-from crosscheck.problems import example, random_problem
-from crosscheck.report import as_json, ascii_fallback, text
-from crosscheck.run import check
+from fcgrad import manual
+from fcgrad.engine.problems import example, random_problem
+from fcgrad.engine.run import check
+from fcgrad.reports.check import as_json, ascii_fallback, text
 
 
 @pytest.fixture(scope="module")

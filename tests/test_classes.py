@@ -2,11 +2,10 @@
 
 import numpy as np
 
-import manual
-import reference
-from crosscheck import tolerances as tol
-from crosscheck.problems import and_example, random_problem
-from manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
+from fcgrad import manual, reference
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.problems import and_example, random_problem
+from fcgrad.manual.classes import FC, CrossEntropyLoss, Net, SquareLoss
 
 SEED = 3
 STEPS = 2_000

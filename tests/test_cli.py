@@ -1,6 +1,6 @@
 """``fcgrad check``: exit codes, the table, --json, --save and the problem options.
 
-Called in-process through ``crosscheck.cli.main`` (it returns the exit code) for speed;
+Called in-process through ``fcgrad.cli.main.main`` (it returns the exit code) for speed;
 test_bad_input.py runs the real process for exit status and tracebacks.
 """
 
@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-import manual.network
-from crosscheck import tolerances as tol
-from crosscheck.cli import main
-from crosscheck.problems import and_example
-from manual.layer import LayerGrads
+from fcgrad import manual
+from fcgrad.cli.main import main
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.problems import and_example
+from fcgrad.manual.layer import LayerGrads
 
 SHORT = "50"  # steps for the option tests; the examples run their full 10,000
 

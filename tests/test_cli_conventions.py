@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-import crosscheck.run
-import manual.network
-from benchmarks.cli import main as bench_main
-from benchmarks.cli import spec_arg
-from crosscheck import meta, terminal
-from crosscheck.audit import audit
-from crosscheck.cli import main
-from crosscheck.cli_args import parse_sizes
-from crosscheck.problems import and_example
-from manual.blog_code import BlogDepartures
-from manual.layer import LayerGrads
+import fcgrad.engine.run
+import fcgrad.manual.network
+from fcgrad import manual
+from fcgrad.audits.blog import audit
+from fcgrad.benchmarks.cli import main as bench_main
+from fcgrad.benchmarks.cli import spec_arg
+from fcgrad.cli import terminal
+from fcgrad.cli.args import parse_sizes
+from fcgrad.cli.main import main
+from fcgrad.engine.problems import and_example
+from fcgrad.files import meta
+from fcgrad.manual.blog_code import BlogDepartures
+from fcgrad.manual.layer import LayerGrads
 
 
 def _version_in_pyproject() -> str:
@@ -267,7 +269,7 @@ def test_the_cli_hands_progress_to_the_engine_only_when_shown(quiet, capsys, mon
         seen["progress"] = progress
         raise KeyboardInterrupt  # stop here: only the call matters
 
-    monkeypatch.setattr(crosscheck.run, "check", record)
+    monkeypatch.setattr(fcgrad.engine.run, "check", record)
     monkeypatch.setattr("sys.stderr", _Tty())
     assert main(["check", *(["-q"] if quiet else [])]) == 130
     assert (seen["progress"] is None) == quiet

@@ -13,7 +13,7 @@ TIMEOUT_S = 120  # generous: the machine running the suite may be busy; a normal
 
 def _start(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "crosscheck", *args],
+        [sys.executable, "-m", "fcgrad", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
         stderr=subprocess.PIPE,
@@ -63,8 +63,8 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
 # is printed as "Exception ignored" and the run goes on. The program must end anyway.
 CTRL_C_IN_GC_CALLBACK = """
 import gc, os, signal, sys
-import crosscheck.run
-from crosscheck.cli import main
+import fcgrad.engine.run
+from fcgrad.cli.main import main
 
 def check_interrupted_in_gc(*args, **kwargs):
     def callback(phase, info):
@@ -78,7 +78,7 @@ def check_interrupted_in_gc(*args, **kwargs):
     print("the run went on")
     sys.exit(0)
 
-crosscheck.run.check = check_interrupted_in_gc
+fcgrad.engine.run.check = check_interrupted_in_gc
 sys.argv = ["fcgrad", "check", "--steps", "3"]
 sys.exit(main())
 """
@@ -95,8 +95,8 @@ def test_ctrl_c_inside_a_garbage_collection_callback_still_ends_the_program():
 # Ctrl-C while the --save archive is being written: the program ends, and the half-written file goes with it.
 CTRL_C_WHILE_SAVING = """
 import os, signal, sys
-import crosscheck.run
-from crosscheck.cli import main
+import fcgrad.engine.run
+from fcgrad.cli.main import main
 
 def save_interrupted(f, p, histories):
     f.write(b"PK half an archive")
@@ -106,7 +106,7 @@ def save_interrupted(f, p, histories):
         pass
     print("the write went on")
 
-crosscheck.run.save_npz = save_interrupted
+fcgrad.engine.run.save_npz = save_interrupted
 sys.argv = ["fcgrad", "check", "--steps", "3", "--save", sys.argv[1]]
 sys.exit(main())
 """

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crosscheck.cli import main
-from crosscheck.problems import and_example
+from fcgrad.cli.main import main
+from fcgrad.engine.problems import and_example
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOG = str(ROOT / "tests" / "fixtures" / "blog_net.py")
@@ -28,7 +28,7 @@ def test_check_runs_the_users_npz_with_its_initial_parameters(tmp_path, capsys):
     assert out["ok"] and out["problem"]["sizes"] == [2, 4, 1]
     # the file's parameters were used: the run starts where the blog's AND example starts
     p = and_example().with_options(steps=int(STEPS))
-    from crosscheck.run import check
+    from fcgrad.engine.run import check
 
     assert out["final_loss"] == pytest.approx(check(p).final_loss, rel=1e-12)
 
@@ -52,9 +52,9 @@ def test_check_plot_writes_a_png_and_nothing_else(tmp_path):
 
 
 def test_a_plot_into_a_missing_folder_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
-    import crosscheck.run
+    import fcgrad.engine.run
 
-    monkeypatch.setattr(crosscheck.run, "check", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(fcgrad.engine.run, "check", lambda *a, **k: pytest.fail("the run started"))
     assert main(["check", "--plot", str(tmp_path / "nowhere" / "c.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--plot" in err
@@ -112,7 +112,7 @@ def test_verbose_says_where_the_time_went_on_stderr(capsys):
 def test_the_phases_add_up_to_the_checks_own_time():
     import time
 
-    from crosscheck.run import check
+    from fcgrad.engine.run import check
 
     start = time.perf_counter()
     report = check(and_example().with_options(steps=200))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from crosscheck.cli import main
-from crosscheck.code_audit import audit_code
-from crosscheck.code_audit_report import as_json, text
-from crosscheck.problems import and_example, random_problem
-from manual.errors import FcgradError
+from fcgrad.audits.code import audit_code
+from fcgrad.audits.report import as_json, text
+from fcgrad.cli.main import main
+from fcgrad.engine.problems import and_example, random_problem
+from fcgrad.manual.errors import FcgradError
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOG = str(ROOT / "tests" / "fixtures" / "blog_net.py")

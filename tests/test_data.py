@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from crosscheck.data import load_problem
-from crosscheck.problems import and_example
-from crosscheck.run import check, save_npz
-from manual.errors import FcgradError
+from fcgrad.engine.problems import and_example
+from fcgrad.engine.run import check, save_npz
+from fcgrad.files.data import load_problem
+from fcgrad.manual.errors import FcgradError
 
 
 def _npz(tmp_path, name="d.npz", **arrays):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from crosscheck.derivation import check_derivation
-from crosscheck.derivation_report import assert_derivation_matches, text
-from manual.activations import sigmoid
-from manual.errors import FcgradError
+from fcgrad.derivation.checker import check_derivation
+from fcgrad.derivation.report import assert_derivation_matches, text
+from fcgrad.manual.activations import sigmoid
+from fcgrad.manual.errors import FcgradError
 
 N = 6
 

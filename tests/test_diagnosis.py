@@ -6,12 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import manual
-import reference
-from crosscheck.diagnosis import Context, diagnose
-from crosscheck.diagnosis_network import diagnose_rows, network_context
-from crosscheck.problems import and_example, mazur_example, random_problem, xor_example
-from crosscheck.run import compare_gradients
+from fcgrad import manual, reference
+from fcgrad.diagnosis.catalogue import Context, diagnose
+from fcgrad.diagnosis.network import diagnose_rows, network_context
+from fcgrad.engine.problems import and_example, mazur_example, random_problem, xor_example
+from fcgrad.engine.run import compare_gradients
 
 # Correct code over a grid: depth 1-3, every activation, both losses, batch 1-7, widths 1-6.
 GRID = [

@@ -20,15 +20,15 @@ from test_optimizers import (
     momentum_with_lr_twice,
 )
 
-from crosscheck import toolbox_cli
-from crosscheck.cli import build_parser, quiet_text
-from crosscheck.diagnosis import Context, diagnose
-from crosscheck.diagnosis_toolbox import StepRecord, diagnose_layers, diagnose_step
-from crosscheck.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
-from manual import batches, optimizers, spec_network
-from manual.batchnorm import BatchNormGrads, batchnorm_backward
-from manual.dropout import draw_mask, dropout_backward, dropout_forward
-from manual.spec import init_spec_params, parse_spec
+from fcgrad.cli import toolbox as toolbox_cli
+from fcgrad.cli.main import build_parser, quiet_text
+from fcgrad.diagnosis.catalogue import Context, diagnose
+from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
+from fcgrad.engine.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
+from fcgrad.manual import batches, optimizers, spec_network
+from fcgrad.manual.batchnorm import BatchNormGrads, batchnorm_backward
+from fcgrad.manual.dropout import draw_mask, dropout_backward, dropout_forward
+from fcgrad.manual.spec import init_spec_params, parse_spec
 
 KEEP = 1.0 - DROP
 

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from crosscheck.digits import DIGITS_SPEC, as_json, load_digits_columns, run_digits, text
-from manual.errors import FcgradError
-from manual.spec import parse_spec
+from fcgrad.engine.digits import DIGITS_SPEC, as_json, load_digits_columns, run_digits, text
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.spec import parse_spec
 
 
 def test_digits_load_as_columns_with_a_held_out_fifth():

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from crosscheck.testing import assert_backward_matches
-from manual.batches import step_masks
-from manual.dropout import draw_mask, dropout_backward, dropout_forward
-from manual.spec import parse_spec
+from fcgrad.manual.batches import step_masks
+from fcgrad.manual.dropout import draw_mask, dropout_backward, dropout_forward
+from fcgrad.manual.spec import parse_spec
+from fcgrad.testing import assert_backward_matches
 
 DROP = 0.3
 SHAPES = {"x": (5, 7), "mask": (5, 7)}

@@ -4,10 +4,10 @@ what the comparison path (gradients() then sgd_update) computes, and its sigmoid
 import numpy as np
 import pytest
 
-import manual
-from crosscheck.problems import random_problem
-from manual import network
-from manual.activations import ACTIVATIONS, Activation, in_place, sigmoid, sigmoid_into
+from fcgrad import manual
+from fcgrad.engine.problems import random_problem
+from fcgrad.manual import network
+from fcgrad.manual.activations import ACTIVATIONS, Activation, in_place, sigmoid, sigmoid_into
 
 DTYPES = ["float64", "float32"]
 # |sigmoid_into − sigmoid| in units of the dtype's eps: measured at most 1.0 eps over 300,000 points

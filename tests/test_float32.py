@@ -6,9 +6,9 @@ import pytest
 from conftest import assert_all_ok, failing
 from test_broken_derivations import PROBLEMS, VARIANTS, _apply
 
-from crosscheck.problems import random_problem
-from crosscheck.run import check
-from crosscheck.trajectory import compare_trajectories
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.run import check
+from fcgrad.engine.trajectory import compare_trajectories
 
 # representative grid cases (tests/float32_grid.json has all of them): the two runs that once failed
 # on correct code, ReLU at depth 3 near the edge of stability, and tanh at depth 4

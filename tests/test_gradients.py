@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from conftest import assert_all_ok
 
-import manual
-import reference
-from crosscheck import tolerances as tol
-from crosscheck.problems import random_problem
-from crosscheck.run import compare_finite_differences, compare_gradients
-from manual.activations import ACTIVATIONS
-from manual.losses import LOSSES
+from fcgrad import manual, reference
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.run import compare_finite_differences, compare_gradients
+from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual.losses import LOSSES
 
 # one network per depth; widths include 1 (a one-unit hidden layer, a one-input layer), and
 # square layers (5-5, 4-4), where a missing transpose is shape-valid and only numbers catch it

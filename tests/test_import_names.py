@@ -1,69 +1,101 @@
-"""A user's module named like one of fcgrad's packages: ``import fcgrad`` names it in one ImportError."""
+"""One import name: installed, fcgrad is ``fcgrad`` and nothing else, so a user's own modules never interfere.
+
+The wheel is built, installed with pip into a fresh virtual environment (its dependencies reached
+through a path entry to this environment's packages, so nothing is downloaded), and a user's pytest
+suite runs there from a folder that also holds a ``reference.py``, a ``manual.py`` and a
+``benchmarks/`` package of the user's own, plus a ``tests/reference.py`` beside the user's tests:
+the places the pytest helpers are meant for.
+"""
 
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from fcgrad._shadowing import GUARDED, assert_not_shadowed, shadowing
-
 ROOT = Path(__file__).resolve().parents[1]
 
+USER_TEST = '''
+import jax.numpy as jnp
+import numpy as np
 
-def _import_fcgrad_in(cwd: Path) -> subprocess.CompletedProcess:
-    """``python -c "import fcgrad"`` run from ``cwd`` (first on sys.path), with the source tree after it."""
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", "import fcgrad"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-@pytest.mark.parametrize(
-    "user_file,name",
-    [("reference.py", "reference"), ("manual.py", "manual"), ("crosscheck/__init__.py", "crosscheck")],
-    ids=["reference-module", "manual-module", "crosscheck-package"],
-)
-def test_a_users_module_in_the_working_directory_stops_import_fcgrad_with_one_line(tmp_path, user_file, name):
-    path = tmp_path / user_file
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("")
-    done = _import_fcgrad_in(tmp_path)
-    assert done.returncode == 1
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"ImportError: fcgrad: 'import {name}' loads {path.resolve()} instead of")
-    assert f"fcgrad's own {name} package in {ROOT}" in last
+import benchmarks
+import manual
+import reference
+from fcgrad.testing import assert_backward_matches
 
 
-@pytest.mark.parametrize(
-    "user_file",
-    ["manual/notes.txt", "benchmarks/run.py", "data/reference.py"],
-    ids=["folder-without-init", "benchmarks-folder-without-init", "same-name-in-a-subfolder"],
-)
-def test_a_folder_without_init_or_a_module_deeper_down_shadows_nothing(tmp_path, user_file):
-    path = tmp_path / user_file
-    path.parent.mkdir(parents=True)
-    path.write_text("")
-    done = _import_fcgrad_in(tmp_path)
-    assert done.returncode == 0, done.stderr
+def forward(x, w, b):
+    return jnp.tanh(w.T @ x + b)
 
 
-def test_an_empty_working_directory_imports_fcgrad(tmp_path):
-    done = _import_fcgrad_in(tmp_path)
-    assert done.returncode == 0, done.stderr
+def backward(residual_y, x, w, b):
+    y = np.tanh(w.T @ x + b)  # (out, N)
+    residual_z = residual_y * (1 - y * y)  # (out, N)
+    return {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T, "grad_b": residual_z.sum(axis=1, keepdims=True)}
 
 
-def test_shadowing_is_none_for_our_own_packages_and_names_a_foreign_root():
-    for name in GUARDED:
-        assert shadowing(name, ROOT) is None
-    elsewhere = ROOT / "tests"  # holds no manual/ of its own: whatever `import manual` finds is foreign to it
-    assert shadowing("manual", elsewhere) == (ROOT / "manual" / "__init__.py").resolve()
-    with pytest.raises(ImportError, match=r"^fcgrad: 'import manual' loads .* rename or move"):
-        assert_not_shadowed(("manual",), elsewhere)
+def test_the_users_modules_are_the_users():
+    assert manual.OWNER == reference.OWNER == benchmarks.OWNER == "the user"
 
 
-def test_a_module_put_in_sys_modules_by_hand_is_judged_by_its_file(monkeypatch, tmp_path):
-    stand_in = type(sys)("reference")
-    stand_in.__file__ = str(tmp_path / "reference.py")
-    monkeypatch.setitem(sys.modules, "reference", stand_in)
-    assert shadowing("reference", ROOT) == (tmp_path / "reference.py").resolve()
+def test_my_layer():
+    assert_backward_matches(forward, backward, {"x": (3, 5), "w": (3, 2), "b": (2, 1)})
+'''
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return next(out.glob("fcgrad-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def fresh_python(wheel, tmp_path_factory) -> Path:
+    """A new virtual environment with the wheel installed by pip; NumPy, JAX and pytest from this one's packages."""
+    env_dir = tmp_path_factory.mktemp("env") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    python = env_dir / "bin" / "python"
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                        text=True, timeout=60).strip())  # fmt: skip
+    # a plain path entry: the packages there load, but none of the .pth files there run (no editable finder)
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def test_the_wheel_installs_one_top_level_name(wheel):
+    with zipfile.ZipFile(wheel) as whl:
+        tops = {n.split("/")[0] for n in whl.namelist() if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"fcgrad"}
+
+
+def test_a_users_suite_beside_reference_manual_and_benchmarks_of_its_own_runs(fresh_python, tmp_path):
+    (tmp_path / "reference.py").write_text('OWNER = "the user"\n')
+    (tmp_path / "manual.py").write_text('OWNER = "the user"\n')
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__init__.py").write_text('OWNER = "the user"\n')
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "reference.py").write_text('OWNER = "the user"\n')
+    (tmp_path / "tests" / "test_mine.py").write_text(USER_TEST)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    cmd = [str(fresh_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", "tests"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout
+    where = subprocess.run(
+        [str(fresh_python), "-c", "import fcgrad.manual, fcgrad; print(fcgrad.manual.__file__, fcgrad.__version__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    location, version = where.stdout.split()
+    assert Path(location).is_relative_to(fresh_python.parent.parent), "fcgrad.manual from the fresh environment"
+    assert not Path(location).is_relative_to(ROOT), "not from the source tree"
+    assert version != "0+unknown"

@@ -15,11 +15,11 @@ from test_broken_derivations import (
     square_backward_without_1_over_n,
 )
 
-from crosscheck.problems import random_problem
-from crosscheck.run import check
-from crosscheck.trajectory import compare_trajectories
-from manual.activations import Activation
-from manual.losses import Loss, square_forward
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.run import check
+from fcgrad.engine.trajectory import compare_trajectories
+from fcgrad.manual.activations import Activation
+from fcgrad.manual.losses import Loss, square_forward
 
 # relu' that drops the upstream: the local derivative alone, as if residual_y were all ones
 RELU_DROPS_UPSTREAM = Activation("relu", lambda z: z * (z > 0), lambda residual_y, z, y: (z > 0) * 1.0)
@@ -79,7 +79,7 @@ def test_float64_local_bound_is_pinned(offset, passes, monkeypatch):
         assert {r.first_bad_step for r in rows if not r.ok} == {10}
 
 
-# mae float32 seed 2 fails within its 10,000 steps without the loss-kink bound of crosscheck.one_step
+# mae float32 seed 2 fails within its 10,000 steps without the loss-kink bound of fcgrad.engine.one_step
 @pytest.mark.parametrize(
     "loss, dtype, lr", [("mae", "float64", 0.5), ("mae", "float32", 0.1), ("hinge", "float32", 0.5)]
 )
@@ -92,7 +92,7 @@ def test_a_loss_with_a_kink_has_no_false_alarm_over_10000_steps(loss, dtype, lr)
 
 
 def test_a_broken_absolute_loss_backward_fails_from_the_first_step(monkeypatch):
-    from manual.losses import LOSSES, mae_forward
+    from fcgrad.manual.losses import LOSSES, mae_forward
 
     def mae_backward_without_1_over_n(y, t):
         return np.sign(y - t)  # (out, N): the 1/N of the forward dropped

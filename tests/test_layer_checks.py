@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crosscheck.testing import assert_backward_matches, assert_backward_matches_fd
-from manual.errors import FcgradError
+from fcgrad.manual.errors import FcgradError
+from fcgrad.testing import assert_backward_matches, assert_backward_matches_fd
 
 SHAPES = {"x": (3, 5), "w": (3, 4), "b": (4, 1)}
 

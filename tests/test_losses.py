@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crosscheck import tolerances as tol
-from crosscheck.compare import errors
-from manual.finite_diff import FD_STEP
-from manual.losses import LOSSES
-from reference.model import LOSSES as JAX_LOSSES
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
+from fcgrad.manual.finite_diff import FD_STEP
+from fcgrad.manual.losses import LOSSES
+from fcgrad.reference.model import LOSSES as JAX_LOSSES
 
 NEW = ["hinge", "bce-logits", "mae"]
 KINK_MARGIN = 10  # probe only entries more than 10·h from a kink: y ± h then never crosses one

@@ -5,15 +5,14 @@ A 2-2-2 sigmoid network, one sample (0.05, 0.10) with targets (0.01, 0.99), squa
 lr 0.5, biases 0.35 and 0.60 shared by each layer's units and never trained. The post's
 hidden-layer update uses the original (pre-update) output weights, as ours does. Its
 w1..w8 map onto the ``(in, out)`` layout as layer 0 ``[[w1, w3], [w2, w4]]`` and layer 1
-``[[w5, w7], [w6, w8]]`` (see crosscheck.problems.mazur_example).
+``[[w5, w7], [w6, w8]]`` (see fcgrad.engine.problems.mazur_example).
 """
 
 import numpy as np
 import pytest
 
-import manual
-import reference
-from crosscheck.problems import mazur_example
+from fcgrad import manual, reference
+from fcgrad.engine.problems import mazur_example
 
 # The post's forward pass and total error (its "The Forward Pass" section).
 OUT_H1, OUT_H2 = 0.593269992, 0.596884378

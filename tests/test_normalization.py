@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crosscheck.testing import assert_backward_matches
-from manual.batchnorm import (
+from fcgrad.manual.batchnorm import (
     BN_EPS,
     BatchNormGrads,
     batchnorm_backward,
@@ -14,7 +13,8 @@ from manual.batchnorm import (
     batchnorm_inference,
     running_update,
 )
-from manual.layernorm import LN_EPS, layernorm_backward, layernorm_forward
+from fcgrad.manual.layernorm import LN_EPS, layernorm_backward, layernorm_forward
+from fcgrad.testing import assert_backward_matches
 
 SHAPES = [(3, 5), (1, 7), (6, 2), (4, 32)]  # (D, N)
 

@@ -17,12 +17,12 @@ import optax
 import pytest
 from conftest import assert_all_ok
 
-from crosscheck import tolerances as tol
-from crosscheck.compare import errors
-from crosscheck.toolbox import check_toolbox, make_problem
-from manual import optimizers
-from manual.errors import FcgradError
-from reference.optimizers import build, state_moments
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
+from fcgrad.engine.toolbox import check_toolbox, make_problem
+from fcgrad.manual import optimizers
+from fcgrad.manual.errors import FcgradError
+from fcgrad.reference.optimizers import build, state_moments
 
 STEPS = 1_000
 GRID = [

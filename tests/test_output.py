@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-import crosscheck.run
-from crosscheck.cli import main
-from crosscheck.output import atomic_write, check_output_path, write_json, write_npz
-from manual.errors import FcgradError
+import fcgrad.engine.run
+from fcgrad.cli.main import main
+from fcgrad.files.output import atomic_write, check_output_path, write_json, write_npz
+from fcgrad.manual.errors import FcgradError
 
 
 def _files(folder) -> set[str]:
@@ -117,8 +117,8 @@ def _no_run(*args, **kwargs):
 def test_the_cli_refuses_a_bad_output_path_before_any_work(
     tmp_path, capsys, monkeypatch, command, option, path, needle
 ):
-    monkeypatch.setattr(crosscheck.run, "check", _no_run)
-    monkeypatch.setattr("crosscheck.audit_cli.audit", _no_run)
+    monkeypatch.setattr(fcgrad.engine.run, "check", _no_run)
+    monkeypatch.setattr("fcgrad.cli.audit.audit", _no_run)
     assert main([command, option, path.format(tmp=tmp_path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"fcgrad {command}: error: {option}: ") and needle in err

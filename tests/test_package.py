@@ -1,4 +1,4 @@
-"""The release: a wheel of code only, an sdist with examples and docs, and ``import fcgrad`` as its entry.
+"""The release: a wheel of code only under the one import name fcgrad, an sdist with examples and docs.
 
 The wheel and the sdist are built once per session with ``python -m build --no-isolation`` (the
 sdist first, then the wheel from the unpacked sdist, as a release is built): about 1 s here.
@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 import fcgrad
-from fcgrad._shadowing import INSTALLED_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 DIST_INFO = f"fcgrad-{PYPROJECT['version']}.dist-info/"
+# repository folder -> where it lands in the wheel: everything is under the one import name fcgrad
+SOURCE_FOLDERS = {"fcgrad": "fcgrad", "manual": "fcgrad/manual", "reference": "fcgrad/reference",
+                  "benchmarks": "fcgrad/benchmarks"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,33 +40,33 @@ def wheel_names(dist) -> list[str]:
 
 def _source_modules() -> set[str]:
     return {
-        p.relative_to(ROOT).as_posix()
-        for name in INSTALLED_NAMES
-        for p in (ROOT / name).rglob("*.py")
+        f"{target}/{p.relative_to(ROOT / folder).as_posix()}"
+        for folder, target in SOURCE_FOLDERS.items()
+        for p in (ROOT / folder).rglob("*.py")
         if "__pycache__" not in p.parts
     }
 
 
-def test_wheel_holds_only_the_python_files_of_the_five_import_names(wheel_names):
+def test_wheel_holds_only_python_files_under_the_one_import_name_fcgrad(wheel_names):
     code = [n for n in wheel_names if not n.startswith(DIST_INFO)]
-    strays = [n for n in code if not n.endswith(".py") or n.split("/")[0] not in INSTALLED_NAMES]
-    assert not strays, f"not code of {INSTALLED_NAMES}: {strays}"
+    assert {n.split("/")[0] for n in code} == {"fcgrad"}, "nothing may land beside fcgrad in site-packages"
+    assert not [n for n in code if not n.endswith(".py")], "code only: no results, plots, scripts or READMEs"
     assert set(code) == _source_modules(), "the wheel must hold every module of the source tree, and only those"
-    assert {f"{name}/__init__.py" for name in INSTALLED_NAMES} <= set(code)
+    assert {f"{target}/__init__.py" for target in SOURCE_FOLDERS.values()} <= set(code)
 
 
 def test_wheel_declares_the_console_script_dependencies_and_extras(dist, wheel_names):
     with zipfile.ZipFile(dist["wheel"]) as whl:
         entry_points = whl.read(DIST_INFO + "entry_points.txt").decode()
         metadata = whl.read(DIST_INFO + "METADATA").decode()
-    assert "fcgrad = crosscheck.cli:main" in entry_points
+    assert "fcgrad = fcgrad.cli.main:main" in entry_points
     requires = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
     for needed in ("numpy", "jax", "optax"):
         assert any(r.startswith(needed) and "extra ==" not in r for r in requires), f"{needed} in {requires}"
     extras = {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Provides-Extra: ")}
     assert {"gpu", "plot", "data", "test"} <= extras
     for package, extra in (("jax[cuda12]", "gpu"), ("matplotlib", "plot"), ("scikit-learn", "data")):
-        assert any(r.startswith(package) and f"extra == '{extra}'" in r for r in requires), (package, requires)
+        assert any(r.startswith(package) and f'extra == "{extra}"' in r.replace("'", '"') for r in requires), (package, requires)
 
 
 def test_sdist_ships_examples_docs_and_tests_but_no_local_environment(dist):
@@ -105,35 +107,23 @@ def test_installed_wheel_imports_fcgrad_and_takes_its_version_from_the_metadata(
     assert jax_loaded == "False", "import fcgrad must not import JAX before a name that needs it is used"
 
 
-def test_installed_wheel_refuses_a_users_reference_module_in_the_working_directory(installed, tmp_path):
-    fake = tmp_path / "reference.py"
-    fake.write_text("GREETING = 'a module of the user'\n")
-    done = _python("import fcgrad", cwd=tmp_path, pythonpath=installed)
-    assert done.returncode != 0
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: fcgrad: 'import reference' loads ")
-    assert str(fake.resolve()) in last and str(installed.resolve() / "reference") not in last
-    assert "rename or move" in last
-
-
 def test_public_names_are_the_documented_ones():
-    import crosscheck.audit
-    import crosscheck.problems
-    import crosscheck.run
-    import crosscheck.testing
-    import manual
-    import reference
-    from manual.errors import FcgradError
+    import fcgrad.audits.blog
+    import fcgrad.engine.problems
+    import fcgrad.engine.run
+    import fcgrad.testing
+    from fcgrad import manual, reference
+    from fcgrad.manual.errors import FcgradError
 
     assert fcgrad.__version__ == PYPROJECT["version"]
-    assert fcgrad.check is crosscheck.run.check and fcgrad.audit is crosscheck.audit.audit
-    assert fcgrad.example is crosscheck.problems.example and fcgrad.Problem is crosscheck.problems.Problem
-    assert fcgrad.random_problem is crosscheck.problems.random_problem
+    assert fcgrad.check is fcgrad.engine.run.check and fcgrad.audit is fcgrad.audits.blog.audit
+    assert fcgrad.example is fcgrad.engine.problems.example and fcgrad.Problem is fcgrad.engine.problems.Problem
+    assert fcgrad.random_problem is fcgrad.engine.problems.random_problem
     assert fcgrad.FcgradError is FcgradError and issubclass(FcgradError, ValueError)
-    assert fcgrad.manual is manual and fcgrad.reference is reference and fcgrad.testing is crosscheck.testing
+    assert fcgrad.manual is manual and fcgrad.reference is reference and fcgrad.testing is fcgrad.testing
     from fcgrad.testing import assert_backward_matches
 
-    assert assert_backward_matches is crosscheck.testing.assert_backward_matches
+    assert assert_backward_matches is fcgrad.testing.assert_backward_matches
     assert set(fcgrad.__all__) <= set(dir(fcgrad))
     with pytest.raises(AttributeError, match="no attribute 'chek'"):
         fcgrad.chek  # noqa: B018

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crosscheck.audit import audit
-from crosscheck.code_audit import audit_code
-from crosscheck.compare import Row
-from crosscheck.plots import check_plot_target, per_step_maxdiff, plot_audit, plot_check, plot_code_audit
-from crosscheck.problems import and_example
-from crosscheck.run import check
-from manual.blog_code import BlogDepartures
-from manual.errors import FcgradError
+from fcgrad.audits.blog import audit
+from fcgrad.audits.code import audit_code
+from fcgrad.engine.compare import Row
+from fcgrad.engine.problems import and_example
+from fcgrad.engine.run import check
+from fcgrad.manual.blog_code import BlogDepartures
+from fcgrad.manual.errors import FcgradError
+from fcgrad.reports.plots import check_plot_target, per_step_maxdiff, plot_audit, plot_check, plot_code_audit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS = 20

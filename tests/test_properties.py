@@ -27,10 +27,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import manual
-import reference
-from crosscheck import tolerances
-from crosscheck.compare import errors
+from fcgrad import manual, reference
+from fcgrad.engine import tolerances
+from fcgrad.engine.compare import errors
 
 EXPLORE = os.environ.get("FCGRAD_PROPERTY_EXPLORE") == "1"
 JAX_EXAMPLES = 40  # 20-30 s on 2 idle CPU cores (see the module docstring)

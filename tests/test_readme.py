@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from crosscheck.cli import main
+from fcgrad.cli.main import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)

@@ -12,14 +12,11 @@ import numpy as np
 import pytest
 from conftest import HOST_DEVICES, assert_all_ok
 
-import manual
-import manual.sharded
-import reference
-import reference.sharded
-from crosscheck import tolerances as tol
-from crosscheck.compare import errors
-from crosscheck.problems import example, mazur_example, random_problem
-from crosscheck.sharded import (
+from fcgrad import manual, reference
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
+from fcgrad.engine.problems import example, mazur_example, random_problem
+from fcgrad.engine.sharded import (
     BIAS_UNREDUCED,
     DOUBLE_ALL_REDUCE,
     LOCAL_UPDATES,
@@ -29,8 +26,10 @@ from crosscheck.sharded import (
     first_disagreement,
     sharded_check,
 )
-from crosscheck.sharded_report import as_json, text
-from manual.errors import FcgradError
+from fcgrad.manual import sharded as _manual_sharded  # noqa: F401 (manual.sharded below)
+from fcgrad.manual.errors import FcgradError
+from fcgrad.reference import sharded as _reference_sharded  # noqa: F401 (reference.sharded below)
+from fcgrad.reports.sharded import as_json, text
 
 STEPS = 15
 UNEVEN = random_problem((3, 4, 4, 2), batch=10, seed=3, steps=STEPS)  # 4 shards of 3, 3, 2, 2
@@ -267,7 +266,7 @@ def test_jax_sees_the_four_host_devices():
 
 
 def test_sharded_benchmark_quick_run_writes_one_row_per_variant(tmp_path, capsys):
-    from benchmarks import sharded as bench
+    from fcgrad.benchmarks import sharded as bench
 
     path = tmp_path / "sharded.json"
     assert bench.main(["--quick", "--sizes", "2-4-1", "--dtypes", "float64", "--json", str(path)]) == 0
@@ -280,7 +279,7 @@ def test_sharded_benchmark_quick_run_writes_one_row_per_variant(tmp_path, capsys
 
 
 def test_sharded_benchmark_refuses_more_devices_than_jax_has(capsys):
-    from benchmarks import sharded as bench
+    from fcgrad.benchmarks import sharded as bench
 
     assert bench.main(["--quick", "--devices", "64"]) == 2
     assert "expected 64 devices, got 4" in capsys.readouterr().err
@@ -290,14 +289,14 @@ def test_sharded_benchmark_refuses_more_devices_than_jax_has(capsys):
 def test_modelled_table_in_the_doc_is_the_one_the_model_prints(doc):
     from pathlib import Path
 
-    from benchmarks import sharded_model
+    from fcgrad.benchmarks import sharded_model
 
     text = (Path(__file__).resolve().parents[1] / doc).read_text(encoding="utf-8")
     assert sharded_model.markdown() in text
 
 
 def test_ring_all_reduce_model_sends_2_s_minus_1_over_s_of_the_gradients():
-    from benchmarks import sharded_model as m
+    from fcgrad.benchmarks import sharded_model as m
 
     assert m.all_reduce_s(10**6, 1, m.NVLINK_BPS) == 0.0  # one device: nothing to send
     two, eight = m.all_reduce_s(10**9, 2, 1e9) - 2 * m.RING_STEP_S, m.all_reduce_s(10**9, 8, 1e9) - 14 * m.RING_STEP_S

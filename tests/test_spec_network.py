@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from conftest import assert_all_ok
 
-from crosscheck import tolerances as tol
-from crosscheck.compare import errors
-from crosscheck.toolbox import check_toolbox, compare_spec_gradients, make_problem
-from manual import batches, spec_network
-from manual.batchnorm import batchnorm_backward
-from manual.errors import DivergenceError, FcgradError
-from manual.finite_diff import FD_STEP
-from manual.optimizers import make_optimizer
-from manual.spec import LayerSpec, format_spec, init_running, init_spec_params, parse_spec
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
+from fcgrad.engine.toolbox import check_toolbox, compare_spec_gradients, make_problem
+from fcgrad.manual import batches, spec_network
+from fcgrad.manual.batchnorm import batchnorm_backward
+from fcgrad.manual.errors import DivergenceError, FcgradError
+from fcgrad.manual.finite_diff import FD_STEP
+from fcgrad.manual.optimizers import make_optimizer
+from fcgrad.manual.spec import LayerSpec, format_spec, init_running, init_spec_params, parse_spec
 
 
 def test_spec_text_reads_widths_activations_norms_and_dropout():
@@ -82,7 +82,7 @@ def test_every_gradient_of_a_spec_network_matches_jax(case):
 
 
 def test_a_planted_batchnorm_mistake_inside_a_network_fails_below_the_norm_only(monkeypatch):
-    from manual.batchnorm import BatchNormGrads
+    from fcgrad.manual.batchnorm import BatchNormGrads
 
     def without_mean_and_variance_paths(residual_y, cache):
         right = batchnorm_backward(residual_y, cache)
@@ -158,7 +158,7 @@ def test_a_diverging_run_stops_and_names_the_step():
 
 
 def test_a_nan_on_the_jax_side_is_a_mismatch_not_a_pass(monkeypatch):
-    from reference import spec_model
+    from fcgrad.reference import spec_model
 
     real = spec_model.jit_step
 

@@ -1,4 +1,4 @@
-"""crosscheck.testing.assert_backward_matches: passes on right backwards, names what is wrong in wrong ones.
+"""fcgrad.testing.assert_backward_matches: passes on right backwards, names what is wrong in wrong ones.
 
 The library's own layer is the first user: manual.fc_backward, wrapped as a user's backward,
 must pass against JAX autodiff of an independent forward (reference.model's activations).
@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import manual
-from crosscheck.testing import BACKWARD_ABS_TOL, BACKWARD_REL_TOL, assert_backward_matches
-from manual.errors import FcgradError
-from reference.model import ACTIVATIONS as JAX_ACTIVATIONS
+from fcgrad import manual
+from fcgrad.manual.errors import FcgradError
+from fcgrad.reference.model import ACTIVATIONS as JAX_ACTIVATIONS
+from fcgrad.testing import BACKWARD_ABS_TOL, BACKWARD_REL_TOL, assert_backward_matches
 
 # (in, out, N): one unit and one sample, a single output, a square layer (a dropped transpose keeps the shape)
 LAYER_SHAPES = [(1, 1, 1), (3, 1, 4), (3, 3, 5), (4, 2, 6)]

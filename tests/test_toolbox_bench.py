@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import toolbox_step as tb
-from reference.precision import x64_for
+from fcgrad.benchmarks import toolbox_step as tb
+from fcgrad.reference.precision import x64_for
 
 # Parameters, running averages and Adam's moments of manual and jit-step after each float64 step.
 # Measured at 784-256:relu:bn-256:relu:bn-10, N=256, three steps: parameters within 1.9e-14 (Adam's

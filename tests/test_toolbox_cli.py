@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from crosscheck.cli import build_parser
-from crosscheck.toolbox_cli import run_toolbox, wants_toolbox
-from manual.errors import FcgradError
+from fcgrad.cli.main import build_parser
+from fcgrad.cli.toolbox import run_toolbox, wants_toolbox
+from fcgrad.manual.errors import FcgradError
 
 
 def _args(*argv: str) -> argparse.Namespace:

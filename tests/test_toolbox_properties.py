@@ -14,14 +14,14 @@ import optax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crosscheck import tolerances as tol
-from crosscheck.compare import errors
-from crosscheck.toolbox import compare_spec_gradients, make_problem
-from manual import optimizers
-from manual.activations import ACTIVATIONS
-from manual.losses import LOSSES
-from manual.spec import LayerSpec
-from reference.optimizers import build
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
+from fcgrad.engine.toolbox import compare_spec_gradients, make_problem
+from fcgrad.manual import optimizers
+from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.spec import LayerSpec
+from fcgrad.reference.optimizers import build
 
 SPEC_EXAMPLES = 8
 OPTIMIZER_EXAMPLES = 30

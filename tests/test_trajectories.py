@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from conftest import assert_all_ok
 
-import manual
-import reference
-from crosscheck import tolerances as tol
-from crosscheck.problems import example, mazur_example, random_problem
-from crosscheck.run import compare_trajectories
+from fcgrad import manual, reference
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.problems import example, mazur_example, random_problem
+from fcgrad.engine.run import compare_trajectories
 
 SHORT_STEPS = 50
 

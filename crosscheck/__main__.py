@@ -1,5 +1,0 @@
-import sys
-
-from crosscheck.cli import main
-
-sys.exit(main())

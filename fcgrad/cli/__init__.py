@@ -1,0 +1,1 @@
+"""The command line: `fcgrad check`, `audit`, `bench`; parsing, one-line errors, the terminal."""

@@ -1,0 +1,179 @@
+"""The ``fcgrad audit`` subcommand: options, the text report, ``--json`` and ``--save``.
+
+Exit status 0 when the audit ran, whatever it found; with ``--strict``, 1 when it found a departure
+or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
+"""
+
+import argparse
+
+from fcgrad.audits.blog import AuditReport, Divergence, as_json, audit
+from fcgrad.cli.args import EXIT_AUDIT
+from fcgrad.cli.main import (
+    add_output_options,
+    add_problem_options,
+    emit_results,
+    finite_or_none,
+    output_paths,
+    prepare,
+    problem_from_args,
+    save_archive,
+    write_plot,
+)
+from fcgrad.files.meta import run_meta
+from fcgrad.manual.blog_code import DEPARTURES, BlogDepartures
+from fcgrad.reports.check import describe
+
+
+def register(subparsers) -> None:
+    a = subparsers.add_parser(
+        "audit",
+        help="find where the blog's code departs from its math, against JAX",
+        description=(
+            "Run the blog's code (its published backward, as a variant of the manual path) and the JAX reference "
+            "from the same parameters, both training every w and b, and report each departure that changes "
+            "a number: its cause, the layer and quantity it corrupts, the error at step 0, and how training drifts."
+        ),
+        epilog=EXIT_AUDIT,
+    )
+    add_problem_options(a)
+    a.add_argument(
+        "--departures",
+        default="all",
+        metavar="NAMES",
+        help=f"comma list of the departures switched on: {', '.join(DEPARTURES)}; or all (default) or none",
+    )
+    add_output_options(
+        a, "write the data, initial params, the blog's code's and JAX's trajectories and a meta entry (atomically)"
+    )
+    a.add_argument(
+        "--code",
+        metavar="FILE.py",
+        help="audit your own NumPy network: the blog's class shape (Net, layers, loss) or step(params, X, T, lr)",
+    )
+    a.add_argument(
+        "--strict", action="store_true", help="exit 1 when the audit finds anything (to gate CI on the blog's code)"
+    )
+    a.set_defaults(run=cmd_audit)
+
+
+def cmd_code(args: argparse.Namespace) -> int:
+    """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
+    from fcgrad.audits.code import audit_code
+    from fcgrad.manual.errors import FcgradError
+    from fcgrad.reports import code as code_audit_report
+    from fcgrad.reports.plots import plot_code_audit
+
+    if args.save is not None:
+        raise FcgradError("--save with --code: expected no --save (the audit of your code keeps no archive)")
+    given = args.example is not None or args.sizes is not None or args.data is not None
+    problem = problem_from_args(args) if given else None
+    _, json_path = output_paths(args)
+    report = audit_code(args.code, problem, steps=args.steps)
+    write_plot(args.plot, plot_code_audit, report)
+    emit_results(args, json_path, code_audit_report.as_json(report), code_audit_report.text(report))
+    return 1 if args.strict and report.findings else 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if args.code is not None:
+        return cmd_code(args)
+    command = "fcgrad audit"
+    departures = BlogDepartures.from_names(args.departures)  # bad names fail before any work
+    p = problem_from_args(args)
+    save, json_path = output_paths(args)
+    progress = prepare(command, args, p, save)
+    try:
+        report = audit(p, departures, keep_history=save is not None or args.plot is not None, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    tolerances = {"step0_rel": report.step0_tol, "trajectory_abs": report.trajectory_tol}
+    final = {
+        "blog": finite_or_none(report.combined.final_loss_blog),
+        "jax": finite_or_none(report.combined.final_loss_jax),
+    }
+    meta = run_meta(command, report.problem, final_loss=final, tolerances=tolerances)
+    if save is not None:
+        save_archive(save, report.problem, report.histories, meta)
+    if args.plot is not None:
+        from fcgrad.reports.plots import plot_audit
+
+        write_plot(args.plot, plot_audit, report)
+    emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
+    found = bool(report.findings or report.unexplained)
+    return 1 if args.strict and found else 0
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.6g}"
+
+
+def _drift(d: Divergence, tol: float) -> list[str]:
+    if d.steps == 0 and d.diverged_at_step is None:
+        return ["  over 0 steps: nothing to compare"]
+    first = (
+        f"first beyond {tol:.0e} at step {d.first_step_params_differ}"
+        if d.first_step_params_differ is not None
+        else f"never beyond {tol:.0e}"
+    )
+    lines = [
+        f"  over {d.steps} steps: max|Δloss| {d.loss_max_abs_diff:.2e}, "
+        f"max|Δparam| {d.param_max_abs_diff:.2e} ({first})"
+    ]
+    if d.diverged_at_step is not None:
+        lines.append(f"  the blog's code diverged: its loss is not finite at step {d.diverged_at_step}")
+    lines.append(f"    {'step':>7}  {'loss blog':>12}  {'loss JAX':>12}  {'max|Δparam|':>11}")
+    for c in d.checkpoints:
+        lines.append(
+            f"    {c['step']:>7}  {_num(c['loss_blog']):>12}  {_num(c['loss_jax']):>12}"
+            f"  {c['param_max_abs_diff']:>11.2e}"
+        )
+    return lines
+
+
+def summary(report: AuditReport) -> str:
+    """The verdict line: how many findings, and where."""
+    where = ", ".join(f"{f.cause} (layer {f.layer} {f.quantity})" for f in report.findings)
+    return f"{len(report.findings)} finding(s): {where}" if report.findings else "no findings: the variant matches JAX"
+
+
+def _unexplained(report: AuditReport) -> list[str]:
+    if not report.unexplained:
+        return []
+    where = "; ".join(
+        f"layer {u['layer']} {u['quantity']} (causes: {u['causes'] or 'none'})" for u in report.unexplained
+    )
+    return [f"UNEXPLAINED differences, not attributed to exactly one departure: {where}"]
+
+
+def text(report: AuditReport, *, quiet: bool = False) -> str:
+    """The audit as text; ``quiet``: the unexplained differences and the verdict line only."""
+    if quiet:
+        return "\n".join([*_unexplained(report), summary(report)])
+    p = report.problem
+    on = ", ".join(report.departures.on) or "none (the correct path)"
+    parts = [
+        f"fcgrad audit — {describe(p)}",
+        f"the blog's code, departures on: {on}; both sides train every w and b, from the same parameters",
+        "",
+    ]
+    first_of_cause: dict[str, int] = {}
+    for k, f in enumerate(report.findings, 1):
+        if f.cause in first_of_cause:  # one run per cause: its drift is printed once
+            drift = [f"  over the steps: the same run as finding {first_of_cause[f.cause]} (only {f.cause} on)"]
+        else:
+            first_of_cause[f.cause] = k
+            drift = _drift(f.trajectory, report.trajectory_tol)
+        parts += [
+            f"finding {k}: {f.cause} — layer {f.layer} {f.quantity}",
+            f"  at step 0 (only this departure on, vs JAX): max|Δ| {f.max_abs_err:.2e}, rel {f.rel_err:.2e}",
+            *drift,
+            f"  why: {f.explanation}",
+            "",
+        ]
+    for cause, why in report.not_found.items():
+        parts += [f"no finding for {cause}: {why}", ""]
+    parts += [f"combined ({on}) vs JAX:", *_drift(report.combined, report.trajectory_tol), ""]
+    parts += _unexplained(report)
+    parts.append(summary(report))
+    return "\n".join(parts)

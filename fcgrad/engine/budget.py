@@ -1,0 +1,109 @@
+"""Will a run fit? The memory a check or an audit needs, and the size of its ``--save`` file, before any work.
+
+The model, for P parameters of ``itemsize`` bytes (B = P·itemsize per step), S steps, and chunks of
+c steps (the comparison holds c steps per side at once, ``chunk_bytes // B``):
+- working set per chunk: both sides' recorded parameters (2·c·B), the JAX side's device copy (c·B),
+  and the float64 differences of the comparison (3·c·P·8 bytes);
+- data and activations: N samples through every width, on both sides, a few arrays each;
+- with ``--save``: both sides' whole histories (2·(S+1)·B), held twice while the chunks are joined;
+- the file: both histories, both loss curves, one float64 max|Δ| per step for each compared row, the data.
+It is an estimate within a small factor, meant to refuse runs that cannot fit, not to size exact ones.
+"""
+
+import os
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+
+from fcgrad.manual.errors import FcgradError
+
+LARGE_SAVE_BYTES = 100 * 10**6  # a --save file above this size is announced on stderr before the run
+DEFAULT_CHUNK_BYTES = 64 * 2**20  # the comparison's chunk, when the engine does not state its own
+
+
+@dataclass(frozen=True)
+class Estimate:
+    working_bytes: int  # held at once while comparing, without the kept histories
+    history_bytes: int  # kept for --save (0 without it)
+    save_bytes: int  # size of the --save file (0 without it)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.working_bytes + self.history_bytes
+
+
+def human(n: float) -> str:
+    """Bytes as ``812 B``, ``3.4 MB``, ``74.0 GB`` (powers of 1000, as disks are sold)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def estimate(p, *, keep_history: bool, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Estimate:
+    """The memory and ``--save`` size of comparing ``p.steps`` steps of ``p`` (see the module's model)."""
+    n_params = sum(v.size for layer in p.params for v in layer.values())
+    itemsize = np.dtype(p.dtype).itemsize
+    per_step = n_params * itemsize
+    chunk = min(max(p.steps, 1), max(1, chunk_bytes // per_step))
+    working = chunk * (3 * per_step + 3 * n_params * 8)
+    working += 2 * 4 * p.batch * sum(p.sizes) * itemsize  # x, z, y and a residual per layer, per side
+    if not keep_history:
+        return Estimate(working, 0, 0)
+    histories = 2 * (p.steps + 1) * per_step
+    data = (p.x.size + p.t.size + n_params) * itemsize
+    save = histories + 2 * p.steps * itemsize + row_history_bytes(p) + data
+    return Estimate(working, 2 * histories, save)
+
+
+def row_history_bytes(p) -> int:
+    """The per-step max|Δ| of every compared row (w and b of each layer, and the loss), float64."""
+    return (2 * len(p.params) + 1) * p.steps * 8
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping: MemAvailable from /proc/meminfo, else sysconf; None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def free_disk(folder: str) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def require_fit(est: Estimate, *, save_path: str | None, memory: int | None, disk: int | None) -> None:
+    """Refuse (``FcgradError``) a run whose estimate exceeds the memory available, or a file the disk cannot hold."""
+    if memory is not None and est.memory_bytes > memory:
+        parts = f"comparison {human(est.working_bytes)}"
+        if est.history_bytes:
+            parts += f", --save histories {human(est.history_bytes)}"
+        raise FcgradError(
+            f"memory: this run needs about {human(est.memory_bytes)} ({parts}), "
+            f"but {human(memory)} is available; expected fewer --steps, smaller --sizes, or no --save"
+        )
+    if save_path is not None and disk is not None and est.save_bytes > disk:
+        raise FcgradError(
+            f"--save: the file will take about {human(est.save_bytes)}, but the disk holding {save_path!r} "
+            f"has {human(disk)} free; expected fewer --steps or another directory"
+        )
+
+
+def save_note(est: Estimate, save_path: str) -> str | None:
+    """A line for stderr when the ``--save`` file will be large, else None."""
+    if est.save_bytes > LARGE_SAVE_BYTES:
+        return f"note: --save {save_path} will take about {human(est.save_bytes)}"
+    return None

@@ -1,0 +1,69 @@
+"""Where a check's time goes: wall time per phase, and how much of it JAX spent compiling.
+
+``Timings`` is filled by ``fcgrad.engine.run.check`` and ``fcgrad.engine.trajectory``; ``fcgrad check -v`` prints it.
+The compile time comes from JAX's own monitoring events (tracing, lowering and the backend's compile),
+summed while the check runs.
+"""
+
+import contextlib
+import time
+from collections import defaultdict
+
+import jax.monitoring
+
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+# the phases in the order a check runs them, with the words -v prints
+PHASES = {
+    "gradients": "gradients at the initial parameters (both sides)",
+    "finite_differences": "finite differences (manual, float64)",
+    "manual_run": "trajectory: manual training",
+    "jax_run": "trajectory: JAX (a compiled loop, or one step from each of manual's)",
+    "comparisons": "trajectory: the comparisons",
+    "final": "final loss and outputs",
+}
+
+
+class Timings:
+    """Seconds per phase (``add`` or ``phase``), and JAX's compile seconds within the whole."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.compile_s = 0.0
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def compiling(self):
+        """Sum JAX's compile events while the block runs."""
+
+        def listen(event: str, duration: float, **_):
+            if event in COMPILE_EVENTS:
+                self.compile_s += duration
+
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        try:
+            yield
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listen)
+
+    def as_dict(self) -> dict:
+        return {**{k: self.seconds[k] for k in PHASES if k in self.seconds}, "jax_compile": self.compile_s}
+
+    def text(self) -> str:
+        total = sum(self.seconds.values())
+        lines = [f"time: {total:.2f} s in all"]
+        for key, words in PHASES.items():
+            if key in self.seconds:
+                lines.append(f"  {self.seconds[key]:>7.3f} s  {words}")
+        lines.append(f"  of which JAX compiling: {self.compile_s:.3f} s")
+        return "\n".join(lines)

@@ -1,0 +1,252 @@
+"""The check of a spec network trained with an optimizer on mini-batches: manual and JAX+optax, every step.
+
+Both sides start from the same parameters, see the same batches (``manual.batches.schedule``)
+and the same dropout masks (drawn once, handed to both as data), and each then runs on its own:
+manual with its hand-derived backward and hand-written optimizer, the reference with ``jax.grad``
+and optax. After every step the loss, every parameter, batch norm's running averages and the
+optimizer's moments are compared within crosscheck's trajectory tolerance (scaled by max(1, max|JAX|)).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import Row, rel_row
+from fcgrad.engine.trajectory import RowAccumulator, step_scale
+from fcgrad.manual import batches, optimizers, spec_network, validate
+from fcgrad.manual.errors import DivergenceError, FcgradError
+from fcgrad.manual.losses import LOSSES
+from fcgrad.manual.spec import Spec, check_spec_params, format_spec, init_running, init_spec_params, parse_spec
+from fcgrad.reference import spec_model
+from fcgrad.reference.optimizers import with_moments
+from fcgrad.reference.precision import x64_for
+
+MASK_STREAM = 1  # dropout masks come from default_rng([seed, MASK_STREAM]), apart from the shuffling
+
+
+@dataclass(frozen=True)
+class ToolboxProblem:
+    name: str
+    spec: Spec
+    loss: str
+    x: np.ndarray = field(repr=False)  # (in, N)
+    t: np.ndarray = field(repr=False)  # (out, N)
+    params: list = field(repr=False)
+    optimizer: optimizers.Optimizer
+    batch_size: int | None = None  # None: every step sees all N columns
+    epochs: int = 1
+    seed: int = 0  # shuffling and dropout masks
+    l2: float = 0.0
+    dtype: str = "float64"
+
+    def schedule(self) -> list[np.ndarray]:
+        return batches.schedule(self.x.shape[1], self.batch_size, self.epochs, self.seed)
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "spec": format_spec(self.spec),
+            "loss": self.loss,
+            "samples": int(self.x.shape[1]),
+            "optimizer": self.optimizer.name,
+            "lr": self.optimizer.lr,
+            **dict(self.optimizer.hyper),
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "steps": len(self.schedule()),
+            "l2": self.l2,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        }
+
+
+def make_problem(
+    spec,
+    x,
+    t,
+    *,
+    loss: str = "cross-entropy",
+    optimizer: optimizers.Optimizer | str | None = None,
+    batch_size: int | None = None,
+    epochs: int = 1,
+    seed: int = 0,
+    l2: float = 0.0,
+    params=None,
+    dtype: str = "float64",
+    name: str | None = None,
+) -> ToolboxProblem:
+    """Check every input and fill in defaults (Adam with optax's settings, parameters from ``seed``)."""
+    spec = parse_spec(spec) if isinstance(spec, str) else tuple(spec)
+    dt = validate.check_dtype(dtype)
+    loss = validate.check_loss(loss)
+    params = init_spec_params(spec, seed=seed, dtype=dt) if params is None else check_spec_params(spec, params, dt)
+    x, t = validate.check_data(x, t, params, dt)
+    if LOSSES[loss].one_hot and not (np.all((t == 0) | (t == 1)) and np.all(t.sum(axis=0) == 1)):
+        raise FcgradError(f"T: the {loss} loss expects one-hot columns (0s and a single 1), got other values")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not (np.isfinite(l2) and l2 >= 0):
+        raise FcgradError(f"l2: expected a non-negative finite number, got {l2!r}")
+    if optimizer is None or isinstance(optimizer, str):  # a name: optax's defaults, lr 1e-3
+        optimizer = optimizers.make_optimizer(optimizer or "adam", 1e-3)
+    if not isinstance(optimizer, optimizers.Optimizer):
+        raise FcgradError(f"optimizer: expected a name or make_optimizer(...), got {optimizer!r}")
+    p = ToolboxProblem(
+        name or format_spec(spec), spec, loss, x, t, params, optimizer, batch_size, epochs,
+        validate.check_seed(seed), float(l2), dt.name,
+    )  # fmt: skip
+    p.schedule()  # checks batch_size and epochs now, before any work
+    return p
+
+
+@dataclass
+class ToolboxReport:
+    problem: ToolboxProblem
+    rows: list[Row]  # loss (layer -1), then per layer: params, running averages, optimizer moments
+    steps: int
+    losses_manual: np.ndarray  # (steps,) loss at the parameters each step starts from
+    losses_reference: np.ndarray
+    params_manual: list  # after the last step
+    params_reference: list
+    running_manual: list
+    running_reference: list
+    seconds: float  # wall time of the whole comparison (both sides)
+    # (layer, parameter) of a failing row -> the classic optimizer mistakes its first failing step matches
+    diagnoses: dict = field(default_factory=dict)
+    first_failing_step: int | None = None  # the first step where a parameter left its tolerance
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def failures(self) -> list[Row]:
+        return [r for r in self.rows if not r.ok]
+
+
+def _moments(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != "count"}
+
+
+def _step_fails(a, r, limit: float) -> bool:
+    """One step's parameter array beyond the trajectory tolerance (as the rows judge it; NaN fails)."""
+    a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+    return not bool(np.max(np.abs(a - r)) <= limit * max(1.0, float(np.max(np.abs(r)))))
+
+
+def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> list[Row]:
+    """Manual vs JAX at ``params`` (default: the initial ones) on all N columns, one seeded set of masks.
+
+    Rows: the loss, ∂L/∂ every parameter, and ``residual_x`` of layer 0 (∂L/∂X), within the gradient tolerance.
+    """
+    params = p.params if params is None else params
+    dt = np.dtype(p.dtype)
+    masks = batches.step_masks(p.spec, p.x.shape[1], np.random.default_rng([seed, MASK_STREAM]), dt)
+    running = init_running(p.spec, dt)
+    m = spec_network.loss_and_gradients(params, p.x, p.t, p.spec, p.loss, masks, running, p.l2)
+    with x64_for(p.dtype):
+        value, grads, grad_x = spec_model.value_and_grads(
+            params, p.x, p.t, masks, running, jnp.asarray(p.l2, dt), p.spec, p.loss
+        )
+        grads, grad_x, value = jax.tree.map(np.asarray, (grads, grad_x, value))
+    limit = tol.grad_rel_tol(p.dtype)
+    rows = [rel_row(-1, "loss", m.loss, value, limit)]
+    rows += [rel_row(i, f"grad_{k}", m.grads[i][k], grads[i][k], limit) for i in range(len(p.spec)) for k in grads[i]]
+    rows.append(rel_row(0, "residual_x", m.residuals[0]["residual_x"], grad_x, limit))
+    return rows
+
+
+def diagnose_gradients(p: ToolboxProblem, rows: list[Row], *, params=None, seed: int = 0) -> dict:
+    """When a row of ``compare_spec_gradients`` (same ``params`` and ``seed``) fails: the catalogue's names for
+    the batch norm and dropout backwards that differ from the reference's, ``{(layer, stage): [Diagnosis]}``."""
+    if all(r.ok for r in rows):
+        return {}
+    params = p.params if params is None else params
+    masks = batches.step_masks(p.spec, p.x.shape[1], np.random.default_rng([seed, MASK_STREAM]), np.dtype(p.dtype))
+    return diagnose_layers(p, params, masks)
+
+
+def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "local") -> ToolboxReport:
+    """Run both sides through every step of ``p``'s schedule and compare after each step.
+
+    ``update`` is the manual optimizer step (``manual.optimizers.update`` unless a test plants a mistake).
+    ``rule``: ``local`` (default) gives JAX+optax manual's own parameters, running averages and optimizer
+    state before every step, so each step is judged on its own: adaptive optimizers near a minimum (RMSProp
+    at optax's decay 0.9) amplify rounding chaotically, and two correct free-running sides part by 4e-4
+    within 1,000 steps. ``global`` lets both sides run freely from the same start.
+    """
+    if rule not in ("local", "global"):
+        raise ValueError(f"rule: expected local or global, got {rule!r}")
+    start = time.perf_counter()
+    n_layers = len(p.spec)
+    limit = tol.traj_abs_tol(p.dtype)
+    dt = np.dtype(p.dtype)
+    opt = p.optimizer
+    acc: dict[tuple[int, str], RowAccumulator] = {}
+
+    def add(layer: int, quantity: str, a, r, *, steps_axis: bool = False):
+        """One step's arrays (or, with ``steps_axis``, every step's), each step judged on its own (NaN fails)."""
+        a, r = (np.asarray(a), np.asarray(r)) if steps_axis else (np.asarray(a)[None], np.asarray(r)[None])
+        acc.setdefault((layer, quantity), RowAccumulator()).add(a, r, limit * step_scale(r))
+
+    pm, rm = p.params, init_running(p.spec, dt)
+    sm = optimizers.init_state(opt, pm)
+    mask_rng = np.random.default_rng([p.seed, MASK_STREAM])
+    losses_m, losses_r = [], []
+    record = None  # manual's side of the first step where a parameter fails
+    with x64_for(p.dtype):
+        to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
+        pr, rr = to_jax(pm), to_jax(rm)
+        hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
+        lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
+        sr = spec_model.init_opt_state(opt.name, lr, hyper, pr)
+        # a diverging run overflows before its loss turns inf; the check of the loss reports it
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k, idx in enumerate(p.schedule()):
+                masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
+                xb, tb = p.x[:, idx], p.t[:, idx]
+                g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
+                if not np.isfinite(g.loss):
+                    raise DivergenceError(
+                        f"training diverged: the manual loss is {g.loss} at step {k} ({opt.describe()}); "
+                        "try a smaller learning rate",
+                        k,
+                    )
+                if rule == "local":  # JAX+optax starts this step where manual starts it
+                    pr, rr = to_jax(pm), to_jax(rm)
+                    sr = with_moments(opt.name, sr, to_jax(sm))
+                pm_before, sm_before = pm, sm
+                pm, sm = update(opt, g.grads, sm, pm)
+                rm = g.running
+                pr, sr, rr, value, moments = spec_model.jit_step(
+                    pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
+                )
+                hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+                if record is None and any(
+                    _step_fails(pm[i][q], hp[i][q], limit) for i in range(n_layers) for q in pm[i]
+                ):
+                    record = StepRecord(k, pm_before, g.grads, sm_before, pm)
+                losses_m.append(g.loss)
+                losses_r.append(float(value))
+                for i in range(n_layers):
+                    for key in pm[i]:
+                        add(i, key, pm[i][key], hp[i][key])
+                    for key in rm[i]:
+                        add(i, f"running_{key}", rm[i][key], hr[i][key])
+                    for name, tree in _moments(sm).items():
+                        for key in tree[i]:
+                            add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
+        final_r = jax.tree.map(np.asarray, (pr, rr))
+    add(-1, "loss", np.array(losses_m), np.array(losses_r), steps_axis=True)
+    order = [(-1, "loss")] + [key for key in acc if key != (-1, "loss")]
+    rows = [acc[(i, q)].row(i, q, rule)[0] for i, q in order]
+    diagnoses = {}
+    if record is not None:
+        failing = [(r.layer, r.quantity) for r in rows if not r.ok and r.layer >= 0 and r.quantity in pm[r.layer]]
+        diagnoses = diagnose_step(opt, record, failing)
+    return ToolboxReport(
+        p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
+        time.perf_counter() - start, diagnoses, None if record is None else record.step,
+    )  # fmt: skip

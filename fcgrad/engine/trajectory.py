@@ -1,0 +1,308 @@
+"""Training runs, manual vs JAX, judged step by step under one of three rules.
+
+- ``global`` (float64): both sides train freely from the same start; at every step k the
+  loss and every parameter after step k must agree within a tight absolute bound.
+- ``local`` (float32): manual trains freely; JAX takes ONE step from manual's own parameters
+  at every step k (a vmapped step over a chunk of them), and manual's loss at step k and its
+  parameters after step k must match JAX's within one step's float32 rounding. Rounding
+  cannot accumulate (each step restarts from manual's numbers) while a wrong term shows at
+  every step.
+- ``shadow`` (float32, measured and kept for comparison): a float64 JAX run beside both float32
+  runs; manual's distance from it must stay within a factor of JAX32's own distance.
+
+Every rule gives, per row (the loss, and ``w``/``b`` of each layer) and per step, max|Δ| and
+the tolerance of that step; a row fails at its first step beyond the tolerance (NaN never
+passes). Runs are compared in chunks of steps, so memory stays bounded and a caller can be
+told of progress.
+"""
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from fcgrad import manual, reference
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import Row
+from fcgrad.engine.one_step import jax_steps_from
+from fcgrad.engine.problems import Problem
+from fcgrad.engine.timing import Timings
+from fcgrad.manual.errors import DivergenceError
+
+RULES = ("global", "local", "shadow")
+CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once
+CHUNK_SECONDS = 1.0  # aim for a chunk (and a progress call) about every second
+PROBE_STEPS = 8  # manual steps timed (and discarded) before the run, to size its chunks
+MAX_CHUNK_STEPS = 2**16  # no chunk longer than this, whatever the timing says
+
+
+class Divergence(NamedTuple):
+    """Where a run stopped having a finite loss: ``side`` is "manual", "JAX" or "both"."""
+
+    side: str
+    step: int
+
+    def describe(self) -> str:
+        if self.side == "both":
+            return (
+                f"both sides diverged at step {self.step} (the loss is not finite there on either side): "
+                f"they agree up to it; try a smaller learning rate"
+            )
+        other = "JAX" if self.side == "manual" else "manual"
+        return f"{self.side} diverged at step {self.step} (its loss is not finite) while {other} did not"
+
+
+class TrajectoryComparison(NamedTuple):
+    rows: list[Row]  # the loss (layer -1) and w, b of each layer
+    final: list  # manual's parameters after the last compared step
+    histories: dict  # the --save arrays, when kept; maxdiff_<row> always
+    divergence: Divergence | None
+    steps_compared: int  # steps whose parameters were compared
+
+
+def row_names(n_layers: int) -> list[tuple[int, str]]:
+    return [(-1, "loss")] + [(i, k) for i in range(n_layers) for k in ("w", "b")]
+
+
+def _key(layer: int, quantity: str) -> str:
+    return "loss" if layer < 0 else f"{quantity}{layer}"
+
+
+def _step_max(a, r) -> np.ndarray:
+    """max |a − r| of each step (axis 0); NaN when either side has a NaN, inf for inf."""
+    d = np.abs(np.asarray(a, np.float64) - np.asarray(r, np.float64))
+    return d.reshape(d.shape[0], -1).max(axis=1) if d.ndim > 1 else d
+
+
+def step_scale(a) -> np.ndarray:
+    """max(1, max |a|) of each step: the scale absolute tolerances are multiplied by."""
+    a = np.abs(np.asarray(a, np.float64))
+    return np.maximum(1.0, a.reshape(a.shape[0], -1).max(axis=1) if a.ndim > 1 else a)
+
+
+class RowAccumulator:
+    """Per-step max|Δ| and tolerance of one row, and Σ Δ², Σ r² over every step, chunk by chunk."""
+
+    def __init__(self):
+        self.diffs, self.tols = [], []
+        self.sq_diff = self.sq_ref = 0.0
+
+    def add(self, a, r, step_tol) -> None:
+        a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: inf and NaN are results here
+            self.diffs.append(_step_max(a, r))
+            self.tols.append(np.asarray(step_tol, np.float64))
+            self.sq_diff += float(np.sum(np.square(a - r)))
+            self.sq_ref += float(np.sum(np.square(r)))
+
+    def row(self, layer: int, quantity: str, rule: str) -> tuple[Row, np.ndarray]:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/NaN are results here
+            return self._row(layer, quantity, rule)
+
+    def _row(self, layer: int, quantity: str, rule: str) -> tuple[Row, np.ndarray]:
+        d = np.concatenate(self.diffs) if self.diffs else np.zeros(0)
+        limit = np.concatenate(self.tols) if self.tols else np.zeros(0)
+        bad = ~(d <= limit)  # NaN compares false: never within tolerance
+        first = int(np.argmax(bad)) if bad.any() else None
+        if d.size == 0:
+            return Row(layer, quantity, 0.0, 0.0, 0.0, True, rule, None, 0.0), d
+        ratios = d / limit
+        worst = first if first is not None and np.isnan(ratios[first]) else int(np.argmax(ratios))
+        rel = np.sqrt(self.sq_diff) / max(np.sqrt(self.sq_ref), np.finfo(np.float64).tiny)
+        max_abs = float(d[first]) if first is not None and np.isnan(d[first]) else float(np.max(d))
+        row = Row(layer, quantity, max_abs, float(rel), float(limit[worst]), first is None, rule, first,
+                  float(ratios[worst]))
+        return row, d
+
+
+def _chunk_bytes_steps(p: Problem) -> int:
+    # per step: the parameters, and (local rule, vmapped) about four activations-sized arrays per layer
+    values = sum(v.size for layer in p.params for v in layer.values()) + 4 * sum(p.sizes[1:]) * p.batch
+    per_step = values * np.dtype(p.dtype).itemsize
+    return max(1, CHUNK_BYTES // per_step)
+
+
+def chunk_steps(p: Problem) -> int:
+    """Steps per chunk: a power of two near CHUNK_SECONDS of work, within the memory cap.
+
+    Every chunk but the last has this length, so JAX compiles at most two loops. The time of a
+    step is that of manual's gradients at the initial parameters (PROBE_STEPS times), doubled for
+    the JAX side.
+    """
+    cap = min(_chunk_bytes_steps(p), MAX_CHUNK_STEPS)
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):
+        for _ in range(PROBE_STEPS):
+            manual.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
+    per_step = 2 * (time.perf_counter() - start) / PROBE_STEPS
+    want = CHUNK_SECONDS / max(per_step, 1e-9)
+    chunk = max(1, min(cap, 2 ** int(np.floor(np.log2(max(want, 1.0))))))
+    # a run of at most two chunks (about 2 s) goes in one: one compiled loop
+    return p.steps if p.steps <= 2 * chunk and p.steps <= cap else chunk
+
+
+def _train_manual(p: Problem, params, steps: int):
+    """manual.train for ``steps`` steps; on divergence at step s, the first s steps and s."""
+    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable, dtype=p.dtype)
+    try:
+        return manual.train(params, p.x, p.t, steps=steps, **common), None
+    except DivergenceError as e:
+        return manual.train(params, p.x, p.t, steps=e.step, **common), e.step
+
+
+def _first_nonfinite(losses) -> int | None:
+    bad = ~np.isfinite(np.asarray(losses))
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _merge_divergence(manual_at: int | None, jax_at: int | None) -> tuple[int | None, str | None]:
+    """(local step where comparing stops, side) from where each side's loss stopped being finite."""
+    if manual_at is None and jax_at is None:
+        return None, None
+    if manual_at is not None and manual_at == jax_at:
+        return manual_at, "both"
+    if jax_at is None or (manual_at is not None and manual_at < jax_at):
+        return manual_at, "manual"
+    return jax_at, "JAX"
+
+
+class _Judge:
+    """Compares one chunk under one rule, keeping every row's per-step numbers."""
+
+    def __init__(self, p: Problem, rule: str, atol: float | None, keep_history: bool, timings: Timings):
+        self.p, self.rule, self.keep, self.timings = p, rule, keep_history, timings
+        self.acc = {name: RowAccumulator() for name in row_names(len(p.params))}
+        self.kept: dict[str, list] = {"loss_manual": [], "loss_reference": []}
+        for i, layer in enumerate(p.params):
+            for k in ("w", "b"):
+                self.kept[f"{k}{i}_manual"] = [layer[k][None]]
+                self.kept[f"{k}{i}_reference"] = [layer[k][None]]
+        self.limits = tol.trajectory_limits(rule, p.dtype, atol)
+        self.free = {"jax": p.params, "f64": _as64(p.params)}  # free-running JAX sides (global, shadow)
+
+    def chunk(self, m, steps: int, manual_at: int | None) -> tuple[int | None, str | None]:
+        """Judge manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged there).
+
+        Returns (the step of this chunk where comparing stopped, which side diverged) or (None, None).
+        """
+        p, n = self.p, len(self.p.params)
+        common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable)
+        with self.timings.phase("jax_run"):
+            if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
+                fed = min(steps, len(m.losses) + 1)
+                one = jax_steps_from(p, [{k: v[:fed] for k, v in layer.items()} for layer in m.params])
+                r_losses, r_new, kink = one.losses, one.new, one.kink
+            else:
+                r = reference.train(self.free["jax"], p.x, p.t, steps=steps, dtype=p.dtype, **common)
+                r_losses, r_new = r["losses"], [{k: v[1:] for k, v in layer.items()} for layer in r["params"]]
+        jax_at = _first_nonfinite(r_losses)
+        stop, side = _merge_divergence(manual_at, jax_at)
+        k = steps if stop is None else stop  # steps judged in this chunk
+        m_losses = m.losses[:k]
+        m_new = [{key: v[1:k + 1] for key, v in layer.items()} for layer in m.params]
+        r_losses = r_losses[:k]
+        r_new = [{key: v[:k] for key, v in layer.items()} for layer in r_new]
+        if self.rule == "shadow":
+            self._shadow(m_losses, m_new, r_losses, r_new, k)
+        else:
+            lim = self.limits
+            loss_tol = lim.loss * step_scale(r_losses)
+            self.acc[(-1, "loss")].add(m_losses, r_losses, loss_tol)
+            for i in range(n):
+                for key in ("w", "b"):
+                    a, b = m_new[i][key], r_new[i][key]
+                    t = lim.param * step_scale(b)
+                    if self.rule == "local":  # plus a share of the step's own size, lr·max|grad|
+                        # and what ReLU entries at the kink may change: lr · (bound on Δgrad) · KINK_SLACK
+                        prev = m.params[i][key][:k]
+                        t = t + lim.update * _step_max(b, prev) + tol.KINK_SLACK * p.lr * kink[i][key][:k]
+                    self.acc[(i, key)].add(a, b, t)
+        if self.rule != "local" and k > 0:
+            self.free["jax"] = [{key: v[k - 1] for key, v in layer.items()} for layer in r_new]
+        if self.keep:
+            self.kept["loss_manual"].append(m_losses)
+            self.kept["loss_reference"].append(r_losses)
+            for i in range(n):
+                for key in ("w", "b"):
+                    self.kept[f"{key}{i}_manual"].append(m_new[i][key])
+                    self.kept[f"{key}{i}_reference"].append(r_new[i][key])
+        return stop, side
+
+    def _shadow(self, m_losses, m_new, r_losses, r_new, k: int) -> None:
+        p, lim = self.p, self.limits
+        common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable)
+        s = reference.train(self.free["f64"], p.x.astype(np.float64), p.t.astype(np.float64), steps=k,
+                            dtype="float64", **common)
+        s_new = [{key: v[1:] for key, v in layer.items()} for layer in s["params"]]
+        self.free["f64"] = s["final"]
+
+        def judge(name, a, b, ref):
+            d_jax = _step_max(b, ref)
+            floor = lim.param * step_scale(ref)
+            # manual's distance from float64 must stay within FACTOR × JAX32's (+ a floor), measured as
+            # max|manual − JAX32| ≤ (FACTOR + 1)·d_jax + floor (triangle inequality, one row of numbers)
+            self.acc[name].add(a, b, (lim.update + 1.0) * d_jax + floor)
+
+        judge((-1, "loss"), m_losses, r_losses, s["losses"])
+        for i in range(len(p.params)):
+            for key in ("w", "b"):
+                judge((i, key), m_new[i][key], r_new[i][key], s_new[i][key])
+
+    def result(self):
+        rows, maxdiff = [], {}
+        for (layer, q), acc in self.acc.items():
+            row, d = acc.row(layer, q, self.rule)
+            rows.append(row)
+            maxdiff[f"maxdiff_{_key(layer, q)}"] = d
+        histories = dict(maxdiff)
+        if self.keep:
+            histories.update({key: np.concatenate(parts) for key, parts in self.kept.items()})
+        return rows, histories
+
+
+def _as64(params):
+    return [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
+
+
+def compare_trajectories(
+    p: Problem,
+    *,
+    keep_history: bool = False,
+    atol: float | None = None,
+    rule: str | None = None,
+    progress=None,
+    timings: Timings | None = None,
+) -> TrajectoryComparison:
+    """Train manual ``p.steps`` steps and judge every step against JAX under ``rule``.
+
+    ``rule``: None picks ``global`` for float64 and ``local`` for float32. ``atol`` overrides the
+    rule's absolute tolerance (scaled by max(1, max|param|) per step). ``progress(done, total)``
+    is called after each compared chunk. A run that diverges keeps the rows of the steps before.
+    ``timings`` (a ``fcgrad.engine.timing.Timings``), when given, gets the manual run, the JAX run and the
+    comparisons apart.
+    """
+    rule = tol.default_rule(p.dtype, p.activations, p.loss) if rule is None else rule
+    if rule not in RULES:
+        raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
+    timings = Timings() if timings is None else timings
+    judge = _Judge(p, rule, atol, keep_history, timings)
+    pm, done, divergence = p.params, 0, None
+    chunk = chunk_steps(p) if p.steps else 1
+    while done < p.steps:
+        steps = min(chunk, p.steps - done)
+        with timings.phase("manual_run"):
+            m, manual_at = _train_manual(p, pm, steps)
+        jax_before = timings.seconds["jax_run"]
+        with timings.phase("comparisons"):  # less the JAX run inside, taken off below
+            stop, side = judge.chunk(m, steps, manual_at)
+        timings.seconds["comparisons"] -= timings.seconds["jax_run"] - jax_before
+        if stop is not None:
+            divergence = Divergence(side, done + stop)
+            done += stop
+            pm = [{k: v[stop] for k, v in layer.items()} for layer in m.params]
+            break
+        pm, done = m.final, done + steps
+        if progress is not None:
+            progress(done, p.steps)
+    rows, histories = judge.result()
+    return TrajectoryComparison(rows, pm, histories, divergence, done)

@@ -1,0 +1,165 @@
+"""A user's data as a ``Problem``: an ``.npz`` with ``X``, ``T`` and optional initial parameters, or a CSV.
+
+- ``.npz``: ``X`` (in, N) and ``T`` (out, N), samples by column (the blog's layout); optional
+  ``w0``, ``b0``, ``w1``, ``b1``, ... (``w{i}`` (in, out), ``b{i}`` (out, 1)) start the run from
+  the given parameters; without them the widths come from ``sizes`` (default: one hidden layer
+  of 4 units, the blog's) and the parameters from ``init_params`` with ``seed``. The file
+  ``fcgrad check --save`` writes (``w{i}_init``, ``b{i}_init``) loads too.
+- ``.csv``: a header row naming the columns, then one sample per row (as spreadsheets store
+  them); ``targets`` names the target columns, the others are the inputs. Both are transposed
+  into the by-column layout.
+
+Every check runs before any work and fails with one line saying what was expected and what came:
+the orientation (samples by row where by column was expected), shapes against the parameters,
+NaN or Inf (with its index, or its CSV line and column), an empty batch.
+"""
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fcgrad.engine.problems import Problem, default_activations
+from fcgrad.manual import validate
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.network import init_params
+
+BLOG_HIDDEN = 4  # the blog's hidden width, used when neither the file nor sizes give the widths
+DEFAULT_STEPS = 1_000  # as for a random problem
+
+
+def _two_d(name: str, a: np.ndarray, file: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise FcgradError(f"{file}: {name}: expected real numbers, got dtype {a.dtype}")
+    if a.ndim == 1:
+        raise FcgradError(
+            f"{file}: {name}: expected a 2-D array (rows, N) with one sample per column, got shape {a.shape}; "
+            f"one row of N values is {name}[None, :]"
+        )
+    if a.ndim != 2 or a.size == 0:
+        raise FcgradError(f"{file}: {name}: expected a non-empty 2-D array (rows, N), got shape {a.shape}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise FcgradError(f"{file}: {name}: expected finite values, got {a[bad]} at index {bad}")
+    return a
+
+
+def _orientation(x: np.ndarray, t: np.ndarray, file: str) -> None:
+    if x.shape[1] == t.shape[1]:
+        return
+    if x.shape[0] == t.shape[0]:
+        raise FcgradError(
+            f"{file}: X {x.shape} and T {t.shape} share their first axis: samples look stored by row; "
+            f"expected X (in, N) and T (out, N) with one sample per column (transpose both)"
+        )
+    raise FcgradError(f"{file}: X has {x.shape[1]} columns (samples), T has {t.shape[1]}; expected the same N")
+
+
+def _params_from(arrays: dict, file: str) -> list | None:
+    """``w0``, ``b0``, ... (or ``w0_init``, ...) in order, or None when the file has none."""
+    for suffix in ("", "_init"):
+        if f"w0{suffix}" not in arrays:
+            continue
+        params, i = [], 0
+        while f"w{i}{suffix}" in arrays:
+            if f"b{i}{suffix}" not in arrays:
+                raise FcgradError(f"{file}: has w{i}{suffix} but no b{i}{suffix}; expected both for every layer")
+            params.append({"w": arrays[f"w{i}{suffix}"], "b": arrays[f"b{i}{suffix}"]})
+            i += 1
+        try:
+            return validate.check_params(params, np.float64)[0]
+        except FcgradError as exc:
+            raise FcgradError(f"{file}: {exc}") from None
+    return None
+
+
+def read_npz(path: str) -> tuple[np.ndarray, np.ndarray, list | None]:
+    file = Path(path).name
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise FcgradError(f"{file}: expected a readable .npz file, got {type(exc).__name__}: {exc}") from None
+    missing = [k for k in ("X", "T") if k not in arrays]
+    if missing:
+        raise FcgradError(f"{file}: expected arrays X (in, N) and T (out, N), missing {missing}; has {sorted(arrays)}")
+    return _two_d("X", arrays["X"], file), _two_d("T", arrays["T"], file), _params_from(arrays, file)
+
+
+def read_csv(path: str, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets of a CSV with a header row, one sample per row, as (in, N) and (out, N)."""
+    file = Path(path).name
+    if not targets:
+        raise FcgradError(f"{file}: expected the names of the target columns (e.g. --targets y), got none")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise FcgradError(f"{file}: expected a header row and at least one sample row, got {len(rows)} row(s)")
+    header = [h.strip() for h in rows[0]]
+    unknown = [c for c in targets if c not in header]
+    if unknown:
+        raise FcgradError(f"{file}: target column(s) {unknown} not in the header; columns are {header}")
+    values = np.empty((len(rows) - 1, len(header)))
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise FcgradError(f"{file}:{line}: expected {len(header)} values (one per column), got {len(row)}")
+        for j, cell in enumerate(row):
+            try:
+                values[line - 2, j] = float(cell)
+            except ValueError:
+                raise FcgradError(f"{file}:{line}: column {header[j]!r}: expected a number, got {cell!r}") from None
+    if not np.all(np.isfinite(values)):
+        r, c = (int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        raise FcgradError(f"{file}:{r + 2}: column {header[c]!r}: expected a finite number, got {values[r, c]}")
+    t_cols = [header.index(c) for c in targets]
+    x_cols = [j for j in range(len(header)) if j not in t_cols]
+    if not x_cols:
+        raise FcgradError(f"{file}: every column is a target; expected at least one input column")
+    return values[:, x_cols].T.copy(), values[:, t_cols].T.copy()  # (in, N), (out, N)
+
+
+def load_problem(
+    path: str,
+    *,
+    targets: Sequence[str] | None = None,
+    sizes: Sequence[int] | None = None,
+    activations: str | Sequence[str] | None = None,
+    loss: str = "square",
+    seed: int = 0,
+    lr: float = 0.1,
+    steps: int = DEFAULT_STEPS,
+) -> Problem:
+    """The problem in ``path`` (``.npz`` or ``.csv``), checked, ready for ``check`` and ``audit``."""
+    file = Path(path)
+    if not file.is_file():
+        raise FcgradError(f"--data: expected an existing .npz or .csv file, got {str(path)!r}")
+    loss = validate.check_loss(loss)
+    if file.suffix == ".npz":
+        if targets:
+            raise FcgradError(f"{file.name}: target columns are for CSV files; an .npz names its arrays X and T")
+        x, t, params = read_npz(path)
+    elif file.suffix == ".csv":
+        (x, t), params = read_csv(path, targets or []), None
+    else:
+        raise FcgradError(f"--data: expected a .npz or .csv file, got {file.suffix or 'no suffix'} ({file.name})")
+    _orientation(x, t, file.name)
+    if params is None:
+        sizes = validate.check_sizes(sizes if sizes is not None else (x.shape[0], BLOG_HIDDEN, t.shape[0]))
+        params = init_params(sizes, seed=validate.check_seed(seed))
+    elif sizes is not None and list(sizes) != [params[0]["w"].shape[0], *[p["w"].shape[1] for p in params]]:
+        have = "-".join(str(s) for s in [params[0]["w"].shape[0], *[p["w"].shape[1] for p in params]])
+        raise FcgradError(f"{file.name}: its parameters are {have}, sizes asks {'-'.join(map(str, sizes))}")
+    try:
+        x, t = validate.check_data(x, t, params, np.dtype(np.float64))
+    except FcgradError as exc:
+        raise FcgradError(f"{file.name}: {exc}") from None
+    widths = (params[0]["w"].shape[0], *[p["w"].shape[1] for p in params])
+    acts = default_activations(len(params), loss) if activations is None else activations
+    acts = tuple(validate.check_activations(acts, len(params)))
+    return Problem(file.stem, widths, acts, loss, x, t, params, validate.check_lr(lr), validate.check_steps(steps))
+
+
+__all__ = ["load_problem", "read_csv", "read_npz"]

@@ -1,0 +1,1 @@
+"""The check's reports: text tables, JSON and plots."""

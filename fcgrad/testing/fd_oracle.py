@@ -1,0 +1,87 @@
+"""The layer helper with finite differences as its oracle, for a forward JAX cannot trace.
+
+``assert_backward_matches_fd(forward, backward, shapes)`` has the contract of
+``assert_backward_matches``, but ``forward`` is plain NumPy (Python branches on values, SciPy,
+anything) and the reference gradients are central differences of
+``L(inputs) = Σ residual_y ⊙ forward(inputs)``, in float64, with step ``FD_STEP`` (1e-6),
+every entry of every checked input.
+
+It is the WEAKER oracle: a central difference carries a truncation error O(h²) and a rounding
+error about ε·|L|/h, so it can only confirm a gradient to about 1e-6 relative, not to the
+1e-10 JAX gives, and it sees nothing at a kink (a perturbation across ReLU's 0 measures a
+one-sided slope). It uses the rule ``fcgrad check`` uses: a gradient passes within
+``FD_REL_TOL`` relative, or when its max|Δ| is below the rounding floor
+``FD_NOISE_FACTOR·ε·max(1, Σ|residual_y ⊙ y|)/h`` (the sum's terms may cancel, but each
+evaluation rounds like the sum of their magnitudes).
+"""
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from fcgrad.engine import tolerances as tol
+from fcgrad.manual.errors import FcgradError
+from fcgrad.manual.finite_diff import FD_STEP, central_difference
+from fcgrad.testing import backward as t
+
+
+def fd_input_gradients(forward, inputs: dict, residual_y: np.ndarray, names, step: float = FD_STEP):
+    """(``{name: ∂L/∂name}`` by central differences, Σ|residual_y ⊙ y|) for L = Σ residual_y ⊙ forward(inputs)."""
+    arrays = {k: v.copy() for k, v in inputs.items()}
+
+    def value() -> float:
+        return float(np.sum(residual_y * np.asarray(forward(**arrays), np.float64)))
+
+    grads = {}
+    for name in names:
+        a, g = arrays[name], np.empty_like(arrays[name])
+        for idx in np.ndindex(*a.shape):
+            g[idx] = central_difference(a, idx, value, step)
+        grads[name] = g
+    magnitude = float(np.sum(np.abs(residual_y * np.asarray(forward(**arrays), np.float64))))
+    return grads, magnitude
+
+
+def assert_backward_matches_fd(
+    forward: Callable[..., np.ndarray],
+    backward: Callable[..., Mapping[str, np.ndarray]],
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    wrt: Mapping[str, str] | None = None,
+    seed: int = 0,
+    n_trials: int = 1,
+    transform=None,
+    upstream: str = "residual_y",
+    step: float = FD_STEP,
+):
+    """``assert_backward_matches`` against central finite differences of a NumPy ``forward`` (the weaker oracle).
+
+    Returns one ``GradientCheck`` per gradient (rtol = FD_REL_TOL, atol = the rounding floor of that trial).
+    """
+    shapes, wrt = t._check_call(shapes, wrt, transform, upstream, n_trials)
+    t._check_signature("forward", forward, list(shapes), "")
+    t._check_signature("backward", backward, [upstream, *shapes], "; if ∂L/∂y has another name, pass upstream=")
+    checks = []
+    for trial in range(n_trials):
+        rng = np.random.default_rng(seed + trial)
+        inputs = t._draw_inputs(shapes, transform or {}, rng)
+        y = np.asarray(forward(**{k: v.copy() for k, v in inputs.items()}))
+        if y.dtype != np.float64 or y.ndim == 0:
+            raise FcgradError(f"forward: expected one float64 array y, got dtype {y.dtype}, shape {y.shape}")
+        residual_y = rng.standard_normal(y.shape)
+        ref, magnitude = fd_input_gradients(forward, inputs, residual_y, set(wrt.values()), step)
+        floor = tol.FD_NOISE_FACTOR * float(np.finfo(np.float64).eps) * max(1.0, magnitude) / step
+        out = t._as_mapping(backward(**{upstream: residual_y.copy()}, **{k: v.copy() for k, v in inputs.items()}))
+        failures, checks = [], []
+        for gname, iname in wrt.items():
+            check, message = t._compare_one(gname, iname, out, ref[iname], shapes[iname], tol.FD_REL_TOL, floor, trial)
+            checks.append(check)
+            if message is not None:
+                failures.append(message)
+        if failures:
+            raise AssertionError(
+                f"backward does not match central finite differences of forward (the weaker oracle: float64, "
+                f"h={step:g}, ok within rel {tol.FD_REL_TOL:g} or below the rounding floor {floor:.1e}; trial {trial}, "
+                f"seed {seed + trial}, inputs {shapes}):\n  " + "\n  ".join(failures)
+            )
+    return checks

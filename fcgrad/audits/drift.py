@@ -34,6 +34,34 @@ class Divergence:
     checkpoints: list[dict] = field(default_factory=list)  # {step, loss_blog, loss_jax, param_max_abs_diff}
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.6g}"
+
+
+def drift_lines(d: Divergence, limit: float) -> list[str]:
+    """The drift as indented report lines: the worst differences, then a table at the checkpoint steps."""
+    if d.steps == 0 and d.diverged_at_step is None:
+        return ["  over 0 steps: nothing to compare"]
+    first = (
+        f"first beyond {limit:.0e} at step {d.first_step_params_differ}"
+        if d.first_step_params_differ is not None
+        else f"never beyond {limit:.0e}"
+    )
+    lines = [
+        f"  over {d.steps} steps: max|Δloss| {d.loss_max_abs_diff:.2e}, "
+        f"max|Δparam| {d.param_max_abs_diff:.2e} ({first})"
+    ]
+    if d.diverged_at_step is not None:
+        lines.append(f"  the blog's code diverged: its loss is not finite at step {d.diverged_at_step}")
+    lines.append(f"    {'step':>7}  {'loss blog':>12}  {'loss JAX':>12}  {'max|Δparam|':>11}")
+    for c in d.checkpoints:
+        lines.append(
+            f"    {c['step']:>7}  {_num(c['loss_blog']):>12}  {_num(c['loss_jax']):>12}"
+            f"  {c['param_max_abs_diff']:>11.2e}"
+        )
+    return lines
+
+
 def _checkpoint_steps(steps: int) -> list[int]:
     """1, 10, 100, ... below ``steps``, then ``steps``."""
     marks = [10**k for k in range(len(str(max(steps, 1)))) if 10**k < steps]

@@ -1,10 +1,10 @@
-"""Text and JSON of ``audit --code``, and the command function the CLI calls."""
+"""Text and JSON of ``audit --code``."""
 
 from dataclasses import asdict
 
 from fcgrad.audits.blog import _json_safe
 from fcgrad.audits.code import CodeAuditReport
-from fcgrad.cli.audit import _drift
+from fcgrad.audits.drift import drift_lines
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.reports.check import describe
@@ -39,7 +39,7 @@ def text(report: CodeAuditReport) -> str:
         parts += [f"  {f.note}"] if f.note else []
     if report.findings:
         parts.append("")
-    drift = [line.replace("loss blog", "loss file") for line in _drift(report.drift, tol.TRAJ_ABS_TOL_F64)]
+    drift = [line.replace("loss blog", "loss file") for line in drift_lines(report.drift, tol.TRAJ_ABS_TOL_F64)]
     parts += ["the file's training vs JAX:", *drift, ""]
     names = [
         f"layer {f.layer} {f.quantity}" + (f" ({f.diagnoses[0].name})" if f.diagnoses else "") for f in report.findings

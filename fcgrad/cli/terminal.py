@@ -9,37 +9,10 @@ import os
 import sys
 import time
 
+from fcgrad.reports.ascii import transliterate
+
 PROGRESS_DELAY_S = 2.0  # a run shorter than this shows no progress
 PROGRESS_EVERY_S = 0.5  # the line is redrawn at most this often
-
-ASCII = {
-    "Δ": "d",
-    "‖": "||",
-    "·": "*",
-    "—": "-",
-    "–": "-",
-    "≤": "<=",
-    "≥": ">=",
-    "×": "x",
-    "ε": "eps",
-    "√": "sqrt",
-    "−": "-",
-    "σ": "sigma",
-    "δ": "delta",
-    "∂": "d",
-    "ᵀ": "^T",
-    "²": "^2",
-    "⊙": "*",
-    "→": "->",
-    "…": "...",
-    "≈": "~",
-}
-
-
-def transliterate(text: str) -> str:
-    """Known symbols spelled in ASCII; any other non-ASCII character becomes ``?``."""
-    out = "".join(ASCII.get(ch, ch) for ch in text)
-    return out.encode("ascii", "replace").decode("ascii")
 
 
 def to_ascii(text: str) -> str:

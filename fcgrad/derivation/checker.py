@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcgrad.derivation.terms import Grads, Values, compare_term, term_context
+from fcgrad.derivation.terms import Grads, PassResult, Values, compare_term, term_context
 from fcgrad.diagnosis.catalogue import Diagnosis, diagnose
 from fcgrad.engine.user_code import call, source_file, user_error
 from fcgrad.manual.errors import FcgradError
@@ -49,16 +49,6 @@ DERIVATION_REL_TOL = 1e-10
 # batch-norm MLP (the mean subtraction cancels it) measured max|Δ| ≤ 5.3e-17 with O(1) inputs; 1e-13 is
 # 2000× above that and 1e10× below an O(1) wrong term.
 DERIVATION_ABS_TOL = 1e-13
-
-
-@dataclass(frozen=True)
-class PassResult:
-    """One term in one pass: None fields when the backward did not compute it."""
-
-    max_abs_err: float
-    rel_err: float
-    ok: bool
-    note: str = ""  # a wrong shape, a non-finite value
 
 
 @dataclass(frozen=True)

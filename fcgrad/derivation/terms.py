@@ -2,6 +2,7 @@
 and the catalogue's context read off the forward's values."""
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +13,16 @@ from fcgrad.manual.activations import ACTIVATIONS
 # Recognising an activation from the forward's values (y = f(z) for every entry): both come from the same
 # float64 NumPy forward, so they agree to a few ulps; 1e-12 allows that and no other function.
 ACTIVATION_MATCH_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """One term in one pass: None fields when the backward did not compute it."""
+
+    max_abs_err: float
+    rel_err: float
+    ok: bool
+    note: str = ""  # a wrong shape, a non-finite value
 
 
 class Values(Mapping):
@@ -99,8 +110,6 @@ class Grads:
 
 def compare_term(manual, truth: np.ndarray, rtol: float, atol: float):
     """A ``PassResult`` for one term (None when it was not computed)."""
-    from fcgrad.derivation.checker import PassResult
-
     if manual is None:
         return None
     if manual.shape != truth.shape:

@@ -10,7 +10,7 @@ import platform
 import tomllib
 from pathlib import Path
 
-SOURCE_PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+SOURCE_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # fcgrad/files/meta.py -> the root
 
 
 def _distribution_version(name: str) -> str | None:

@@ -8,8 +8,9 @@ a terminal that cannot encode it.
 
 import numpy as np
 
-from fcgrad.engine.compare import Row
+from fcgrad.engine.row_table import layer_label, table
 from fcgrad.engine.run import CheckReport
+from fcgrad.reports.ascii import transliterate
 
 RULE_WORDS = {
     "rel": "",
@@ -22,10 +23,9 @@ RULE_WORDS = {
     "shadow": "distance from a float64 JAX run, within a factor of JAX float32's own",
 }
 
+
 def ascii_fallback(text: str) -> str:
     """The same report in ASCII (Δ -> d, ‖ -> ||, ≤ -> <=, ...), for a stream that cannot encode it."""
-    from fcgrad.cli.terminal import transliterate
-
     return transliterate(text)
 
 
@@ -34,29 +34,6 @@ def describe(p) -> str:
         f"{p.name}: sizes {'-'.join(map(str, p.sizes))}, activations {','.join(p.activations)}, "
         f"loss {p.loss}, N={p.batch}, lr {p.lr:g}, steps {p.steps}, {p.dtype}"
     )
-
-
-def _layer(row: Row) -> str:
-    return "all" if row.layer < 0 else str(row.layer)
-
-
-def _result(r: Row) -> str:
-    if r.ok:
-        return "ok"
-    return "MISMATCH" if r.first_bad_step is None else f"MISMATCH from step {r.first_bad_step}"
-
-
-def table(title: str, rows: list[Row], limit_name: str = "tol") -> str:
-    show_rule = any(r.rule != "rel" for r in rows)
-    rule_head = f"{'rule':<8}" if show_rule else ""
-    lines = [title, f"  {'layer':<6}{'quantity':<12}{'max|Δ|':>10}{'rel':>10}{limit_name:>10}  {rule_head}result"]
-    for r in rows:
-        rule = f"{r.rule:<8}" if show_rule else ""
-        lines.append(
-            f"  {_layer(r):<6}{r.quantity:<12}{r.max_abs_err:>10.1e}{r.rel_err:>10.1e}{r.tol:>10.1e}  {rule}"
-            + _result(r)
-        )
-    return "\n".join(lines)
 
 
 def _trajectory_title(report: CheckReport) -> str:
@@ -85,7 +62,7 @@ def _verdict(report: CheckReport) -> str:
         else:
             span = f"every step of {report.steps}"
         return f"OK: manual and JAX agree (worst gradient rel {worst:.1e}, {span})"
-    parts = [f"layer {_layer(r)} {r.quantity}" for r in report.failures()]
+    parts = [f"layer {layer_label(r)} {r.quantity}" for r in report.failures()]
     if report.divergence is not None and report.divergence.side != "both":
         parts.append(f"{report.divergence.side} diverged at step {report.divergence.step}")
     first = [r.first_bad_step for r in report.failures() if r.first_bad_step is not None]

@@ -1,13 +1,21 @@
 """Shared helpers of the core suite: which rows of a comparison failed, running the CLI; and 4 host devices for JAX."""
 
+import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import jax
+import pytest
 
-# Before any test starts JAX: 4 host CPU devices for the data-parallel tests. Unsharded work
-# still runs on the default device (device 0), as it would with one.
+# Before any test starts JAX: the CPU platform, so that the suite runs the same with the CUDA build of JAX
+# installed (its float64 tolerances are the CPU's, and the data-parallel tests want host devices); the
+# variable reaches the commands the tests start, the config this process.
+os.environ["JAX_PLATFORMS"] = "cpu"
+jax.config.update("jax_platforms", "cpu")
+# 4 host CPU devices for the data-parallel tests. Unsharded work still runs on the default device
+# (device 0), as it would with one.
 HOST_DEVICES = 4
 jax.config.update("jax_num_cpu_devices", HOST_DEVICES)
 
@@ -35,3 +43,32 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fcgrad", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
+
+
+# --- fcgrad as a user installs it: a wheel built from this checkout, in a fresh virtual environment ---------------
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built once per session (no build isolation: nothing is downloaded)."""
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO_ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return next(out.glob("fcgrad-*.whl"))
+
+
+@pytest.fixture(scope="session")
+def fresh_python(wheel, tmp_path_factory) -> Path:
+    """A new virtual environment with the wheel installed by pip; NumPy, JAX and pytest from this one's packages."""
+    env_dir = tmp_path_factory.mktemp("env") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    python = env_dir / "bin" / "python"
+    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.check_output([str(python), "-c", purelib], text=True, timeout=60).strip())
+    # a plain path entry: the packages there load, but none of the .pth files there run (no editable finder)
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python

@@ -8,12 +8,8 @@ the places the pytest helpers are meant for.
 """
 
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,31 +40,6 @@ def test_the_users_modules_are_the_users():
 def test_my_layer():
     assert_backward_matches(forward, backward, {"x": (3, 5), "w": (3, 2), "b": (2, 1)})
 '''
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return next(out.glob("fcgrad-*.whl"))
-
-
-@pytest.fixture(scope="module")
-def fresh_python(wheel, tmp_path_factory) -> Path:
-    """A new virtual environment with the wheel installed by pip; NumPy, JAX and pytest from this one's packages."""
-    env_dir = tmp_path_factory.mktemp("env") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
-    python = env_dir / "bin" / "python"
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)]
-    done = subprocess.run(install, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True, timeout=60).strip())  # fmt: skip
-    # a plain path entry: the packages there load, but none of the .pth files there run (no editable finder)
-    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return python
 
 
 def test_the_wheel_installs_one_top_level_name(wheel):

@@ -1,26 +1,74 @@
-"""README's Python snippets run as written (in a scratch folder holding the run.npz they load)."""
+"""README's Python snippets run against fcgrad installed from its wheel, and its sample outputs are the code's own.
 
-import re
-from pathlib import Path
+The snippets run in a fresh virtual environment holding only the built wheel (and this environment's NumPy,
+JAX and pytest), from the repository's root as a user who cloned it runs them; the one that loads run.npz,
+from the folder where ``fcgrad check --save run.npz`` wrote it. tests/readme_samples.py says how the sample
+outputs are compared, and ``python -m tests.readme_samples --write`` rewrites them from fresh runs.
+"""
 
 import pytest
+import readme_samples
+from readme_samples import OK_ROW, README, SAMPLES, Sample, differences, python_snippets
 
-from fcgrad.cli.main import main
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+TIMEOUT_S = 600  # the snippets audit a network and check two: about 15 s here; generous for a busy machine
 
 
 def test_readme_has_python_snippets():
-    assert len(BLOCKS) >= 3
+    assert len(python_snippets(README)) >= 3
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_snippet_runs(code, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["check", "--steps", "3", "--save", "run.npz"]) == 0
-    namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
-    for name, fn in list(namespace.items()):
-        if name.startswith("test_") and callable(fn):
-            fn()
+def test_the_readmes_snippets_run_against_the_installed_wheel(fresh_python, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    done = readme_samples.run_snippets(fresh_python, README, tmp_path, env, TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count(": ran\n") == len(python_snippets(README))
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [pytest.param(s, marks=[pytest.mark.slow] if s.name in ("check", "audit") else []) for s in SAMPLES],
+    ids=[s.name for s in SAMPLES],
+)
+def test_a_sample_output_in_the_docs_is_what_the_code_prints_now(sample):
+    problems = readme_samples.compare(sample)
+    hint = f"\n(after a change the output is meant to have: python -m tests.readme_samples --write {sample.name})"
+    assert not problems, f"{sample.doc.name}, sample {sample.name}:\n" + "\n".join(problems) + hint
+
+
+# --- how a sample is compared ------------------------------------------------------------------------------------
+
+TABLE = Sample("table", README, after="", produce=str, noise=(OK_ROW,))
+SHOWN = """\
+tolerances: gradients rel ≤ 1.0e-12
+  layer quantity        max|Δ|       rel       tol  result
+  0     grad_w         5.2e-18   5.9e-16   1.0e-12  ok
+"""
+
+
+def test_rounding_noise_may_differ_within_its_tolerance():
+    assert differences(TABLE, SHOWN, SHOWN.replace("5.2e-18   5.9e-16", "9.1e-17   3.0e-13")) == []
+
+
+def test_noise_beyond_its_tolerance_on_either_side_is_a_difference():
+    beyond = SHOWN.replace("5.9e-16", "2.0e-12")
+    assert differences(TABLE, SHOWN, beyond) and differences(TABLE, beyond, SHOWN)
+
+
+EDITS = {
+    "a tolerance": ("1.0e-12  ok", "1.0e-10  ok"),
+    "a row's name": ("grad_w ", "grad_b "),
+    "the header": ("rel ≤ 1.0e-12", "rel ≤ 1.0e-10"),
+    "a line more": ("  ok\n", "  ok\n\n"),
+}
+
+
+@pytest.mark.parametrize("old,new", list(EDITS.values()), ids=list(EDITS))
+def test_every_other_difference_is_one(old, new):
+    assert differences(TABLE, SHOWN, SHOWN.replace(old, new))
+
+
+def test_an_excerpt_is_the_output_s_lines_in_order():
+    excerpt = Sample("excerpt", README, after="", produce=str, excerpt=True)
+    printed = "a\nb\nc\n"
+    assert differences(excerpt, "a\nc\n", printed) == []
+    assert differences(excerpt, "c\na\n", printed) and differences(excerpt, "a\nd\n", printed)

@@ -4,7 +4,8 @@ A path is used exactly as given, or refused with the reason. ``.npz`` files are 
 file object, so NumPy never appends a suffix; the suffix is required anyway, so that ``--save`` never
 overwrites a file of another kind. Every file is written to a temporary file in the same directory,
 then renamed over the target (``os.replace``): an interrupted or failed write leaves the target as
-it was and no temporary file behind.
+it was and no temporary file behind. Ctrl-C and SIGTERM end the command through ``remove_partial``;
+only a signal no program can catch (SIGKILL) leaves a hidden ``.NAME.*.tmp`` file.
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import secrets
 
 from fcgrad.manual.errors import FcgradError
 
-PARTIAL: set[str] = set()  # temporary files being written now: removed by ``remove_partial`` on Ctrl-C
+PARTIAL: set[str] = set()  # temporary files being written now: removed by ``remove_partial`` on Ctrl-C, SIGTERM
 
 
 def remove_partial() -> None:

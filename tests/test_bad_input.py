@@ -131,7 +131,7 @@ BAD_CLI = {
     "lr-nan": (["--lr", "nan"], ["positive finite", "nan"]),
     "unknown-activation": (["--sizes", "2,3", "--activation", "softplus"], ["sigmoid", "'softplus'"]),
     "activation-count": (["--sizes", "2,3,1", "--activation", "relu,tanh,relu"], ["2 (one per layer)", "got 3"]),
-    "sizes-with-example": (["--example", "xor", "--sizes", "2,4,1"], ["one of the two", "got both"]),
+    "sizes-with-example": (["--example", "xor", "--sizes", "2,4,1"], ["--example and --sizes", "one network"]),
     "activation-with-example": (["--activation", "tanh"], ["needs --sizes", "--activation"]),
     "batch-zero": (["--sizes", "2,3", "--batch", "0"], ["positive number of samples", "got 0"]),
     "save-into-missing-folder": (

@@ -27,7 +27,7 @@ def test_the_save_estimate_matches_the_file_written(tmp_path, capsys):
     assert main(["check", "--steps", "1000", "--save", str(target)]) == 0
     with np.load(target) as f:
         per_row = any(k.startswith("maxdiff_") for k in f.files)  # kept by engines that record them
-    expected = est.save_bytes - (0 if per_row else budget.row_history_bytes(p))
+    expected = est.save_bytes - (0 if per_row else budget.row_history_bytes(len(p.params), p.steps))
     assert os.path.getsize(target) == pytest.approx(expected, rel=SAVE_ESTIMATE_REL_TOL)
 
 

@@ -153,17 +153,30 @@ def test_json_header_holds_seed_problem_final_loss_tolerances_and_versions(capsy
     head = report["meta"]
     assert next(iter(report)) == "meta"  # the header comes first
     assert head["seed"] == 7 and head["problem"]["seed"] == 7
-    assert head["problem"] | {"name": None} == {
-        "name": None,
+    assert head["problem"] == {  # the whole run description: nothing the run did is left out
+        "source": "random",
+        "data_file": None,
+        "targets": None,
+        "spec": "3-4:sigmoid-2:sigmoid",
         "sizes": [3, 4, 2],
         "activations": ["sigmoid", "sigmoid"],
         "loss": "square",
-        "batch": 8,
+        "samples": 8,
+        "init": "N(0, 1/in)",
+        "trainable": "every parameter",
+        "optimizer": "sgd",
         "lr": 0.3,
+        "hyperparameters": {},
+        "l2": 0.0,
+        "batch_size": None,
+        "epochs": None,
         "steps": 4,
-        "dtype": "float64",
-        "trainable": "every w and b",
         "seed": 7,
+        "dtype": "float64",
+        "rtol": None,
+        "atol": None,
+        "devices": None,
+        "engine": "network",
     }
     assert head["final_loss"] == pytest.approx(report["final_loss"], rel=0, abs=0)
     assert set(head["tolerances"]) >= {"gradient_rel", "trajectory_abs"}
@@ -182,13 +195,11 @@ def test_save_holds_the_same_meta_as_a_json_string(tmp_path, capsys):
     assert stored["problem"]["trainable"] == [{"w": True, "b": False}] * 2
 
 
-def test_seed_on_mazur_is_noted_as_having_no_effect(capsys):
-    assert main(["check", "--example", "mazur", "--seed", "3", "--steps", "2", "-q"]) == 0
+def test_seed_on_mazur_is_refused_in_one_line_since_nothing_is_drawn(capsys):
+    assert main(["check", "--example", "mazur", "--seed", "3", "--steps", "2", "-q"]) == 2
     err = capsys.readouterr().err
-    assert (
-        err
-        == "fcgrad check: note: --seed 3 has no effect: mazur's weights and data are fixed by its source, not drawn\n"
-    )
+    assert err.count("\n") == 1 and err.startswith("fcgrad check: error: --seed 3: nothing in this run is drawn")
+    assert "expected no --seed" in err
 
 
 @pytest.mark.parametrize("args", [["--seed", "3"], ["--example", "mazur"]], ids=["seed-on-and", "mazur-no-seed"])

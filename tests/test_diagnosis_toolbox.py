@@ -21,7 +21,8 @@ from test_optimizers import (
 )
 
 from fcgrad.cli import toolbox as toolbox_cli
-from fcgrad.cli.main import build_parser, quiet_text
+from fcgrad.cli.main import main
+from fcgrad.cli.render import quiet_text
 from fcgrad.diagnosis.catalogue import Context, diagnose
 from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
 from fcgrad.engine.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
@@ -284,9 +285,9 @@ def test_correct_batchnorm_and_dropout_in_a_network_get_no_name(spec):
 def test_the_check_prints_and_writes_the_layer_mistake_it_recognises(monkeypatch, capsys):
     monkeypatch.setattr(spec_network, "batchnorm_backward", network_bn_without_mean_and_variance_paths)
     base = ["check", "--spec", "3-5:tanh:bn-2", "--optimizer", "sgd", "--epochs", "1"]
-    assert toolbox_cli.run_toolbox(build_parser().parse_args(base)) == 1
+    assert main(base) == 1
     assert "layer 0 batchnorm residual_x: looks like batch norm's backward without the paths" in capsys.readouterr().out
-    assert toolbox_cli.run_toolbox(build_parser().parse_args([*base, "--json"])) == 1
+    assert main([*base, "--json"]) == 1
     entries = json.loads(capsys.readouterr().out)["diagnoses"]
     assert entries[0] == {**entries[0], "layer": 0, "quantity": "batchnorm residual_x", "step": None,
                           "name": "batchnorm_without_mean_variance_paths"}  # fmt: skip

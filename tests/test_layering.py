@@ -58,9 +58,7 @@ RANKS = {
     "fcgrad": 8,
 }
 # Imports tolerated for now, as (importer, imported).
-KNOWN_EXCEPTIONS = {
-    ("fcgrad.cli.toolbox", "fcgrad.cli.main"),  # being removed
-}
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 class Import(NamedTuple):

@@ -66,7 +66,8 @@ def test_wheel_declares_the_console_script_dependencies_and_extras(dist, wheel_n
     extras = {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Provides-Extra: ")}
     assert {"gpu", "plot", "data", "test"} <= extras
     for package, extra in (("jax[cuda12]", "gpu"), ("matplotlib", "plot"), ("scikit-learn", "data")):
-        assert any(r.startswith(package) and f'extra == "{extra}"' in r.replace("'", '"') for r in requires), (package, requires)
+        marker = f'extra == "{extra}"'
+        assert any(r.startswith(package) and marker in r.replace("'", '"') for r in requires), (package, requires)
 
 
 def test_sdist_ships_examples_docs_and_tests_but_no_local_environment(dist):

@@ -1,51 +1,67 @@
-"""The ``fcgrad check`` options of the toolbox, through the parser the CLI builds from them."""
+"""The ``fcgrad check`` options of the toolbox: each one reaches the run (the description and the JSON say so)."""
 
-import argparse
 import json
 
+import numpy as np
 import pytest
 
-from fcgrad.cli.main import build_parser
-from fcgrad.cli.toolbox import run_toolbox, wants_toolbox
-from fcgrad.manual.errors import FcgradError
+from fcgrad.cli.main import main
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["check", *argv])
+def _json(capsys, *argv: str) -> dict:
+    assert main(["check", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
-def test_spec_run_with_an_optimizer_and_mini_batches_reports_json(capsys, tmp_path):
+def test_spec_run_with_an_optimizer_and_mini_batches_states_every_setting(capsys, tmp_path):
     save = tmp_path / "run.npz"
-    args = _args("--spec", "3-5:tanh:bn-2", "--optimizer", "adam", "--b2", "0.99", "--batch-size", "16",
-                 "--epochs", "2", "--json", "--save", str(save))  # fmt: skip
-    assert wants_toolbox(args)
-    assert run_toolbox(args) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = _json(capsys, "--spec", "3-5:tanh:bn-2", "--optimizer", "adam", "--b2", "0.99", "--batch-size", "16",
+                "--epochs", "2", "--save", str(save))  # fmt: skip
+    run = out["meta"]["problem"]
     assert out["ok"] and out["trajectory"]["steps"] == 2 * 4  # 64 random samples in batches of 16
+    assert run["optimizer"] == "adam" and run["engine"] == "toolbox"
     # exact: "0.99" parsed by float() on the way in, written back by json
-    assert out["problem"]["b2"] == pytest.approx(0.99, abs=0) and out["problem"]["optimizer"] == "adam"
-    assert save.exists()
+    assert run["hyperparameters"]["b2"] == pytest.approx(0.99, abs=0)
+    assert (run["batch_size"], run["epochs"], run["steps"], run["lr"]) == (16, 2, 8, 1e-3)
+    with np.load(save) as f:
+        assert f["batch_index"].shape == (8, 16) and f["loss_manual"].shape == (8,)
 
 
-def test_plain_problem_options_do_not_take_the_toolbox_path():
-    assert not wants_toolbox(_args("--sizes", "2,3,1"))
+def test_steps_counts_mini_batch_steps(capsys):
+    out = _json(capsys, "--spec", "4-6:tanh-3", "--batch-size", "10", "--steps", "5")
+    assert out["trajectory"]["steps"] == 5 and out["meta"]["problem"]["steps"] == 5
+
+
+def test_an_optimizer_runs_on_the_blogs_network(capsys):
+    out = _json(capsys, "--optimizer", "momentum", "--steps", "30")
+    run = out["meta"]["problem"]
+    assert (run["source"], run["spec"], run["optimizer"], run["engine"]) == (
+        "and", "2-4:sigmoid-1:sigmoid", "momentum", "toolbox",
+    )  # fmt: skip
+    assert run["hyperparameters"] == {"momentum": 0.9} and out["trajectory"]["steps"] == 30
+
+
+def test_plain_sgd_on_plain_layers_takes_the_full_derivation_check(capsys):
+    out = _json(capsys, "--spec", "4-6:tanh-3", "--loss", "square", "--steps", "3")
+    assert out["meta"]["problem"]["engine"] == "network"
+    assert {r["quantity"] for r in out["gradients"]} >= {"residual_z", "grad_w", "grad_b", "residual_x"}
 
 
 @pytest.mark.parametrize(
     "argv,expected",
     [
-        (["--spec", "3-2", "--optimizer", "sgd", "--b1", "0.5"], "does not apply to sgd"),
-        (["--optimizer", "adam"], "need --spec"),
-        (["--spec", "3-2", "--batch-size", "0"], "batch size"),
+        (["--spec", "3-2", "--optimizer", "sgd", "--b1", "0.5"], "--b1 does not apply to --optimizer sgd"),
+        (["--spec", "3-2", "--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
+        (["--spec", "3-2", "--steps", "4", "--epochs", "2"], "--steps and --epochs: expected one of the two"),
     ],
 )
-def test_bad_toolbox_options_raise_one_clear_error(argv, expected):
-    with pytest.raises(FcgradError, match=expected):
-        run_toolbox(_args(*argv))
+def test_bad_toolbox_options_are_refused_in_one_line(argv, expected, capsys):
+    assert main(["check", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
 
 
 def test_digits_example_prints_both_accuracies(capsys):
-    args = _args("--example", "digits", "--epochs", "1")
-    assert run_toolbox(args) == 0
+    assert main(["check", "--example", "digits", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "held-out accuracy (359 images): manual" in out and "labelled differently: 0" in out

@@ -19,7 +19,8 @@ exit codes:
   0    manual and JAX agree on every compared number
   1    a comparison failed (a MISMATCH row), or a training run diverged
   2    bad input, or a run that cannot be done here (one line on stderr)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"""
 
 EXIT_AUDIT = f"""{OUTPUT_NOTES}
 
@@ -27,20 +28,23 @@ exit codes:
   0    the audit ran (whatever it found, unless --strict)
   1    with --strict: the audit found a departure or an unexplained difference
   2    bad input, or a run that cannot be done here (one line on stderr)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"""
 
 EXIT_BENCH = """\
 exit codes:
   0    the benchmark ran
   2    bad input, or a run that cannot be done here (one line on stderr)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"""
 
 EXIT_TOP = """\
 exit codes (every command):
   0    success (check: manual and JAX agree)
   1    check: a comparison failed; audit --strict: a finding
   2    bad input, or a run that cannot be done here (one line on stderr)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)"""
 
 SIZES_EXAMPLE = "2,4,1 or 2-4-1"
 

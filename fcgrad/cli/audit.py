@@ -6,11 +6,13 @@ or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
 
 import argparse
 
-from fcgrad.audits.blog import AuditReport, Divergence, as_json, audit
+from fcgrad.audits.blog import AuditReport, as_json, audit
+from fcgrad.audits.drift import drift_lines
 from fcgrad.cli.args import EXIT_AUDIT
 from fcgrad.cli.main import (
     add_output_options,
     add_problem_options,
+    described_problem,
     emit_results,
     finite_or_none,
     output_paths,
@@ -38,7 +40,6 @@ def register(subparsers) -> None:
     add_problem_options(a)
     a.add_argument(
         "--departures",
-        default="all",
         metavar="NAMES",
         help=f"comma list of the departures switched on: {', '.join(DEPARTURES)}; or all (default) or none",
     )
@@ -58,19 +59,30 @@ def register(subparsers) -> None:
 
 def cmd_code(args: argparse.Namespace) -> int:
     """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
+    from fcgrad.audits import report as code_audit_report
     from fcgrad.audits.code import audit_code
+    from fcgrad.cli.render import quiet_text
+    from fcgrad.engine.description import describe_problem
     from fcgrad.manual.errors import FcgradError
-    from fcgrad.reports import code as code_audit_report
     from fcgrad.reports.plots import plot_code_audit
 
     if args.save is not None:
         raise FcgradError("--save with --code: expected no --save (the audit of your code keeps no archive)")
+    if args.departures is not None:
+        raise FcgradError(
+            "--departures with --code: the departures are switches of the blog's code, not of yours; "
+            "expected no --departures"
+        )
     given = args.example is not None or args.sizes is not None or args.data is not None
     problem = problem_from_args(args) if given else None
     _, json_path = output_paths(args)
     report = audit_code(args.code, problem, steps=args.steps)
     write_plot(args.plot, plot_code_audit, report)
-    emit_results(args, json_path, code_audit_report.as_json(report), code_audit_report.text(report))
+    meta = run_meta("fcgrad audit --code", describe_problem(report.problem), final_loss=None, tolerances={})
+    meta["code"] = args.code
+    shown = code_audit_report.text(report)
+    emit_results(args, json_path, {"meta": meta, **code_audit_report.as_json(report)},
+                 quiet_text(shown) if args.quiet else shown)  # fmt: skip
     return 1 if args.strict and report.findings else 0
 
 
@@ -78,8 +90,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.code is not None:
         return cmd_code(args)
     command = "fcgrad audit"
-    departures = BlogDepartures.from_names(args.departures)  # bad names fail before any work
-    p = problem_from_args(args)
+    departures = BlogDepartures.from_names(args.departures or "all")  # bad names fail before any work
+    d, p = described_problem(args)
     save, json_path = output_paths(args)
     progress = prepare(command, args, p, save)
     try:
@@ -92,7 +104,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         "blog": finite_or_none(report.combined.final_loss_blog),
         "jax": finite_or_none(report.combined.final_loss_jax),
     }
-    meta = run_meta(command, report.problem, final_loss=final, tolerances=tolerances)
+    meta = run_meta(command, d, final_loss=final, tolerances=tolerances)
     if save is not None:
         save_archive(save, report.problem, report.histories, meta)
     if args.plot is not None:
@@ -102,33 +114,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
     found = bool(report.findings or report.unexplained)
     return 1 if args.strict and found else 0
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.6g}"
-
-
-def _drift(d: Divergence, tol: float) -> list[str]:
-    if d.steps == 0 and d.diverged_at_step is None:
-        return ["  over 0 steps: nothing to compare"]
-    first = (
-        f"first beyond {tol:.0e} at step {d.first_step_params_differ}"
-        if d.first_step_params_differ is not None
-        else f"never beyond {tol:.0e}"
-    )
-    lines = [
-        f"  over {d.steps} steps: max|Δloss| {d.loss_max_abs_diff:.2e}, "
-        f"max|Δparam| {d.param_max_abs_diff:.2e} ({first})"
-    ]
-    if d.diverged_at_step is not None:
-        lines.append(f"  the blog's code diverged: its loss is not finite at step {d.diverged_at_step}")
-    lines.append(f"    {'step':>7}  {'loss blog':>12}  {'loss JAX':>12}  {'max|Δparam|':>11}")
-    for c in d.checkpoints:
-        lines.append(
-            f"    {c['step']:>7}  {_num(c['loss_blog']):>12}  {_num(c['loss_jax']):>12}"
-            f"  {c['param_max_abs_diff']:>11.2e}"
-        )
-    return lines
 
 
 def summary(report: AuditReport) -> str:
@@ -163,7 +148,7 @@ def text(report: AuditReport, *, quiet: bool = False) -> str:
             drift = [f"  over the steps: the same run as finding {first_of_cause[f.cause]} (only {f.cause} on)"]
         else:
             first_of_cause[f.cause] = k
-            drift = _drift(f.trajectory, report.trajectory_tol)
+            drift = drift_lines(f.trajectory, report.trajectory_tol)
         parts += [
             f"finding {k}: {f.cause} — layer {f.layer} {f.quantity}",
             f"  at step 0 (only this departure on, vs JAX): max|Δ| {f.max_abs_err:.2e}, rel {f.rel_err:.2e}",
@@ -173,7 +158,7 @@ def text(report: AuditReport, *, quiet: bool = False) -> str:
         ]
     for cause, why in report.not_found.items():
         parts += [f"no finding for {cause}: {why}", ""]
-    parts += [f"combined ({on}) vs JAX:", *_drift(report.combined, report.trajectory_tol), ""]
+    parts += [f"combined ({on}) vs JAX:", *drift_lines(report.combined, report.trajectory_tol), ""]
     parts += _unexplained(report)
     parts.append(summary(report))
     return "\n".join(parts)

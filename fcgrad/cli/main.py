@@ -1,7 +1,7 @@
 """The ``fcgrad`` command: ``check`` (manual vs JAX vs finite differences), ``audit``, ``bench``.
 
 Exit status: 0 when everything agrees, 1 when a comparison fails or a run diverges, 2 for bad
-input or a run that cannot be done here (one line on stderr, no traceback), 130 on Ctrl-C.
+input or a run that cannot be done here (one line on stderr, no traceback), 130 on Ctrl-C, 143 on SIGTERM.
 Output paths are checked and the run's memory estimated before any work; files are written
 atomically. Only argparse and this package's light modules load before ``main`` runs, so Ctrl-C
 at any moment after that ends in one line.
@@ -13,43 +13,50 @@ import sys
 from fcgrad.cli.args import EXIT_CHECK, EXIT_TOP, OneLineParser, positive_float, seed_arg, sizes_arg
 
 
-class _Given(argparse.Action):
-    """Store the value and note that it was given (``args.seed_given``), so an option without effect can say so."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, values)
-        setattr(namespace, f"{self.dest}_given", True)
-
-
 def add_problem_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose a problem; shared by ``check`` and ``audit``."""
-    from fcgrad.engine.problems import EXAMPLES
+    """The options that choose a problem; shared by ``check`` and ``audit``. Every default is None here:
+    the run description (``fcgrad.engine.description``) fills in the defaults below, so it can tell what
+    was given and refuse what it cannot honour."""
+    from fcgrad.engine.description import EXAMPLES
     from fcgrad.manual.activations import ACTIVATIONS
     from fcgrad.manual.losses import LOSSES
 
     g = parser.add_argument_group("problem")
     g.add_argument(
         "--example",
-        choices=(*EXAMPLES, "digits"),
+        choices=EXAMPLES,
         help="a built-in problem (default: and, the blog's; digits: scikit-learn's 8x8 digits, check only)",
     )
     g.add_argument("--sizes", type=sizes_arg, help="layer widths for a random problem: 3,7,5,2 or 3-7-5-2")
     g.add_argument(
         "--activation",
-        help=f"one of {','.join(ACTIVATIONS)} for every layer, or a comma list with one per layer",
+        help=f"with --sizes or --data: one of {','.join(ACTIVATIONS)} for every layer, or one per layer "
+        "(default: sigmoid, and a linear output layer for cross-entropy, hinge and bce-logits)",
     )
-    g.add_argument("--loss", choices=sorted(LOSSES), help="default: square")
-    g.add_argument("--batch", type=int, help="samples in a random problem (default 8)")
+    g.add_argument(
+        "--loss",
+        choices=sorted(LOSSES),
+        help="default: the example's; square with --sizes or --data; cross-entropy with --spec",
+    )
+    g.add_argument(
+        "--batch", type=int, help="samples of a random problem (default: 8 with --sizes, 64 with --spec)"
+    )
     g.add_argument(
         "--seed",
         type=seed_arg,
-        default=0,
-        action=_Given,
-        help="random seed for data and initial parameters (default 0; mazur has none)",
+        help="random seed for data, initial parameters, mini-batches and dropout masks (default 0; refused when "
+        "nothing is drawn, as for mazur)",
     )
-    g.add_argument("--lr", type=float, help="learning rate (default: the example's, else 0.1)")
-    g.add_argument("--steps", type=int, help="training steps (default: 10000 for examples, 1000 for --sizes)")
-    g.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    g.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate (default: the example's: and, xor 0.1, mazur 0.5, digits 0.01; else 0.1 for sgd, "
+        "momentum and nesterov, 0.001 for rmsprop, adam and adamw)",
+    )
+    g.add_argument(
+        "--steps", type=int, help="training steps (default: 10000 for and, xor, mazur; 1000 otherwise; digits 5 epochs)"
+    )
+    g.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
     g.add_argument(
         "--data",
         metavar="FILE",
@@ -74,56 +81,35 @@ def add_output_options(parser: argparse.ArgumentParser, save_help: str) -> None:
     )
 
 
-def problem_from_args(args: argparse.Namespace):
-    from fcgrad.engine.problems import example, random_problem
+def description_from_args(args: argparse.Namespace):
+    """The one description of the run the options ask for (``fcgrad.engine.description``), checked whole.
+
+    Only the options given are passed on; a data file is read here (the edge), its arrays handed over.
+    """
+    from fcgrad.engine.description import CHECK_OPTIONS, Data, describe
+    from fcgrad.files.data import read_file
+
+    given = {name: getattr(args, name) for name in CHECK_OPTIONS if getattr(args, name, None) is not None}
+    if "data" in given:
+        targets = given["targets"].split(",") if "targets" in given else None
+        given["data"] = Data(given["data"], *read_file(given["data"], targets))
+    return describe(given)
+
+
+def described_problem(args: argparse.Namespace):
+    """``audit``'s run: (the description, its ``network`` form's problem: full-batch SGD on plain layers)."""
+    from fcgrad.engine.check_run import network_problem
+    from fcgrad.engine.description import build
     from fcgrad.manual.errors import FcgradError
 
-    acts = args.activation.split(",") if args.activation else None
-    if acts is not None and len(acts) == 1:
-        acts = acts[0]  # one name: every layer
     if args.example == "digits":
         raise FcgradError("--example digits: expected it with fcgrad check (it trains a spec network), got audit")
-    if args.data is not None:
-        from fcgrad.files.data import load_problem
-
-        if args.example is not None:
-            raise FcgradError(f"--example {args.example} and --data: expected one of the two, got both")
-        p = load_problem(
-            args.data,
-            targets=args.targets.split(",") if args.targets else None,
-            sizes=args.sizes,
-            activations=acts,
-            loss=args.loss or "square",
-            seed=args.seed,
-        )
-        return p.with_options(lr=args.lr, steps=args.steps, dtype=args.dtype)
-    if args.targets is not None:
-        raise FcgradError("--targets names the columns of a CSV: expected it with --data FILE.csv, got no --data")
-    if args.sizes is not None:
-        if args.example is not None:
-            raise FcgradError(f"--example {args.example} and --sizes: expected one of the two, got both")
-        p = random_problem(
-            args.sizes,
-            activations=acts,
-            loss=args.loss or "square",
-            batch=8 if args.batch is None else args.batch,
-            seed=args.seed,
-        )
-    else:
-        for name in ("activation", "loss", "batch"):
-            if getattr(args, name) is not None:
-                raise FcgradError(
-                    f"--{name} needs --sizes: the built-in examples fix their network; got --{name} without --sizes"
-                )
-        p = example(args.example or "and", seed=args.seed)
-    return p.with_options(lr=args.lr, steps=args.steps, dtype=args.dtype)
+    d = description_from_args(args)
+    return d, network_problem(d, *build(d))
 
 
-def ignored_options(args: argparse.Namespace, p) -> list[str]:
-    """Notes for options given that change nothing."""
-    if getattr(args, "seed_given", False) and p.seed is None:
-        return [f"--seed {args.seed} has no effect: {p.name}'s weights and data are fixed by its source, not drawn"]
-    return []
+def problem_from_args(args: argparse.Namespace):
+    return described_problem(args)[1]
 
 
 def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -156,8 +142,6 @@ def prepare(command: str, args: argparse.Namespace, p, save: str | None):
     from fcgrad.cli import terminal
     from fcgrad.engine import budget, run
 
-    for note in ignored_options(args, p):
-        terminal.say(f"{command}: note: {note}")
     chunk_bytes = getattr(run, "CHUNK_BYTES", budget.DEFAULT_CHUNK_BYTES)
     est = budget.estimate(p, keep_history=save is not None, chunk_bytes=chunk_bytes)
     disk = None if save is None else budget.free_disk(os.path.dirname(os.path.abspath(save)))
@@ -191,76 +175,78 @@ def emit_results(args: argparse.Namespace, json_path: str | None, data: dict, te
     terminal.write_out(json.dumps(data, indent=2) if args.json == "-" else text)
 
 
-def quiet_text(text: str) -> str:
-    """``-q`` for the reports that have no quiet form of their own: the failing rows and the verdict (last line)."""
-    lines = text.splitlines()
-    return "\n".join([line for line in lines if "MISMATCH" in line or ": looks like" in line] + lines[-1:])
-
-
 def finite_or_none(x):
     import math
 
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from fcgrad.cli.toolbox import run_toolbox, wants_toolbox
-    from fcgrad.engine import run
-    from fcgrad.engine import tolerances as tol
-    from fcgrad.files.meta import run_meta
-    from fcgrad.reports.check import as_json, text
+def refuse_outputs(d, args: argparse.Namespace) -> None:
+    """Outputs the run's form cannot honour, refused in one line before any work."""
+    from fcgrad.manual.errors import FcgradError
 
-    if args.devices is not None:
-        return cmd_check_sharded(args)
-    if wants_toolbox(args):
-        return run_toolbox(args)
-    command = "fcgrad check"
-    p = problem_from_args(args)
-    save, json_path = output_paths(args)
-    progress = prepare(command, args, p, save)
-    try:
-        report = run.check(
-            p, keep_history=save is not None or args.plot is not None, rtol=args.rtol, atol=args.atol, progress=progress
+    if d.kind == "toolbox" and args.plot is not None:
+        raise FcgradError(
+            "--plot draws the loss curves and per-step drift of full-batch SGD on plain layers; this run "
+            f"({d.header()}) is checked step by step from manual's own state: expected no --plot"
         )
+    if d.kind == "sharded":
+        for option, value in (("--plot", args.plot), ("-v", args.verbose or None)):
+            if value is not None:
+                raise FcgradError(
+                    f"--devices and {option}: the data-parallel check compares five sides and draws no figure or "
+                    f"phase timings of its own; expected no {option} with --devices"
+                )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """One description of the run, checked whole; the engine runs it; one header and one meta state it."""
+    from fcgrad.engine.check_run import check_run
+
+    command = "fcgrad check"
+    d = description_from_args(args)
+    refuse_outputs(d, args)
+    devices = None
+    if d.kind == "sharded":
+        from fcgrad.engine.sharded import arrange_devices
+
+        devices = arrange_devices(d.devices)  # first: JAX fixes its number of CPU devices when it starts
+    save, json_path = output_paths(args)
+    progress = prepare(command, args, d, save)
+    try:
+        keep = save is not None or args.plot is not None
+        done = check_run(d, keep_history=keep, progress=progress, devices=devices)
     finally:
         if progress is not None:
             progress.close()
-    tolerances = {
-        "gradient_rel": report.rtol,
-        "trajectory_abs": report.atol,
-        "finite_difference_rel": tol.FD_REL_TOL,
-        "trajectory_rule": report.rule,
-    }
-    meta = run_meta(command, p, final_loss=finite_or_none(report.final_loss), tolerances=tolerances)
+    from fcgrad.cli.render import render
+    from fcgrad.files.meta import run_meta
+
+    shown = render(done, quiet=args.quiet)
+    meta = run_meta(command, d, final_loss=shown.final_loss, tolerances=shown.tolerances)
     if save is not None:
-        save_archive(save, p, report.histories, meta)
+        save_arrays(save, shown.arrays, meta)
     if args.plot is not None:
         from fcgrad.reports.plots import plot_check
 
-        write_plot(args.plot, plot_check, report)
-    emit_results(args, json_path, {"meta": meta, **as_json(report)}, text(report, quiet=args.quiet))
-    if args.verbose and report.timings is not None:
+        write_plot(args.plot, plot_check, done.report)
+    emit_results(args, json_path, {"meta": meta, **shown.data}, shown.text)
+    if args.verbose and shown.timings is not None:
         from fcgrad.cli import terminal
 
-        terminal.say(report.timings.text())
-    return 0 if report.ok and report.diverged_at_step is None else 1
+        terminal.say(shown.timings.text())
+    return 0 if done.ok else 1
 
 
-def cmd_check_sharded(args: argparse.Namespace) -> int:
-    """``check --devices S``: one-device and sharded manual and JAX, five sides compared at every step."""
-    from fcgrad.engine.sharded import arrange_devices, sharded_check
-    from fcgrad.manual.errors import FcgradError
-    from fcgrad.reports.sharded import as_json, text
+def save_arrays(path: str, arrays: dict, meta: dict) -> None:
+    """The ``--save`` archive, atomically, with ``meta`` as a JSON string in a 0-d array."""
+    import json
 
-    unsupported = [f"--{o}" for o in ("save", "plot") if getattr(args, o) is not None]
-    if unsupported:
-        raise FcgradError(f"--devices compares five sides and keeps no histories: expected no {unsupported[0]}")
-    devices = arrange_devices(args.devices)  # first: JAX fixes its number of CPU devices when it starts
-    _, json_path = output_paths(args)
-    report = sharded_check(problem_from_args(args), len(devices))
-    shown = text(report)
-    emit_results(args, json_path, as_json(report), quiet_text(shown) if args.quiet else shown)
-    return 0 if report.ok else 1
+    import numpy as np
+
+    from fcgrad.files.output import write_npz
+
+    write_npz(path, lambda f: np.savez(f, **arrays, meta=np.array(json.dumps(meta))))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     where = ["fcgrad"]  # the command's name, once known, for the one-line messages
     if argv is None:  # the program itself, not a caller in Python
-        _end_on_ctrl_c(where)
+        _end_on_signals(where)
     try:
         return _run(argv, where)
     except KeyboardInterrupt:  # a caller's own Ctrl-C, or an interrupt raised by the code that ran
@@ -330,24 +316,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _end_on_ctrl_c(where: list[str]) -> None:
-    """Make Ctrl-C end the program at once, with one line and exit 130.
+def _end_on_signals(where: list[str]) -> None:
+    """Make Ctrl-C (SIGINT) and SIGTERM end the program at once, each with one line: exit 130 and 143 (128 + signal).
 
     Not by KeyboardInterrupt: raised inside a garbage-collection callback (JAX registers one), it is
     printed and ignored, and the run goes on (seen here); and a normal exit under JAX's running
-    threads can crash. The handler removes any half-written output file, then exits.
+    threads can crash. SIGTERM (``kill``, a CI runner's cancel, a job scheduler) would otherwise end
+    the process where it stands and leave a half-written file. The handler removes any half-written
+    output file, says why the program ends, then exits, whatever goes wrong on the way.
     """
     import signal
 
-    def on_sigint(signum, frame):
-        from fcgrad.cli import terminal
-        from fcgrad.files.output import remove_partial
+    from fcgrad.cli import terminal
 
-        remove_partial()
-        terminal.say(f"{where[0]}: interrupted")
-        exit_now(130)
+    endings = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
-    signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum, frame):
+        try:
+            remove_partial = getattr(sys.modules.get("fcgrad.files.output"), "remove_partial", None)
+            if remove_partial is not None:  # None: the module never loaded, so no file is being written
+                remove_partial()
+            terminal.say(f"{where[0]}: {endings[signum]}")
+        finally:
+            exit_now(128 + signum)
+
+    for signum in endings:
+        signal.signal(signum, on_signal)
 
 
 def exit_now(code: int) -> None:
@@ -358,7 +352,7 @@ def exit_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a signal landed inside this stream's own write
             pass
     os._exit(code)
 

@@ -43,24 +43,31 @@ def human(n: float) -> str:
 
 
 def estimate(p, *, keep_history: bool, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Estimate:
-    """The memory and ``--save`` size of comparing ``p.steps`` steps of ``p`` (see the module's model)."""
-    n_params = sum(v.size for layer in p.params for v in layer.values())
+    """The memory and ``--save`` size of comparing ``p.steps`` steps of ``p`` (see the module's model).
+
+    ``p`` is a run description (``fcgrad.engine.description``: no array is built yet, so a run that cannot
+    fit is refused before it takes any memory) or a ``Problem``.
+    """
+    if hasattr(p, "n_params"):  # a description: counted from its widths
+        n_params, samples, layers = p.n_params, p.samples, len(p.spec)
+    else:
+        n_params, samples, layers = sum(v.size for layer in p.params for v in layer.values()), p.batch, len(p.params)
     itemsize = np.dtype(p.dtype).itemsize
     per_step = n_params * itemsize
     chunk = min(max(p.steps, 1), max(1, chunk_bytes // per_step))
     working = chunk * (3 * per_step + 3 * n_params * 8)
-    working += 2 * 4 * p.batch * sum(p.sizes) * itemsize  # x, z, y and a residual per layer, per side
+    working += 2 * 4 * samples * sum(p.sizes) * itemsize  # x, z, y and a residual per layer, per side
     if not keep_history:
         return Estimate(working, 0, 0)
     histories = 2 * (p.steps + 1) * per_step
-    data = (p.x.size + p.t.size + n_params) * itemsize
-    save = histories + 2 * p.steps * itemsize + row_history_bytes(p) + data
+    data = ((p.sizes[0] + p.sizes[-1]) * samples + n_params) * itemsize
+    save = histories + 2 * p.steps * itemsize + row_history_bytes(layers, p.steps) + data
     return Estimate(working, 2 * histories, save)
 
 
-def row_history_bytes(p) -> int:
+def row_history_bytes(n_layers: int, steps: int) -> int:
     """The per-step max|Δ| of every compared row (w and b of each layer, and the loss), float64."""
-    return (2 * len(p.params) + 1) * p.steps * 8
+    return (2 * n_layers + 1) * steps * 8
 
 
 def available_memory() -> int | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
+from fcgrad.engine.row_table import table
 from fcgrad.engine.toolbox import ToolboxReport, check_toolbox, make_problem
 from fcgrad.manual import spec_network
 from fcgrad.manual.errors import FcgradError
@@ -21,7 +22,6 @@ from fcgrad.manual.optimizers import Optimizer, make_optimizer
 from fcgrad.manual.spec import format_spec
 from fcgrad.reference import spec_model
 from fcgrad.reference.precision import x64_for
-from fcgrad.reports.check import table
 
 DIGITS_SPEC = "64-32:relu:bn:drop0.1-10"
 HELD_OUT = 0.2  # fraction of the images kept for the accuracy
@@ -79,14 +79,20 @@ def run_digits(
         DIGITS_SPEC, x, t, loss="cross-entropy", optimizer=optimizer or make_optimizer("adam", DIGITS_LR),
         batch_size=batch_size, epochs=epochs, seed=seed, dtype=dtype, name="digits",
     )  # fmt: skip
-    report = check_toolbox(problem)
+    return check_digits(problem, x_test, labels, start=start)
+
+
+def check_digits(problem, x_test, labels, *, start: float | None = None, keep_history: bool = False) -> DigitsReport:
+    """Both sides trained on ``problem`` (the digits' training columns), then each classifies ``x_test``."""
+    start = time.perf_counter() if start is None else start
+    report = check_toolbox(problem, keep_history=keep_history)
     x_test = x_test.astype(problem.dtype)
     pred_m = np.argmax(spec_network.predict(report.params_manual, x_test, problem.spec, report.running_manual), axis=0)
     with x64_for(problem.dtype):
         y_r = spec_model.predict(report.params_reference, x_test, problem.spec, report.running_reference)
         pred_r = np.argmax(jax.device_get(y_r), axis=0)
     return DigitsReport(
-        report, x.shape[1], labels.size, float(np.mean(pred_m == labels)), float(np.mean(pred_r == labels)),
+        report, problem.x.shape[1], labels.size, float(np.mean(pred_m == labels)), float(np.mean(pred_r == labels)),
         int(np.sum(pred_m != pred_r)), time.perf_counter() - start,
     )  # fmt: skip
 

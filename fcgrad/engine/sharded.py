@@ -69,6 +69,8 @@ class ShardedReport:
     shard_sizes: tuple[int, ...]
     comparisons: list[Comparison]
     findings: list[Finding]
+    # every side's loss (steps,) and parameters (steps+1, ...) at every step, for --save: loss_<side>, w0_<side>, ...
+    histories: dict = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -199,17 +201,19 @@ def first_disagreement(replicas: list, limit: float) -> tuple[int, str] | None:
     return first
 
 
-def _gradient_comparisons(p: Problem, n: int, jax_runs: dict) -> tuple[list[Comparison], list[Finding]]:
+def _gradient_comparisons(
+    p: Problem, n: int, jax_runs: dict, rtol: float | None = None
+) -> tuple[list[Comparison], list[Finding]]:
     """At the initial parameters: manual vs JAX, and each sharded side vs its one-device baseline."""
     common = dict(activations=p.activations, loss=p.loss, dtype=p.dtype)
-    limit, last = tol.grad_rel_tol(p.dtype), len(p.params) - 1
+    limit, last = tol.grad_rel_tol(p.dtype) if rtol is None else rtol, len(p.params) - 1
     m1 = manual.gradients(p.params, p.x, p.t, **common)
     j1 = reference.gradients(p.params, p.x, p.t, **common)
     ms = manual_sharded.sharded_gradients(p.params, p.x, p.t, n, **common)
     baselines = {"manual": (_param_grads(m1.layers), m1.loss), "jax": (j1["layers"], j1["loss"])}
     sides = {"manual-sharded": ([{"grad_w": g["w"], "grad_b": g["b"]} for g in ms.reduced[0]], ms.loss, "manual")}
     sides.update({side: (r["gradients"]["layers"], r["gradients"]["loss"], "jax") for side, r in jax_runs.items()})
-    comparisons = [Comparison("manual vs jax", "gradients", compare_gradients(p))]
+    comparisons = [Comparison("manual vs jax", "gradients", compare_gradients(p, rtol=rtol))]
     hypotheses = _hypotheses(p, n)
     findings = []
     for side, (grads, loss, base_name) in sides.items():
@@ -237,8 +241,19 @@ def _replica_rows(replicas: list, limit: float) -> list[Row]:
     return rows
 
 
-def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str = "explicit") -> ShardedReport:
-    """Every comparison of ``fcgrad check --devices n`` on one problem (``form``: see ``reference.sharded``)."""
+def sharded_check(
+    p: Problem,
+    n: int,
+    *,
+    platform: str | None = None,
+    form: str = "explicit",
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> ShardedReport:
+    """Every comparison of ``fcgrad check --devices n`` on one problem (``form``: see ``reference.sharded``).
+
+    ``rtol`` and ``atol`` override the gradient and trajectory tolerances, as in ``fcgrad.engine.run.check``.
+    """
     devices = arrange_devices(n, platform=platform)
     _check_size(p, n)
     train = dict(activations=p.activations, loss=p.loss, dtype=p.dtype, lr=p.lr, steps=p.steps, trainable=p.trainable)
@@ -248,11 +263,11 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
         )
         for engine in reference_sharded.ENGINES
     }
-    comparisons, findings = _gradient_comparisons(p, n, jax_runs)
+    comparisons, findings = _gradient_comparisons(p, n, jax_runs, rtol)
 
-    limit = tol.traj_abs_tol(p.dtype)
+    limit = tol.traj_abs_tol(p.dtype) if atol is None else atol
     # the global rule: the other sides are compared with the whole one-device JAX run it keeps
-    traj = compare_trajectories(p, keep_history=True, rule="global")
+    traj = compare_trajectories(p, keep_history=True, rule="global", atol=atol)
     traj_rows, hist = traj.rows, traj.histories
     comparisons.append(Comparison("manual vs jax", "trajectory", traj_rows))
     base = {  # the one-device histories, keyed loss, w0, b0, ...
@@ -277,4 +292,24 @@ def sharded_check(p: Problem, n: int, *, platform: str | None = None, form: str 
         detail = "; ".join([f.detail for f in named] + [f"{where} differs from replica 0's after step {step}"])
         findings = [f for f in findings if f not in named] + [Finding("manual-sharded", mistake, detail, step)]
     sizes = tuple(int(x_k.shape[1]) for x_k in manual_sharded.split_columns(p.x, n))
-    return ShardedReport(p, devices, sizes, comparisons, findings)
+    return ShardedReport(p, devices, sizes, comparisons, findings, _histories(hist, mt, jax_runs, sizes))
+
+
+def _histories(one_device: dict, mt, jax_runs: dict, sizes) -> dict:
+    """Each side's every step under one naming: ``loss_<side>`` and ``w{i}_<side>``, ``b{i}_<side>``; the sides are
+    ``manual``, ``reference`` (one-device JAX), ``manual_sharded`` (every replica: ``..._replica{r}``) and
+    ``jax_jit_sharded``, ``jax_shard_map_sharded``."""
+    out = {k: v for k, v in one_device.items() if not k.startswith("maxdiff_")}
+    out["shard_sizes"] = np.array(sizes)
+    out["loss_manual_sharded"] = np.asarray(mt.losses)
+    for r, replica in enumerate(mt.replicas):
+        for i, layer in enumerate(replica):
+            for key, value in layer.items():
+                out[f"{key}{i}_manual_sharded_replica{r}"] = np.asarray(value)
+    for side, run in jax_runs.items():
+        name = side.replace("-", "_")
+        out[f"loss_{name}"] = np.asarray(run["losses"])
+        for i, layer in enumerate(run["params"]):
+            for key, value in layer.items():
+                out[f"{key}{i}_{name}"] = np.asarray(value)
+    return out

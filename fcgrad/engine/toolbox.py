@@ -17,6 +17,7 @@ import numpy as np
 from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row, rel_row
+from fcgrad.engine.timing import Timings
 from fcgrad.engine.trajectory import RowAccumulator, step_scale
 from fcgrad.manual import batches, optimizers, spec_network, validate
 from fcgrad.manual.errors import DivergenceError, FcgradError
@@ -43,9 +44,16 @@ class ToolboxProblem:
     seed: int = 0  # shuffling and dropout masks
     l2: float = 0.0
     dtype: str = "float64"
+    steps: int | None = None  # None: every step of ``epochs`` epochs; else this many steps, epochs as needed
+    rtol: float | None = None  # the gradient tolerance; None: the dtype's default
+    atol: float | None = None  # the trajectory tolerance; None: the dtype's default
 
     def schedule(self) -> list[np.ndarray]:
-        return batches.schedule(self.x.shape[1], self.batch_size, self.epochs, self.seed)
+        n = self.x.shape[1]
+        if self.steps is None:
+            return batches.schedule(n, self.batch_size, self.epochs, self.seed)
+        per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
+        return batches.schedule(n, self.batch_size, max(1, -(-self.steps // per_epoch)), self.seed)[: self.steps]
 
     def summary(self) -> dict:
         return {
@@ -79,6 +87,9 @@ def make_problem(
     params=None,
     dtype: str = "float64",
     name: str | None = None,
+    steps: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> ToolboxProblem:
     """Check every input and fill in defaults (Adam with optax's settings, parameters from ``seed``)."""
     spec = parse_spec(spec) if isinstance(spec, str) else tuple(spec)
@@ -94,9 +105,10 @@ def make_problem(
         optimizer = optimizers.make_optimizer(optimizer or "adam", 1e-3)
     if not isinstance(optimizer, optimizers.Optimizer):
         raise FcgradError(f"optimizer: expected a name or make_optimizer(...), got {optimizer!r}")
+    steps = None if steps is None else validate.check_steps(steps)
     p = ToolboxProblem(
         name or format_spec(spec), spec, loss, x, t, params, optimizer, batch_size, epochs,
-        validate.check_seed(seed), float(l2), dt.name,
+        validate.check_seed(seed), float(l2), dt.name, steps, rtol, atol,
     )  # fmt: skip
     p.schedule()  # checks batch_size and epochs now, before any work
     return p
@@ -117,6 +129,8 @@ class ToolboxReport:
     # (layer, parameter) of a failing row -> the classic optimizer mistakes its first failing step matches
     diagnoses: dict = field(default_factory=dict)
     first_failing_step: int | None = None  # the first step where a parameter left its tolerance
+    histories: dict = field(default_factory=dict, repr=False)  # every step's batch, masks and both sides' state
+    timings: Timings | None = field(default=None, repr=False)  # where the time went
 
     @property
     def ok(self) -> bool:
@@ -151,7 +165,7 @@ def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> 
             params, p.x, p.t, masks, running, jnp.asarray(p.l2, dt), p.spec, p.loss
         )
         grads, grad_x, value = jax.tree.map(np.asarray, (grads, grad_x, value))
-    limit = tol.grad_rel_tol(p.dtype)
+    limit = tol.grad_rel_tol(p.dtype) if p.rtol is None else p.rtol
     rows = [rel_row(-1, "loss", m.loss, value, limit)]
     rows += [rel_row(i, f"grad_{k}", m.grads[i][k], grads[i][k], limit) for i in range(len(p.spec)) for k in grads[i]]
     rows.append(rel_row(0, "residual_x", m.residuals[0]["residual_x"], grad_x, limit))
@@ -168,7 +182,14 @@ def diagnose_gradients(p: ToolboxProblem, rows: list[Row], *, params=None, seed:
     return diagnose_layers(p, params, masks)
 
 
-def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "local") -> ToolboxReport:
+def check_toolbox(
+    p: ToolboxProblem,
+    *,
+    update=optimizers.update,
+    rule: str = "local",
+    keep_history: bool = False,
+    timings: Timings | None = None,
+) -> ToolboxReport:
     """Run both sides through every step of ``p``'s schedule and compare after each step.
 
     ``update`` is the manual optimizer step (``manual.optimizers.update`` unless a test plants a mistake).
@@ -176,12 +197,13 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
     state before every step, so each step is judged on its own: adaptive optimizers near a minimum (RMSProp
     at optax's decay 0.9) amplify rounding chaotically, and two correct free-running sides part by 4e-4
     within 1,000 steps. ``global`` lets both sides run freely from the same start.
+    ``keep_history``: ``report.histories`` holds what a replay needs (``history_arrays``).
     """
     if rule not in ("local", "global"):
         raise ValueError(f"rule: expected local or global, got {rule!r}")
     start = time.perf_counter()
     n_layers = len(p.spec)
-    limit = tol.traj_abs_tol(p.dtype)
+    limit = tol.traj_abs_tol(p.dtype) if p.atol is None else p.atol
     dt = np.dtype(p.dtype)
     opt = p.optimizer
     acc: dict[tuple[int, str], RowAccumulator] = {}
@@ -196,6 +218,8 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
     mask_rng = np.random.default_rng([p.seed, MASK_STREAM])
     losses_m, losses_r = [], []
     record = None  # manual's side of the first step where a parameter fails
+    timings = Timings() if timings is None else timings
+    kept = _History(p, pm, rm) if keep_history else None
     with x64_for(p.dtype):
         to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
         pr, rr = to_jax(pm), to_jax(rm)
@@ -207,7 +231,8 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
             for k, idx in enumerate(p.schedule()):
                 masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
                 xb, tb = p.x[:, idx], p.t[:, idx]
-                g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
+                with timings.phase("manual_run"):
+                    g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
                 if not np.isfinite(g.loss):
                     raise DivergenceError(
                         f"training diverged: the manual loss is {g.loss} at step {k} ({opt.describe()}); "
@@ -218,26 +243,31 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
                     pr, rr = to_jax(pm), to_jax(rm)
                     sr = with_moments(opt.name, sr, to_jax(sm))
                 pm_before, sm_before = pm, sm
-                pm, sm = update(opt, g.grads, sm, pm)
+                with timings.phase("manual_run"):
+                    pm, sm = update(opt, g.grads, sm, pm)
                 rm = g.running
-                pr, sr, rr, value, moments = spec_model.jit_step(
-                    pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
-                )
-                hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
-                if record is None and any(
-                    _step_fails(pm[i][q], hp[i][q], limit) for i in range(n_layers) for q in pm[i]
-                ):
-                    record = StepRecord(k, pm_before, g.grads, sm_before, pm)
-                losses_m.append(g.loss)
-                losses_r.append(float(value))
-                for i in range(n_layers):
-                    for key in pm[i]:
-                        add(i, key, pm[i][key], hp[i][key])
-                    for key in rm[i]:
-                        add(i, f"running_{key}", rm[i][key], hr[i][key])
-                    for name, tree in _moments(sm).items():
-                        for key in tree[i]:
-                            add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
+                with timings.phase("jax_run"):
+                    pr, sr, rr, value, moments = spec_model.jit_step(
+                        pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
+                    )
+                    hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+                if kept is not None:
+                    kept.add(idx, masks, pm, hp, rm, hr)
+                with timings.phase("comparisons"):
+                    if record is None and any(
+                        _step_fails(pm[i][q], hp[i][q], limit) for i in range(n_layers) for q in pm[i]
+                    ):
+                        record = StepRecord(k, pm_before, g.grads, sm_before, pm)
+                    losses_m.append(g.loss)
+                    losses_r.append(float(value))
+                    for i in range(n_layers):
+                        for key in pm[i]:
+                            add(i, key, pm[i][key], hp[i][key])
+                        for key in rm[i]:
+                            add(i, f"running_{key}", rm[i][key], hr[i][key])
+                        for name, tree in _moments(sm).items():
+                            for key in tree[i]:
+                                add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
         final_r = jax.tree.map(np.asarray, (pr, rr))
     add(-1, "loss", np.array(losses_m), np.array(losses_r), steps_axis=True)
     order = [(-1, "loss")] + [key for key in acc if key != (-1, "loss")]
@@ -249,4 +279,44 @@ def check_toolbox(p: ToolboxProblem, *, update=optimizers.update, rule: str = "l
     return ToolboxReport(
         p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
         time.perf_counter() - start, diagnoses, None if record is None else record.step,
+        {} if kept is None else kept.arrays(losses_m, losses_r), timings,
     )  # fmt: skip
+
+
+class _History:
+    """What a replay of a toolbox run needs, step by step (``history_arrays`` names the arrays)."""
+
+    def __init__(self, p: ToolboxProblem, params, running):
+        self.p = p
+        self.batch = p.x.shape[1] if p.batch_size is None else p.batch_size
+        self.index, self.masks = [], [[] for _ in p.spec]
+        self.params = {side: [[dict(layer) for layer in params]] for side in ("manual", "reference")}
+        self.running = {side: [[dict(layer) for layer in running]] for side in ("manual", "reference")}
+
+    def add(self, idx, masks, pm, hp, rm, hr) -> None:
+        row = np.full(self.batch, -1, np.int64)  # the step's columns of X, padded with -1 (a short last batch)
+        row[: len(idx)] = idx
+        self.index.append(row)
+        for i, mask in enumerate(masks):
+            if mask is not None:
+                padded = np.zeros((mask.shape[0], self.batch), mask.dtype)
+                padded[:, : mask.shape[1]] = mask
+                self.masks[i].append(padded)
+        self.params["manual"].append(pm)
+        self.params["reference"].append(hp)
+        self.running["manual"].append(rm)
+        self.running["reference"].append(hr)
+
+    def arrays(self, losses_m, losses_r) -> dict:
+        out = {"batch_index": np.array(self.index), "loss_manual": np.array(losses_m),
+               "loss_reference": np.array(losses_r)}  # fmt: skip
+        for i, layer_masks in enumerate(self.masks):
+            if layer_masks:
+                out[f"mask{i}"] = np.array(layer_masks)  # (steps, out, batch)
+        for side in ("manual", "reference"):
+            for i in range(len(self.p.spec)):
+                for key in self.params[side][0][i]:
+                    out[f"{key}{i}_{side}"] = np.array([np.asarray(s[i][key]) for s in self.params[side]])
+                for key in self.running[side][0][i]:
+                    out[f"running_{key}{i}_{side}"] = np.array([np.asarray(s[i][key]) for s in self.running[side]])
+        return out

@@ -121,6 +121,28 @@ def read_csv(path: str, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
     return values[:, x_cols].T.copy(), values[:, t_cols].T.copy()  # (in, N), (out, N)
 
 
+def read_file(path: str, targets: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """``(X (in, N), T (out, N), the file's w0, b0, ... or None)`` of an ``.npz`` or ``.csv``, checked."""
+    file = Path(path)
+    if not file.is_file():
+        raise FcgradError(f"--data: expected an existing .npz or .csv file, got {str(path)!r}")
+    if file.suffix == ".npz":
+        if targets:
+            raise FcgradError(f"{file.name}: target columns are for CSV files; an .npz names its arrays X and T")
+        x, t, params = read_npz(path)
+    elif file.suffix == ".csv":
+        (x, t), params = read_csv(path, targets or []), None
+    else:
+        raise FcgradError(f"--data: expected a .npz or .csv file, got {file.suffix or 'no suffix'} ({file.name})")
+    _orientation(x, t, file.name)
+    if params is not None:
+        try:
+            validate.check_data(x, t, params, np.dtype(np.float64))
+        except FcgradError as exc:
+            raise FcgradError(f"{file.name}: {exc}") from None
+    return x, t, params
+
+
 def load_problem(
     path: str,
     *,
@@ -162,4 +184,4 @@ def load_problem(
     return Problem(file.stem, widths, acts, loss, x, t, params, validate.check_lr(lr), validate.check_steps(steps))
 
 
-__all__ = ["load_problem", "read_csv", "read_npz"]
+__all__ = ["load_problem", "read_csv", "read_file", "read_npz"]

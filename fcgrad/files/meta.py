@@ -49,12 +49,14 @@ def version_line() -> str:
     return f"fcgrad {v['fcgrad']} (NumPy {v['numpy']}, JAX {v['jax']}, Python {v['python']})"
 
 
-def run_meta(command: str, problem, *, final_loss, tolerances: dict) -> dict:
-    """The header of a result: the command, the problem (random seed included), its final loss, tolerances, versions."""
+def run_meta(command: str, run, *, final_loss, tolerances: dict) -> dict:
+    """The header of a result: the command, the whole run description (random seed included), its final loss,
+    the tolerances in force, the versions. ``run`` is a ``RunDescription`` (or anything with ``summary()`` and
+    ``seed``)."""
     return {
         "command": command,
-        "problem": problem.summary(),
-        "seed": problem.seed,
+        "problem": run.summary(),
+        "seed": run.seed,
         "final_loss": final_loss,
         "tolerances": tolerances,
         "versions": versions(),

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fcgrad.manual import validate
+from fcgrad.manual import spec_network, validate
 from fcgrad.manual.errors import DivergenceError, FcgradError
 from fcgrad.manual.layer import LayerGrads
 from fcgrad.manual.losses import LOSSES
@@ -180,3 +180,43 @@ def sharded_train(
         for hist in history
     ]
     return ShardedTrajectory(losses, stacked, replicas)
+
+
+# ---- a spec network's step over shards (any optimizer, L2, dropout, layer norm; no batch norm) ---------------
+
+
+class SpecShardGradients(NamedTuple):
+    loss: float  # the global loss with its L2 term: Σ n_k/n · L_k + (λ/2)·Σ‖w‖²
+    grads: list[dict[str, np.ndarray]]  # the all-reduced ∂L/∂ every parameter, as shard 0 holds it
+    per_shard: list[list[dict[str, np.ndarray]]]  # each shard's own weighted part, before the all-reduce
+
+
+def sharded_spec_gradients(params, x, t, spec, loss: str, masks, n_shards: int, l2: float = 0.0) -> SpecShardGradients:
+    """One step's gradients of a spec network over ``n_shards`` column blocks, summed by the ring all-reduce.
+
+    Each shard runs the one-device backward (``manual.spec_network``) on its columns and dropout masks; its
+    gradients are means over its n_k columns, so each is weighted n_k/n before the sum. L2 is added once, after.
+    """
+    n = x.shape[1]
+    keys = [list(p) for p in params]
+    no_running = [{} for _ in spec]
+    blocks = [np.array_split(np.arange(n), n_shards)[k] for k in range(n_shards)]
+    value, parts, buffers = 0.0, [], []
+    for cols in blocks:
+        shard_masks = [None if m is None else m[:, cols] for m in masks]
+        g = spec_network.loss_and_gradients(params, x[:, cols], t[:, cols], spec, loss, shard_masks, no_running)
+        weight = shard_weight(cols.size, n, n_shards)
+        value += weight * g.loss
+        part = [{k: weight * g.grads[i][k] for k in keys[i]} for i in range(len(spec))]
+        parts.append(part)
+        buffers.append(np.concatenate([part[i][k].ravel() for i in range(len(spec)) for k in keys[i]]))
+    reduced, offset, grads = ring_all_reduce(buffers)[0], 0, []
+    for i, p in enumerate(params):
+        layer = {}
+        for k in keys[i]:
+            layer[k] = reduced[offset : offset + p[k].size].reshape(p[k].shape)
+            offset += p[k].size
+        if l2:
+            layer["w"] = layer["w"] + l2 * p["w"]  # (in, out): ∂(λ/2 ‖w‖²)/∂w = λ·w, once, on the replicated w
+        grads.append(layer)
+    return SpecShardGradients(value + float(spec_network.l2_penalty(params, l2)), grads, parts)

@@ -197,9 +197,14 @@ def _run_json(capsys, *argv) -> dict:
     return out
 
 
-def test_adam_on_four_devices_is_refused_not_run_as_sgd(capsys):
-    assert main(["check", "--devices", "2", "--optimizer", "adam"]) == 2
-    assert "--devices and --optimizer" in capsys.readouterr().err
+def test_adam_on_four_devices_runs_adam_on_five_sides(capsys):
+    out = _run_json(capsys, "--devices", "4", "--optimizer", "adam", "--steps", "6")
+    run = out["meta"]["problem"]
+    assert (run["optimizer"], run["devices"], run["engine"]) == ("adam", 4, "sharded")
+    assert {c["pair"] for c in out["comparisons"]} == {
+        "jax vs manual", "manual-sharded vs manual", "jax-jit-sharded vs jax", "jax-shard_map-sharded vs jax",
+    }  # fmt: skip
+    assert out["shard_sizes"] == [1, 1, 1, 1] and out["ok"]
 
 
 def test_a_data_file_with_momentum_trains_the_blogs_network_on_the_files_samples(capsys, data_file):

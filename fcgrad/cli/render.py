@@ -55,6 +55,8 @@ def render(done: CheckedRun, *, quiet: bool = False) -> Rendered:
     d = done.description
     if d.kind == "network":
         return _network(done, quiet)
+    if d.kind == "sharded" and not d.full_batch_sgd:
+        return _sharded_toolbox(done, quiet)
     if d.kind == "sharded":
         return _sharded(done, quiet)
     if d.source == "digits":
@@ -153,3 +155,39 @@ def _sharded(done: CheckedRun, quiet: bool) -> Rendered:
     arrays = {**_initial_arrays(p.x, p.t, p.params), **r.histories}
     final = _finite_or_none(r.histories["loss_manual"][-1]) if p.steps else None
     return Rendered(quiet_text(shown) if quiet else shown, as_json(r), tolerances, final, None, arrays)
+
+
+def _sharded_toolbox(done: CheckedRun, quiet: bool) -> Rendered:
+    from fcgrad.engine.row_table import table
+
+    r, d = done.report, done.description
+    p = r.problem
+    tolerances = _toolbox_tolerances(p)
+    kind = r.devices[0].platform
+    parts = [
+        f"fcgrad check — {d.header()}",
+        _tolerance_line(tolerances, p.dtype),
+        f"{len(r.devices)} {kind} device(s); each step's columns in {len(r.devices)} blocks (all N: "
+        f"{', '.join(map(str, r.shard_sizes))}); every side's step from the one-device manual side's state",
+    ]
+    for c in r.comparisons:
+        parts += ["", table(f"{c.pair}: every one of {p.steps or len(p.schedule())} steps", c.rows)]
+    bad = r.failures()
+    parts.append("")
+    if bad:
+        parts.append(f"FAILED: {len(bad)} mismatch(es): " + ", ".join(f"{pair} layer {row.layer} {row.quantity}"
+                                                                      for pair, row in bad))  # fmt: skip
+    else:
+        parts.append(f"OK: all five sides agree at every step over {len(r.devices)} devices")
+    shown = "\n".join(parts)
+    data = {
+        "ok": r.ok,
+        "devices": [str(dev) for dev in r.devices],
+        "shard_sizes": list(r.shard_sizes),
+        "comparisons": [{"pair": c.pair, "what": c.what, "rows": [row.as_dict() for row in c.rows]}
+                        for c in r.comparisons],  # fmt: skip
+        "findings": [],
+    }
+    arrays = {**_initial_arrays(p.x, p.t, p.params), **r.histories}
+    final = _finite_or_none(r.histories["loss_manual"][-1]) if len(r.histories["loss_manual"]) else None
+    return Rendered(quiet_text(shown) if quiet else shown, data, tolerances, final, None, arrays)

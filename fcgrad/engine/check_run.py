@@ -9,7 +9,9 @@ form of the engine that runs it (``RunDescription.kind``):
 - ``toolbox``: normalisation, dropout, any optimizer, mini-batches, L2: gradients at the start, then
   every parameter, running average and optimizer moment at every step (``fcgrad.engine.toolbox``);
   the digits example adds both sides' held-out accuracy (``fcgrad.engine.digits``);
-- ``sharded``: the ``network`` run over S devices, five sides (``fcgrad.engine.sharded``).
+- ``sharded``: over S devices, five sides: full-batch SGD on plain layers with the data-parallel mistakes
+  named (``fcgrad.engine.sharded``), or any optimizer, mini-batches, L2, dropout and layer norm, every step
+  from the one-device manual side's state (``fcgrad.engine.sharded_toolbox``).
 """
 
 from dataclasses import dataclass
@@ -71,12 +73,18 @@ def check_run(d: RunDescription, *, keep_history: bool = False, progress=None, d
             finite_differences=d.finite_differences,
         )  # fmt: skip
         return CheckedRun(d, report, x=x, t=t, params=params)
-    if d.kind == "sharded":
+    if d.kind == "sharded" and d.full_batch_sgd:
         from fcgrad.engine.sharded import sharded_check
 
         n = d.devices if devices is None else len(devices)
         report = sharded_check(network_problem(d, x, t, params), n, rtol=d.rtol, atol=d.atol)
         return CheckedRun(d, report, x=x, t=t, params=params)
+    if d.kind == "sharded":
+        from fcgrad.engine.sharded import arrange_devices
+        from fcgrad.engine.sharded_toolbox import check_toolbox_sharded
+
+        devices = arrange_devices(d.devices) if devices is None else devices
+        return CheckedRun(d, check_toolbox_sharded(toolbox_problem(d, x, t, params), devices), x=x, t=t, params=params)
     from fcgrad.engine.toolbox import check_toolbox, compare_spec_gradients, diagnose_gradients
 
     p = toolbox_problem(d, x, t, params)

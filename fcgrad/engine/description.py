@@ -107,11 +107,15 @@ class RunDescription:
     def kind(self) -> str:
         """Which form of the engine runs it: ``network`` (full-batch SGD on plain layers, with every
         quantity of the derivation compared and finite differences), ``toolbox`` (normalisation, dropout,
-        optimizers, mini-batches, L2) or ``sharded`` (``network`` over several devices)."""
-        full_sgd = self.optimizer.name == "sgd" and self.batch_size is None and self.l2 == 0
+        optimizers, mini-batches, L2) or ``sharded`` (either over several devices, five sides)."""
         if self.devices is not None:
             return "sharded"
-        return "network" if self.plain and full_sgd else "toolbox"
+        return "network" if self.full_batch_sgd else "toolbox"
+
+    @property
+    def full_batch_sgd(self) -> bool:
+        """The blog's training: plain layers, SGD on every column at every step, no L2."""
+        return self.plain and self.optimizer.name == "sgd" and self.batch_size is None and self.l2 == 0
 
     @property
     def n_params(self) -> int:
@@ -250,16 +254,11 @@ def _check_together(given: dict) -> None:
         _refuse("--batch draws the samples of a random problem: expected no --batch with --data (its N is the file's)")
     if "targets" in given and "data" not in given:
         _refuse("--targets names the columns of a CSV: expected it with --data FILE.csv, got no --data")
-    if "devices" in given:
-        blocking = [o for o in ("optimizer", *HYPER_OPTIONS, "batch_size", "epochs", "l2") if o in given]
-        if blocking and not (blocking == ["optimizer"] and given["optimizer"] == "sgd"):
-            o = next(o for o in blocking if not (o == "optimizer" and given[o] == "sgd"))
-            _refuse(
-                f"--devices and {flag(o)}: the data-parallel check runs full-batch SGD on plain layers; "
-                f"expected no {flag(o)} with --devices"
-            )
-        if example == "digits":
-            _refuse("--devices and --example digits: the data-parallel check has no batch normalisation or dropout")
+    if "devices" in given and example == "digits":
+        _refuse(
+            "--devices and --example digits: batch norm's statistics over a sharded batch are another computation "
+            "than the one-device one; expected no --devices with digits"
+        )
 
 
 def describe(given: dict) -> RunDescription:
@@ -387,7 +386,7 @@ def _draws_anything(d: RunDescription) -> bool:
 
 def _check_description(d: RunDescription, given: dict) -> None:
     """Refusals that depend on the run as a whole."""
-    if d.trainable is not None and d.kind == "toolbox":
+    if d.trainable is not None and not d.full_batch_sgd:
         o = next((o for o in ("optimizer", "batch_size", "epochs", "l2", *HYPER_OPTIONS) if o in given), "optimizer")
         _refuse(
             f"--example {d.source} trains its weights only (its biases stay the post's): expected no {flag(o)}, "
@@ -398,8 +397,18 @@ def _check_description(d: RunDescription, given: dict) -> None:
             f"--seed {given['seed']}: nothing in this run is drawn ({d.source}'s weights and data are fixed "
             "and every step sees the whole batch); expected no --seed"
         )
-    if d.kind == "sharded" and not d.plain:
-        _refuse("--devices: the data-parallel check runs plain layers; expected a --spec without bn, ln or dropout")
+    if d.kind == "sharded" and any(layer.norm == "batch" for layer in d.spec):
+        _refuse(
+            "--devices and a --spec with bn: batch norm's statistics over a sharded batch are another computation "
+            "than the one-device one; expected no bn with --devices"
+        )
+    if d.kind == "sharded" and d.batch_size is not None and d.batch_size < d.devices:
+        _refuse(f"--devices {d.devices} and --batch-size {d.batch_size}: expected at least one column per device")
+    if d.kind == "sharded" and d.samples % (d.batch_size or d.samples) and (d.samples % d.batch_size) < d.devices:
+        _refuse(
+            f"--devices {d.devices} and --batch-size {d.batch_size}: the last batch of an epoch has "
+            f"{d.samples % d.batch_size} samples; expected at least one column per device"
+        )
     if d.loss in CLASS_LOSSES and d.source == "random":
         pass  # one-hot targets are drawn for them
     if d.devices is not None and (isinstance(d.devices, bool) or not isinstance(d.devices, int) or d.devices < 1):

@@ -55,7 +55,7 @@ def render(done: CheckedRun, *, quiet: bool = False) -> Rendered:
     d = done.description
     if d.kind == "network":
         return _network(done, quiet)
-    if d.kind == "sharded" and not d.full_batch_sgd:
+    if d.kind == "sharded" and d.step_form == "local":
         return _sharded_toolbox(done, quiet)
     if d.kind == "sharded":
         return _sharded(done, quiet)

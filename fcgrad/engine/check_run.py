@@ -73,7 +73,7 @@ def check_run(d: RunDescription, *, keep_history: bool = False, progress=None, d
             finite_differences=d.finite_differences,
         )  # fmt: skip
         return CheckedRun(d, report, x=x, t=t, params=params)
-    if d.kind == "sharded" and d.full_batch_sgd:
+    if d.kind == "sharded" and d.step_form == "free":
         from fcgrad.engine.sharded import sharded_check
 
         n = d.devices if devices is None else len(devices)

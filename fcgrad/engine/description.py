@@ -118,6 +118,16 @@ class RunDescription:
         return self.plain and self.optimizer.name == "sgd" and self.batch_size is None and self.l2 == 0
 
     @property
+    def step_form(self) -> str:
+        """How the steps of a sharded run are judged: ``free`` (float64 full-batch SGD on plain layers without a
+        kink: every side trains freely, the data-parallel mistakes are named) or ``local`` (every side's step
+        from the one-device manual state: float32, a kink, an optimizer, mini-batches, L2, dropout, layer norm)."""
+        from fcgrad.engine.tolerances import default_rule
+
+        free = self.full_batch_sgd and default_rule(self.dtype, self.activations, self.loss) == "global"
+        return "free" if free else "local"
+
+    @property
     def n_params(self) -> int:
         n = 0
         for layer in self.spec:
@@ -386,11 +396,12 @@ def _draws_anything(d: RunDescription) -> bool:
 
 def _check_description(d: RunDescription, given: dict) -> None:
     """Refusals that depend on the run as a whole."""
-    if d.trainable is not None and not d.full_batch_sgd:
-        o = next((o for o in ("optimizer", "batch_size", "epochs", "l2", *HYPER_OPTIONS) if o in given), "optimizer")
+    if d.trainable is not None and (not d.full_batch_sgd or (d.kind == "sharded" and d.step_form == "local")):
+        blocking = ("optimizer", "batch_size", "epochs", "l2", *HYPER_OPTIONS, "devices", "dtype")
+        o = next((o for o in blocking if o in given), "optimizer")
         _refuse(
-            f"--example {d.source} trains its weights only (its biases stay the post's): expected no {flag(o)}, "
-            "which the optimizer and mini-batch check does not run with fixed parameters"
+            f"--example {d.source} trains its weights only (its biases stay the post's): expected no {flag(o)} here, "
+            "since the step-by-step (local) check trains every parameter"
         )
     if "seed" in given and not _draws_anything(d):
         _refuse(

@@ -44,7 +44,7 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
     schedule = p.schedule()
     smallest = min(len(idx) for idx in schedule)
     if smallest < n:
-        raise FcgradError(f"--devices {n}: a step of {smallest} samples cannot give every device a column")
+        raise FcgradError(f"--devices {n}: a step of {smallest} sample(s) cannot give every device a column")
     dt = np.dtype(p.dtype)
     limit = tol.traj_abs_tol(p.dtype) if p.atol is None else p.atol
     opt = p.optimizer

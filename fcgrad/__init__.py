@@ -4,6 +4,8 @@ The public entry point. Two sides and the checks between them:
 
 - ``fcgrad.manual``: the hand-derived matrix backprop in NumPy (``manual/`` in the repository);
 - ``fcgrad.reference``: the same model in JAX, differentiated by ``jax.grad`` (``reference/``);
+- ``fcgrad.check_run(fcgrad.describe(spec="4-8-3", optimizer="adam"))``: any run the command can check,
+  from one description (the command's options by name), with its report;
 - ``fcgrad.check(problem)``: gradients, finite differences and whole training runs, compared;
 - ``fcgrad.audit(problem)``: where the blog's published code departs from its own math;
 - ``fcgrad.testing.assert_backward_matches``: the pytest helper for your own layer's backward;
@@ -34,6 +36,10 @@ __version__ = _version()
 
 # public name -> (module, attribute), imported on first use (these modules import JAX)
 _LAZY = {
+    "describe": ("fcgrad.engine.description", "describe"),
+    "RunDescription": ("fcgrad.engine.description", "RunDescription"),
+    "Data": ("fcgrad.engine.description", "Data"),
+    "check_run": ("fcgrad.engine.check_run", "check_run"),
     "check": ("fcgrad.engine.run", "check"),
     "CheckReport": ("fcgrad.engine.run", "CheckReport"),
     "audit": ("fcgrad.audits.blog", "audit"),

@@ -271,9 +271,11 @@ def _check_together(given: dict) -> None:
         )
 
 
-def describe(given: dict) -> RunDescription:
-    """The run that the options ``given`` (command-line names, only those given) ask for, checked whole."""
-    given = {k: v for k, v in given.items() if v is not None}
+def describe(given: dict | None = None, **options) -> RunDescription:
+    """The run that the options ask for, checked whole: ``describe({"spec": "4-8-3", "optimizer": "adam"})``
+    or ``describe(spec="4-8-3", optimizer="adam")``, with the command line's names (``batch_size`` for
+    ``--batch-size``; ``data`` a ``Data(name, x, t, params)``). Only the options given count."""
+    given = {k: v for k, v in {**(given or {}), **options}.items() if v is not None}
     unknown = sorted(set(given) - set(CHECK_OPTIONS))
     if unknown:
         raise ValueError(f"describe: unknown option(s) {unknown}")

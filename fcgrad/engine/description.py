@@ -472,7 +472,8 @@ def _initial(d: RunDescription) -> list:
     from fcgrad.manual.spec import init_spec_params
 
     if d.plain and all(layer.has_bias for layer in d.spec):
-        return init_params(d.sizes, seed=d.seed + 1)  # the seed after the data's, as random problems draw them
+        # a random problem draws its data from the seed and its parameters from the next one; a file's, from it
+        return init_params(d.sizes, seed=d.seed + 1 if d.source == "random" else d.seed)
     return init_spec_params(d.spec, seed=d.seed)
 
 

@@ -156,18 +156,8 @@ def load_problem(
 ) -> Problem:
     """The problem in ``path`` (``.npz`` or ``.csv``), checked, ready for ``check`` and ``audit``."""
     file = Path(path)
-    if not file.is_file():
-        raise FcgradError(f"--data: expected an existing .npz or .csv file, got {str(path)!r}")
     loss = validate.check_loss(loss)
-    if file.suffix == ".npz":
-        if targets:
-            raise FcgradError(f"{file.name}: target columns are for CSV files; an .npz names its arrays X and T")
-        x, t, params = read_npz(path)
-    elif file.suffix == ".csv":
-        (x, t), params = read_csv(path, targets or []), None
-    else:
-        raise FcgradError(f"--data: expected a .npz or .csv file, got {file.suffix or 'no suffix'} ({file.name})")
-    _orientation(x, t, file.name)
+    x, t, params = read_file(path, targets)
     if params is None:
         sizes = validate.check_sizes(sizes if sizes is not None else (x.shape[0], BLOG_HIDDEN, t.shape[0]))
         params = init_params(sizes, seed=validate.check_seed(seed))

@@ -27,8 +27,12 @@ def _normalise(z, gamma, beta, axis: int, eps: float):
     return gamma * (centered * (1.0 / jnp.sqrt(var + eps))) + beta, mean, var
 
 
-def layer_forward(layer, p, x, mask, running, training: bool):
-    """``(y, new running averages)`` of one layer; batch norm over the N columns, layer norm over the rows."""
+def layer_forward(layer, p, x, mask, running, training: bool, branch=None):
+    """``(y, new running averages)`` of one layer; batch norm over the N columns, layer norm over the rows.
+
+    ``branch`` (a ReLU layer only): a 0/1 array of its shape that fixes which side of the kink each entry
+    takes, ``y = n ⊙ branch``, so that ``jax.grad`` differentiates with that choice of relu'.
+    """
     z = p["w"].T @ x
     if "b" in p:
         z = z + p["b"]
@@ -45,31 +49,32 @@ def layer_forward(layer, p, x, mask, running, training: bool):
         n, _, _ = _normalise(z, p["gamma"], p["beta"], 0, LN_EPS)
     else:
         n = z
-    y = ACTIVATIONS[layer.activation](n)
+    y = ACTIVATIONS[layer.activation](n) if branch is None else n * branch
     if layer.dropout and training:
         y = y * mask / (1.0 - layer.dropout)
     return y, new_running
 
 
-def forward(params, x, spec, masks, running, training: bool = True):
+def forward(params, x, spec, masks, running, training: bool = True, branches=None):
     new_running = []
-    for layer, p, mask, r in zip(spec, params, masks, running):
-        x, r = layer_forward(layer, p, x, mask, r, training)
+    branches = [None] * len(spec) if branches is None else branches
+    for layer, p, mask, r, branch in zip(spec, params, masks, running, branches):
+        x, r = layer_forward(layer, p, x, mask, r, training, branch)
         new_running.append(r)
     return x, new_running
 
 
-def loss(params, x, t, masks, running, l2, spec, loss_name):
+def loss(params, x, t, masks, running, l2, spec, loss_name, branches=None):
     """Training-mode loss with ``(l2/2)·Σ‖w‖²``; aux: the new running averages."""
-    y, new_running = forward(params, x, spec, masks, running)
+    y, new_running = forward(params, x, spec, masks, running, branches=branches)
     penalty = 0.5 * l2 * sum(jnp.sum(p["w"] ** 2) for p in params)
     return LOSSES[loss_name](y, t) + penalty, new_running
 
 
-def step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name):
+def step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name, branches=None):
     """One training step: the loss and gradients at ``params``, then optax's update."""
     (value, new_running), grads = jax.value_and_grad(loss, has_aux=True)(
-        params, x, t, masks, running, l2, spec, loss_name
+        params, x, t, masks, running, l2, spec, loss_name, branches
     )
     updates, opt_state = build(opt_name, lr, hyper).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, new_running, value
@@ -83,6 +88,15 @@ def jit_step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_
     """
     params, opt_state, running, value = step(
         params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name
+    )
+    return params, opt_state, running, value, state_moments(opt_name, opt_state)
+
+
+@partial(jax.jit, static_argnames=("spec", "loss_name", "opt_name"))
+def jit_step_on_branches(params, opt_state, running, x, t, masks, branches, lr, hyper, l2, spec, loss_name, opt_name):
+    """``jit_step`` with each ReLU layer's side of the kink fixed entry by entry (``layer_forward``'s ``branch``)."""
+    params, opt_state, running, value = step(
+        params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name, branches
     )
     return params, opt_state, running, value, state_moments(opt_name, opt_state)
 

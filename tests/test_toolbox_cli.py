@@ -65,3 +65,81 @@ def test_digits_example_prints_both_accuracies(capsys):
     assert main(["check", "--example", "digits", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "held-out accuracy (359 images): manual" in out and "labelled differently: 0" in out
+
+
+# Every output path is checked before any work, whichever engine the options lead to: a run that then fails
+# to write would have thrown its minutes away.
+ENGINES = {
+    "network": [],
+    "toolbox": ["--spec", "3-4:relu:bn-2", "--optimizer", "adam"],
+    "sharded": ["--devices", "2"],
+}
+BAD_PATHS = [
+    ("--save", "nowhere/run.npz"),
+    ("--save", "run.txt"),
+    ("--json", "nowhere/run.json"),
+    ("--plot", "nowhere/run.png"),
+]
+
+
+@pytest.mark.parametrize("option, name", BAD_PATHS, ids=[f"{o}-{n}" for o, n in BAD_PATHS])
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_an_output_path_is_refused_before_any_run(engine, option, name, tmp_path, monkeypatch, capsys):
+    import fcgrad.engine.run
+    import fcgrad.engine.sharded
+    import fcgrad.engine.toolbox
+
+    def started(*args, **kwargs):
+        pytest.fail("the run started")
+
+    for module, attr in [(fcgrad.engine.run, "check"), (fcgrad.engine.toolbox, "check_toolbox"),
+                         (fcgrad.engine.toolbox, "compare_spec_gradients"), (fcgrad.engine.sharded, "sharded_check")]:
+        monkeypatch.setattr(module, attr, started)  # fmt: skip
+    assert main(["check", *ENGINES[engine], option, str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and option in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- a ReLU entry within rounding of its kink -------------------------------------------------------------------
+
+
+def _jax_on_the_other_side_of_one_kink(monkeypatch):
+    """JAX's step as if one ReLU entry of layer 0 (column 0, unit 0) had rounded to the other side of 0."""
+    from fcgrad.engine import toolbox
+    from fcgrad.reference import spec_model
+
+    def step(pr, sr, rr, xb, tb, masks, lr, hyper, l2, spec, loss, opt):
+        params = [{k: np.asarray(v) for k, v in layer.items()} for layer in pr]
+        running = [{k: np.asarray(v) for k, v in layer.items()} for layer in rr]
+        branches = toolbox._manual_branches(params, xb, spec, masks, running)
+        branches[0] = branches[0].copy()
+        branches[0][0, 0] = 1.0 - branches[0][0, 0]
+        return spec_model.jit_step_on_branches(pr, sr, rr, xb, tb, masks, branches, lr, hyper, l2, spec, loss, opt)
+
+    monkeypatch.setattr(spec_model, "jit_step", step)
+
+
+def test_a_relu_entry_on_the_other_side_of_its_kink_is_judged_again_not_called_a_mismatch(monkeypatch):
+    from fcgrad.engine.check_run import check_run
+    from fcgrad.engine.description import describe
+
+    _jax_on_the_other_side_of_one_kink(monkeypatch)
+    done = check_run(describe(spec="4-6:relu-3", optimizer="adam", batch_size=8, steps=6))
+    assert done.ok and done.report.kink_steps == list(range(6))
+
+
+def test_a_wrong_term_still_fails_after_the_kink_is_judged_again(monkeypatch):
+    from fcgrad.engine.check_run import check_run
+    from fcgrad.engine.description import describe
+    from fcgrad.manual import spec_network
+
+    _jax_on_the_other_side_of_one_kink(monkeypatch)
+    real = spec_network.loss_and_gradients
+
+    def l2_doubled(params, x, t, spec, loss, masks, running, l2=0.0):
+        return real(params, x, t, spec, loss, masks, running, 2 * l2)
+
+    monkeypatch.setattr(spec_network, "loss_and_gradients", l2_doubled)
+    done = check_run(describe(spec="4-6:relu-3", optimizer="sgd", l2=0.1, batch_size=8, steps=3))
+    assert not done.ok and done.report.kink_steps == [0, 1, 2]

@@ -112,7 +112,8 @@ def _toolbox(done: CheckedRun, quiet: bool) -> Rendered:
         "ok": done.ok,
         "diagnoses": diagnoses_json(r, named),
         "gradients": [row.as_dict() for row in rows],
-        "trajectory": {"steps": r.steps, "rule": "local", "rows": [row.as_dict() for row in r.rows]},
+        "trajectory": {"steps": r.steps, "rule": "local", "kink_steps": r.kink_steps,
+                       "rows": [row.as_dict() for row in r.rows]},  # fmt: skip
         "final_loss": {"manual": float(r.losses_manual[-1]), "reference": float(r.losses_reference[-1])},
         "seconds": r.seconds,
     }

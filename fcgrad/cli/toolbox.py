@@ -54,6 +54,12 @@ def text(report: ToolboxReport, gradient_rows, gradient_diagnoses: dict | None =
         f"time {report.seconds:.1f} s",
         "",
     ]
+    if report.kink_steps:
+        shown = ", ".join(map(str, report.kink_steps[:10])) + (", ..." if len(report.kink_steps) > 10 else "")
+        lines.append(
+            f"{len(report.kink_steps)} step(s) judged again with JAX on manual's side of every ReLU kink "
+            f"(an entry within rounding of 0 may take either side): {shown}"
+        )
     named = {**(gradient_diagnoses or {}), **report.diagnoses}
     lines += [f"layer {layer} {key}: {found[0]}" for (layer, key), found in named.items()]
     bad = [r for r in list(gradient_rows) + report.rows if not r.ok]

@@ -129,6 +129,7 @@ class ToolboxReport:
     # (layer, parameter) of a failing row -> the classic optimizer mistakes its first failing step matches
     diagnoses: dict = field(default_factory=dict)
     first_failing_step: int | None = None  # the first step where a parameter left its tolerance
+    kink_steps: list = field(default_factory=list)  # steps judged on manual's side of every ReLU kink
     histories: dict = field(default_factory=dict, repr=False)  # every step's batch, masks and both sides' state
     timings: Timings | None = field(default=None, repr=False)  # where the time went
 
@@ -220,6 +221,8 @@ def check_toolbox(
     record = None  # manual's side of the first step where a parameter fails
     timings = Timings() if timings is None else timings
     kept = _History(p, pm, rm) if keep_history else None
+    relu = any(layer.activation == "relu" for layer in p.spec)
+    kink_steps = []  # steps judged again with JAX on manual's side of every ReLU kink
     with x64_for(p.dtype):
         to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
         pr, rr = to_jax(pm), to_jax(rm)
@@ -242,7 +245,7 @@ def check_toolbox(
                 if rule == "local":  # JAX+optax starts this step where manual starts it
                     pr, rr = to_jax(pm), to_jax(rm)
                     sr = with_moments(opt.name, sr, to_jax(sm))
-                pm_before, sm_before = pm, sm
+                pm_before, sm_before, rm_before, start_r = pm, sm, rm, (pr, sr, rr)
                 with timings.phase("manual_run"):
                     pm, sm = update(opt, g.grads, sm, pm)
                 rm = g.running
@@ -251,6 +254,16 @@ def check_toolbox(
                         pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
                     )
                     hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+                if rule == "local" and relu and _any_step_fails(pm, hp, g.loss, value, limit):
+                    # a ReLU entry within rounding of its kink may have taken the other side on JAX's run: the
+                    # same step again with every ReLU entry on manual's side of the kink; a wrong term still fails
+                    with timings.phase("jax_run"):
+                        branches = _manual_branches(pm_before, xb, p.spec, masks, rm_before)
+                        pr, sr, rr, value, moments = spec_model.jit_step_on_branches(
+                            *start_r, xb, tb, masks, branches, lr, hyper, l2, p.spec, p.loss, opt.name
+                        )
+                        hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
+                        kink_steps.append(k)
                 if kept is not None:
                     kept.add(idx, masks, pm, hp, rm, hr)
                 with timings.phase("comparisons"):
@@ -278,9 +291,23 @@ def check_toolbox(
         diagnoses = diagnose_step(opt, record, failing)
     return ToolboxReport(
         p, rows, len(losses_m), np.array(losses_m), np.array(losses_r), pm, final_r[0], rm, final_r[1],
-        time.perf_counter() - start, diagnoses, None if record is None else record.step,
+        time.perf_counter() - start, diagnoses, None if record is None else record.step, kink_steps,
         {} if kept is None else kept.arrays(losses_m, losses_r), timings,
     )  # fmt: skip
+
+
+def _any_step_fails(pm, hp, loss_m, loss_r, limit: float) -> bool:
+    """Any parameter, or the loss, of one step beyond the trajectory tolerance."""
+    loss_fails = _step_fails(np.array([loss_m]), np.array([float(loss_r)]), limit)
+    return loss_fails or any(_step_fails(pm[i][q], hp[i][q], limit) for i in range(len(pm)) for q in pm[i])
+
+
+def _manual_branches(params, x, spec, masks, running) -> list:
+    """Each ReLU layer's side of the kink on manual's forward, 1 where its input is > 0 (relu' there), else 0."""
+    _, caches, _ = spec_network.forward(params, x, spec, masks, running)
+    return [
+        (cache.n > 0).astype(x.dtype) if layer.activation == "relu" else None for layer, cache in zip(spec, caches)
+    ]
 
 
 class _History:

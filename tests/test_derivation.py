@@ -168,3 +168,29 @@ def test_a_forward_calling_numpy_directly_is_told_to_use_the_array_api():
 
     with pytest.raises(FcgradError, match=r"forward \(under JAX\) raised .*xp = x.__array_namespace__\(\)"):
         check_derivation(fw, backward, *_problem())
+
+
+def test_an_exception_after_every_right_term_still_fails_and_names_the_users_line():
+    def raises_at_the_end(g, v):
+        backward(g, v)
+        raise RuntimeError("left over")
+
+    report = check_derivation(forward, raises_at_the_end, *_problem())
+    line = raises_at_the_end.__code__.co_firstlineno + 2
+    assert not report.ok and {r.verdict for r in report.rows} == {"ok"}
+    last = text(report).splitlines()[-1]
+    assert (
+        last
+        == f"FAILED: {__file__}:{line}: backward raised RuntimeError: left over; the terms written before it match JAX"
+    )
+    assert "0 wrong term(s)" not in text(report)
+
+
+def test_an_exception_midway_is_counted_with_the_terms_it_left_wrong():
+    def broken(g, v):
+        g["y2"] = v.y2 - v.t  # the 1/N forgotten
+        g["z2"] = g["y2"] @ v.y2  # (O, N)·(O, N): shapes do not chain
+
+    last = text(check_derivation(forward, broken, *_problem())).splitlines()[-1]
+    assert last.startswith(f"FAILED: {__file__}:{broken.__code__.co_firstlineno + 2}: backward raised ValueError")
+    assert last.endswith("; 5 wrong term(s); origin(s): y2; missing: w1, b1, w2, b2")

@@ -223,3 +223,13 @@ def test_no_row_of_a_correct_check_is_named_even_when_every_row_is_asked(example
     p = example()
     rows = [replace(r, ok=False) for r in compare_gradients(p)]  # pretend each row failed
     assert diagnose_rows(p, rows) == {}
+
+
+def test_grad_w_from_another_layers_array_is_named_in_a_network():
+    # a square network: the network's input X (4, N) fits where layer 1's own input belongs
+    p = random_problem([4, 4, 4], activations="tanh", batch=6, seed=3)
+    ref = reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
+    ctx = network_context(p, ref, 1, "grad_w")
+    wrong = p.x @ ref["layers"][1]["residual_z"].T  # (4, N)·(N, 4): X where layer 1's input x belongs
+    found = diagnose(wrong, ref["layers"][1]["grad_w"], ctx)
+    assert _names(found) == ["grad_w_from_output"] and "the network's input X" in found[0].message

@@ -99,3 +99,62 @@ def test_the_rounding_floor_passes_a_gradient_finite_differences_cannot_resolve(
 
     checks = assert_backward_matches_fd(forward, backward, SHAPES)
     assert all(c.ok for c in checks) and math.isfinite(checks[0].atol) and checks[0].atol > 1e-3
+
+
+def test_a_returned_residual_z_gets_a_row_of_its_own_beside_the_three_it_spoils():
+    def backward(residual_y, x, w, b):
+        return sigmoid_backward(residual_y, x, w, b, derivative=lambda y: y)  # σ' written as y, residual_z returned
+
+    with pytest.raises(AssertionError) as failure:
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)
+    message = str(failure.value)
+    assert [line.split()[0] for line in message.splitlines() if line.startswith("  ") and line[2] != " "] == [
+        "residual_x", "grad_w", "grad_b", "residual_z",
+    ]  # fmt: skip
+    assert "residual_z   max|Δ|" in message and "looks like σ' written as y" in message
+    assert "suspect" not in message  # residual_z was compared: no need to suspect it
+
+
+@pytest.mark.parametrize("returns_residual_z", [True, False], ids=["residual_z-returned", "not-returned"])
+def test_three_wrong_gradient_formulas_do_not_blame_residual_z(returns_residual_z):
+    def backward(residual_y, x, w, b):
+        out = sigmoid_backward(residual_y, x, w, b)
+        wrong = {"grad_w": x @ (out["residual_z"] * 5).T, "grad_b": out["grad_b"] * 5, "residual_x": w @ residual_y}
+        return {**out, **wrong} if returns_residual_z else {**wrong}
+
+    with pytest.raises(AssertionError) as failure:
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)
+    message = str(failure.value)
+    assert "suspect" not in message and "residual_z   max" not in message  # each of the three is named on its own
+    assert message.count("looks like a missing 1/N") == 2  # grad_w and grad_b: 5 × JAX, N = 5
+    assert "looks like the activation's derivative dropped from the residual sent down" in message
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda g, up: {**g, "grad_b": g["residual_z"].sum(axis=1)}, "looks like keepdims lost: manual has shape (4,)"),
+        (lambda g, up: {**g, "grad_w": g["grad_w"].T}, "looks like a transposed result: manual is JAX's (3, 4)ᵀ"),
+        (
+            lambda g, up: {**g, "grad_b": g["residual_z"].sum(axis=0)},
+            "looks like a bias gradient summed over the wrong",
+        ),
+    ],
+    ids=["keepdims-lost", "transposed", "bias-wrong-axis"],
+)
+def test_a_wrong_shape_is_named_by_the_catalogue(change, words):
+    def backward(residual_y, x, w, b):
+        return change(sigmoid_backward(residual_y, x, w, b), residual_y)
+
+    with pytest.raises(AssertionError, match=r"expected shape") as failure:
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)
+    assert words in str(failure.value)
+
+
+def test_a_hidden_residual_that_skips_w_is_named_though_its_shape_is_wrong():
+    def backward(residual_y, x, w, b):
+        out = sigmoid_backward(residual_y, x, w, b)
+        return {**out, "residual_x": out["residual_z"]}  # (4, 5) where (3, 5) belongs
+
+    with pytest.raises(AssertionError, match="looks like a hidden residual that reuses the error above"):
+        assert_backward_matches(sigmoid_forward, backward, SHAPES)

@@ -250,3 +250,78 @@ def test_a_forward_written_in_numpy_gets_one_clear_error():
     with pytest.raises(FcgradError, match="must be written with jax.numpy") as failure:
         assert_backward_matches(forward, manual_backward("tanh"), FC_SHAPES)
     assert "\n" not in str(failure.value)
+
+
+# --- what a user sees: the test, the message, none of fcgrad's own source -------------------------------------------
+
+USER_TEST = """
+import jax.numpy as jnp
+import numpy as np
+
+from fcgrad.testing import assert_backward_matches, assert_derivation_matches
+
+
+def forward(x, w, b):
+    return jnp.tanh(w.T @ x + b)
+
+
+def backward(residual_y, x, w, b):
+    residual_z = residual_y * (1 - np.tanh(w.T @ x + b))  # tanh' written as 1 - y
+    return {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T, "grad_b": residual_z.sum(axis=1, keepdims=True)}
+
+
+def test_my_layer():
+    assert_backward_matches(forward, backward, {"x": (3, 5), "w": (3, 2), "b": (2, 1)})
+
+
+def loss(tap, x, t, w):
+    xp = x.__array_namespace__()
+    z = tap("z", w.T @ x)
+    return xp.sum((z - t) ** 2) / 2
+
+
+def derivation(g, v):
+    g["z"] = v.z - v.t
+    g["w"] = v.x @ g["z"]  # the transpose forgotten: raises inside the user's backward
+
+
+def test_my_derivation():
+    rng = np.random.default_rng(0)
+    assert_derivation_matches(loss, derivation, {"w": rng.standard_normal((3, 2))},
+                              {"x": rng.standard_normal((3, 4)), "t": rng.standard_normal((2, 4))})
+"""
+
+
+def test_a_failing_user_test_shows_the_test_and_the_message_not_fcgrads_source(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "test_user.py").write_text(USER_TEST, encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 1 and "2 failed" in out, out
+    assert "assert_backward_matches(forward, backward," in out  # the user's own line
+    assert "backward does not match JAX autodiff of forward" in out and "residual_x   max|Δ|" in out
+    line = next(i for i, text in enumerate(USER_TEST.splitlines(), 1) if "the transpose forgotten" in text)
+    assert (
+        "backward does not match JAX term by term" in out and f"test_user.py:{line}: backward raised ValueError" in out
+    )
+    fcgrad_files = [text for text in out.splitlines() if "/fcgrad/" in text or "fcgrad\\" in text]
+    assert not fcgrad_files, "\n".join(fcgrad_files)
+    assert "raise AssertionError" not in out and "def assert_backward_matches" not in out
+
+
+@pytest.mark.parametrize("name", ["assert_backward_matches", "assert_backward_matches_fd", "assert_derivation_matches"])
+def test_help_of_every_public_helper_documents_its_arguments_and_an_example(name):
+    import inspect
+
+    import fcgrad.testing
+
+    helper = getattr(fcgrad.testing, name)
+    doc = inspect.getdoc(helper)
+    assert "Arguments:" in doc and "Example" in doc, name
+    arguments = [p for p in inspect.signature(helper).parameters if p != "options"]
+    assert [a for a in arguments if f"{a}:" not in doc and f"{a}," not in doc] == [], name

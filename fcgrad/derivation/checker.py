@@ -26,7 +26,10 @@ added at every tap (∂L/∂tap is then ∂L/∂term: the trick ``reference/`` u
 
 A term wrong in isolation is an **origin**; one wrong only end to end is **inherited**, from the
 origins among the terms it reads (directly or through others). The catalogue
-(``fcgrad.diagnosis.catalogue``) runs on each origin. Everything in float64.
+(``fcgrad.diagnosis.catalogue``) runs on each origin, told which layer quantity the term is
+(``fcgrad.derivation.terms.Structure``: a z, a grad_w, a grad_b, a residual sent down) and the
+user's layout (``weights="out,in"``, ``samples="rows"``), in which it speaks. An exception in the
+backward is a failure of its own, reported with the user's file and line. Everything in float64.
 """
 
 from collections.abc import Callable, Mapping
@@ -36,10 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcgrad.derivation.terms import Grads, PassResult, Values, compare_term, term_context
+from fcgrad.derivation.summary import DerivationHtml
+from fcgrad.derivation.terms import Grads, PassResult, Structure, Values, compare_term, term_context
 from fcgrad.diagnosis.catalogue import Diagnosis, diagnose
+from fcgrad.diagnosis.layout import Layout, layout
 from fcgrad.engine.user_code import call, source_file, user_error
 from fcgrad.manual.errors import FcgradError
+
+__tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
 # A correct float64 derivation differs from jax.grad by rounding only. Measured on the batch-norm MLP of
 # examples/ (every term, both passes, N = 4 to 64): rel ≤ 1.2e-15. A wrong formula gives rel ≥ 1e-3.
@@ -63,12 +70,13 @@ class TermRow:
 
 
 @dataclass
-class DerivationReport:
+class DerivationReport(DerivationHtml):
     rows: list[TermRow]  # in the order the backward computed them, then terms it never computed
     unchecked: list[str]  # names the backward wrote that are neither a tap nor a parameter
     crashes: dict[str, str] = field(default_factory=dict)  # pass -> "FILE:LINE: ... raised ..."
     rtol: float = DERIVATION_REL_TOL
     atol: float = DERIVATION_ABS_TOL
+    layout: Layout = field(default_factory=Layout)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +103,15 @@ def _as_arrays(kind: str, mapping) -> dict[str, np.ndarray]:
     return out
 
 
+def _call(what: str, fn, *args, **kwargs):
+    """``call`` (the user's line on an exception), raised from here: pytest hides this frame, so the user
+    sees their test and the one line, not the engine's frames in between."""
+    try:
+        return call(what, fn, *args, **kwargs)
+    except FcgradError as exc:
+        raise FcgradError(str(exc)) from None
+
+
 def _numpy_forward(forward, inputs: dict) -> tuple[float, dict[str, np.ndarray]]:
     taps: dict[str, np.ndarray] = {}
 
@@ -105,7 +122,7 @@ def _numpy_forward(forward, inputs: dict) -> tuple[float, dict[str, np.ndarray]]
         taps[name] = np.array(value, dtype=np.float64)
         return value
 
-    loss = call("forward (on NumPy)", forward, tap, **{k: v.copy() for k, v in inputs.items()})
+    loss = _call("forward (on NumPy)", forward, tap, **{k: v.copy() for k, v in inputs.items()})
     if np.ndim(loss) != 0:
         raise FcgradError(f"forward: expected it to return the loss, a 0-d value, got shape {np.shape(loss)}")
     return float(loss), taps
@@ -121,7 +138,7 @@ def _jax_truth(forward, params: dict, data: dict, taps: dict) -> dict[str, np.nd
         as_j = lambda m: {k: jnp.asarray(v) for k, v in m.items()}  # noqa: E731
         zeros = {k: jnp.zeros(v.shape, jnp.float64) for k, v in taps.items()}
         try:
-            gp, gt = call("forward (under JAX)", jax.grad(loss, argnums=(0, 1)), as_j(params), zeros, as_j(data))
+            gp, gt = _call("forward (under JAX)", jax.grad(loss, argnums=(0, 1)), as_j(params), zeros, as_j(data))
         except FcgradError as exc:
             if "Tracer" not in str(exc):
                 raise
@@ -161,19 +178,47 @@ def check_derivation(
     n: int | None = None,
     rtol: float = DERIVATION_REL_TOL,
     atol: float = DERIVATION_ABS_TOL,
+    weights: str = "in,out",
+    samples: str = "columns",
 ) -> DerivationReport:
     """Compare every term of ``backward`` with JAX's, end to end and isolated; see the module docstring.
 
-    ``params``: the inputs the loss is differentiated by (each needs ``g[name]``); ``data``: the
-    others (x, targets). ``n``: the batch size for the catalogue's 1/N (default: the number of
-    columns of the first 2-D data array, the blog's layout).
+    Arguments:
+        forward: ``forward(tap, **params, **data) -> loss`` (0-d), written against the array API
+            (``xp = x.__array_namespace__()``); ``tap("name", value)`` names an intermediate and returns it.
+        backward: ``backward(g, v)``: fills ``g["name"] = ∂L/∂name`` for each tap and parameter (``g.add``
+            for a term with several parts), reading the forward's values from ``v`` (``v.x``, ``v["z1"]``).
+        params: name -> array, the inputs the loss is differentiated by (each needs its ``g[name]``).
+        data: name -> array, the other inputs (x, targets).
+        n: the batch size for the catalogue's 1/N (default: the sample axis of the first 2-D data array).
+        rtol, atol: a term passes when ``rel ≤ rtol`` or ``max|Δ| ≤ atol`` (defaults 1e-10, 1e-13).
+        weights: ``"in,out"`` (default, w (in, out)) or ``"out,in"`` (w (out, in)).
+        samples: ``"columns"`` (default, x (D, N)) or ``"rows"`` (x (N, D), biases (out,) or (1, out)).
+
+    Returns a ``DerivationReport`` (``.ok``, ``.rows``, ``.origins``, ``.crashes``); in a notebook it shows
+    as a table. ``FcgradError`` (one line) for inputs it cannot run.
+
+    Example::
+
+        def forward(tap, x, t, w, b):
+            xp = x.__array_namespace__()
+            z = tap("z", w.T @ x + b)  # (out, N)
+            return xp.sum((z - t) ** 2) / x.shape[1] / 2
+
+        def backward(g, v):
+            g["z"] = (v.z - v.t) / v.x.shape[1]  # (out, N)
+            g["w"] = v.x @ g["z"].T  # (in, out)
+            g["b"] = g["z"].sum(axis=1, keepdims=True)  # (out, 1)
+
+        report = check_derivation(forward, backward, {"w": w, "b": b}, {"x": x, "t": t})
     """
+    view = layout(weights, samples)
     params, data = _as_arrays("params", params), _as_arrays("data", data)
     clash = sorted(set(params) & set(data))
     if clash:
         raise FcgradError(f"params and data: expected different names, got {clash} in both")
     if n is None:
-        n = next((a.shape[1] for a in data.values() if a.ndim == 2), None)
+        n = next((a.shape[view.sample_axis] for a in data.values() if a.ndim == 2), None)
     _, taps = _numpy_forward(forward, {**params, **data})
     truth = _jax_truth(forward, params, data, taps)
     values = Values({**params, **data, **taps})
@@ -188,6 +233,7 @@ def check_derivation(
         b = compare_term(iso.written(name), truth[name], rtol, atol)
         results[name] = (a, b)
     origins = {k for k, (_, b) in results.items() if b is not None and not b.ok}
+    structure = Structure(values, truth, set(params), view) if origins else None
     rows = []
     for name in order:
         a, b = results[name]
@@ -197,7 +243,7 @@ def check_derivation(
             verdict = "missing" if name in params else "not computed"
         elif b is not None and not b.ok:
             verdict = "origin"
-            ctx = term_context(name, iso.deps.get(name, set()), values, truth, n)
+            ctx = term_context(name, structure, n)
             diagnoses = tuple(diagnose(iso.written(name), truth[name], ctx))
         elif a is not None and not a.ok:
             verdict = "inherited" if b is not None else "wrong"  # "wrong": the isolated pass never reached it
@@ -208,7 +254,7 @@ def check_derivation(
             verdict = "ok"
         rows.append(TermRow(name, truth[name].shape, a, b, verdict, inherits, diagnoses))
     unchecked = [k for k in e2e.order if k not in truth]
-    return DerivationReport(rows, unchecked, crashes, rtol, atol)
+    return DerivationReport(rows, unchecked, crashes, rtol, atol, view)
 
 
 __all__ = ["DerivationReport", "PassResult", "TermRow", "check_derivation", "DERIVATION_REL_TOL"]

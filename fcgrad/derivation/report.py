@@ -5,6 +5,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from fcgrad.derivation.checker import DerivationReport, PassResult, check_derivation
+from fcgrad.derivation.summary import verdict
+
+__tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
 
 def _cells(p: PassResult | None) -> str:
@@ -24,11 +27,11 @@ def text(report: DerivationReport) -> str:
         f"{'isolated: max|Δ|':>16} {'rel':>9}     verdict",
     ]
     for r in report.rows:
-        verdict = r.verdict
+        words = r.verdict
         if r.verdict == "inherited":
-            verdict += " from " + ", ".join(r.inherits_from) if r.inherits_from else ""
+            words += " from " + ", ".join(r.inherits_from) if r.inherits_from else ""
         lines.append(
-            f"  {r.name:<{width}}  {str(r.shape):<10} {_cells(r.end_to_end):>33}   {_cells(r.isolated):>30}   {verdict}"
+            f"  {r.name:<{width}}  {str(r.shape):<10} {_cells(r.end_to_end):>33}   {_cells(r.isolated):>30}   {words}"
         )
     for r in report.origins:
         for d in r.diagnoses:
@@ -37,16 +40,7 @@ def text(report: DerivationReport) -> str:
         lines.append(f"  the {name.replace('_', ' ')} pass stopped: {message}")
     if report.unchecked:
         lines.append(f"  written but neither a tap nor a parameter (not compared): {', '.join(report.unchecked)}")
-    bad = [r.name for r in report.rows if r.verdict not in ("ok", "not computed")]
-    origins = [r.name for r in report.origins]
-    if report.ok:
-        lines.append(f"OK: every computed term matches JAX ({sum(r.verdict == 'ok' for r in report.rows)} terms)")
-    else:
-        lines.append(
-            f"FAILED: {len(bad)} wrong term(s); origin(s): {', '.join(origins) or 'none isolated'}"
-            + (f"; missing: {', '.join(r.name for r in report.rows if r.verdict == 'missing')}" if "missing" in
-               [r.verdict for r in report.rows] else "")
-        )  # fmt: skip
+    lines.append(verdict(report))
     return "\n".join(lines)
 
 
@@ -57,7 +51,37 @@ def assert_derivation_matches(
     data: Mapping[str, np.ndarray],
     **options,
 ) -> DerivationReport:
-    """``check_derivation(...)``; raises ``AssertionError`` with the table when any term is wrong."""
+    """``check_derivation(...)``, raising ``AssertionError`` with the term-by-term table when any term is wrong.
+
+    Arguments:
+        forward: ``forward(tap, **params, **data) -> loss`` (0-d), written against the array API;
+            ``tap("name", value)`` names each intermediate.
+        backward: ``backward(g, v)``: fills ``g["name"] = ∂L/∂name`` for each tap and parameter, reading
+            the forward's values from ``v`` and the upstream terms from ``g``.
+        params: name -> array, differentiated by (each needs its ``g[name]``).
+        data: name -> array, the other inputs (x, targets).
+        **options: ``n`` (the batch size for 1/N), ``rtol``, ``atol``, ``weights`` (``"in,out"`` or
+            ``"out,in"``), ``samples`` (``"columns"`` or ``"rows"``): as ``check_derivation``.
+
+    Returns the ``DerivationReport`` when every term matches. An exception in the backward fails the
+    assertion too, with its file and line.
+
+    Example, in a test file::
+
+        def forward(tap, x, t, w, b):
+            xp = x.__array_namespace__()
+            z = tap("z", x @ w.T + b)  # (N, out): samples by row, w (out, in)
+            return xp.sum((z - t) ** 2) / x.shape[0] / 2
+
+        def backward(g, v):
+            g["z"] = (v.z - v.t) / v.x.shape[0]  # (N, out)
+            g["w"] = g["z"].T @ v.x  # (out, in)
+            g["b"] = g["z"].sum(axis=0)  # (out,)
+
+        def test_my_derivation():
+            assert_derivation_matches(forward, backward, {"w": w, "b": b}, {"x": x, "t": t},
+                                      weights="out,in", samples="rows")
+    """
     report = check_derivation(forward, backward, params, data, **options)
     if not report.ok:
         raise AssertionError("backward does not match JAX term by term:\n" + text(report))

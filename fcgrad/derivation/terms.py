@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcgrad.diagnosis.catalogue import Context
+from fcgrad.diagnosis.catalogue import Context, activation_of
+from fcgrad.diagnosis.layout import Layout
 from fcgrad.engine.compare import errors
-from fcgrad.manual.activations import ACTIVATIONS
 
-# Recognising an activation from the forward's values (y = f(z) for every entry): both come from the same
-# float64 NumPy forward, so they agree to a few ulps; 1e-12 allows that and no other function.
-ACTIVATION_MATCH_TOL = 1e-12
+__tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
+
+# A layer's formula (grad_w = x·δᵀ, grad_b = Σ δ, residual_x = w·δ) recomputed in NumPy from JAX's δ and the
+# forward's float64 values differs from JAX's own term by rounding only (measured rel ≤ 2e-15 on the examples);
+# 1e-9 recognises the formula and no other product.
+STRUCTURE_MATCH_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -122,28 +125,118 @@ def compare_term(manual, truth: np.ndarray, rtol: float, atol: float):
 
 def _activation_of(z: np.ndarray, y: np.ndarray) -> str | None:
     """The activation f with y = f(z) entry by entry, if one of the library's is."""
-    for name in ("sigmoid", "tanh", "relu"):
-        f = ACTIVATIONS[name].forward(z)
-        if np.max(np.abs(f - y), initial=0.0) <= ACTIVATION_MATCH_TOL * max(1.0, float(np.max(np.abs(y)))):
-            return name
-    return None
+    return activation_of(z, y)
 
 
-def term_context(name: str, deps: set[str], values: Mapping, truth: dict, n: int | None) -> Context:
-    """What the catalogue can know about a term from the terms its formula read.
+def _close(a, b) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.size == b.size and errors(a.reshape(b.shape), b)[1] <= STRUCTURE_MATCH_TOL
 
-    One upstream term U with U = f(term) for a known activation f: the term is a residual_z
-    (z = the term, y = U, upstream = JAX's ∂L/∂U). A term shaped (k, 1) read from one (k, M)
-    term is a bias-like sum of that term (its residual_z).
+
+class Structure:
+    """The layer a term belongs to, read off the correct numbers: which formula of a layer holds for it.
+
+    ``values``: the forward's inputs, parameters and taps; ``truth``: JAX's ∂L/∂(each term). A tap Z
+    is a layer's z when some tap Y = f(Z) for a library activation; a term is its grad_w when
+    truth = x·∂L/∂zᵀ (in the user's layout) for some value x, its grad_b when truth sums ∂L/∂z over
+    the samples, its residual_x when truth = w·∂L/∂z for some 2-D parameter w.
     """
-    ctx = dict(n=n)
-    if len(deps) == 1:
-        (up,) = deps
-        if up in values and name in values and values[up].shape == values[name].shape:
-            act = _activation_of(values[name], values[up])
-            if act is not None:
-                ctx.update(quantity="residual_z", z=values[name], y=values[up], upstream=truth.get(up), activation=act)
-        t, u = truth.get(name), truth.get(up)
-        if t is not None and u is not None and t.ndim == 2 and t.shape[1] == 1 and u.shape[0] == t.shape[0]:
-            ctx.update(residual_z=u)
-    return Context(**ctx)
+
+    def __init__(self, values: Mapping, truth: dict, params: set[str], view: Layout):
+        self.values, self.truth, self.params, self.view = values, truth, params, view
+        self.layers = []  # (z name, y name, activation)
+        for z in truth:
+            for y in values:
+                if y != z and z in values and values[y].shape == values[z].shape and values[z].ndim == 2:
+                    act = activation_of(values[z], values[y])
+                    if act is not None and y in truth:
+                        self.layers.append((z, y, act))
+
+    def _data(self, a):
+        return self.view.to_blog("data", a)
+
+    def _grad_w(self, x, d):
+        return self.view.from_blog("weight", self._data(x) @ self._data(d).T)
+
+    def _residual_x(self, w, d):
+        return self.view.from_blog("data", self.view.to_blog("weight", w) @ self._data(d))
+
+    def _deltas(self):
+        """(name, ∂L/∂term) of every 2-D term shaped like data: the candidates for a layer's residual_z."""
+        return [(k, v) for k, v in self.truth.items() if v.ndim == 2 and k not in self.params]
+
+    def _layer_of(self, d: str) -> dict:
+        for z, y, act in self.layers:
+            if z == d:
+                v, t = self.values, self.truth
+                return dict(z=v[z], y=v[y], upstream=t[y], activation=act)
+        return {}
+
+    def context(self, name: str, n: int | None) -> Context:
+        """The catalogue's context of one term, in the user's layout; only n and the layout when no role fits."""
+        base = dict(n=n, layout=self.view)
+        for z, y, act in self.layers:
+            if name == z:
+                v, t = self.values, self.truth
+                return Context(quantity="residual_z", z=v[z], y=v[y], upstream=t[y], activation=act, **base)
+        for d, delta in self._deltas():
+            if d != name:
+                found = (
+                    self._as_grad_w(name, d, delta)
+                    or self._as_grad_b(name, delta)
+                    or self._as_residual_x(name, d, delta)
+                )
+                if found is not None:
+                    return Context(**found, **base)
+        return Context(**base)
+
+    def _as_grad_w(self, name: str, d: str, delta) -> dict | None:
+        target = self.truth[name]
+        if name not in self.params or target.ndim != 2:
+            return None
+        shape = self.view.to_blog("weight", target).shape  # (in, out)
+        for x, xv in self.values.items():
+            if x == name or xv.ndim != 2 or self._data(xv).shape != (shape[0], self._data(delta).shape[1]):
+                continue
+            if _close(self._grad_w(xv, delta), target):
+                others = tuple(
+                    (f"{k}", a) for k, a in self.values.items() if k not in (x, name) and a.shape == xv.shape
+                )
+                layer = self._layer_of(d)
+                found = dict(quantity="grad_w", x=xv, w=self.values[name], residual_z=delta, grad_w=target)
+                return {**found, "others": others, **layer}
+        return None
+
+    def _as_grad_b(self, name: str, delta) -> dict | None:
+        target = self.truth[name]
+        if name not in self.params or self._data(delta).shape[0] != target.size or target.size < 2:
+            return None
+        if _close(self._data(delta).sum(axis=1), target.reshape(-1)):
+            return dict(quantity="grad_b", residual_z=delta)
+        return None
+
+    def _as_residual_x(self, name: str, d: str, delta) -> dict | None:
+        target = self.truth[name]
+        if name in self.params or target.ndim != 2:
+            return None
+        for w in self.params:
+            wv = self.values[w]
+            if wv.ndim != 2 or self.view.to_blog("weight", wv).shape != (
+                self._data(target).shape[0],
+                self._data(delta).shape[0],
+            ):
+                continue
+            if _close(self._residual_x(wv, delta), target):
+                layer = self._layer_of(d)
+                found = dict(quantity="residual_x", w=wv, residual_z=delta)
+                return {**found, **{k: layer[k] for k in ("upstream", "activation") if k in layer}}
+        return None
+
+
+def term_context(name: str, structure: Structure, n: int | None) -> Context:
+    """What the catalogue can know about a term: the layer it belongs to, read off the correct numbers.
+
+    The structure does not depend on what the user's formula read, so a term that reads the wrong
+    upstream (∂L/∂y where residual_z belongs) is placed all the same.
+    """
+    return structure.context(name, n)

@@ -7,165 +7,105 @@ have produced, from the reference's correct numbers and the context, and the man
 must equal that prediction to ``SIGNATURE_REL_TOL``. A prediction that is itself within
 ``DISTINCT_REL`` of the reference cannot tell the mistake from correct code (a missing
 1/N when N = 1, a bias summed over all axes in a one-output layer) and is never reported,
-so a correct array gets no diagnosis even when a caller asks about a passing row.
+so a correct array gets no diagnosis even when a caller asks about a passing row. A quantity
+of one number gets no name at all: every wrong number is a constant times the right one.
 
-Context (``Context``) carries what a signature needs; an entry whose fields are missing
-is skipped. Layout as everywhere: z = wᵀx + b with x (in, N), w (in, out), b (out, 1).
+Context (``Context``) carries what a signature needs; an entry whose fields are missing is
+skipped. The formulas are written in the blog's layout, z = wᵀx + b with x (in, N), w (in, out),
+b (out, 1); ``Context.layout`` says the user's (weights (out, in), samples by row: see
+``fcgrad.diagnosis.layout``): every array is moved to the blog's layout first, and every message
+speaks in the user's. The mistakes people make when they write a backward (grad_w from the
+output, a residual not sent through w, ...) are in ``fcgrad.diagnosis.mistakes``.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from itertools import product
-from typing import NamedTuple
+from dataclasses import replace
 
 import numpy as np
 
+from fcgrad.diagnosis import mistakes
+from fcgrad.diagnosis.layout import kind_of
+from fcgrad.diagnosis.signature import (
+    DISTINCT_FACTOR,
+    SIGNATURE_REL_TOL,
+    SIGNATURE_REL_TOL_F32,
+    Context,
+    Diagnosis,
+    explain_factor,
+    f64,
+    fit,
+    rel,
+    signature_tol,
+    with_factor,
+)
+from fcgrad.manual.activations import ACTIVATIONS
 from fcgrad.manual.batchnorm import BN_EPS
 
-# A signature is an exact formula applied to the reference's float64 numbers: the planted mistakes of
-# tests/test_diagnosis.py match their predictions to rel ≤ 1.4e-16 (measured); a planted mistake computed
-# through a whole derivation (a different summation order) matched to ≤ 1e-14. 1e-9 leaves 1e5× room, and
-# a formula of another kind misses a prediction by rel ≥ 1e-3 on random inputs.
-SIGNATURE_REL_TOL = 1e-9
-# float32 inputs carry rounding of ~6e-8 per operation; sums over ≤ 1024 terms stay under 1e-5 (measured
-# 3e-7 on the float32 examples). 1e-4 leaves 10× and is still far from a formula of another kind.
-SIGNATURE_REL_TOL_F32 = 1e-4
-# A prediction that differs from the reference by less than this multiple of the tolerance is
-# indistinguishable from correct code on these numbers: the entry stays silent.
-DISTINCT_FACTOR = 1e3
+_rel, _f64 = rel, f64  # the names the catalogue's other modules import
+# Recognising an activation from the forward's values (y = f(z) for every entry): both come from the same
+# float64 NumPy forward, so they agree to a few ulps; 1e-12 allows that and no other function.
+ACTIVATION_MATCH_TOL = 1e-12
 
 
-@dataclass(frozen=True)
-class Context:
-    """What the signatures may need about the failing quantity; any field may be None.
-
-    ``quantity``: its name (``residual_y``, ``residual_z``, ``grad_w``, ``grad_b``, ``residual_x``...).
-    ``n``: the batch size N. ``lr``: the learning rate of the step. For the layer it belongs to
-    (correct numbers, from the reference or the forward): ``x`` (in, N), ``z`` and ``y`` (out, N),
-    ``w`` (in, out) as the forward used it, ``upstream`` = ∂L/∂y (out, N), ``residual_z`` (out, N),
-    ``grad_w`` (in, out), and ``activation`` (sigmoid, tanh, relu, identity). For a normalisation or
-    dropout layer: ``gamma`` (D, 1) batch norm's scale (with ``x`` its input (D, N) and ``upstream`` ∂L/∂y),
-    ``keep`` = 1 − drop and ``mask`` (D, N) the forward's 0/1 dropout mask.
-    """
-
-    quantity: str | None = None
-    n: int | None = None
-    lr: float | None = None
-    x: np.ndarray | None = None
-    z: np.ndarray | None = None
-    y: np.ndarray | None = None
-    w: np.ndarray | None = None
-    upstream: np.ndarray | None = None
-    residual_z: np.ndarray | None = None
-    grad_w: np.ndarray | None = None
-    activation: str | None = None
-    gamma: np.ndarray | None = None
-    keep: float | None = None
-    mask: np.ndarray | None = None
+def activation_of(z: np.ndarray, y: np.ndarray) -> str | None:
+    """The activation f with y = f(z) entry by entry, if one of the library's is (identity excluded)."""
+    z, y = f64(z), f64(y)
+    if z.shape != y.shape:
+        return None
+    for name in ("sigmoid", "tanh", "relu"):
+        f = ACTIVATIONS[name].forward(z)
+        if np.max(np.abs(f - y), initial=0.0) <= ACTIVATION_MATCH_TOL * max(1.0, float(np.max(np.abs(y), initial=0))):
+            return name
+    return None
 
 
-class Diagnosis(NamedTuple):
-    """One catalogue entry the manual array matches; ``str()`` is its one-line message."""
-
-    name: str  # the entry, e.g. "missing_1_over_n"
-    message: str  # "looks like a missing 1/N: manual is exactly 5 × JAX (to 3e-16)"
-    residual: float  # ‖manual − prediction‖ / ‖prediction‖
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(b)), np.finfo(np.float64).tiny))
-
-
-def _f64(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64)
-
-
-# ---- the scale family: manual = c × reference, c built from N, 2, −1 and N/(N − 1) ----
-
-_SCALE_PARTS = (
-    # (power of N, power of 2, sign, Bessel power) -> words; Bessel means N/(N − 1)
-    ("n", {1: "a missing 1/N", -1: "a 1/N applied twice"}),
-    ("two", {1: "the ½ of the square loss dropped (2(y − t) against a loss with ½)", -1: "the ½ applied twice"}),
-    ("sign", {-1: "a flipped sign"}),
-    ("bessel", {1: "N/(N − 1): 1/(N − 1) where the forward divides by N", -1: "(N − 1)/N: 1/N where it is 1/(N − 1)"}),
-)
-
-
-def _scale_candidates(n: int | None):
-    """(factor, words) for every combination of up to two named parts (never the identity)."""
-    n_powers = (-1, 0, 1) if n and n > 1 else (0,)
-    bessel = (-1, 0, 1) if n and n > 2 else (0,)
-    for pn, p2, sign, pb in product(n_powers, (-1, 0, 1), (1, -1), bessel):
-        parts = {"n": pn, "two": p2, "sign": 1 if sign > 0 else -1, "bessel": pb}
-        words = [table[parts[key]] for key, table in _SCALE_PARTS if parts[key] != (1 if key == "sign" else 0)]
-        if not words or len(words) > 2:
-            continue
-        factor = sign * float(n or 1) ** pn * 2.0**p2 * (n / (n - 1) if pb else 1.0) ** pb
-        yield factor, " and ".join(words)
+# ---- the scale family: manual = c × reference, c told as 1/N, ½, a sign, N/(N − 1), 1/N with the wrong N ----
 
 
 def _scale(m, r, ctx, tol):
-    if m.shape != r.shape:
-        return None
-    found = {}
-    for factor, words in _scale_candidates(ctx.n):
-        if abs(factor - 1.0) < DISTINCT_FACTOR * tol:
-            continue  # too close to 1 to tell apart from correct code
-        if ctx.keep is not None and abs(factor - ctx.keep) <= 1e-9 * ctx.keep:
-            continue  # named by the dropout entry
-        res = _rel(m, factor * r)
-        if res <= tol:
-            found.setdefault(round(factor, 12), []).append((words, res))
-    if not found:
-        return None
-    factor, alternatives = next(iter(found.items()))
-    words = " or ".join(w for w, _ in alternatives)
-    res = min(x for _, x in alternatives)
-    name = "scaled"
-    if ctx.n and ctx.n > 1 and np.isclose(factor, ctx.n, rtol=1e-12):
-        name = "missing_1_over_n"
-    elif np.isclose(factor, -1.0, rtol=1e-12):
-        name = "flipped_sign"
-    elif np.isclose(factor, 2.0, rtol=1e-12) or np.isclose(factor, 0.5, rtol=1e-12):
-        name = "square_loss_half"
-    return name, f"looks like {words}: manual is exactly {factor:.6g} × JAX (to {res:.0e})", res
-
-
-def _other_scale(m, r, ctx, tol):
-    """manual = c × reference for a constant c the named parts do not explain."""
     if m.shape != r.shape or not np.any(r):
-        return None
+        return None  # every multiple of an all-zero reference is itself: no factor can be told from correct code
     c = float(np.vdot(m, r) / np.vdot(r, r))
-    res = _rel(m, c * r)
-    if res > tol or abs(c - 1.0) < DISTINCT_FACTOR * tol:
+    if not np.isfinite(c) or c == 0.0 or abs(c - 1.0) < DISTINCT_FACTOR * tol:
+        return None  # 0: a gradient never computed or applied (its own entry); near 1: correct code
+    if _rel(m, c * r) > tol:
         return None
-    if any(abs(c - f) <= 1e-9 * abs(f) for f, _ in _scale_candidates(ctx.n)):
-        return None  # named by the scale family
+    name, words, factor = explain_factor(c, ctx, tol)
+    if factor is not None:
+        res = _rel(m, factor * r)
+        return name, f"looks like {words}: manual is exactly {factor:.6g} × JAX (to {res:.0e})", res
     if ctx.keep is not None and abs(c - ctx.keep) <= 1e-9 * ctx.keep:
         return None  # named by the dropout entry
-    return "constant_factor", f"looks like a constant factor: manual is {c:.6g} × JAX everywhere (to {res:.0e})", res
+    res = _rel(m, c * r)
+    return name, f"looks like {words}: manual is {c:.6g} × JAX everywhere (to {res:.0e})", res
 
 
 # ---- shapes and axes ----
+
+
+def _user_shape(ctx, which: int, blog_shape) -> tuple[int, ...]:
+    """The user's shape of the manual (``which`` 0) or the reference (1) array."""
+    if ctx.shapes is not None:
+        return tuple(ctx.shapes[which])
+    return ctx.view.shape(kind_of(ctx.quantity), tuple(blog_shape))
 
 
 def _transposed(m, r, ctx, tol):
     if r.ndim != 2 or m.shape != r.T.shape or (r.shape == r.T.shape and _rel(r.T, r) <= DISTINCT_FACTOR * tol):
         return None
     res = _rel(m, r.T)
-    return ("transposed", f"looks like a transposed result: manual is JAX's {r.shape}ᵀ (to {res:.0e})", res)
+    shape = _user_shape(ctx, 1, r.shape)
+    return ("transposed", f"looks like a transposed result: manual is JAX's {shape}ᵀ (to {res:.0e})", res)
 
 
 def _keepdims_lost(m, r, ctx, tol):
     if m.shape == r.shape or m.size != r.size or m.ndim >= r.ndim:
         return None
     res = _rel(m.reshape(r.shape), r)
+    mine, theirs = _user_shape(ctx, 0, m.shape), _user_shape(ctx, 1, r.shape)
     return (
         "keepdims_lost",
-        f"looks like keepdims lost: manual has shape {m.shape}, JAX {r.shape}, the same values (to {res:.0e})",
+        f"looks like keepdims lost: manual has shape {mine}, JAX {theirs}, the same values (to {res:.0e})",
         res,
     )
 
@@ -176,16 +116,16 @@ def _bias_over_all_axes(m, r, ctx, tol):
     total = float(np.sum(r))
     if m.size == 1:
         res = _rel(m.reshape(1), np.array([total]))
-        shape = f"one scalar {m.shape}"
+        shape = f"one scalar {_user_shape(ctx, 0, m.shape)}"
     elif m.shape == r.shape and _rel(np.full_like(r, total), r) > DISTINCT_FACTOR * tol:
         res = _rel(m, np.full_like(r, total))
-        shape = "the same scalar on every row"
+        shape = "the same scalar in every entry"
     else:
         return None
     return (
         "bias_summed_over_all_axes",
         f"looks like a bias gradient summed over all axes: manual is {shape}, Σ of JAX's {r.shape[0]} entries "
-        f"(to {res:.0e}); sum residual_z over the N columns only (axis=1, keepdims=True)",
+        f"(to {res:.0e}); sum residual_z {ctx.view.sum_over_samples()}",
         res,
     )
 
@@ -197,10 +137,12 @@ def _bias_over_wrong_axis(m, r, ctx, tol):
     if m.size != wrong.size:
         return None
     res = _rel(m.reshape(-1), wrong)
+    view = ctx.view
     return (
         "bias_summed_over_wrong_axis",
         f"looks like a bias gradient summed over the wrong axis: manual is residual_z summed over its {r.shape[0]} "
-        f"rows (axis=0), shape {m.shape}, where the sum runs over the N columns (axis=1) (to {res:.0e})",
+        f"units ({view.axis_words(0)}), shape {_user_shape(ctx, 0, m.shape)}, where the sum runs over the N samples "
+        f"({view.axis_words(1)}) (to {res:.0e})",
         res,
     )
 
@@ -241,6 +183,26 @@ def _activation_forms(ctx):
         yield "upstream_dropped", f"{act}' without the upstream ∂L/∂y (f'(z) alone)", _DERIVATIVE_AT_Z[act](_f64(z))
     if act != "identity":
         yield "activation_derivative_missing", f"no {act}' at all (residual_z = ∂L/∂y)", up
+    at_up = "evaluated at the upstream residual ∂L/∂y instead of at z"
+    if act in _DERIVATIVE_AT_Z:
+        yield "sigma_prime_of_upstream", f"{act}' {at_up} (∂L/∂y ⊙ {act}'(∂L/∂y))", up * _DERIVATIVE_AT_Z[act](up)
+        yield (
+            "sigma_prime_of_upstream",
+            f"{act}' {at_up}, and no ∂L/∂y factor ({act}'(∂L/∂y) alone)",
+            (_DERIVATIVE_AT_Z[act](up)),
+        )
+    if act in _DERIVATIVE_FROM_Y:
+        form = "u(1 − u)" if act == "sigmoid" else "1 − u²"
+        yield (
+            "sigma_prime_of_upstream",
+            f"{act}' written from y, {form}, {at_up} (u = ∂L/∂y)",
+            (up * _DERIVATIVE_FROM_Y[act](up)),
+        )
+        yield (
+            "sigma_prime_of_upstream",
+            f"{act}' written from y, {form}, {at_up} (u = ∂L/∂y), with no u factor",
+            (_DERIVATIVE_FROM_Y[act](up)),
+        )
 
 
 def _activation(m, r, ctx, tol):
@@ -248,11 +210,9 @@ def _activation(m, r, ctx, tol):
         return None
     best = None
     for name, words, pred in _activation_forms(ctx):
-        if pred.shape != m.shape or _rel(pred, r) <= DISTINCT_FACTOR * tol:
-            continue
-        res = _rel(m, pred)
-        if res <= tol and (best is None or res < best[2]):
-            best = (name, f"looks like {words} (to {res:.0e})", res)
+        hit = fit(m, pred, r, tol)
+        if hit is not None and (best is None or hit[1] < best[2]):
+            best = (name, with_factor(words, hit[0], ctx, tol, hit[1]), hit[1])
     return best
 
 
@@ -269,8 +229,9 @@ def _residual_through_updated_w(m, r, ctx, tol):
     res = _rel(m, pred)
     return (
         "residual_through_updated_w",
-        f"looks like a residual sent through the updated weights: manual is (w − lr·grad_w)·residual_z with "
-        f"lr {ctx.lr:g} (to {res:.0e}); compute residual_x = w·residual_z before the update",
+        f"looks like a residual sent through the updated weights: manual is "
+        f"{ctx.view.formula('residual_x', w='(w − lr·grad_w)')} with lr {ctx.lr:g} (to {res:.0e}); "
+        f"compute residual_x = {ctx.view.formula('residual_x')} before the update",
         res,
     )
 
@@ -287,7 +248,8 @@ def _residual_through_w_transposed(m, r, ctx, tol):
     res = _rel(m, pred)
     return (
         "residual_through_w_transposed",
-        f"looks like residual_x = wᵀ·residual_z (it is w·residual_z, w being (in, out)) (to {res:.0e})",
+        f"looks like residual_x sent through the transposed weights (it is {ctx.view.formula('residual_x')}, "
+        f"w being {ctx.view.shape('weight', w.shape)}) (to {res:.0e})",
         res,
     )
 
@@ -351,7 +313,6 @@ Entry = Callable[[np.ndarray, np.ndarray, Context, float], tuple[str, str, float
 
 CATALOGUE: dict[str, Entry] = {
     "scale": _scale,
-    "constant_factor": _other_scale,
     "transposed": _transposed,
     "keepdims_lost": _keepdims_lost,
     "bias_summed_over_all_axes": _bias_over_all_axes,
@@ -359,27 +320,45 @@ CATALOGUE: dict[str, Entry] = {
     "activation": _activation,
     "residual_through_updated_w": _residual_through_updated_w,
     "residual_through_w_transposed": _residual_through_w_transposed,
+    "grad_w_wrong_array": mistakes.grad_w_wrong_array,
+    "residual_x_wrong_path": mistakes.residual_x_wrong_path,
+    "gradient_never_applied": mistakes.gradient_never_applied,
     "batchnorm_without_mean_variance_paths": _batchnorm_without_stat_paths,
     "dropout_without_keep_scale": _dropout_without_keep_scale,
     "dropout_mask_not_reused": _dropout_mask_not_reused,
 }
 
+_DATA_FIELDS = ("x", "z", "y", "upstream", "residual_z")
 
-def signature_tol(*arrays) -> float:
-    """The match tolerance for these arrays: float32 anywhere loosens it."""
-    return SIGNATURE_REL_TOL_F32 if any(np.asarray(a).dtype == np.float32 for a in arrays) else SIGNATURE_REL_TOL
+
+def in_blog_layout(ctx: Context, shapes=None) -> Context:
+    """``ctx`` with its arrays moved from ``ctx.layout`` to the blog's (the layout kept, for the words)."""
+    view = ctx.view
+    if view.is_blog:
+        return replace(ctx, shapes=shapes)
+    moved = {k: view.to_blog("data", getattr(ctx, k)) for k in _DATA_FIELDS if getattr(ctx, k) is not None}
+    moved.update({k: view.to_blog("weight", getattr(ctx, k)) for k in ("w", "grad_w") if getattr(ctx, k) is not None})
+    others = tuple((words, view.to_blog("data", a)) for words, a in ctx.others)
+    return replace(ctx, **moved, others=others, shapes=shapes)
 
 
 def diagnose(manual, reference, context: Context | None = None) -> list[Diagnosis]:
-    """Every catalogue entry the manual array matches, best match first; [] when none (or when it is correct)."""
+    """Every catalogue entry the manual array matches, best match first; [] when none (or when it is correct).
+
+    ``manual``, ``reference`` and the context's arrays are in ``context.layout`` (the blog's by default).
+    """
     ctx = context or Context()
     m, r = np.asarray(manual), np.asarray(reference)
     tol = signature_tol(m, r)
     m, r = _f64(m), _f64(r)
-    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(r))) or r.size == 0:
-        return []
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(r))) or r.size < 2:
+        return []  # nothing to compare, or one number: a constant times the right one, whatever the mistake
+    kind = kind_of(ctx.quantity)
+    shapes = (m.shape, r.shape)
+    m, r = ctx.view.to_blog(kind, m), ctx.view.to_blog(kind, r)
     if m.shape == r.shape and _rel(m, r) <= DISTINCT_FACTOR * tol:
         return []  # correct, or too close to correct for any signature to mean something
+    ctx = in_blog_layout(ctx, shapes)
     found = []
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for entry in CATALOGUE.values():
@@ -389,4 +368,14 @@ def diagnose(manual, reference, context: Context | None = None) -> list[Diagnosi
     return sorted(found, key=lambda d: d.residual)
 
 
-__all__ = ["CATALOGUE", "Context", "Diagnosis", "SIGNATURE_REL_TOL", "diagnose"]
+__all__ = [
+    "CATALOGUE",
+    "Context",
+    "Diagnosis",
+    "SIGNATURE_REL_TOL",
+    "SIGNATURE_REL_TOL_F32",
+    "activation_of",
+    "diagnose",
+    "in_blog_layout",
+    "signature_tol",
+]

@@ -14,7 +14,8 @@ from fcgrad.manual.network import forward
 def network_context(problem, ref: dict, layer: int, quantity: str, params=None) -> Context:
     """The context of one (layer, quantity) of a network problem at ``params`` (default: its initial ones).
 
-    ``ref`` is ``reference.gradients`` at the same parameters; x, z, y come from the forward.
+    ``ref`` is ``reference.gradients`` at the same parameters; x, z, y come from the forward; ``others``
+    holds the inputs and outputs of the other layers (a grad_w computed from the wrong one is named).
     """
     params = problem.params if params is None else params
     _, caches = forward(params, problem.x, problem.activations)
@@ -22,6 +23,8 @@ def network_context(problem, ref: dict, layer: int, quantity: str, params=None) 
     cache = caches[layer]
     g = ref["layers"][layer]
     upstream = ref["residual_y"] if layer == top else ref["layers"][layer + 1]["residual_x"]
+    others = [("the network's input X", caches[0].x)] if layer > 0 else []
+    others += [(f"layer {k}'s output", c.y) for k, c in enumerate(caches) if k not in (layer - 1, layer)]
     return Context(
         quantity=quantity,
         n=problem.batch,
@@ -34,6 +37,7 @@ def network_context(problem, ref: dict, layer: int, quantity: str, params=None) 
         residual_z=g["residual_z"],
         grad_w=g["grad_w"],
         activation=problem.activations[layer],
+        others=tuple(others),
     )
 
 

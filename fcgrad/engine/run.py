@@ -13,6 +13,7 @@ import numpy as np
 from fcgrad import manual, reference
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row, rel_row
+from fcgrad.engine.notebook import CheckReportHtml
 from fcgrad.engine.problems import Problem
 from fcgrad.engine.timing import Timings
 from fcgrad.engine.trajectory import Divergence, compare_trajectories
@@ -21,7 +22,7 @@ from fcgrad.manual.finite_diff import FD_STEP
 
 
 @dataclass
-class CheckReport:
+class CheckReport(CheckReportHtml):
     problem: Problem
     gradients: list[Row]
     finite_difference: list[Row]
@@ -141,9 +142,21 @@ def check(
     rule = traj.rows[0].rule if traj.rows else tol.default_rule(p.dtype, p.activations, p.loss)
     limits = tol.trajectory_limits(rule, p.dtype, atol)
     return CheckReport(
-        p, grads, fd, traj.rows if p.steps else [], p.steps, final_loss, y_final, traj.histories,
-        rtol=tol.grad_rel_tol(p.dtype) if rtol is None else rtol, atol=limits.param, rule=rule,
-        divergence=traj.divergence, steps_compared=traj.steps_compared, timings=timings, diagnoses=diagnoses,
+        p,
+        grads,
+        fd,
+        traj.rows if p.steps else [],
+        p.steps,
+        final_loss,
+        y_final,
+        traj.histories,
+        rtol=tol.grad_rel_tol(p.dtype) if rtol is None else rtol,
+        atol=limits.param,
+        rule=rule,
+        divergence=traj.divergence,
+        steps_compared=traj.steps_compared,
+        timings=timings,
+        diagnoses=diagnoses,
     )
 
 

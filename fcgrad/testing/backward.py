@@ -36,7 +36,13 @@ Gradient names: by default the input ``x`` gets ``residual_x`` and every other i
 gets ``grad_p`` (the blog's names: ``residual_x``, ``grad_w``, ``grad_b``). Pass
 ``wrt={"gradient name": "input name", ...}`` to choose other names or to check only some
 inputs. When the backward also returns ``residual_z`` (∂L/∂z of a layer ``z = wᵀ·x + b``), it is
-compared with JAX's too; other extra keys are ignored.
+compared with JAX's too, on a row of its own (``fcgrad/testing/layer_checks.py``); other extra
+keys are ignored.
+
+Layouts: ``weights="out,in"`` for a ``w`` shaped (out, in) (``z = w·x + b``), ``samples="rows"``
+for x shaped (N, in) with a bias (out,) (a (1, out) bias works too, and a (1, out) gradient is
+accepted for an (out,) bias). Gradients are compared in the layout they come in; the index of the
+largest difference and the catalogue's messages speak in it.
 
 One forward for both sides: the helper calls ``forward`` on JAX arrays only, so a forward
 written against the array API (``xp = x.__array_namespace__()``, as ``manual/`` is) also
@@ -45,12 +51,14 @@ runs on NumPy arrays, and your backward may call it to recompute what it needs.
 On a mismatch it raises ``AssertionError`` naming every wrong gradient with its max |Δ|,
 relative error, tolerance and the index of the largest difference (manual and JAX values
 there), the classic mistake it looks like when the catalogue (``fcgrad.diagnosis.catalogue``) knows
-it, and ``residual_z`` as the suspect when ``grad_w``, ``grad_b`` and ``residual_x`` all fail. A
-missing gradient, a wrong shape or a non-finite value fail the same way. A backward returning
+it (a wrong shape too: transposed, keepdims lost), and ``residual_z`` as the suspect when
+``grad_w``, ``grad_b`` and ``residual_x`` all fail with no name and residual_z was not returned.
+A missing gradient, a wrong shape or a non-finite value fail the same way. A backward returning
 float32 arrays is compared at a float32 tolerance (rtol 1e-4), and its checks say so. Mistakes
 in the call itself raise ``FcgradError``: an unknown input in ``wrt``, a bad shape, a negative
 or NaN rtol/atol, a forward whose output is not finite at the drawn inputs, a forward that calls
-NumPy on JAX's traced arrays.
+NumPy on JAX's traced arrays, a layout that is neither of the two. Every frame of the helper is
+hidden from pytest's traceback (``__tracebackhide__``): a failure shows your test and the message.
 """
 
 import inspect
@@ -61,8 +69,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fcgrad.diagnosis.layout import Layout, layout
 from fcgrad.engine.compare import errors, worst_index
 from fcgrad.manual.errors import FcgradError
+from fcgrad.testing import layer_checks
+
+__tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
 # A correct float64 backward differs from jax.vjp only by rounding. Measured with this helper's N(0, 1)
 # inputs: rel ≤ 5e-13 for the library's layer (tanh' = 1 − y² from a saturated y loses digits),
@@ -230,18 +242,8 @@ def _where(a, r) -> str:
     return f"largest difference at index {idx}: manual {float(a[idx]):.10g}, JAX {float(r[idx]):.10g}"
 
 
-def _named(gname: str, a, ref, inputs: Mapping, residual_y) -> str:
-    """The catalogue of classic mistakes on one failing gradient: a line naming the match, or nothing."""
-    from fcgrad.diagnosis.catalogue import Context, diagnose
-
-    n = residual_y.shape[1] if residual_y.ndim == 2 else None
-    context = Context(quantity=gname, n=n, x=inputs.get("x"), w=inputs.get("w"), upstream=residual_y)
-    found = diagnose(a, ref, context)
-    return f"\n    {found[0]}" if found else ""
-
-
 def _compare_one(
-    gname, iname, manual_out, ref, shape, rtol, atol, trial, inputs=None, residual_y=None
+    gname, iname, manual_out, ref, shape, rtol, atol, trial, view: Layout | None = None
 ) -> tuple[GradientCheck | None, str | None]:
     """The check of one gradient in one trial, or a failure message when it cannot be compared."""
     if gname not in manual_out:
@@ -255,6 +257,8 @@ def _compare_one(
         rtol = max(rtol, BACKWARD_REL_TOL_F32)
         note = f"backward returned {raw.dtype}: compared at the float32 tolerance rtol {rtol:.0e}"
     a = np.asarray(raw, dtype=np.float64)
+    if a.shape != shape and view is not None and iname == "b" and view.bias_shape_ok(a.shape, shape):
+        a = a.reshape(shape)  # a (1, out) bias gradient for an (out,) bias, by row
     if a.shape != shape:
         return None, f"{gname} (∂L/∂{iname}): expected shape {shape} (the shape of {iname}), got {a.shape}"
     if not np.all(np.isfinite(a)):
@@ -264,8 +268,11 @@ def _compare_one(
     check = GradientCheck(gname, iname, max_abs, rel, rtol, atol, bool(rel <= rtol or max_abs <= atol), trial, note)
     if check.ok:
         return check, None
-    named = "" if inputs is None else _named(gname, a, ref, inputs, residual_y)
-    return check, f"{check}\n    {_where(a, ref)}{named}"
+    return check, f"{check}\n    {_where(a, ref)}"
+
+
+def _layout_words(view: Layout) -> str:
+    return "" if view.is_blog else f", {view}"
 
 
 def assert_backward_matches(
@@ -280,23 +287,51 @@ def assert_backward_matches(
     n_trials: int = BACKWARD_TRIALS,
     transform: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     upstream: str = "residual_y",
+    weights: str = "in,out",
+    samples: str = "columns",
 ) -> list[GradientCheck]:
-    """Assert that ``backward`` computes the gradients JAX derives from ``forward``.
+    """Assert that ``backward`` computes the gradients JAX derives from ``forward``; name what is wrong.
 
-    ``forward(**inputs) -> y`` in jax.numpy; ``backward(residual_y=..., **inputs) -> {gradient name: array}``
-    in NumPy, each gradient shaped like its input. ``shapes``: input name -> shape. ``wrt``: gradient
-    name -> input name (default: ``x`` -> ``residual_x``, ``p`` -> ``grad_p``). ``upstream``: the keyword
-    under which ``backward`` receives ∂L/∂y. Trial ``k`` draws from ``numpy.random.default_rng(seed + k)``.
+    Arguments:
+        forward: ``forward(**inputs) -> y``, written with jax.numpy (or the array API), traceable by JAX.
+        backward: ``backward(residual_y=..., **inputs) -> {gradient name: array}`` in NumPy, each gradient
+            shaped like its input; a ``residual_z`` it returns is compared too, on a row of its own.
+        shapes: input name -> shape, e.g. ``{"x": (3, 5), "w": (3, 2), "b": (2, 1)}``.
+        wrt: gradient name -> input name (default: ``x`` -> ``residual_x``, any ``p`` -> ``grad_p``).
+        seed: trial ``k`` draws its inputs and ∂L/∂y from ``numpy.random.default_rng(seed + k)``.
+        rtol, atol: a gradient passes when ``rel ≤ rtol`` or ``max|Δ| ≤ atol`` (defaults
+            ``BACKWARD_REL_TOL`` 1e-10, ``BACKWARD_ABS_TOL`` 1e-11).
+        n_trials: independent draws (default 3).
+        transform: input name -> function applied to its N(0, 1) draw (e.g. ``np.exp`` for a positive input).
+        upstream: the keyword under which ``backward`` receives ∂L/∂y (default ``"residual_y"``).
+        weights: ``"in,out"`` (default: w (in, out), z = wᵀ·x + b) or ``"out,in"`` (w (out, in), z = w·x + b).
+        samples: ``"columns"`` (default: x (in, N), b (out, 1)) or ``"rows"`` (x (N, in), b (out,)).
 
-    Returns one ``GradientCheck`` per gradient (the worst trial's); raises ``AssertionError``
-    listing every gradient that does not match.
+    Returns one ``GradientCheck`` per gradient named by ``wrt`` (the worst trial's); raises
+    ``AssertionError`` listing every gradient that does not match, each with the catalogue's name
+    for it when it has one, and ``FcgradError`` (one line) for a call it cannot run.
+
+    Example, a PyTorch-shaped layer (x (N, in), w (out, in), y = tanh(x·wᵀ + b))::
+
+        def forward(x, w, b):
+            return jnp.tanh(x @ w.T + b)
+
+        def backward(residual_y, x, w, b):
+            residual_z = residual_y * (1 - np.tanh(x @ w.T + b) ** 2)  # (N, out)
+            return {"residual_x": residual_z @ w, "grad_w": residual_z.T @ x, "grad_b": residual_z.sum(axis=0)}
+
+        assert_backward_matches(forward, backward, {"x": (8, 3), "w": (2, 3), "b": (2,)},
+                                weights="out,in", samples="rows")
     """
+    view = layout(weights, samples)
     rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
     shapes, wrt = _check_call(shapes, wrt, transform, upstream, n_trials)
+    _check_layout(shapes, view)
     _check_signature("forward", forward, list(shapes), "")
     hint = "; if its ∂L/∂y argument has another name, pass upstream='that name'"
     _check_signature("backward", backward, [upstream, *shapes], hint)
     positional_forward, pullback = _pullback(forward, list(shapes))
+    wide = None  # compiled on first need: a returned residual_z, or a failure to name
     worst: dict[str, GradientCheck] = {}
     for trial in range(n_trials):
         rng = np.random.default_rng(seed + trial)
@@ -310,18 +345,70 @@ def assert_backward_matches(
                 )
         copies = {n: a.copy() for n, a in inputs.items()}
         manual_out = _as_mapping(backward(**{upstream: residual_y.copy()}, **copies))
-        failures = []
+        rows: dict[str, tuple[GradientCheck | None, str | None, str, np.ndarray]] = {}
         for gname, iname in wrt.items():
-            check, message = _compare_one(
-                gname, iname, manual_out, ref[iname], shapes[iname], rtol, atol, trial, inputs, residual_y
-            )
-            if message is not None:
-                failures.append(message)
+            check, message = _compare_one(gname, iname, manual_out, ref[iname], shapes[iname], rtol, atol, trial, view)
+            rows[gname] = (check, message, iname, ref[iname])
             if check is not None and (gname not in worst or not check.rel_err <= worst[gname].rel_err):
                 worst[gname] = check
+        jax_side = {"grad_w": ref.get("w")}
+        if "residual_z" in manual_out and "residual_z" not in wrt or any(m for _, m, _, _ in rows.values()):
+            if wide is None:
+                wide = layer_checks.wide_bias_pullback(forward, [k for k in shapes if k != "b"])
+            got = layer_checks.residual_z_reference(wide, inputs, residual_y, view)
+            if got is not None:
+                jax_side.update(y=got[0], residual_z=got[1])
+                if "residual_z" in manual_out and "residual_z" not in wrt:
+                    check, message = _compare_one(
+                        "residual_z", "z", manual_out, got[1], residual_y.shape, rtol, atol, trial
+                    )
+                    rows["residual_z"] = (check, message, "z", got[1])
+        failures = {g: row for g, row in rows.items() if row[1] is not None}
         if failures:
-            raise AssertionError(
-                f"backward does not match JAX autodiff of forward (trial {trial}, seed {seed + trial}, "
-                f"float64, inputs {shapes}):\n  " + "\n  ".join(failures)
-            )
+            where = (inputs, residual_y, view, jax_side)
+            raise AssertionError(_failure(failures, manual_out, where, f"trial {trial}, seed {seed + trial}", shapes))
     return [worst[g] for g in wrt]
+
+
+def _failure(failures, manual_out, where, trial: str, shapes) -> str:
+    """The failure message: every failing row, each with the catalogue's name, then the suspect line."""
+    inputs, residual_y, view, jax_side = where
+    context = layer_checks.layer_context(inputs, residual_y, view, jax_side)
+    lines, named = [], {}
+    for gname, (_, message, iname, ref) in failures.items():
+        names = layer_checks.names_of(gname, iname, manual_out[gname], ref, context) if gname in manual_out else []
+        named[gname] = names
+        lines.append(message + "".join(f"\n    {n}" for n in names[:1]))
+    suspect = layer_checks.suspect_line(dict.fromkeys(failures, True), named, "residual_z" in manual_out)
+    if suspect:
+        lines.append(suspect)
+    return (
+        f"backward does not match JAX autodiff of forward ({trial}, float64{_layout_words(view)}, inputs {shapes}):"
+        "\n  " + "\n  ".join(lines)
+    )
+
+
+def _check_layout(shapes: dict, view: Layout) -> None:
+    """x, w and b of a layer must chain in the declared layout; a one-line hint when another layout fits."""
+    if not {"x", "w", "b"} <= set(shapes):
+        return
+    fits = [v for v in _LAYOUTS if _chains(shapes, v)]
+    if fits and view not in fits:
+        other = fits[0]
+        raise FcgradError(
+            f"shapes: x {shapes['x']}, w {shapes['w']} and b {shapes['b']} do not make a layer with {view}; they do "
+            f"with {other}: pass weights={other.weights!r}, samples={other.samples!r}"
+        )
+
+
+def _chains(shapes: dict, view: Layout) -> bool:
+    x, w, b = (shapes[k] for k in ("x", "w", "b"))
+    if len(x) != 2 or len(w) != 2:
+        return False
+    n_in = x[1] if view.rows else x[0]
+    w_in, w_out = (w[0], w[1]) if view.weights == "in,out" else (w[1], w[0])
+    bias = {(w_out,), (1, w_out)} if view.rows else {(w_out, 1)}
+    return n_in == w_in and tuple(b) in bias
+
+
+_LAYOUTS = [Layout(w, s) for w in ("in,out", "out,in") for s in ("columns", "rows")]

@@ -19,10 +19,14 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from fcgrad.diagnosis.layout import layout
 from fcgrad.engine import tolerances as tol
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.finite_diff import FD_STEP, central_difference
 from fcgrad.testing import backward as t
+from fcgrad.testing import layer_checks
+
+__tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
 
 def fd_input_gradients(forward, inputs: dict, residual_y: np.ndarray, names, step: float = FD_STEP):
@@ -53,12 +57,43 @@ def assert_backward_matches_fd(
     transform=None,
     upstream: str = "residual_y",
     step: float = FD_STEP,
+    weights: str = "in,out",
+    samples: str = "columns",
 ):
     """``assert_backward_matches`` against central finite differences of a NumPy ``forward`` (the weaker oracle).
 
-    Returns one ``GradientCheck`` per gradient (rtol = FD_REL_TOL, atol = the rounding floor of that trial).
+    Arguments:
+        forward: ``forward(**inputs) -> y`` in plain NumPy (anything: branches on values, SciPy), float64.
+        backward: ``backward(residual_y=..., **inputs) -> {gradient name: array}``, each shaped like its input.
+        shapes: input name -> shape, e.g. ``{"x": (3, 5), "w": (3, 2), "b": (2, 1)}``.
+        wrt: gradient name -> input name (default: ``x`` -> ``residual_x``, any ``p`` -> ``grad_p``).
+        seed: trial ``k`` draws from ``numpy.random.default_rng(seed + k)``.
+        n_trials: independent draws (default 1: every entry of every input costs two forward calls).
+        transform: input name -> function applied to its N(0, 1) draw.
+        upstream: the keyword under which ``backward`` receives ∂L/∂y.
+        step: the central difference's step h (default ``FD_STEP``, 1e-6).
+        weights, samples: the layout, as for ``assert_backward_matches`` (``"in,out"``/``"out,in"``,
+            ``"columns"``/``"rows"``).
+
+    Returns one ``GradientCheck`` per gradient (rtol = FD_REL_TOL, atol = the rounding floor of that trial);
+    raises ``AssertionError`` naming every gradient that does not match.
+
+    Example, a forward JAX cannot trace (a Python branch on each value)::
+
+        def forward(x, w, b):
+            z = w.T @ x + b
+            return np.array([[v if v > 0 else 0.1 * v for v in row] for row in z])
+
+        def backward(residual_y, x, w, b):
+            residual_z = residual_y * np.where(w.T @ x + b > 0, 1.0, 0.1)  # (out, N)
+            return {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T,
+                    "grad_b": residual_z.sum(axis=1, keepdims=True)}
+
+        assert_backward_matches_fd(forward, backward, {"x": (3, 5), "w": (3, 2), "b": (2, 1)})
     """
+    view = layout(weights, samples)
     shapes, wrt = t._check_call(shapes, wrt, transform, upstream, n_trials)
+    t._check_layout(shapes, view)
     t._check_signature("forward", forward, list(shapes), "")
     t._check_signature("backward", backward, [upstream, *shapes], "; if ∂L/∂y has another name, pass upstream=")
     checks = []
@@ -73,15 +108,21 @@ def assert_backward_matches_fd(
         floor = tol.FD_NOISE_FACTOR * float(np.finfo(np.float64).eps) * max(1.0, magnitude) / step
         out = t._as_mapping(backward(**{upstream: residual_y.copy()}, **{k: v.copy() for k, v in inputs.items()}))
         failures, checks = [], []
+        context = None
         for gname, iname in wrt.items():
-            check, message = t._compare_one(gname, iname, out, ref[iname], shapes[iname], tol.FD_REL_TOL, floor, trial)
+            check, message = t._compare_one(
+                gname, iname, out, ref[iname], shapes[iname], tol.FD_REL_TOL, floor, trial, view
+            )
             checks.append(check)
             if message is not None:
-                failures.append(message)
+                if context is None:
+                    context = layer_checks.layer_context(inputs, residual_y, view, {"y": y, "grad_w": ref.get("w")})
+                names = layer_checks.names_of(gname, iname, out[gname], ref[iname], context) if gname in out else []
+                failures.append(message + "".join(f"\n    {n}" for n in names[:1]))
         if failures:
             raise AssertionError(
                 f"backward does not match central finite differences of forward (the weaker oracle: float64, "
                 f"h={step:g}, ok within rel {tol.FD_REL_TOL:g} or below the rounding floor {floor:.1e}; trial {trial}, "
-                f"seed {seed + trial}, inputs {shapes}):\n  " + "\n  ".join(failures)
+                f"seed {seed + trial}{t._layout_words(view)}, inputs {shapes}):\n  " + "\n  ".join(failures)
             )
     return checks

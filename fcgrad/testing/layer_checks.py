@@ -1,39 +1,38 @@
-"""What ``assert_backward_matches`` checks beyond the three gradients: ``residual_z``, and the suspect line.
+"""What the layer helper knows about a fully connected layer: its residual_z, its context, and the suspect.
 
 - ``residual_z``: when the backward returns it, it is compared with JAX's ∂L/∂z, obtained by
-  widening the bias: ``b`` (out, 1) is replaced by its copy broadcast to (out, N), one bias per
-  sample, and ∂L/∂(that wide b) is ∂L/∂z for a layer z = wᵀx + b. The catalogue
-  (``fcgrad.diagnosis.catalogue``) names a wrong one when it can (σ' written as y, tanh' as 1 − y, ...).
-- the suspect: when ``grad_w``, ``grad_b`` and ``residual_x`` all fail, the three share one
-  input, ``residual_z``; the failure says so.
+  widening the bias: ``b`` is replaced by its copy broadcast to one bias per sample ((out, N) by
+  column, (N, out) by row), and ∂L/∂(that wide b) is ∂L/∂z for a layer z = wᵀx + b (in any layout).
+- the context: for a layer with inputs ``x``, ``w`` and ``b``, the catalogue
+  (``fcgrad.diagnosis.catalogue``) is told x, w, z, y, ∂L/∂y, JAX's residual_z and grad_w, the
+  activation read off y = f(z), and the user's layout, so that a failing row is named in the
+  user's terms (σ' written as y, grad_w from the output, a residual not sent through w, ...).
+- the suspect: when ``grad_w``, ``grad_b`` and ``residual_x`` all fail, none of them is named and
+  residual_z was not returned, the three share one input, ``residual_z``; the failure says so.
 """
 
-import functools
-import re
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcgrad.derivation.terms import _activation_of
-from fcgrad.diagnosis.catalogue import Context, diagnose
-from fcgrad.testing import backward as t
+from fcgrad.diagnosis.catalogue import Context, activation_of, diagnose
+from fcgrad.diagnosis.layout import Layout
+
+__tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
 LAYER_GRADIENTS = ("grad_w", "grad_b", "residual_x")
 SUSPECT = (
     "grad_w, grad_b and residual_x are all wrong: they share residual_z = residual_y ⊙ f'(z), which is the "
     "suspect (return it as residual_z and the check compares it too)"
 )
-_FAILED_NAME = re.compile(r"^  (\w+)(?: +max\|Δ\| | \(∂L/∂)", re.MULTILINE)
+# the catalogue's quantity for each input a gradient differentiates
+ROLES = {"x": "residual_x", "w": "grad_w", "b": "grad_b"}
 
 
-def failing_names(message: str) -> set[str]:
-    """The gradient names an ``assert_backward_matches`` failure lists."""
-    return set(_FAILED_NAME.findall(message))
-
-
-def _wide_bias_pullback(forward, names: list[str], bias: str):
-    """jit-compiled (other inputs, wide bias (out, N), residual_y) -> (y, ∂L/∂wide bias): one compile per call."""
+def wide_bias_pullback(forward, names: list[str], bias: str = "b"):
+    """jit-compiled (other inputs, wide bias, residual_y) -> (y, ∂L/∂wide bias): one compile per call."""
 
     def pull(others, wide, residual_y):
         y, vjp = jax.vjp(lambda bw: forward(**dict(zip(names, others)), **{bias: bw}), wide)
@@ -42,16 +41,28 @@ def _wide_bias_pullback(forward, names: list[str], bias: str):
     return jax.jit(pull)
 
 
-def residual_z_reference(pullback, inputs: dict, residual_y: np.ndarray, bias: str = "b"):
-    """(y, JAX's ∂L/∂z through a widened bias), or None when the forward does not take ``bias`` as (out, 1)."""
+def widened(b: np.ndarray, residual_y: np.ndarray, view: Layout) -> np.ndarray | None:
+    """The bias copied once per sample, shaped like z (= like residual_y), or None when b is not a layer's bias."""
+    if residual_y.ndim != 2:
+        return None
+    out = residual_y.shape[1] if view.rows else residual_y.shape[0]
+    if b.size != out or (b.ndim == 2 and 1 not in b.shape) or b.ndim > 2:
+        return None
+    column = b.reshape(-1, 1)  # (out, 1)
+    wide = np.repeat(column, residual_y.shape[view.sample_axis], axis=1)  # (out, N)
+    return wide.T if view.rows else wide
+
+
+def residual_z_reference(pullback, inputs: dict, residual_y: np.ndarray, view: Layout, bias: str = "b"):
+    """(y, JAX's ∂L/∂z through a widened bias), or None when the forward does not take ``bias`` that way."""
     b = inputs.get(bias)
-    if b is None or b.ndim != 2 or b.shape[1] != 1 or residual_y.ndim != 2 or b.shape[0] != residual_y.shape[0]:
+    wide = None if b is None else widened(b, residual_y, view)
+    if wide is None:
         return None
     with jax.enable_x64(True):
         others = [jnp.asarray(v, jnp.float64) for k, v in inputs.items() if k != bias]
-        wide = jnp.asarray(np.repeat(b, residual_y.shape[1], axis=1), jnp.float64)  # (out, N)
         try:
-            y, grad = pullback(others, wide, jnp.asarray(residual_y, jnp.float64))
+            y, grad = pullback(others, jnp.asarray(wide, jnp.float64), jnp.asarray(residual_y, jnp.float64))
         except Exception:  # a forward that cannot take a wide bias: residual_z is not compared
             return None
         if y.shape != residual_y.shape:
@@ -59,68 +70,59 @@ def residual_z_reference(pullback, inputs: dict, residual_y: np.ndarray, bias: s
         return np.asarray(y), np.asarray(grad)
 
 
-def _context(inputs: dict, residual_y: np.ndarray, y) -> Context:
+def layer_context(inputs: dict, residual_y: np.ndarray, view: Layout, jax_side: dict) -> Context:
+    """The catalogue's context of a layer's failing row: whatever of x, w, b, y and JAX's gradients there is.
+
+    ``jax_side``: ``y`` and ``residual_z`` (when the forward takes a wide bias), ``grad_w`` (JAX's).
+    """
+    n = residual_y.shape[view.sample_axis] if residual_y.ndim == 2 else None
     x, w, b = (inputs.get(k) for k in ("x", "w", "b"))
-    if x is None or w is None or b is None:
-        return Context(quantity="residual_z", upstream=residual_y)
-    z = w.T @ x + b  # (out, in)·(in, N) + (out, 1) -> (out, N)
-    y = np.asarray(y, np.float64)
-    act = _activation_of(z, y) if z.shape == y.shape else None
-    return Context(quantity="residual_z", n=x.shape[1], x=x, z=z, y=y, w=w, upstream=residual_y, activation=act)
+    y, residual_z = jax_side.get("y"), jax_side.get("residual_z")
+    if x is None or w is None or b is None or x.ndim != 2 or w.ndim != 2:
+        return Context(n=n, upstream=residual_y, layout=view)
+    xb, wb, bb = view.to_blog("data", x), view.to_blog("weight", w), view.to_blog("bias", b)
+    if xb.shape[0] != wb.shape[0] or bb.ndim != 2 or bb.shape != (wb.shape[1], 1):
+        return Context(n=n, upstream=residual_y, layout=view)  # x, w and b do not chain as a layer in this layout
+    z = view.from_blog("data", wb.T @ xb + bb)  # (out, N) in the blog's layout, the user's here
+    activation = activation_of(z, y) if y is not None else None
+    return Context(
+        n=n, x=x, z=z, y=y, w=w, upstream=residual_y, residual_z=residual_z, grad_w=jax_side.get("grad_w"),
+        activation=activation, layout=view,
+    )  # fmt: skip
 
 
-def _check_residual_z(forward, backward, shapes, *, seed, rtol, atol, n_trials, transform, upstream):
-    names = [k for k in shapes if k != "b"]
-    pullback = _wide_bias_pullback(forward, names, "b")
-    check = None
-    for trial in range(n_trials):
-        rng = np.random.default_rng(seed + trial)
-        inputs = t._draw_inputs(shapes, transform or {}, rng)
-        with jax.enable_x64(True):
-            y_shape = jax.eval_shape(forward, **{k: jnp.asarray(v, jnp.float64) for k, v in inputs.items()}).shape
-        residual_y = rng.standard_normal(y_shape)  # drawn after the inputs, as the base helper draws it
-        out = t._as_mapping(backward(**{upstream: residual_y.copy()}, **{k: v.copy() for k, v in inputs.items()}))
-        if "residual_z" not in out:
-            return None
-        got = residual_z_reference(pullback, inputs, residual_y)
-        if got is None:
-            return None
-        y, ref = got
-        check, message = t._compare_one("residual_z", "z", out, ref, residual_y.shape, rtol, atol, trial)
-        if message is not None:
-            names = [str(d) for d in diagnose(np.asarray(out["residual_z"]), ref, _context(inputs, residual_y, y))]
-            raise AssertionError(
-                f"backward does not match JAX autodiff of forward (trial {trial}, seed {seed + trial}, float64, "
-                f"inputs {shapes}):\n  {message}" + "".join(f"\n    {n}" for n in names)
-            )
-    return check
+def names_of(gname: str, iname: str, manual, reference, context: Context) -> list[str]:
+    """The catalogue's messages for one failing row (shapes included), best first; [] when none matches."""
+    a = np.asarray(manual)
+    if a.dtype.kind not in "biuf" or not np.all(np.isfinite(a)):
+        return []
+    quantity = "residual_z" if gname == "residual_z" else ROLES.get(iname)
+    ctx = context if quantity == context.quantity else _with_quantity(context, quantity)
+    return [d.message for d in diagnose(a, reference, ctx)]
 
 
-def wider(base):
-    """``base`` (the three-gradient check) plus residual_z and the suspect line; the same signature."""
+def _with_quantity(context: Context, quantity: str | None) -> Context:
+    if quantity is None:  # an input of another kind: only the shape and scale entries can speak
+        return Context(n=context.n, layout=context.layout)
+    return replace(context, quantity=quantity)
 
-    @functools.wraps(base)
-    def assert_backward_matches(forward, backward, shapes, **options):
-        try:
-            checks = base(forward, backward, shapes, **options)
-        except AssertionError as exc:
-            if set(LAYER_GRADIENTS) <= failing_names(str(exc)):
-                raise AssertionError(f"{exc}\n  {SUSPECT}") from None
-            raise
-        clean, _ = t._check_call(
-            shapes, options.get("wrt"), options.get("transform"), options.get("upstream", "residual_y"), 1
-        )
-        _check_residual_z(  # raises on a mismatch; the returned list stays the gradients named by wrt
-            forward,
-            backward,
-            clean,
-            seed=options.get("seed", 0),
-            rtol=options.get("rtol", t.BACKWARD_REL_TOL),
-            atol=options.get("atol", t.BACKWARD_ABS_TOL),
-            n_trials=options.get("n_trials", t.BACKWARD_TRIALS),
-            transform=options.get("transform"),
-            upstream=options.get("upstream", "residual_y"),
-        )
-        return checks
 
-    return assert_backward_matches
+def suspect_line(failing: dict[str, bool], named: dict[str, list[str]], returned_residual_z: bool) -> str | None:
+    """The suspect line, when grad_w, grad_b and residual_x all fail, none is named and residual_z was not compared."""
+    if returned_residual_z or not all(failing.get(g) for g in LAYER_GRADIENTS):
+        return None
+    if any(named.get(g) for g in LAYER_GRADIENTS):
+        return None  # a named mistake in one of them: independent formulas, not one shared input
+    return SUSPECT
+
+
+__all__ = [
+    "LAYER_GRADIENTS",
+    "SUSPECT",
+    "layer_context",
+    "names_of",
+    "residual_z_reference",
+    "suspect_line",
+    "wide_bias_pullback",
+    "widened",
+]

@@ -1,203 +1,130 @@
-"""``fcgrad audit --code FILE.py``: a user's own NumPy network against JAX, with each mistake located and named.
+"""``fcgrad audit --code FILE.py``: a user's own NumPy network against JAX, every mistake located and named.
 
-The file follows one of the protocols of ``fcgrad.audits.code_load`` (the blog's classes, or a
-``step`` function). Both sides start from the problem's parameters and data; the activation of
-each layer and the loss are read off the user's forward (``y = f(wᵀx + b)`` for a library
-activation, ``L`` = the square or cross-entropy loss), so JAX runs the same model.
+The file follows one of the protocols of ``fcgrad.audits.code_load`` and keeps its own layout
+(``fcgrad.audits.code_layout``: weights (in, out) or (out, in), samples by column or by row). Both
+sides start from the problem's parameters and data; the activation of each layer and the loss are read
+off the file's forward (``fcgrad.audits.code_model``), so JAX runs the same model.
 
-The findings, as ``fcgrad.audits.blog`` makes them for the blog's code:
-- end to end at step 0: ``residual_y``, then each layer's ``grad_w``, ``grad_b`` (read from its
-  update) and ``residual_x``, against JAX;
-- where (classes only): each layer's backward fed JAX's upstream (``residual_y`` for the top
-  layer, the ``residual_x`` of the layer above for the others), on fresh copies of the net; a
-  quantity wrong there originates in that layer; the catalogue (``fcgrad.diagnosis.catalogue``) names it;
+The findings:
+- step 0, end to end: ``residual_y``, then each layer's ``residual_z`` (when the file exposes it),
+  ``grad_w``, ``grad_b`` (read from its update, or as its backward returns them) and ``residual_x``,
+  against JAX; the file's own numbers flow down;
+- where (the layered classes): each layer's backward fed JAX's upstream, on fresh copies of the net;
+- every origin (``fcgrad.audits.code_judge``): each exposed quantity judged from the inputs it was
+  computed from, so that independent mistakes are each an origin, named by the catalogue
+  (``fcgrad.diagnosis.catalogue``) in the file's layout, and what follows from them is inherited;
 - drift: the file's own training step and JAX's ``p.steps`` times, every step compared.
 The first layer's ``residual_x`` (∂L/∂X) trains nothing and is left out, as in ``audit``.
 """
 
+import contextlib
+import sys
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fcgrad import reference
 from fcgrad.audits.blog import Divergence, _checkpoint_steps, _param_diff_per_entry, backward_order
-from fcgrad.audits.code_load import ClassNet, build_class_net, load_module
-from fcgrad.audits.code_step import StepNet, build_step_net
-from fcgrad.diagnosis.catalogue import Diagnosis, diagnose
-from fcgrad.diagnosis.network import network_context
+from fcgrad.audits.code_judge import CodeFinding, judge, residual_scale
+from fcgrad.audits.code_layers import LayeredNet
+from fcgrad.audits.code_layout import Layout, check_samples, check_weights
+from fcgrad.audits.code_load import build, declarations, load_module, user_folder
+from fcgrad.audits.code_model import refuse_overrides
 from fcgrad.engine import tolerances as tol
-from fcgrad.engine.compare import Row, errors
+from fcgrad.engine.compare import Row
 from fcgrad.engine.problems import Problem, and_example, random_problem
-from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual import validate
 from fcgrad.manual.errors import FcgradError
-from fcgrad.manual.losses import LOSSES
-from fcgrad.testing import BACKWARD_REL_TOL
+from fcgrad.reports.html import CodeAuditHtml
 
-# Rows pass within the layer helper's BACKWARD_REL_TOL (1e-10): a user's formula may be written another way
-# than the library's (from y rather than z), which costs digits: measured rel 4.4e-11 on residual_z of a
-# correct tanh layer driven into saturation (|z| ≈ 30), where 1 − y² is a difference of nearly equal numbers.
-# A gradient read back from an update, (w − (w − lr·g)) / lr, carries the rounding of w itself: up to
-# about ε·max|w| / lr per entry. Measured on a correct class network in the blog's shape (examples/ with
-# its mistakes fixed) and on the blog's code: max|Δ| ≤ 8.2e-16 with lr 0.1 and |w| ≤ 1.3, where
-# ε·|w|/lr = 2.9e-15. 8× that bound covers the two roundings (the product and the difference) with room,
-# and stays 1e8× below an O(1e-3) wrong gradient.
-UPDATE_ROUNDING_FACTOR = 8.0
-# A layer's forward or the loss matches a library formula to a few ulps when it is that formula
-# (measured rel ≤ 1e-16 on the fixtures); 1e-9 tells formulas apart without being fooled by rounding.
-FORMULA_MATCH_TOL = 1e-9
 BLOG_SIZES = (2, 4, 1)
+NEVER_APPLIED = {  # what leaves w and b unchanged, when a layer's gradients read back as exactly 0
+    "classes": "its backward leaves w and b as they were, and nothing has an update(lr) or step(lr) to apply "
+    "what it stored",
+    "store-then-update": "its backward and update leave w and b as they were",
+    "step": "step returns w and b as they came",
+}
+
+__all__ = ["CodeAuditReport", "CodeFinding", "Inherited", "audit_code"]
 
 
 @dataclass(frozen=True)
-class CodeFinding:
+class Inherited:
+    """A quantity that differs from JAX only because of an origin above it (``origin``: its finding's location)."""
+
     layer: int
     quantity: str
-    max_abs_err: float  # fed JAX's upstream (classes), or end to end (step protocol)
-    rel_err: float
-    diagnoses: tuple[Diagnosis, ...]
-    note: str = ""  # e.g. residual_z named as the suspect
+    origin: tuple[int, str] | None
+    judged: bool = True  # False: the file exposes no upstream for it, so it was not judged on its own
 
 
 @dataclass
-class CodeAuditReport:
+class CodeAuditReport(CodeAuditHtml):
     file: str
-    protocol: str  # "classes" or "step"
+    protocol: str  # classes, store-then-update, train_step, step or functions
     problem: Problem
     end_to_end: list[Row]  # step 0, the file's own numbers flowing down
-    isolated: list[Row]  # each layer fed JAX's upstream (classes only)
-    findings: list[CodeFinding]
+    isolated: list[Row]  # each layer fed JAX's upstream (the layered classes only)
+    findings: list[CodeFinding]  # the origins
     drift: Divergence
     histories: dict = field(default_factory=dict, repr=False)  # loss_code, loss_reference, param_maxdiff per step
+    layout: Layout = field(default_factory=Layout)
+    inherited: list[Inherited] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the audit took from where, when the file did not say
+    layout_from: str = "the blog's, the default"  # where the layout was declared
 
     @property
     def ok(self) -> bool:
-        return not self.findings and all(r.ok for r in self.end_to_end)
+        return not self.findings and all(r.ok for r in self.end_to_end + self.isolated)
 
 
-def _match(what: str, candidates: dict, value_of, actual, file: str) -> str:
-    for name, fn in candidates.items():
-        expected = value_of(fn)
-        if np.shape(expected) == np.shape(actual) and errors(actual, expected)[1] <= FORMULA_MATCH_TOL:
-            return name
-    raise FcgradError(f"{file}: {what} matches none of {', '.join(candidates)}; expected one of the library's")
+def resolve_layout(declared: dict, weights: str | None, samples: str | None) -> tuple[Layout, list[str]]:
+    """The layout the file declares and the one asked for, which must agree; and where it came from."""
+    chosen, said = {}, []
+    for key, asked, check, option in (
+        ("WEIGHTS", weights, check_weights, "--weights"),
+        ("SAMPLES", samples, check_samples, "--samples"),
+    ):
+        mine = declared.get(key)
+        value = check(mine[0], f"{mine[1]}: {key}") if mine else None
+        if asked is not None:
+            asked = check(asked, option)
+            if value is not None and asked != value:
+                raise FcgradError(
+                    f"{option} {asked}: {mine[1]} declares {key} = {value!r}; expected one layout, "
+                    f"the same in both places or in one"
+                )
+        chosen[key] = value or asked
+        if value or asked:
+            said.append(f"{key} = {value or asked!r} at {mine[1]}" if value else f"{option} {asked}")
+    layout = Layout(chosen["WEIGHTS"] or "in,out", chosen["SAMPLES"] or "columns")
+    return layout, said
 
 
-def _read_model(cn: ClassNet, p: Problem) -> tuple[tuple[str, ...], str]:
-    """The activation of each layer and the loss the user's forward computes."""
-    cn.set_params(p.params, p.lr)
-    acts, x = [], p.x
-    for i, lp in enumerate(p.params):
-        y = np.asarray(cn.forward_one(i, x))
-        z = lp["w"].T @ x + lp["b"]  # (out, in)·(in, N) + (out, 1) -> (out, N)
-        acts.append(_match(f"layer {i} forward f(wᵀx + b)", ACTIVATIONS, lambda a, z=z: a.forward(z), y, cn.file))
-        x = y
-    value = cn.loss_forward(x, p.t)
-    loss = _match("the loss forward(y, t)", LOSSES, lambda lo: float(lo.forward(x, p.t)), value, cn.file)
-    return tuple(acts), loss
+def _sizes_declared(declared: dict) -> tuple[int, ...] | None:
+    if "SIZES" not in declared:
+        return None
+    value, where = declared["SIZES"]
+    try:
+        return tuple(validate.check_sizes(list(value)))
+    except (FcgradError, TypeError) as exc:
+        raise FcgradError(f"{where}: SIZES: expected the layer widths, e.g. (2, 4, 1); {exc}") from None
 
 
-def _problem_for(sizes: tuple[int, ...], problem: Problem | None, file: str) -> Problem:
-    if problem is None:
-        return and_example() if sizes == BLOG_SIZES else random_problem(list(sizes))
-    if tuple(problem.sizes) != sizes:
-        raise FcgradError(
-            f"{file}: the network has sizes {'-'.join(map(str, sizes))}, the problem "
-            f"{'-'.join(map(str, problem.sizes))}; expected the same widths"
-        )
-    return problem
-
-
-def _row(layer: int, quantity: str, a, r, floor: float = 0.0) -> Row:
-    limit = BACKWARD_REL_TOL
-    a = np.asarray(a, np.float64)
-    if a.shape != np.shape(r):
-        return Row(layer, quantity, float("nan"), float("nan"), limit, False)
-    max_abs, rel = errors(a, r)
-    return Row(layer, quantity, max_abs, rel, limit, bool(rel <= limit or max_abs <= floor))
-
-
-def _residual_floor(upstream) -> float:
-    """Rounding of an activation's derivative written from y (1 − y² loses digits where y saturates): ε per entry."""
-    return UPDATE_ROUNDING_FACTOR * float(np.finfo(np.float64).eps) * float(np.max(np.abs(upstream), initial=0.0))
-
-
-def _floor(w, lr: float) -> float:
-    return UPDATE_ROUNDING_FACTOR * float(np.finfo(np.float64).eps) * max(1.0, float(np.max(np.abs(w)))) / lr
-
-
-def _layer_rows(i: int, grads, ref_layer: dict, params, lr: float, upstream) -> tuple[list[Row], dict]:
-    """Rows of one layer's (grad_w, grad_b, residual_x, residual_z or None), residual_z first when known."""
-    grad_w, grad_b, residual_x, residual_z = grads
-    rows, values = [], {"grad_w": grad_w, "grad_b": grad_b}
-    if residual_z is not None:
-        rows.append(_row(i, "residual_z", residual_z, ref_layer["residual_z"], _residual_floor(upstream)))
-        values["residual_z"] = residual_z
-    rows += [
-        _row(i, "grad_w", grad_w, ref_layer["grad_w"], _floor(params[i]["w"], lr)),
-        _row(i, "grad_b", grad_b, ref_layer["grad_b"], _floor(params[i]["b"], lr)),
-    ]
-    if i > 0 and residual_x is not None:
-        rows.append(_row(i, "residual_x", residual_x, ref_layer["residual_x"]))
-        values["residual_x"] = residual_x
-    return rows, values
-
-
-def _classes_step0(cn: ClassNet, p: Problem, ref: dict) -> tuple[list[Row], list[Row], dict]:
-    """(end-to-end rows, isolated rows, isolated values by (layer, quantity))."""
-    top = len(p.params) - 1
-    cn.set_params(p.params, p.lr)
-    cn.loss_forward(cn.forward(p.x), p.t)
-    residual = cn.loss_backward()
-    e2e = [_row(top, "residual_y", residual, ref["residual_y"])]
-    iso, values = list(e2e), {(top, "residual_y"): residual}
-    for i in range(top, -1, -1):
-        g = cn.layer_backward(i, residual)
-        e2e += _layer_rows(i, g, ref["layers"][i], p.params, p.lr, residual)[0]
-        residual = g.residual_x
-    for i in range(top, -1, -1):
-        cn.set_params(p.params, p.lr)
-        cn.forward(p.x)
-        upstream = ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]  # (out, N), correct
-        rows, vals = _layer_rows(i, cn.layer_backward(i, upstream), ref["layers"][i], p.params, p.lr, upstream)
-        iso += rows
-        values.update({(i, q): v for q, v in vals.items()})
-    return e2e, iso, values
-
-
-def _findings(rows: list[Row], values: dict, p: Problem, ref: dict, *, first_only: bool = False) -> list[CodeFinding]:
-    """Failing rows as findings, named by the catalogue; within a layer a wrong residual_z hides what follows.
-
-    ``first_only`` (end-to-end rows): only the first wrong quantity in backward order, the others inherit it.
-    """
-    wrong = {(r.layer, r.quantity): r for r in rows if not r.ok}
-    measured = {(r.layer, r.quantity) for r in rows}
-    notes: dict[tuple[int, str], str] = {}
-    for layer in {k[0] for k in wrong}:
-        after = [(layer, q) for q in ("grad_w", "grad_b", "residual_x") if (layer, q) in measured]
-        if (layer, "residual_z") in wrong:
-            for k in after:
-                wrong.pop(k, None)
-        elif (layer, "residual_z") not in measured and len(after) > 1 and all(k in wrong for k in after):
-            notes[after[0]] = (
-                f"{', '.join(q for _, q in after)} are all wrong from correct inputs: residual_z (the activation's "
-                "derivative) is the suspect; name it residual_z in the backward and the audit will check it"
+def _problem_for(sizes, problem: Problem | None, file: str, *, lr=None, batch=None, seed=None) -> Problem:
+    if problem is not None:
+        if sizes is not None and tuple(problem.sizes) != tuple(sizes):
+            raise FcgradError(
+                f"{file}: the network has sizes {'-'.join(map(str, sizes))}, the problem "
+                f"{'-'.join(map(str, problem.sizes))}; expected the same widths"
             )
-            for k in after[1:]:
-                wrong.pop(k)
-    out = []
-    for key in sorted(wrong, key=backward_order):
-        r = wrong[key]
-        truth = ref["residual_y"] if r.quantity == "residual_y" else ref["layers"][r.layer][r.quantity]
-        ctx = network_context(p, ref, r.layer, r.quantity)
-        found = tuple(diagnose(values[key], truth, ctx))
-        out.append(CodeFinding(r.layer, r.quantity, r.max_abs_err, r.rel_err, found, notes.get(key, "")))
-        if first_only:
-            break
-    return out
-
-
-def _finite(values: np.ndarray, k: int) -> float | None:
-    return float(values[k]) if k < len(values) and np.isfinite(values[k]) else None
+        return problem
+    sizes = tuple(sizes or BLOG_SIZES)
+    if sizes == BLOG_SIZES and batch is None:
+        p = and_example(0 if seed is None else seed)
+    else:
+        p = random_problem(list(sizes), batch=8 if batch is None else batch, seed=0 if seed is None else seed)
+    return p.with_options(lr=lr)
 
 
 def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
@@ -215,7 +142,8 @@ def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
     common = dict(activations=p.activations, loss=p.loss)
     r = reference.train(p.params, p.x, p.t, lr=p.lr, steps=done, **common)
     if diverged is None:  # entry k of each: the loss at the parameters after k steps
-        losses.append(stepper(params)[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses.append(stepper(params)[0])
     final_ref = reference.gradients(r["final"], p.x, p.t, **common)["loss"]
     mine = [{q: np.stack([h[i][q] for h in history[: done + 1]]) for q in ("w", "b")} for i in range(len(p.params))]
     dp, scale = _param_diff_per_entry(mine, r["params"])  # (done + 1,)
@@ -223,8 +151,9 @@ def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
     over = np.flatnonzero(dp[1:] > tol.TRAJ_ABS_TOL_F64 * max(1.0, scale))
     checkpoints = [
         {"step": m, "loss_blog": _finite(lc, m), "loss_jax": _finite(lj, m), "param_max_abs_diff": float(dp[m])}
-        for m in _checkpoint_steps(done) if m <= done
-    ]  # fmt: skip
+        for m in _checkpoint_steps(done)
+        if m <= done
+    ]
     div = Divergence(
         steps=done,
         diverged_at_step=diverged,
@@ -239,27 +168,93 @@ def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
     return div, {"loss_code": lc, "loss_reference": lj, "param_maxdiff": dp}
 
 
-def audit_code(path: str, problem: Problem | None = None, *, steps: int | None = None) -> CodeAuditReport:
-    """Audit the network in ``path`` on ``problem`` (default: the blog's AND for a 2-4-1 net, else a random one)."""
+def _finite(values: np.ndarray, k: int) -> float | None:
+    return float(values[k]) if k < len(values) and np.isfinite(values[k]) else None
+
+
+def _inherited(tables: list[list[Row]], findings: list[CodeFinding], unjudged: set) -> list[Inherited]:
+    origins = sorted(((f.layer, f.quantity) for f in findings), key=backward_order)
+    out, seen = [], set(origins)
+    for r in (r for rows in tables for r in rows):
+        key = (r.layer, r.quantity)
+        if r.ok or key in seen:
+            continue
+        seen.add(key)
+        above = [o for o in origins if backward_order(o) <= backward_order(key)]
+        out.append(Inherited(r.layer, r.quantity, above[-1] if above else None, key not in unjudged))
+    return sorted(out, key=lambda h: backward_order((h.layer, h.quantity)))
+
+
+def audit_code(
+    path: str,
+    problem: Problem | None = None,
+    *,
+    steps: int | None = None,
+    weights: str | None = None,
+    samples: str | None = None,
+    loss: str | None = None,
+    activations=None,
+    lr: float | None = None,
+    batch: int | None = None,
+    seed: int | None = None,
+) -> CodeAuditReport:
+    """Audit the network in ``path`` on ``problem`` (default: the blog's AND for a 2-4-1 net, else a random one).
+
+    ``weights`` (``"in,out"`` or ``"out,in"``) and ``samples`` (``"columns"`` or ``"rows"``): the file's layout,
+    unless it declares ``WEIGHTS`` / ``SAMPLES`` itself (a different one is refused). ``loss`` and ``activations``:
+    what the caller expects the file to compute (refused when it computes another); ``lr``, ``batch``, ``seed``:
+    for the problem chosen when none is given. The file's prints go to stderr, leaving stdout to the report.
+    """
+    with user_folder(path), contextlib.redirect_stdout(sys.stderr):
+        return _audit(path, problem, steps, weights, samples, loss, activations, lr, batch, seed)
+
+
+def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch, seed) -> CodeAuditReport:
     module = load_module(path)
-    if hasattr(module, "Net"):
-        net: ClassNet | StepNet = build_class_net(module, path)
-        p = _problem_for(net.sizes, problem, path)
-        acts, loss = _read_model(net, p)
-    else:
-        net = build_step_net(module, path)
-        p = problem or and_example()
-        acts, loss = net.model(p)
-    p = replace(p, activations=acts, loss=loss, trainable=None, dtype="float64")
+    declared = declarations(module, path)
+    layout, said = resolve_layout(declared, weights, samples)
+    sizes_said = _sizes_declared(declared)
+    hint = tuple(problem.sizes) if problem is not None else (sizes_said or BLOG_SIZES)
+    driver, declared = build(module, path, layout, hint, problem.lr if problem is not None else (lr or 0.1))
+    sizes = driver.sizes if driver.sizes is not None else sizes_said
+    p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
+    model = driver.model(p, declared)
+    refuse_overrides(model, path, loss=loss, activations=activations)
+    p = replace(p, activations=model.activations, loss=model.loss, trainable=None, dtype="float64")
     p = p.with_options(steps=steps, dtype="float64")
     ref = reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
-    if isinstance(net, ClassNet):
-        e2e, iso, values = _classes_step0(net, p, ref)
-        findings = _findings(iso, values, p, ref)
-    else:
-        e2e, values = net.step0(p, ref, _row, _layer_rows)
-        iso, findings = [], _findings(e2e, values, p, ref, first_only=True)
-    div, histories = drift(net.stepper(p), p)
+    own = driver.chain(p)[1]
+    scale = residual_scale(own, ref, layout, p.batch)
+    words = None  # the functions protocol returns its gradients: nothing is read back from an update
+    if driver.protocol != "functions":
+        step = getattr(getattr(driver, "step", None), "__name__", "its step")
+        words = NEVER_APPLIED.get(driver.protocol, f"{step} leaves w and b as they were")
+    e2e = judge(own, p, ref, layout, scale=scale, never_applied=words)
+    iso_rows, result = [], e2e
+    if isinstance(driver, LayeredNet):
+        top = len(p.params) - 1
+        ups = [scale * (ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]) for i in range(top + 1)]
+        result = judge(driver.fed(p, ups, own.residual_y), p, ref, layout, scale=scale, never_applied=words)
+        iso_rows = result.rows
+    notes = list(model.notes) + list(getattr(driver, "notes", []))
+    if scale != 1.0:
+        notes.append(
+            f"the file's residuals are per sample (N × JAX's, its gradients carry the 1/N): each is read "
+            f"divided by N = {p.batch}"
+        )
+    div, histories = drift(driver.stepper(p), p)
+    inherited = _inherited([e2e.rows, iso_rows], result.findings, e2e.unjudged | result.unjudged)
     return CodeAuditReport(
-        path, "classes" if isinstance(net, ClassNet) else "step", p, e2e, iso, findings, div, histories
+        path,
+        driver.protocol,
+        p,
+        e2e.rows,
+        iso_rows,
+        result.findings,
+        div,
+        histories,
+        layout,
+        inherited,
+        notes,
+        "; ".join(said) or "the blog's, the default",
     )

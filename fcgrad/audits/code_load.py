@@ -1,36 +1,58 @@
-"""Loading a user's network file and driving it through one of two documented protocols.
+"""Loading a user's network file and recognising which protocol of ``audit --code`` it follows.
 
-**Classes** (the blog's shape). The file defines ``Net``, constructible with no arguments, whose
-instance holds
-- its layers in forward order: a list ``net.layers``, or else its attributes that have ``w``,
-  ``b``, ``forward`` and ``backward``, in the order ``__init__`` sets them (``fc1``, ``fc2``);
-- a loss: ``net.loss``, or else the one attribute with ``forward`` and ``backward`` and no ``w``.
-A layer has ``w`` (in, out), ``b`` (out, 1), ``lr``, ``forward(x) -> y`` and ``backward(residual)``,
-which updates ``w`` and ``b`` with ``lr`` (the gradients are read back from that update:
-``grad = (before − after) / lr``) and returns the residual for the layer below. The loss has
-``forward(y, t) -> L`` and ``backward() -> ∂L/∂y``.
-
-**A step function**, for any other shape: ``step(params, X, T, lr)`` returning ``(loss, new_params)``
-or ``(loss, new_params, residuals)``, with params ``[{"w": (in, out), "b": (out, 1)}, ...]`` and
-residuals an optional dict of ``"residual_y"`` (out, N) and lists ``"residual_x"`` / ``"residual_z"``
-with one array per layer. The file may set ``ACTIVATIONS`` (one name per layer) and ``LOSS``;
-the default is the problem's.
+The protocols (README, "The protocols of audit --code", has an example of each):
+- **classes** (the blog's shape) and **store-then-update**: a network class holding layers with
+  ``forward(x)`` and ``backward(residual)`` and a loss (``fcgrad.audits.code_layers``);
+- **train_step**: a network class with ``train_step(X, T)``, ``fit(X, T, epochs)`` or
+  ``update_mini_batch(batch, eta)`` (``fcgrad.audits.code_train``);
+- **step**: a function ``step(params, X, T, lr)`` (``fcgrad.audits.code_step``);
+- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)`` (``fcgrad.audits.code_functions``).
+The network class is ``Net`` (or ``Network``, ``NeuralNetwork``, ``Model``, ``MLP``), else the one class of
+the file that has a training method. The file's folder is importable while it is audited, so it may import
+a sibling module of its own. Module-level declarations, each optional: ``WEIGHTS`` and ``SAMPLES`` (its
+layout, ``fcgrad.audits.code_layout``), ``ACTIVATIONS``, ``LOSS``, ``SIZES`` (the widths to build a class
+that takes them), ``PARAMS`` (the functions protocol's form).
 
 Every call into the file goes through ``fcgrad.engine.user_code.call``: an exception there becomes
 one ``FcgradError`` line naming the user's file and line.
 """
 
+import ast
+import contextlib
 import importlib.util
-import inspect
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from fcgrad.engine.user_code import call, user_error
+from fcgrad.audits import code_functions
+from fcgrad.audits.code_layers import build_layered, find_loss
+from fcgrad.audits.code_params import construct, find_slots, required
+from fcgrad.audits.code_step import StepNet
+from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step
+from fcgrad.engine.user_code import definition, user_error
 from fcgrad.manual.errors import FcgradError
+
+NET_NAMES = ("Net", "Network", "NeuralNetwork", "Model", "MLP")
+DECLARED = ("WEIGHTS", "SAMPLES", "ACTIVATIONS", "LOSS", "SIZES", "PARAMS")
+PROTOCOLS_HELP = 'README, "The protocols of audit --code"'
+
+
+@contextlib.contextmanager
+def user_folder(path: str):
+    """The file's folder first on ``sys.path``; afterwards the path and every module loaded from it are gone."""
+    folder = str(Path(path).resolve().parent)
+    before = set(sys.modules)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if file and Path(file).resolve().parent == Path(folder):
+                sys.modules.pop(name, None)
 
 
 def load_module(path: str):
@@ -53,158 +75,104 @@ def load_module(path: str):
     return module
 
 
-class LayerOut(NamedTuple):
-    grad_w: np.ndarray  # (in, out), read from the update
-    grad_b: np.ndarray  # (out, 1), read from the update
-    residual_x: np.ndarray  # (in, N), what the backward returned
-    residual_z: np.ndarray | None  # (out, N), the backward's local of that name, when it has one
+def declarations(module, path: str) -> dict[str, tuple[object, str]]:
+    """``{name: (value, "path:line")}`` of the file's module-level declarations."""
+    lines: dict[str, int] = {}
+    with contextlib.suppress(OSError, SyntaxError, ValueError):
+        for node in ast.parse(Path(path).read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in DECLARED:
+                    lines.setdefault(t.id, node.lineno)
+    return {k: (getattr(module, k), f"{path}:{lines.get(k, 1)}") for k in DECLARED if hasattr(module, k)}
 
 
-class _LocalCatcher:
-    """Reads one local variable of a function as the function returns (``sys.setprofile``, this thread only)."""
-
-    def __init__(self, fn, name: str):
-        self.code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-        self.name, self.value = name, None
-
-    def _profile(self, frame, event, arg):
-        if event == "return" and frame.f_code is self.code:
-            self.value = frame.f_locals.get(self.name)
-
-    def __enter__(self):
-        self._previous = sys.getprofile()
-        if self.code is not None:
-            sys.setprofile(self._profile)
-        return self
-
-    def __exit__(self, *exc):
-        sys.setprofile(self._previous)
-        return False
+def _own_classes(module) -> list[type]:
+    return [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__]
 
 
-def _defined_at(obj) -> str:
-    try:
-        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
-    except (OSError, TypeError):
-        return "<unknown>"
+def _has_training(cls) -> bool:
+    return any(callable(getattr(cls, n, None)) for n in (*STEP_NAMES, *FIT_NAMES, *PAIRS_NAMES))
 
 
-def _is_layer(obj) -> bool:
-    return all(hasattr(obj, a) for a in ("w", "b", "forward", "backward"))
+def net_class(module) -> type | None:
+    for name in NET_NAMES:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            return cls
+    trained = [c for c in _own_classes(module) if _has_training(c)]
+    return trained[0] if len(trained) == 1 else None
 
 
-def _is_loss(obj) -> bool:
-    return callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)) and not _is_layer(obj)
+def _functions(module) -> list[str]:
+    return [
+        k
+        for k, v in vars(module).items()
+        if callable(v)
+        and not isinstance(v, type)
+        and not k.startswith("_")
+        and getattr(v, "__module__", None) == module.__name__
+    ]
 
 
-@dataclass
-class ClassNet:
-    """A user's ``Net`` instance and where its layers and loss are."""
-
-    file: str
-    net: object
-    layers: list
-    loss: object
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        shapes = [np.shape(layer.w) for layer in self.layers]
-        return (shapes[0][0], *[s[1] for s in shapes])
-
-    def set_params(self, params, lr: float) -> None:
-        """Copies of ``params`` into the layers (the user's backward may update them in place)."""
-        for i, (layer, p) in enumerate(zip(self.layers, params)):
-            for key in ("w", "b"):
-                mine = np.shape(getattr(layer, key))
-                if mine != p[key].shape:
-                    raise FcgradError(
-                        f"{_defined_at(type(layer))}: layer {i} {key} has shape {mine}, expected {p[key].shape} "
-                        f"(the problem's {'-'.join(map(str, self.sizes))} network, {key} as (in, out) / (out, 1))"
-                    )
-                setattr(layer, key, np.array(p[key], dtype=np.float64))
-            if not hasattr(layer, "lr"):
-                raise FcgradError(f"{_defined_at(type(layer))}: layer {i} has no lr; expected the learning rate its "
-                                  "backward updates w and b with")  # fmt: skip
-            layer.lr = lr
-
-    def params(self) -> list[dict[str, np.ndarray]]:
-        return [{"w": np.array(layer.w, dtype=np.float64), "b": np.array(layer.b, dtype=np.float64)}
-                for layer in self.layers]  # fmt: skip
-
-    def forward_one(self, i: int, x: np.ndarray) -> np.ndarray:
-        out = call(f"layer {i} forward", self.layers[i].forward, x.copy(), filename=self.file)
-        return self._array(out, f"layer {i} forward")
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        for i in range(len(self.layers)):
-            x = self.forward_one(i, x)
-        return x
-
-    def loss_forward(self, y, t) -> float:
-        return float(call("loss forward", self.loss.forward, y.copy(), t.copy(), filename=self.file))
-
-    def loss_backward(self) -> np.ndarray:
-        return self._array(call("loss backward", self.loss.backward, filename=self.file), "loss backward")
-
-    def layer_backward(self, i: int, residual: np.ndarray) -> "LayerOut":
-        """Layer ``i``'s backward fed ``residual``: grads read from its update, and its local ``residual_z`` if any."""
-        layer = self.layers[i]
-        w0, b0 = np.array(layer.w, dtype=np.float64), np.array(layer.b, dtype=np.float64)
-        with _LocalCatcher(layer.backward, "residual_z") as caught:
-            out = call(f"layer {i} backward", layer.backward, residual.copy(), filename=self.file)
-        w1, b1 = np.array(layer.w, dtype=np.float64), np.array(layer.b, dtype=np.float64)
-        if w1.shape != w0.shape or b1.shape != b0.shape:
-            raise FcgradError(
-                f"{_defined_at(type(layer))}: layer {i} backward changed the shapes of w {w0.shape} -> {w1.shape}, "
-                f"b {b0.shape} -> {b1.shape}; expected updates in place of the same shape"
-            )
-        rz = caught.value
-        rz = np.asarray(rz, dtype=np.float64) if isinstance(rz, np.ndarray) else None
-        return LayerOut((w0 - w1) / layer.lr, (b0 - b1) / layer.lr, self._array(out, f"layer {i} backward"), rz)
-
-    def _array(self, value, what: str) -> np.ndarray:
-        if value is None:
-            raise FcgradError(f"{self.file}: {what} returned None; expected an array")
-        return np.asarray(value, dtype=np.float64)
-
-    def step(self, x, t) -> float:
-        """One training step as the file's own classes run it: forward, loss, every backward top down."""
-        value = self.loss_forward(self.forward(x), t)
-        residual = self.loss_backward()
-        for i in range(len(self.layers) - 1, -1, -1):
-            residual = self.layer_backward(i, residual).residual_x
-        return value
-
-    def stepper(self, p):
-        """``params -> (loss at params, params after one of the file's own steps)``, for the drift."""
-
-        def run(params):
-            self.set_params(params, p.lr)
-            value = self.step(p.x, p.t)
-            return value, self.params()
-
-        return run
+def _methods(cls) -> str:
+    names = [k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")]
+    return f"class {cls.__name__}({', '.join(names)})"
 
 
-def build_class_net(module, file: str) -> ClassNet:
-    """``module.Net()`` and its layers and loss, or a one-line error naming the file and the class."""
-    if not hasattr(module, "Net"):
-        raise FcgradError(f"{file}: expected a class Net (or a function step(params, X, T, lr)); found neither")
-    state = np.random.get_state()
-    try:
-        net = call("Net()", module.Net, filename=file)
-    finally:
-        np.random.set_state(state)
-    where = _defined_at(module.Net)
-    attrs = list(vars(net).values())
-    layers = list(getattr(net, "layers", None) or [a for a in attrs if _is_layer(a)])
-    if not layers or not all(_is_layer(layer) for layer in layers):
-        raise FcgradError(f"{where}: Net has no layers; expected net.layers or attributes with w, b, forward, backward")
-    loss = getattr(net, "loss", None)
-    if not _is_loss(loss):
-        losses = [a for a in attrs if _is_loss(a)]
-        if len(losses) != 1:
-            raise FcgradError(f"{where}: expected one loss (net.loss with forward(y, t) and backward()), "
-                              f"found {len(losses)}")  # fmt: skip
-        loss = losses[0]
-    return ClassNet(file, net, layers, loss)
+def _step_fits(module) -> bool:
+    fn = getattr(module, "step", None)
+    return callable(fn) and not isinstance(fn, type) and len(required(fn)) == 4
+
+
+CLASSES = "classes (a net of layers with forward and backward, and a loss)"
+TRAIN_STEP = "train_step (a net whose one method trains one step)"
+STEP = "step (a function step(params, X, T, lr))"
+FUNCTIONS = "functions (forward(params, X) and backward(params, cache, T))"
+
+
+def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
+    """The driver of the protocol the file follows, or one line: what was found, the closest protocol, what it lacks."""
+    declared = declarations(module, path)
+    cls = net_class(module)
+    missing = {
+        CLASSES: f"no class {', '.join(NET_NAMES)}",
+        TRAIN_STEP: f"no class {', '.join(NET_NAMES)} (nor one class with a training method)",
+        STEP: "no function step(params, X, T, lr) (four arguments)",
+        FUNCTIONS: "no functions forward(params, X) and backward(params, cache, T)",
+    }
+    if cls is not None:
+        net = construct(cls, sizes, lr, path)
+        driver, missing[CLASSES] = build_layered(net, layout, path)
+        if driver is not None:
+            return driver, declared
+        found = find_slots(net)
+        missing[TRAIN_STEP] = "no parameters: layers with w and b, net.weights and net.biases, or W1, b1, ..."
+        if found is not None:
+            driver, missing[TRAIN_STEP] = build_train_step(net, found[0], layout, path)
+            if driver is not None:
+                return driver, declared
+    if _step_fits(module):
+        return StepNet(module, path, layout), declared
+    if code_functions.fits(module):
+        return code_functions.FunctionsNet(module, path, layout, declared), declared
+    found_words = [_methods(c) for c in _own_classes(module)] + [f"function {f}" for f in _functions(module)]
+    closest = _closest(module, cls)
+    raise FcgradError(
+        f"{(definition(cls, path) or path) if cls is not None else path}: fits no protocol of audit --code; found "
+        f"{'; '.join(found_words) or 'nothing callable'}; closest: {closest}, but {missing[closest]}; "
+        f"see {PROTOCOLS_HELP}"
+    )
+
+
+def _closest(module, cls) -> str:
+    if cls is not None:
+        return TRAIN_STEP if _has_training(cls) else CLASSES
+    if callable(getattr(module, "step", None)):
+        return STEP
+    if callable(getattr(module, "forward", None)) or callable(getattr(module, "backward", None)):
+        return FUNCTIONS
+    return CLASSES
+
+
+__all__ = ["build", "declarations", "find_loss", "load_module", "net_class", "user_folder"]

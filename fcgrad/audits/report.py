@@ -1,4 +1,4 @@
-"""Text and JSON of ``audit --code``."""
+"""Text and JSON of ``audit --code``; ``-q``: the findings, what they pass on, and the verdict."""
 
 from dataclasses import asdict
 
@@ -9,42 +9,92 @@ from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.reports.check import describe
 
+READ = {
+    "functions": "gradients as the file's backward returns them, applied by plain gradient descent",
+    "train_step": "gradients read back from each of its steps",
+}
 
-def _rows(title: str, rows: list[Row]) -> list[str]:
+
+def _result(r: Row, origins: set) -> str:
+    if r.ok:
+        return "ok"
+    return "MISMATCH (origin)" if (r.layer, r.quantity) in origins else "MISMATCH (inherited)"
+
+
+def _rows(title: str, rows: list[Row], origins: set) -> list[str]:
     lines = [title, f"  {'layer':<6}{'quantity':<12}{'max|Δ|':>10}{'rel':>10}  result"]
     for r in rows:
-        lines.append(
-            f"  {r.layer:<6}{r.quantity:<12}{r.max_abs_err:>10.1e}{r.rel_err:>10.1e}  {'ok' if r.ok else 'MISMATCH'}"
-        )
+        lines.append(f"  {r.layer:<6}{r.quantity:<12}{r.max_abs_err:>10.1e}{r.rel_err:>10.1e}  {_result(r, origins)}")
     return lines
 
 
-def text(report: CodeAuditReport) -> str:
-    p = report.problem
-    parts = [
-        f"fcgrad audit --code {report.file} ({report.protocol} protocol) — {describe(p)}",
-        "both sides start from the problem's parameters and train every w and b; gradients read from each update",
-        "",
-        *_rows("step 0, end to end (the file's own numbers flowing down), vs JAX", report.end_to_end),
-        "",
-    ]
-    if report.isolated:
-        parts += [*_rows("step 0, each layer fed JAX's upstream (where a mistake originates)", report.isolated), ""]
+def _index(f) -> list[str]:
+    if f.index is None:
+        return []
+    return [f"  largest difference at index {f.index}: file {f.value:.10g}, correct {f.expected:.10g}"]
+
+
+def _findings(report: CodeAuditReport) -> list[str]:
+    parts = []
     for k, f in enumerate(report.findings, 1):
-        how = "fed JAX's upstream" if report.isolated else "end to end"
         parts.append(
-            f"finding {k}: layer {f.layer} {f.quantity} — max|Δ| {f.max_abs_err:.2e}, rel {f.rel_err:.2e} ({how})"
+            f"finding {k}: layer {f.layer} {f.quantity} — max|Δ| {f.max_abs_err:.2e}, rel {f.rel_err:.2e} "
+            f"({f.judged_from})"
         )
+        parts += _index(f)
         parts += [f"  {d.message}" for d in f.diagnoses] or ["  no catalogue entry matches: a mistake of its own kind"]
         parts += [f"  {f.note}"] if f.note else []
-    if report.findings:
-        parts.append("")
-    drift = [line.replace("loss blog", "loss file") for line in drift_lines(report.drift, tol.TRAJ_ABS_TOL_F64)]
-    parts += ["the file's training vs JAX:", *drift, ""]
+    return parts
+
+
+def _inherited(report: CodeAuditReport) -> list[str]:
+    if not report.inherited:
+        return []
+    number = {(f.layer, f.quantity): k for k, f in enumerate(report.findings, 1)}
+    groups: dict[tuple, list[str]] = {}
+    for h in report.inherited:
+        groups.setdefault((h.origin, h.judged), []).append(f"layer {h.layer} {h.quantity}")
+    lines = []
+    for (origin, judged), where in groups.items():
+        source = f"finding {number[origin]}" if origin in number else "no finding"
+        how = "" if judged else ", or a mistake of their own: the file exposes no residual to judge them from"
+        lines.append(f"inherited from {source}{how}: {', '.join(where)}")
+    return lines
+
+
+def verdict(report: CodeAuditReport) -> str:
     names = [
         f"layer {f.layer} {f.quantity}" + (f" ({f.diagnoses[0].name})" if f.diagnoses else "") for f in report.findings
     ]
-    parts.append(f"{len(names)} finding(s): {', '.join(names)}" if names else "no findings: the file matches JAX")
+    return f"{len(names)} finding(s): {', '.join(names)}" if names else "no findings: the file matches JAX"
+
+
+def text(report: CodeAuditReport, *, quiet: bool = False) -> str:
+    """The audit as text; ``quiet``: each finding with its names, what it passes on, and the verdict line."""
+    if quiet:
+        return "\n".join([*_findings(report), *_inherited(report), verdict(report)])
+    p = report.problem
+    origins = {(f.layer, f.quantity) for f in report.findings}
+    read = READ.get(report.protocol, "gradients read from each update")
+    parts = [
+        f"fcgrad audit --code {report.file} ({report.protocol} protocol) — {describe(p)}",
+        f"the file's layout: {report.layout.describe()} ({report.layout_from})",
+        *report.notes,
+        f"both sides start from the problem's parameters and train every w and b; {read}",
+        "",
+        *_rows("step 0, end to end (the file's own numbers flowing down), vs JAX", report.end_to_end, origins),
+        "",
+    ]
+    if report.isolated:
+        title = "step 0, each layer fed JAX's upstream (where a mistake originates)"
+        parts += [*_rows(title, report.isolated, origins), ""]
+    parts += _findings(report)
+    parts += _inherited(report)
+    if report.findings or report.inherited:
+        parts.append("")
+    drift = [line.replace("loss blog", "loss file") for line in drift_lines(report.drift, tol.TRAJ_ABS_TOL_F64)]
+    parts += ["the file's training vs JAX:", *drift, ""]
+    parts.append(verdict(report))
     return "\n".join(parts)
 
 
@@ -54,7 +104,9 @@ def as_json(report: CodeAuditReport) -> dict:
             "ok": report.ok,
             "file": report.file,
             "protocol": report.protocol,
+            "layout": {"weights": report.layout.weights, "samples": report.layout.samples, "from": report.layout_from},
             "problem": report.problem.summary(),
+            "notes": list(report.notes),
             "end_to_end": [r.as_dict() for r in report.end_to_end],
             "isolated": [r.as_dict() for r in report.isolated],
             "findings": [
@@ -63,10 +115,23 @@ def as_json(report: CodeAuditReport) -> dict:
                     "quantity": f.quantity,
                     "max_abs_err": f.max_abs_err,
                     "rel_err": f.rel_err,
+                    "judged_from": f.judged_from,
+                    "index": None if f.index is None else list(f.index),
+                    "value": f.value,
+                    "expected": f.expected,
                     "diagnoses": [{"name": d.name, "message": d.message} for d in f.diagnoses],
                     "note": f.note,
                 }
                 for f in report.findings
+            ],
+            "inherited": [
+                {
+                    "layer": h.layer,
+                    "quantity": h.quantity,
+                    "origin": None if h.origin is None else list(h.origin),
+                    "judged": h.judged,
+                }
+                for h in report.inherited
             ],
             "drift": asdict(report.drift),
         }

@@ -23,6 +23,7 @@ from fcgrad.cli.main import (
 )
 from fcgrad.files.meta import run_meta
 from fcgrad.manual.blog_code import DEPARTURES, BlogDepartures
+from fcgrad.manual.errors import FcgradError
 from fcgrad.reports.check import describe
 
 
@@ -49,7 +50,19 @@ def register(subparsers) -> None:
     a.add_argument(
         "--code",
         metavar="FILE.py",
-        help="audit your own NumPy network: the blog's class shape (Net, layers, loss) or step(params, X, T, lr)",
+        help="audit your own NumPy network file: a class of layers, a class with train_step, step(params, X, T, lr), "
+        "or forward(params, X) and backward(params, cache, T)",
+    )
+    a.add_argument(
+        "--weights",
+        choices=["in,out", "out,in"],
+        help="with --code: your w is (in, out), the blog's (default), or (out, in), PyTorch's; or WEIGHTS in the file",
+    )
+    a.add_argument(
+        "--samples",
+        choices=["columns", "rows"],
+        help="with --code: one sample per column, x (in, N) and b (out, 1), the blog's (default); or per row, "
+        "x (N, in) and b (out,); or SAMPLES in the file",
     )
     a.add_argument(
         "--strict", action="store_true", help="exit 1 when the audit finds anything (to gate CI on the blog's code)"
@@ -61,7 +74,6 @@ def cmd_code(args: argparse.Namespace) -> int:
     """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
     from fcgrad.audits import report as code_audit_report
     from fcgrad.audits.code import audit_code
-    from fcgrad.cli.render import quiet_text
     from fcgrad.engine.description import describe_problem
     from fcgrad.manual.errors import FcgradError
     from fcgrad.reports.plots import plot_code_audit
@@ -73,22 +85,28 @@ def cmd_code(args: argparse.Namespace) -> int:
             "--departures with --code: the departures are switches of the blog's code, not of yours; "
             "expected no --departures"
         )
+    if args.dtype not in (None, "float64"):
+        raise FcgradError(f"--dtype {args.dtype} with --code: the audit runs your file in float64; expected no --dtype")
     given = args.example is not None or args.sizes is not None or args.data is not None
     problem = problem_from_args(args) if given else None
     _, json_path = output_paths(args)
-    report = audit_code(args.code, problem, steps=args.steps)
+    chosen = {} if given else {"lr": args.lr, "batch": args.batch, "seed": args.seed}
+    activations = args.activation.split(",") if args.activation and "," in args.activation else args.activation
+    report = audit_code(args.code, problem, steps=args.steps, weights=args.weights, samples=args.samples,
+                        loss=args.loss, activations=activations, **chosen)  # fmt: skip
     write_plot(args.plot, plot_code_audit, report)
     meta = run_meta("fcgrad audit --code", describe_problem(report.problem), final_loss=None, tolerances={})
     meta["code"] = args.code
-    shown = code_audit_report.text(report)
-    emit_results(args, json_path, {"meta": meta, **code_audit_report.as_json(report)},
-                 quiet_text(shown) if args.quiet else shown)  # fmt: skip
+    shown = code_audit_report.text(report, quiet=args.quiet)
+    emit_results(args, json_path, {"meta": meta, **code_audit_report.as_json(report)}, shown)
     return 1 if args.strict and report.findings else 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.code is not None:
         return cmd_code(args)
+    if args.weights is not None or args.samples is not None:
+        raise FcgradError("--weights/--samples without --code: they are your file's layout; expected --code FILE.py")
     command = "fcgrad audit"
     departures = BlogDepartures.from_names(args.departures or "all")  # bad names fail before any work
     d, p = described_problem(args)

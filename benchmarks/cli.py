@@ -5,7 +5,6 @@ Progress goes to stderr, one line per step of the run; the table and the perform
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from dataclasses import asdict, replace
@@ -90,11 +89,26 @@ def settings_from_args(args: argparse.Namespace, platform: str) -> suite.Setting
 
 
 def _write(path: str, result: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    from fcgrad.files.output import write_json
+
+    write_json(path, result)  # atomically: a run cut short leaves the last whole checkpoint
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--json`` and ``--plot`` checked as ``fcgrad check`` checks them, before any timing: the folder exists
+    and is writable, the name ends in .json and .png, and matplotlib is there for the plot."""
+    from fcgrad.files.output import check_output_path
+
+    if args.json is not None:
+        check_output_path(args.json, "--json", ".json")
+    if args.plot is not None:
+        from fcgrad.reports.plots import check_plot_target
+
+        check_plot_target(check_output_path(args.plot, "--plot", ".png"))
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    check_outputs(args)
     for spec in args.drift or ():
         parse_spec(spec)
     platform = _jax_platform(args.device)
@@ -122,7 +136,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.json:
             _write(args.json, {**result, "rows": rows, "partial": True})
 
-    checkpoint([])  # an unwritable --json path fails now, not after the run
+    checkpoint([])  # a run cut short leaves its JSON, marked partial
     if args.drift:  # first: quick, and then in every checkpoint
         from fcgrad.benchmarks.drift import gradient_drift
 
@@ -148,8 +162,10 @@ def run_bench(args: argparse.Namespace) -> int:
     print(report.goals_text(rows))
     if args.plot:
         from fcgrad.benchmarks.plot import plot
+        from fcgrad.files.output import atomic_path
 
-        plot(result, args.plot)
+        with atomic_path(args.plot) as tmp:
+            plot(result, tmp)
         progress(f"wrote {args.plot}")
     progress("done")
     return 0

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import jax
+import matplotlib.colors
 import numpy as np
 import pytest
 
 from fcgrad import manual, reference
-from fcgrad.benchmarks import cli, flops
+from fcgrad.benchmarks import check_cost, cli, flops, suite
+from fcgrad.benchmarks import plot as bench_plot
 from fcgrad.benchmarks.minimal import minimal_jax_train, minimal_numpy_step
 from fcgrad.benchmarks.variants import fused_train, manual_jit
 from fcgrad.benchmarks.workloads import make_workload
@@ -134,6 +136,113 @@ def test_plot_writes_a_png(quick_run, tmp_path):
     path = tmp_path / "bench.png"
     plot(quick_run[2], str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+JAX_VARIANTS = {"jit-step", "jit-fused", "minimal-jax", "manual-jit", "floor (jax)"}
+
+
+def _panel_axes(fig, n_panels: int):
+    """(time axes, floor_ratio axes) of the figure's device/dtype columns, left to right."""
+    axes = fig.axes[: 2 * n_panels]
+    return axes[0::2], axes[1::2]
+
+
+def _variant_lines(ax) -> dict:
+    return {line.get_label(): line for line in ax.get_lines() if line.get_label() in bench_plot.VARIANT_COLORS}
+
+
+@pytest.mark.parametrize(
+    "name, panels",
+    [
+        ("cpu", [("cpu", "float64"), ("cpu", "float32")]),
+        ("gpu", [("cpu", "float64"), ("cpu", "float32"), ("gpu", "float64"), ("gpu", "float32")]),
+    ],
+)
+def test_the_figure_has_a_column_per_device_and_dtype_with_time_and_floor_ratio(name, panels):
+    result = json.loads((RESULTS / f"{name}.json").read_text())
+    assert bench_plot.panels(result["rows"]) == panels
+    fig = bench_plot.figure(result)
+    assert len(fig.axes) == 2 * len(panels) + 1  # the last: the blog's loss curves
+    time_axes, ratio_axes = _panel_axes(fig, len(panels))
+    for (device, dtype), ax_t, ax_r in zip(panels, time_axes, ratio_axes):
+        assert dtype in ax_t.get_title() and ax_t.get_title().startswith("CPU" if device == "cpu" else "JAX on")
+        drawn = set(_variant_lines(ax_t))
+        assert {"jit-step", "jit-fused"} <= drawn  # the question the figure answers, in every panel
+        assert ("manual" in drawn) == (device == "cpu")  # NumPy runs on the host only
+        if device == "gpu":
+            assert drawn <= JAX_VARIANTS
+        ratios = set(_variant_lines(ax_r))
+        assert ratios == {v for v in drawn if not v.startswith("floor")}  # a floor's ratio to itself is 1
+
+
+def test_the_figure_gives_each_variant_one_colour_in_every_panel():
+    result = json.loads((RESULTS / "gpu.json").read_text())
+    fig = bench_plot.figure(result)
+    colours: dict = {}
+    for ax in fig.axes[: 2 * len(bench_plot.panels(result["rows"]))]:
+        for label, line in _variant_lines(ax).items():
+            colours.setdefault(label, set()).add(matplotlib.colors.to_hex(line.get_color()))
+    assert colours == {v: {matplotlib.colors.to_hex(c)} for v, c in bench_plot.VARIANT_COLORS.items() if v in colours}
+    assert len({matplotlib.colors.to_hex(c) for c in bench_plot.VARIANT_COLORS.values()}) == len(
+        bench_plot.VARIANT_COLORS
+    )  # no two variants share a colour
+    assert {"manual", "jit-step", "jit-fused", "floor (numpy)", "floor (jax)"} <= set(colours)
+
+
+@pytest.mark.parametrize(
+    "option, name, words",
+    [
+        ("--json", "missing/out.json", "--json: expected an existing directory"),
+        ("--json", "out.txt", "--json: expected a file name ending in .json"),
+        ("--plot", "out.jpg", "--plot: expected a file name ending in .png"),
+        ("--plot", "missing/out.png", "--plot: expected an existing directory"),
+    ],
+    ids=["json-no-folder", "json-suffix", "plot-suffix", "plot-no-folder"],
+)
+def test_a_bad_output_path_is_refused_in_one_line_before_any_timing(option, name, words, tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("the benchmark started timing")
+
+    monkeypatch.setattr(suite, "run", never)
+    assert cli.main(["--quick", "--sizes", "2-4-1", option, str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"fcgrad bench: error: {words}"), err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_fcgrad_bench_refuses_a_bad_json_path_as_fcgrad_check_does(tmp_path, monkeypatch, capsys):
+    from fcgrad.cli.main import main
+
+    monkeypatch.setattr(suite, "run", lambda *a, **k: pytest.fail("the benchmark started timing"))
+    assert main(["bench", "--quick", "--json", str(tmp_path / "missing" / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fcgrad bench: error: --json: expected an existing directory") and err.count("\n") == 1
+
+
+def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
+    path = tmp_path / "check_cost.json"
+    assert check_cost.main(["--quick", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert {"machine", "device", "versions", "method", "goal"} <= set(result) and result["quick"] is True
+    assert [(c["activation"], c["rule"]) for c in result["cases"]] == [("relu", "local"), ("tanh", "global")]
+    for case in result["cases"]:
+        assert (case["sizes"], case["batch"], case["steps"]) == ("16-32-32-4", 32, 50)
+        assert {"manual_run", "jax_run", "comparisons", "finite_differences"} <= set(case["phases_s"])
+        assert isinstance(case["goal_met"], bool) and len(case["rounds"]) == 1
+        r = case["rounds"][0]
+        assert r["trajectory_s"] == pytest.approx(sum(r["phases_s"][k] for k in check_cost.TRAJECTORY))
+        sides = (r["manual_step_s"] + r["jit_step_s"]) * case["steps"]
+        assert r["ratio"] == pytest.approx(r["trajectory_s"] / sides)
+        assert math.isfinite(r["ratio_without_compile"]) and r["finite_differences_s"] >= 0
+    out = capsys.readouterr().out
+    assert "local rule" in out and "global rule" in out and "ratio" in out
+
+
+def test_check_cost_refuses_a_bad_json_path_before_any_check(tmp_path, capsys):
+    assert check_cost.main(["--quick", "--json", str(tmp_path / "missing" / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json: expected an existing directory" in err
 
 
 def test_fcgrad_bench_is_a_subcommand():
@@ -261,20 +370,25 @@ def test_merge_replaces_a_workloads_rows_and_keeps_the_others(quick_run):
 
 
 GPU_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.sh"
+SCRIPT_TIMEOUT_S = 60  # the usage line comes back at once; a minute means the script hangs
+SMOKE_TIMEOUT_S = 240  # the smoke run takes about 20 s here; the margin is for a busy machine
 
 
 def test_gpu_script_is_valid_bash_and_wants_its_output_folder():
-    assert subprocess.run(["bash", "-n", str(GPU_SCRIPT)]).returncode == 0
-    run = subprocess.run(["bash", str(GPU_SCRIPT)], capture_output=True, text=True)
+    assert subprocess.run(["bash", "-n", str(GPU_SCRIPT)], timeout=SCRIPT_TIMEOUT_S).returncode == 0
+    run = subprocess.run(["bash", str(GPU_SCRIPT)], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S)
     assert run.returncode == 2 and "usage: PYTHONPATH=. bash benchmarks/gpu.sh OUTDIR" in run.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(SMOKE_TIMEOUT_S + 60)  # the script's own limit first, then the suite's
 def test_gpu_script_smoke_run_on_cpu_writes_every_file(tmp_path):
     """FCGRAD_GPU_SMOKE=1: the script's every step with tiny sizes on the CPU, into the folder it is given."""
     out = tmp_path / "gpu run"  # a space in the name must survive the script's quoting
     env = {**os.environ, "FCGRAD_GPU_SMOKE": "1", "PYTHONPATH": str(GPU_SCRIPT.parent.parent), "PYTHON": sys.executable}
     run = subprocess.run(
-        ["bash", str(GPU_SCRIPT), str(out)], capture_output=True, text=True, env=env, cwd=GPU_SCRIPT.parent.parent
+        ["bash", str(GPU_SCRIPT), str(out)], capture_output=True, text=True, env=env, cwd=GPU_SCRIPT.parent.parent,
+        timeout=SMOKE_TIMEOUT_S,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert {"nvidia-smi.txt", "gpu.log", "gpu.json", "gpu.txt", "gpu.png"} <= {p.name for p in out.iterdir()}

@@ -1,11 +1,20 @@
-"""The training path (manual.train: in place, reused buffers, no first-layer residual_x) computes
-what the comparison path (gradients() then sgd_update) computes, and its sigmoid is the same function."""
+"""The fast paths compute what the plain ones do.
 
+- manual's training path (manual.train: in place, reused buffers, no first-layer residual_x) computes
+  what the comparison path (gradients() then sgd_update) computes, and its sigmoid is the same function;
+- the check's JAX side for large steps (one compiled call per step, the ReLU kink bound screened for)
+  judges every row as the small-step side (vmapped chunks, compiled loops, the bound at every step)
+  does, and each compiles one function per run, whatever the length of the last chunk."""
+
+import jax
 import numpy as np
 import pytest
 
-from fcgrad import manual
+import fcgrad.engine.one_step as one_step
+import fcgrad.engine.trajectory as trajectory
+from fcgrad import manual, reference
 from fcgrad.engine.problems import random_problem
+from fcgrad.engine.trajectory import compare_trajectories
 from fcgrad.manual import network
 from fcgrad.manual.activations import ACTIVATIONS, Activation, in_place, sigmoid, sigmoid_into
 
@@ -130,3 +139,142 @@ def test_a_replaced_activation_runs_through_its_own_formulas_on_the_training_pat
     want = network.gradients(p.params, p.x, p.t, activations="sigmoid").loss  # the comparison path, replaced too
     assert abs(got - want) <= PATHS_ABS_EPS * np.finfo(np.float64).eps * max(1.0, want)
     assert abs(got - genuine) > 1e-3 * genuine  # the replacement did change the run
+
+
+# ---- the check's JAX side: large steps, the kink screen, one compilation per run ----------------------------
+
+
+def _every_step_is_large(monkeypatch):
+    """The paths of large steps (one call per step, the kink screen) on nets small enough for a test."""
+    monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
+    monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+
+
+# (activation, loss, dtype) -> the rule and how the kink bound is had on the large-step path
+RULE_CASES = [
+    ("relu", "square", "float64"),  # local, screened
+    ("tanh", "square", "float64"),  # global: the free run
+    ("relu", "hinge", "float32"),  # local, the bound with every step (a kinked loss)
+    ("sigmoid", "cross-entropy", "float32"),  # local, no kink
+]
+# Both paths' JAX parameters at every step, |Δ| relative to max(1, |value|): the same steps compiled apart
+# (vmapped or looped, against one call per step) round differently; measured ≤ 4e-16 (float64) and ≤ 1.2e-7
+# (float32) over these 30-step runs, and a wrong term differs by ≥ 1e-2.
+SAME_STEPS_REL = {"float64": 1e-13, "float32": 1e-5}
+
+
+@pytest.mark.parametrize("activation, loss, dtype", RULE_CASES, ids=["-".join(c) for c in RULE_CASES])
+def test_large_steps_are_judged_as_small_steps_are(activation, loss, dtype, monkeypatch):
+    p = random_problem((6, 9, 7, 4), activations=activation, loss=loss, batch=11, seed=3)
+    p = p.with_options(steps=30, dtype=dtype)
+    small = compare_trajectories(p, keep_history=True)
+    _every_step_is_large(monkeypatch)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 8)  # several chunks, the last one shorter
+    large = compare_trajectories(p, keep_history=True)
+    assert [(r.layer, r.quantity, r.rule, r.ok, r.first_bad_step) for r in large.rows] == [
+        (r.layer, r.quantity, r.rule, r.ok, r.first_bad_step) for r in small.rows
+    ]
+    assert all(r.ok for r in large.rows)
+    for key, want in small.histories.items():
+        if key.endswith("_reference"):
+            got = large.histories[key].astype(np.float64)
+            scale = np.maximum(1.0, np.abs(want))
+            assert np.max(np.abs(got - want) / scale) <= SAME_STEPS_REL[dtype], key
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_a_planted_step_fails_at_that_step_on_the_large_step_path(activation, monkeypatch):
+    _every_step_is_large(monkeypatch)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 8)
+    p = random_problem((6, 9, 7, 4), activations=activation, batch=11, seed=3).with_options(steps=30)
+    real = manual.network.run_steps
+    calls = {"n": 0}
+
+    def run_steps(step, params, steps, **kw):
+        def planted(q):
+            value, new = step(q)
+            if calls["n"] == 19:  # mid-run, inside the third chunk
+                new = [dict(layer) for layer in new]
+                new[1]["w"] = new[1]["w"] + 1e-9  # every entry of one array, as a wrong term would
+            calls["n"] += 1
+            return value, new
+
+        return real(planted, params, steps, **kw)
+
+    monkeypatch.setattr(manual.network, "run_steps", run_steps)
+    rows = {(r.layer, r.quantity): r for r in compare_trajectories(p).rows}
+    assert not rows[(1, "w")].ok and rows[(1, "w")].first_bad_step == 19
+
+
+def _kink_bounds_and_linear_parts(p, stacked):
+    """Per step j of ``stacked``: the exact kink bound (one_step._kink_bound) and every layer's z, as NumPy."""
+    bounds, zs = [], []
+    with reference.x64_for(p.dtype):
+        _, x, t = reference.as_jax(p.params, p.x, p.t, p.dtype)
+        for j in range(len(stacked[0]["w"])):
+            params = [{k: jax.numpy.asarray(v[j]) for k, v in layer.items()} for layer in stacked]
+            bound = one_step._kink_bound(params, x, t, tuple(p.activations), p.loss)
+            bounds.append(max(float(v) for layer in bound for v in layer.values()))
+            zs.append([np.asarray(z) for z in one_step._linear_parts(params, x, tuple(p.activations))])
+    return np.array(bounds), [np.stack(layer_zs) for layer_zs in zip(*zs)]
+
+
+def _relu_history(steps: int):
+    p = random_problem((6, 9, 7, 4), activations="relu", batch=11, seed=3)
+    m = manual.train(p.params, p.x, p.t, activations=p.activations, loss=p.loss, lr=p.lr, steps=steps)
+    return p, [{k: v[:steps].copy() for k, v in layer.items()} for layer in m.params]
+
+
+def test_a_step_the_kink_screen_clears_has_a_bound_of_exactly_zero():
+    p, stacked = _relu_history(40)
+    bounds, zs = _kink_bounds_and_linear_parts(p, stacked)
+    flagged = one_step.may_flip(stacked, zs, p.x, p.activations, p.dtype)
+    assert (~flagged).sum() >= 35, "the screen clears (almost) every step of a run far from its kinks"
+    assert np.all(bounds[~flagged] == 0.0)  # exact: the bound of an unflagged step is not computed
+
+
+def test_a_relu_z_planted_on_its_kink_or_a_nan_is_flagged():
+    p, stacked = _relu_history(4)
+    # step 1: layer 1's bias moved so that its first unit's z is 0 for the first sample, up to rounding
+    a = np.maximum(0.0, stacked[0]["w"][1].T @ p.x + stacked[0]["b"][1])  # layer 1's input at step 1
+    stacked[1]["b"][1, 0, 0] = -(stacked[1]["w"][1][:, 0] @ a[:, 0])
+    stacked[2]["w"][3, 0, 0] = np.nan  # step 3: a NaN weight
+    bounds, zs = _kink_bounds_and_linear_parts(p, stacked)
+    flagged = one_step.may_flip(stacked, zs, p.x, p.activations, p.dtype)
+    assert list(flagged) == [False, True, False, True]
+    assert bounds[1] > 0  # the planted entry is within rounding of the kink: it may flip
+
+
+def test_a_flagged_steps_bound_is_the_one_computed_with_every_step(monkeypatch):
+    p, stacked = _relu_history(6)
+    a = np.maximum(0.0, stacked[0]["w"][2].T @ p.x + stacked[0]["b"][2])
+    stacked[1]["b"][2, 0, 0] = -(stacked[1]["w"][2][:, 0] @ a[:, 0])  # step 2 flagged, as above
+    _every_step_is_large(monkeypatch)
+    screened = one_step.StepsFrom(p, 6)
+    assert screened.mode == one_step.SCREENED
+    got = screened(stacked, 6)
+    assert screened.bound_steps == 1
+    monkeypatch.setattr(one_step, "bound_mode", lambda problem: one_step.EVERY_STEP)
+    want = one_step.StepsFrom(p, 6)(stacked, 6)
+    assert got.kink[1]["w"][2] > 0 and got.kink[0]["w"][2] > 0  # the flip's layer and the one below it
+    for got_layer, want_layer in zip(got.kink, want.kink):
+        for key in ("w", "b"):
+            np.testing.assert_allclose(got_layer[key], want_layer[key], rtol=SAME_STEPS_REL["float64"], atol=0)
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_each_path_compiles_one_step_function_per_run(activation, large, monkeypatch):
+    if large:
+        _every_step_is_large(monkeypatch)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)  # chunks of 4, 4 and 2: the last one shorter
+    p = random_problem((6, 9, 7, 4), activations=activation, batch=11, seed=3).with_options(steps=10)
+    compiled = {
+        ("relu", False): one_step._many_steps,
+        ("relu", True): one_step._step_at,
+        ("tanh", False): reference.scan_train,
+        ("tanh", True): reference.jit_step,
+    }[(activation, large)]
+    jax.clear_caches()
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    assert compiled._cache_size() == 1

@@ -27,7 +27,8 @@ def _load(path) -> tuple[dict, dict]:
 def _layers(arrays: dict, suffix: str) -> list[dict]:
     layers, i = [], 0
     while f"w{i}{suffix}" in arrays:
-        layers.append({k: arrays[f"{k}{i}{suffix}"] for k in ("w", "b", "gamma", "beta") if f"{k}{i}{suffix}" in arrays})
+        keys = [k for k in ("w", "b", "gamma", "beta") if f"{k}{i}{suffix}" in arrays]
+        layers.append({k: arrays[f"{k}{i}{suffix}"] for k in keys})
         i += 1
     return layers
 

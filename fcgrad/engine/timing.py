@@ -2,7 +2,8 @@
 
 ``Timings`` is filled by ``fcgrad.engine.run.check`` and ``fcgrad.engine.trajectory``; ``fcgrad check -v`` prints it.
 The compile time comes from JAX's own monitoring events (tracing, lowering and the backend's compile),
-summed while the check runs.
+summed while the check runs, and also counted to the innermost phase open when it happened
+(``compile_in``), so that a phase's time can be read with and without JAX's compiling.
 """
 
 import contextlib
@@ -33,14 +34,22 @@ class Timings:
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.compile_s = 0.0
+        self.compile_by_phase: dict[str, float] = defaultdict(float)  # JAX compiling inside each phase
+        self._open: list[str] = []  # the phases running now, innermost last
 
     @contextlib.contextmanager
     def phase(self, name: str):
         start = time.perf_counter()
+        self._open.append(name)
         try:
             yield
         finally:
+            self._open.pop()
             self.seconds[name] += time.perf_counter() - start
+
+    def compile_in(self, *phases: str) -> float:
+        """Seconds of JAX compiling counted to these phases (within ``compiling``)."""
+        return sum(self.compile_by_phase.get(name, 0.0) for name in phases)
 
     @contextlib.contextmanager
     def compiling(self):
@@ -49,6 +58,8 @@ class Timings:
         def listen(event: str, duration: float, **_):
             if event in COMPILE_EVENTS:
                 self.compile_s += duration
+                if self._open:
+                    self.compile_by_phase[self._open[-1]] += duration
 
         jax.monitoring.register_event_duration_secs_listener(listen)
         try:
@@ -64,6 +75,8 @@ class Timings:
         lines = [f"time: {total:.2f} s in all"]
         for key, words in PHASES.items():
             if key in self.seconds:
-                lines.append(f"  {self.seconds[key]:>7.3f} s  {words}")
+                compiling = self.compile_by_phase.get(key, 0.0)
+                note = f" ({compiling:.3f} s of it JAX compiling)" if compiling >= 0.0005 else ""
+                lines.append(f"  {self.seconds[key]:>7.3f} s  {words}{note}")
         lines.append(f"  of which JAX compiling: {self.compile_s:.3f} s")
         return "\n".join(lines)

@@ -3,7 +3,7 @@
 - ``global`` (float64): both sides train freely from the same start; at every step k the
   loss and every parameter after step k must agree within a tight absolute bound.
 - ``local`` (float32): manual trains freely; JAX takes ONE step from manual's own parameters
-  at every step k (a vmapped step over a chunk of them), and manual's loss at step k and its
+  at every step k (``one_step.StepsFrom``), and manual's loss at step k and its
   parameters after step k must match JAX's within one step's float32 rounding. Rounding
   cannot accumulate (each step restarts from manual's numbers) while a wrong term shows at
   every step.
@@ -19,15 +19,18 @@ told of progress.
 import time
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from fcgrad import manual, reference
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
-from fcgrad.engine.one_step import jax_steps_from
+from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, StepsFrom, bound_mode, step_flops
 from fcgrad.engine.problems import Problem
 from fcgrad.engine.timing import Timings
 from fcgrad.manual.errors import DivergenceError
+from fcgrad.reference.precision import as_jax, x64_for
+from fcgrad.reference.train import static_trainable
 
 RULES = ("global", "local", "shadow")
 CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once
@@ -68,16 +71,39 @@ def _key(layer: int, quantity: str) -> str:
     return "loss" if layer < 0 else f"{quantity}{layer}"
 
 
+def _as64(a) -> np.ndarray:
+    """``a`` as float64 (no copy when it already is): differences are taken in float64 whatever the dtype."""
+    return np.asarray(a, np.float64)
+
+
+def _per_step(a) -> np.ndarray:
+    """``a`` seen as (steps, entries of one step); a 1-d array is one entry per step."""
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))  # 1-d: one entry per step
+
+
+def _max_abs(a: np.ndarray) -> np.ndarray:
+    """max |a| of each step, as max(max a, −min a): the same number (NaN and inf too), without an |a| array."""
+    a = _per_step(a)
+    return np.maximum(a.max(axis=1), -a.min(axis=1))
+
+
 def _step_max(a, r) -> np.ndarray:
     """max |a − r| of each step (axis 0); NaN when either side has a NaN, inf for inf."""
-    d = np.abs(np.asarray(a, np.float64) - np.asarray(r, np.float64))
-    return d.reshape(d.shape[0], -1).max(axis=1) if d.ndim > 1 else d
+    return _max_abs(np.subtract(_as64(a), _as64(r)))
 
 
 def step_scale(a) -> np.ndarray:
     """max(1, max |a|) of each step: the scale absolute tolerances are multiplied by."""
-    a = np.abs(np.asarray(a, np.float64))
-    return np.maximum(1.0, a.reshape(a.shape[0], -1).max(axis=1) if a.ndim > 1 else a)
+    return np.maximum(1.0, _max_abs(_as64(a)))
+
+
+def _sum_squares(a: np.ndarray) -> float:
+    """Σ a² over every entry, in one pass without a temporary (inf and NaN go through as in np.sum(a**2)).
+
+    einsum rather than a BLAS dot: on a machine whose cores are busy, BLAS's threads were measured up to
+    8 times slower than this single-threaded loop."""
+    flat = a.reshape(-1)
+    return float(np.einsum("i,i->", flat, flat))
 
 
 class RowAccumulator:
@@ -88,12 +114,13 @@ class RowAccumulator:
         self.sq_diff = self.sq_ref = 0.0
 
     def add(self, a, r, step_tol) -> None:
-        a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+        a, r = _as64(a), _as64(r)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: inf and NaN are results here
-            self.diffs.append(_step_max(a, r))
+            d = np.subtract(a, r)  # the one temporary
+            self.sq_diff += _sum_squares(d)
+            self.diffs.append(_max_abs(d))
             self.tols.append(np.asarray(step_tol, np.float64))
-            self.sq_diff += float(np.sum(np.square(a - r)))
-            self.sq_ref += float(np.sum(np.square(r)))
+            self.sq_ref += _sum_squares(r)
 
     def row(self, layer: int, quantity: str, rule: str) -> tuple[Row, np.ndarray]:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/NaN are results here
@@ -115,21 +142,32 @@ class RowAccumulator:
         return row, d
 
 
-def _chunk_bytes_steps(p: Problem) -> int:
-    # per step: the parameters, and (local rule, vmapped) about four activations-sized arrays per layer
-    values = sum(v.size for layer in p.params for v in layer.values()) + 4 * sum(p.sizes[1:]) * p.batch
-    per_step = values * np.dtype(p.dtype).itemsize
-    return max(1, CHUNK_BYTES // per_step)
+def _chunk_bytes_steps(p: Problem, rule: str | None = None) -> int:
+    """Steps whose arrays fit in CHUNK_BYTES: per step the parameters, and what the JAX side holds besides.
+
+    The local rule's small steps are vmapped (about four activations-sized arrays per layer and step), its
+    large ones return each layer's z (one); a free run (global, shadow) holds the parameters alone. Without a
+    rule, the most of these.
+    """
+    activations = sum(p.sizes[1:]) * p.batch
+    if rule in ("global", "shadow"):
+        extra = 0
+    elif rule == "local" and step_flops(p) >= LARGE_STEP_FLOPS:
+        extra = activations if bound_mode(p) == SCREENED else 0
+    else:
+        extra = 4 * activations
+    values = sum(v.size for layer in p.params for v in layer.values()) + extra
+    return max(1, CHUNK_BYTES // (values * np.dtype(p.dtype).itemsize))
 
 
-def chunk_steps(p: Problem) -> int:
+def chunk_steps(p: Problem, rule: str | None = None) -> int:
     """Steps per chunk: a power of two near CHUNK_SECONDS of work, within the memory cap.
 
-    Every chunk but the last has this length, so JAX compiles at most two loops. The time of a
-    step is that of manual's gradients at the initial parameters (PROBE_STEPS times), doubled for
-    the JAX side.
+    The time of a step is that of manual's gradients at the initial parameters (PROBE_STEPS times),
+    doubled for the JAX side. Fewer, longer chunks also mean fewer switches between NumPy and XLA, each
+    of which slows the next tens of milliseconds (their worker threads keep spinning after their work).
     """
-    cap = min(_chunk_bytes_steps(p), MAX_CHUNK_STEPS)
+    cap = min(_chunk_bytes_steps(p, rule), MAX_CHUNK_STEPS)
     start = time.perf_counter()
     with np.errstate(all="ignore"):
         for _ in range(PROBE_STEPS):
@@ -137,7 +175,7 @@ def chunk_steps(p: Problem) -> int:
     per_step = 2 * (time.perf_counter() - start) / PROBE_STEPS
     want = CHUNK_SECONDS / max(per_step, 1e-9)
     chunk = max(1, min(cap, 2 ** int(np.floor(np.log2(max(want, 1.0))))))
-    # a run of at most two chunks (about 2 s) goes in one: one compiled loop
+    # a run of at most two chunks (about 2 s) goes in one
     return p.steps if p.steps <= 2 * chunk and p.steps <= cap else chunk
 
 
@@ -166,10 +204,53 @@ def _merge_divergence(manual_at: int | None, jax_at: int | None) -> tuple[int | 
     return jax_at, "JAX"
 
 
+class _FreeRun:
+    """JAX training freely from the problem's start, chunk after chunk (the global and shadow rules' JAX side).
+
+    The data go to JAX once, and each chunk continues from the last one's parameters, still JAX arrays. A
+    large step (``one_step.LARGE_STEP_FLOPS``) runs as one compiled step per call (``reference.jit_step``):
+    that compiles in half the time of a compiled loop, and a call's overhead is nothing beside the step. A
+    small one runs ``capacity`` steps in one compiled loop (``reference.scan_train``), at that one length for
+    every chunk (a shorter chunk's extra steps are run and dropped), so that it compiles once.
+    """
+
+    def __init__(self, p: Problem, capacity: int):
+        self.p, self.capacity = p, max(1, int(capacity))
+        with x64_for(p.dtype):
+            self.params, self.x, self.t = as_jax(p.params, p.x, p.t, p.dtype)
+        self.static = dict(activations=tuple(p.activations), loss_name=p.loss,
+                           trainable=static_trainable(p.trainable, len(p.params)))  # fmt: skip
+        self.per_step = step_flops(p) >= LARGE_STEP_FLOPS
+
+    def __call__(self, steps: int, meanwhile=lambda: None) -> tuple[np.ndarray, list[dict]]:
+        """The next ``steps`` steps: (losses (steps,), per layer the parameters after each step).
+
+        ``meanwhile()`` runs while JAX computes: its work is dispatched and not yet awaited."""
+        with x64_for(self.p.dtype):
+            if self.per_step:
+                losses, after = [], []
+                for _ in range(steps):
+                    value, self.params = reference.jit_step(self.params, self.x, self.t, self.p.lr, **self.static)
+                    losses.append(value)
+                    after.append(self.params)
+                meanwhile()
+                new = [{key: np.stack([np.asarray(q[i][key]) for q in after]) for key in layer}
+                       for i, layer in enumerate(self.params)]  # fmt: skip
+                return np.array([np.asarray(v) for v in losses]), new
+            losses, history, final = reference.scan_train(
+                self.params, self.x, self.t, self.p.lr, steps=self.capacity, record_params=True, **self.static
+            )
+            meanwhile()
+            history = [{key: np.asarray(v) for key, v in layer.items()} for layer in history]  # entry 0: before
+            # the parameters after ``steps`` steps (indexed in NumPy: indexing a JAX array compiles a program)
+            self.params = final if steps == self.capacity else jax.device_put(jax.tree.map(lambda h: h[steps], history))
+            return np.asarray(losses)[:steps], [{key: v[1:steps + 1] for key, v in layer.items()} for layer in history]
+
+
 class _Judge:
     """Compares one chunk under one rule, keeping every row's per-step numbers."""
 
-    def __init__(self, p: Problem, rule: str, atol: float | None, keep_history: bool, timings: Timings):
+    def __init__(self, p: Problem, rule: str, atol: float | None, keep_history: bool, timings: Timings, chunk: int):
         self.p, self.rule, self.keep, self.timings = p, rule, keep_history, timings
         self.acc = {name: RowAccumulator() for name in row_names(len(p.params))}
         self.kept: dict[str, list] = {"loss_manual": [], "loss_reference": []}
@@ -178,26 +259,33 @@ class _Judge:
                 self.kept[f"{k}{i}_manual"] = [layer[k][None]]
                 self.kept[f"{k}{i}_reference"] = [layer[k][None]]
         self.limits = tol.trajectory_limits(rule, p.dtype, atol)
-        self.free = {"jax": p.params, "f64": _as64(p.params)}  # free-running JAX sides (global, shadow)
+        self.free = {"f64": _params64(p.params)}  # the shadow rule's float64 JAX run
+        self.chunk_steps, self.jax = chunk, None  # the JAX side, made at the first chunk (its time is JAX's)
 
-    def chunk(self, m, steps: int, manual_at: int | None) -> tuple[int | None, str | None]:
-        """Judge manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged there).
+    def chunk(self, m, steps: int, manual_at: int | None, meanwhile=lambda: None):
+        """Run JAX's side of manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged).
 
-        Returns (the step of this chunk where comparing stopped, which side diverged) or (None, None).
+        Returns (the step of this chunk where comparing stops, which side diverged) or (None, None), and the
+        chunk's comparisons as a call, to be made while JAX computes the next chunk. ``meanwhile()`` runs
+        while JAX computes this one.
         """
-        p, n = self.p, len(self.p.params)
-        common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable)
-        with self.timings.phase("jax_run"):
-            if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
-                fed = min(steps, len(m.losses) + 1)
-                one = jax_steps_from(p, [{k: v[:fed] for k, v in layer.items()} for layer in m.params])
-                r_losses, r_new, kink = one.losses, one.new, one.kink
-            else:
-                r = reference.train(self.free["jax"], p.x, p.t, steps=steps, dtype=p.dtype, **common)
-                r_losses, r_new = r["losses"], [{k: v[1:] for k, v in layer.items()} for layer in r["params"]]
-        jax_at = _first_nonfinite(r_losses)
-        stop, side = _merge_divergence(manual_at, jax_at)
+        p = self.p
+        if self.jax is None:  # local: one step from each of manual's parameters; global, shadow: a free run
+            c = self.chunk_steps
+            self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
+        kink = None
+        if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
+            one = self.jax(m.params, min(steps, len(m.losses) + 1), meanwhile)
+            r_losses, r_new, kink = one.losses, one.new, one.kink
+        else:
+            r_losses, r_new = self.jax(steps, meanwhile)
+        stop, side = _merge_divergence(manual_at, _first_nonfinite(r_losses))
         k = steps if stop is None else stop  # steps judged in this chunk
+        return stop, side, lambda: self._compare(m, r_losses, r_new, kink, k)
+
+    def _compare(self, m, r_losses, r_new, kink, k: int) -> None:
+        """Every row of the chunk's first ``k`` steps, into the accumulators (and the kept histories)."""
+        p, n = self.p, len(self.p.params)
         m_losses = m.losses[:k]
         m_new = [{key: v[1:k + 1] for key, v in layer.items()} for layer in m.params]
         r_losses = r_losses[:k]
@@ -210,15 +298,13 @@ class _Judge:
             self.acc[(-1, "loss")].add(m_losses, r_losses, loss_tol)
             for i in range(n):
                 for key in ("w", "b"):
-                    a, b = m_new[i][key], r_new[i][key]
+                    a, b = m_new[i][key], _as64(r_new[i][key])  # JAX's side once in float64: used up to 3 times
                     t = lim.param * step_scale(b)
                     if self.rule == "local":  # plus a share of the step's own size, lr·max|grad|
                         # and what ReLU entries at the kink may change: lr · (bound on Δgrad) · KINK_SLACK
                         prev = m.params[i][key][:k]
                         t = t + lim.update * _step_max(b, prev) + tol.KINK_SLACK * p.lr * kink[i][key][:k]
                     self.acc[(i, key)].add(a, b, t)
-        if self.rule != "local" and k > 0:
-            self.free["jax"] = [{key: v[k - 1] for key, v in layer.items()} for layer in r_new]
         if self.keep:
             self.kept["loss_manual"].append(m_losses)
             self.kept["loss_reference"].append(r_losses)
@@ -226,7 +312,6 @@ class _Judge:
                 for key in ("w", "b"):
                     self.kept[f"{key}{i}_manual"].append(m_new[i][key])
                     self.kept[f"{key}{i}_reference"].append(r_new[i][key])
-        return stop, side
 
     def _shadow(self, m_losses, m_new, r_losses, r_new, k: int) -> None:
         p, lim = self.p, self.limits
@@ -260,8 +345,19 @@ class _Judge:
         return rows, histories
 
 
-def _as64(params):
+def _params64(params):
     return [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
+
+
+def _meanwhile(compare, timings: Timings):
+    """The chunk before's comparisons, timed as such, to be made while JAX computes the next chunk."""
+
+    def run():
+        if compare is not None:
+            with timings.phase("comparisons"):
+                compare()
+
+    return run
 
 
 def compare_trajectories(
@@ -285,17 +381,20 @@ def compare_trajectories(
     if rule not in RULES:
         raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
     timings = Timings() if timings is None else timings
-    judge = _Judge(p, rule, atol, keep_history, timings)
     pm, done, divergence = p.params, 0, None
-    chunk = chunk_steps(p) if p.steps else 1
+    chunk = chunk_steps(p, rule) if p.steps else 1
+    chunk = -(-p.steps // -(-p.steps // chunk)) if p.steps else 1  # equal chunks, the last short by < their count
+    judge = _Judge(p, rule, atol, keep_history, timings, chunk)
+    compare = None  # the last chunk's comparisons, not yet made
     while done < p.steps:
         steps = min(chunk, p.steps - done)
         with timings.phase("manual_run"):
             m, manual_at = _train_manual(p, pm, steps)
-        jax_before = timings.seconds["jax_run"]
-        with timings.phase("comparisons"):  # less the JAX run inside, taken off below
-            stop, side = judge.chunk(m, steps, manual_at)
-        timings.seconds["comparisons"] -= timings.seconds["jax_run"] - jax_before
+        compared_before = timings.seconds["comparisons"]
+        with timings.phase("jax_run"):  # less the comparisons made meanwhile, taken off below
+            stop, side, later = judge.chunk(m, steps, manual_at, _meanwhile(compare, timings))
+        timings.seconds["jax_run"] -= timings.seconds["comparisons"] - compared_before
+        compare = later
         if stop is not None:
             divergence = Divergence(side, done + stop)
             done += stop
@@ -304,5 +403,8 @@ def compare_trajectories(
         pm, done = m.final, done + steps
         if progress is not None:
             progress(done, p.steps)
+    if compare is not None:
+        with timings.phase("comparisons"):
+            compare()
     rows, histories = judge.result()
     return TrajectoryComparison(rows, pm, histories, divergence, done)

@@ -47,7 +47,7 @@ say "1/4 the machine: nvidia-smi, JAX's devices"
 
 say "2/4 the benchmark (at most $LIMIT s): python -m fcgrad.benchmarks ${ARGS[*]}"
 status=0
-timeout "$LIMIT" "$PY" -m benchmarks "${ARGS[@]}" --json "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" \
+timeout "$LIMIT" "$PY" -m fcgrad.benchmarks "${ARGS[@]}" --json "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" \
     2> >(tee -a "$OUTDIR/gpu.log" >&2) || status=$?
 if [[ $status == 124 ]]; then
     say "the benchmark reached its time limit: gpu.json keeps the workloads measured so far"
@@ -58,12 +58,12 @@ fi
 if [[ -s "$OUTDIR/gpu.json" ]]; then
     say "3/4 the figure"
     if "$PY" -c 'import matplotlib' 2>/dev/null; then
-        "$PY" -m benchmarks.plot "$OUTDIR/gpu.json" "$OUTDIR/gpu.png" >>"$OUTDIR/gpu.log" 2>&1 || say "the figure failed (see gpu.log)"
+        "$PY" -m fcgrad.benchmarks.plot "$OUTDIR/gpu.json" "$OUTDIR/gpu.png" >>"$OUTDIR/gpu.log" 2>&1 || say "the figure failed (see gpu.log)"
     else
         say "matplotlib missing: draw it later with python -m fcgrad.benchmarks.plot gpu.json gpu.png"
     fi
     say "4/4 the tables and goals from gpu.json (complete even when the run was cut short)"
-    "$PY" -m benchmarks.report "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" 2>>"$OUTDIR/gpu.log" || say "the report failed (see gpu.log)"
+    "$PY" -m fcgrad.benchmarks.report "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" 2>>"$OUTDIR/gpu.log" || say "the report failed (see gpu.log)"
 else
     say "no gpu.json: see gpu.log"
 fi

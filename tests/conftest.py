@@ -72,3 +72,39 @@ def fresh_python(wheel, tmp_path_factory) -> Path:
     # a plain path entry: the packages there load, but none of the .pth files there run (no editable finder)
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
+
+
+# --- the suite's time limit (pytest-timeout, pyproject.toml) for the tests that run a pipeline of subprocesses ---
+
+FRESH_ENV_TIMEOUT_S = 660  # a wheel built, a fresh environment made, snippets run with their own 600 s limit
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the fresh environment run pip and the user's own snippets: the suite's limit sits above theirs."""
+    for item in items:
+        if "fresh_python" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FRESH_ENV_TIMEOUT_S))
+
+
+# --- the built-in examples at their full 10,000 steps, run once per session and shared by the files that read them ---
+
+
+@pytest.fixture(scope="session")
+def example_check():
+    """``example_check(name)``: ``check(example(name), keep_history=True)``, run on first use and kept.
+
+    Both sides' every loss and parameter are in its histories (``loss_manual``, ``w0_reference``, ...), so
+    the tests of the trajectory, of Mazur's printed figures and of what the run learns read one run.
+    Read only: a test that plants a mistake runs its own.
+    """
+    from fcgrad.engine.problems import example
+    from fcgrad.engine.run import check
+
+    done = {}
+
+    def get(name: str):
+        if name not in done:
+            done[name] = check(example(name), keep_history=True)
+        return done[name]
+
+    return get

@@ -99,7 +99,7 @@ def test_all_three_together_each_finding_names_its_own_cause():
     assert report.unexplained == []
 
 
-def test_every_departure_changes_a_number_on_the_seeds_and_example():
+def test_every_departure_changes_a_number_on_the_blogs_and_example():
     report = _audit("and", "all")
     assert {f.cause for f in report.findings} == set(DEPARTURES)
     assert report.not_found == {}
@@ -153,25 +153,25 @@ def test_the_blog_code_trains_what_the_blogs_code_trains_every_w_and_b():
 
 def test_mazur_first_step_output_weights_match_the_post_hidden_weights_do_not():
     p = mazur_example()
-    seed = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1).final  # all three departures, w and b trained
+    blog = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1).final  # all three departures, w and b trained
     # w5..w8 = 0.35891648, 0.408666186, 0.511301270, 0.561370121: within the post's rounding
-    np.testing.assert_allclose(seed[1]["w"], MAZUR_OUTPUT_W, rtol=0, atol=MAZUR_PRINT_TOL)
+    np.testing.assert_allclose(blog[1]["w"], MAZUR_OUTPUT_W, rtol=0, atol=MAZUR_PRINT_TOL)
     # w1..w4 = 0.149780716, 0.19956143, 0.24975114, 0.29950229: the blog's are 3.7e-5 to 7.4e-5 larger, because
     # the residual sent to the hidden layer used the updated w5..w8 (measured 0.14981764, 0.19963528, 0.24978819,
     # 0.29957637)
-    hidden_diff = seed[0]["w"] - MAZUR_HIDDEN_W
+    hidden_diff = blog[0]["w"] - MAZUR_HIDDEN_W
     assert np.all(hidden_diff > MAZUR_HIDDEN_MIN_DIFF)
     assert np.max(hidden_diff) == pytest.approx(7.408e-5, rel=QUOTED_DIGITS_REL)  # w4
     # The post keeps its biases fixed; a first step's w updates use the pre-step activations, so
     # training the biases (as the blog's code does) changes none of these weights.
     frozen_b = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1, trainable=p.trainable).final
     for i in range(2):
-        np.testing.assert_allclose(frozen_b[i]["w"], seed[i]["w"], rtol=0, atol=tol.TRAJ_ABS_TOL_F64)
+        np.testing.assert_allclose(frozen_b[i]["w"], blog[i]["w"], rtol=0, atol=tol.TRAJ_ABS_TOL_F64)
     # The update order alone makes the hidden difference; the correct path reproduces the post's w1..w4.
     order_only = blog_train(
         p.params, p.x, p.t, lr=p.lr, steps=1, departures=BlogDepartures.only("residual_after_update")
     )
-    np.testing.assert_allclose(order_only.final[0]["w"], seed[0]["w"], rtol=0, atol=tol.TRAJ_ABS_TOL_F64)
+    np.testing.assert_allclose(order_only.final[0]["w"], blog[0]["w"], rtol=0, atol=tol.TRAJ_ABS_TOL_F64)
     correct = blog_train(p.params, p.x, p.t, lr=p.lr, steps=1, departures=BlogDepartures.none()).final
     np.testing.assert_allclose(correct[0]["w"], MAZUR_HIDDEN_W, rtol=0, atol=MAZUR_PRINT_TOL)
 

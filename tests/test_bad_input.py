@@ -202,6 +202,7 @@ SUBPROCESS_CASES = {
 
 
 @pytest.mark.parametrize("case", list(SUBPROCESS_CASES))
+@pytest.mark.slow
 def test_cli_process_exits_2_with_one_line_and_no_traceback(case):
     proc = run_cli(*SUBPROCESS_CASES[case])
     assert proc.returncode == 2, proc.stderr

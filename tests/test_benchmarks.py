@@ -65,6 +65,7 @@ def quick_run(tmp_path_factory):
     return code, out.getvalue(), json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_quick_run_exits_0_and_prints_table_and_goals(quick_run):
     code, stdout, _ = quick_run
     assert code == 0
@@ -74,6 +75,7 @@ def test_quick_run_exits_0_and_prints_table_and_goals(quick_run):
     assert "blog's size: jit-fused <= 1.1x minimal-jax" in stdout
 
 
+@pytest.mark.slow
 def test_quick_run_json_has_machine_versions_rows_and_goals(quick_run):
     _, _, result = quick_run
     assert {"machine", "device", "versions", "date", "rows", "goals"} <= set(result)
@@ -84,6 +86,7 @@ def test_quick_run_json_has_machine_versions_rows_and_goals(quick_run):
         assert ROW_KEYS <= set(row), f"missing {ROW_KEYS - set(row)} in {row['variant']}"
 
 
+@pytest.mark.slow
 def test_quick_run_times_every_variant_for_every_size_and_dtype(quick_run):
     _, _, result = quick_run
     seen: dict = {}
@@ -94,6 +97,7 @@ def test_quick_run_times_every_variant_for_every_size_and_dtype(quick_run):
         assert names == VARIANTS, f"{case}: {names ^ VARIANTS}"
 
 
+@pytest.mark.slow
 def test_quick_run_values_are_finite_and_positive(quick_run):
     _, _, result = quick_run
     for r in result["rows"]:
@@ -106,6 +110,7 @@ def test_quick_run_values_are_finite_and_positive(quick_run):
             assert r["compile_s"] is None
 
 
+@pytest.mark.slow
 def test_quick_run_ratios_are_one_for_the_references(quick_run):
     """manual's speedup over itself, each floor's ratio to itself and each baseline's to itself are 1 by definition."""
     _, _, result = quick_run
@@ -118,6 +123,7 @@ def test_quick_run_ratios_are_one_for_the_references(quick_run):
             assert r["vs_minimal"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_quick_run_drift_float64_jax_agrees_with_manual(quick_run):
     _, _, result = quick_run
     (drift,) = result["drift"]
@@ -128,6 +134,7 @@ def test_quick_run_drift_float64_jax_agrees_with_manual(quick_run):
         assert all(math.isfinite(r["rel"]) and math.isfinite(r["max_abs"]) for r in e["layers"])
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png(quick_run, tmp_path):
     import matplotlib  # noqa: F401  (in the test extra: this test must run, not skip)
 
@@ -220,6 +227,7 @@ def test_fcgrad_bench_refuses_a_bad_json_path_as_fcgrad_check_does(tmp_path, mon
     assert err.startswith("fcgrad bench: error: --json: expected an existing directory") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
     path = tmp_path / "check_cost.json"
     assert check_cost.main(["--quick", "--json", str(path)]) == 0
@@ -334,6 +342,7 @@ def test_minimal_numpy_step_matches_manual_step(sizes, batch):
 
 
 @pytest.mark.parametrize("sizes,batch", CASES, ids=CASE_IDS)
+@pytest.mark.slow
 def test_compiled_loops_make_manuals_steps(sizes, batch):
     """minimal-jax and jit-fused (unrolled or not) end where manual.train ends after 3 steps (float64)."""
     wl = make_workload(sizes, batch, "float64")
@@ -355,6 +364,7 @@ def test_compiled_loops_make_manuals_steps(sizes, batch):
                 assert rel <= BASELINE_REL_TOL, f"{name} layer {i} {key}: rel {rel:.1e}"
 
 
+@pytest.mark.slow
 def test_merge_replaces_a_workloads_rows_and_keeps_the_others(quick_run):
     from fcgrad.benchmarks.merge import merge
 

@@ -119,6 +119,7 @@ def test_float64_trajectory_bound_is_pinned(offset, passes, monkeypatch):
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3])
+@pytest.mark.slow
 def test_rows_are_the_same_whatever_the_chunk_size(chunk, monkeypatch):
     p = random_problem((3, 4, 2), activations="relu", batch=5, steps=11).with_options(dtype="float32")
     whole = compare_trajectories(p, keep_history=True)
@@ -130,6 +131,27 @@ def test_rows_are_the_same_whatever_the_chunk_size(chunk, monkeypatch):
         assert parts.histories[key].shape == value.shape, key
         np.testing.assert_allclose(parts.histories[key], value, rtol=0, atol=1e-6, err_msg=key)
     assert [(r.layer, r.quantity, r.ok) for r in parts.rows] == [(r.layer, r.quantity, r.ok) for r in whole.rows]
+
+
+# Two offsets of manual's layer-0 w, each 0.7 of the float64 bound (max|w| < 1 here, so the bound is 1e-12), on
+# either side of a chunk boundary (chunks of 4 steps: 0-3, 4-7, 8-11). Alone each stays within the bound; under
+# the global rule both sides train freely, so the first is still there when the second comes and their sum,
+# 1.4e-12, is beyond it. A JAX side restarted from manual's parameters at each chunk would forget the first.
+DRIFT_OFFSET = 0.7e-12
+
+
+@pytest.mark.parametrize("planted_at, first_bad", [((2, 6), 6), ((2,), None), ((6,), None)], ids=["both", "2", "6"])
+def test_the_global_rule_carries_drift_across_chunk_boundaries(planted_at, first_bad, monkeypatch):
+    p = random_problem((3, 4, 2), activations="tanh", batch=5, steps=12)
+    assert max(np.abs(layer["w"]).max() for layer in p.params) < 1  # the bound is 1e-12 at every step
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    for at in planted_at:
+        _planted(monkeypatch, at, param=DRIFT_OFFSET)
+    chunks = []
+    rows = compare_trajectories(p, progress=lambda done, total: chunks.append(done)).rows
+    assert chunks == [4, 8, 12]
+    w0 = next(r for r in rows if (r.layer, r.quantity) == (0, "w"))
+    assert w0.rule == "global" and w0.first_bad_step == first_bad
 
 
 def test_chunked_comparison_still_finds_a_planted_step(monkeypatch):

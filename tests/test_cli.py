@@ -15,7 +15,7 @@ from fcgrad.engine import tolerances as tol
 from fcgrad.engine.problems import and_example
 from fcgrad.manual.layer import LayerGrads
 
-SHORT = "50"  # steps for the option tests; the examples run their full 10,000
+SHORT = "50"  # steps for the option tests; the default check runs the full 10,000
 
 
 def _run(capsys, *args) -> tuple[int, str]:
@@ -36,12 +36,12 @@ def test_default_check_exits_0_and_prints_every_row_and_the_data(capsys):
     assert "OK" in out and "MISMATCH" not in out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["xor", "mazur"])  # "and", the default, is run above
 def test_every_example_exits_0(name, capsys):
-    code, out = _run(capsys, "--example", name)
+    # the command's wiring for each example; their 10,000-step runs are compared in tests/test_trajectories.py
+    code, out = _run(capsys, "--example", name, "--steps", SHORT)
     assert code == 0, out
-    assert out.startswith(f"fcgrad check — {name}:")
+    assert out.startswith(f"fcgrad check — {name}:") and f"steps {SHORT}," in out
 
 
 def test_check_exits_1_and_names_the_wrong_term_when_manual_is_wrong(capsys, monkeypatch):
@@ -70,9 +70,14 @@ def test_json_has_the_documented_keys_within_tolerance(capsys):
     assert traj["steps"] == int(SHORT)
     # each parameter row's bound is TRAJ_ABS_TOL_F64 scaled by max(1, max|param|)
     param_tol = max(r["tol"] for r in traj["rows"] if r["quantity"] != "loss")
-    assert tol.TRAJ_ABS_TOL_F64 <= param_tol and traj["max_abs_param_err"] <= param_tol
+    assert 1e-12 <= param_tol <= 1e-11 and traj["max_abs_param_err"] <= param_tol  # max|param| of AND stays < 10
+    assert [r["tol"] for r in traj["rows"] if r["quantity"] == "loss"] == pytest.approx([1e-12], rel=1e-9)
     assert traj["max_abs_loss_err"] <= tol.TRAJ_ABS_TOL_F64
     assert isinstance(report["final_loss"], float) and report["final_loss"] > 0
+
+
+# maxdiff_* recomputed from the saved runs: the same float64 subtraction, so equal up to the last digit or two
+SAME_NUMBERS_REL_TOL = 1e-12
 
 
 def test_save_writes_the_documented_keys_and_shapes(capsys, tmp_path):
@@ -82,11 +87,19 @@ def test_save_writes_the_documented_keys_and_shapes(capsys, tmp_path):
     assert code == 0
     p = and_example()
     with np.load(path) as f:
-        keys = {k for k in f.files if not k.startswith("maxdiff_")}  # per-row max|Δ| per step, when the engine keeps it
         sides = ("manual", "reference")
-        expected = {"X", "T", "loss_manual", "loss_reference", "meta"}
+        expected = {"X", "T", "loss_manual", "loss_reference", "meta", "maxdiff_loss"}
         expected |= {f"{k}{i}_{s}" for i in (0, 1) for k in ("w", "b") for s in ("init", *sides)}
-        assert keys == expected
+        expected |= {f"maxdiff_{k}{i}" for i in (0, 1) for k in ("w", "b")}
+        assert set(f.files) == expected
+        # maxdiff_<row>: each row's max|Δ| at each step, the numbers the verdict was taken on
+        np.testing.assert_allclose(f["maxdiff_loss"], np.abs(f["loss_manual"] - f["loss_reference"]),
+                                   rtol=SAME_NUMBERS_REL_TOL, atol=0)
+        for i in (0, 1):
+            for k in ("w", "b"):
+                both = np.abs(f[f"{k}{i}_manual"][1:] - f[f"{k}{i}_reference"][1:])  # (K, ...) after each step
+                np.testing.assert_allclose(f[f"maxdiff_{k}{i}"], both.reshape(steps, -1).max(axis=1),
+                                           rtol=SAME_NUMBERS_REL_TOL, atol=0)
         # the data and initial parameters are stored as given: copies, so exact equality holds
         assert np.array_equal(f["X"], p.x) and np.array_equal(f["T"], p.t)
         for side in sides:
@@ -119,6 +132,7 @@ def test_float32_exits_0(capsys):
     ],
     ids=["per-layer-activations", "one-activation", "cross-entropy"],
 )
+@pytest.mark.slow
 def test_problem_options_exit_0(args, capsys):
     code, out = _run(capsys, *args, "--steps", SHORT)
     assert code == 0, out

@@ -10,6 +10,8 @@ import pytest
 from conftest import REPO_ROOT
 
 TIMEOUT_S = 120  # generous: the machine running the suite may be busy; a normal run takes a few seconds
+# a test waits on its process at most twice (ready, then done): the suite's limit sits above both
+pytestmark = [pytest.mark.timeout(3 * TIMEOUT_S), pytest.mark.slow]  # each starts Python and JAX: 3-5 s
 
 
 def _start(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:

@@ -1,4 +1,7 @@
-"""The options that reach the newer checks from the command line: --data, --plot, --devices, --spec, --code."""
+"""The options that reach the newer checks from the command line: --data, --plot, --devices, --spec, --code.
+
+matplotlib is in the test extra: the --plot tests run, never skip.
+"""
 
 import json
 from pathlib import Path
@@ -44,7 +47,6 @@ def test_targets_without_data_is_refused(capsys):
 
 
 def test_check_plot_writes_a_png_and_nothing_else(tmp_path):
-    pytest.importorskip("matplotlib")
     target = tmp_path / "check.png"
     assert main(["check", "--steps", STEPS, "-q", "--plot", str(target)]) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -60,8 +62,8 @@ def test_a_plot_into_a_missing_folder_is_refused_before_the_run(tmp_path, capsys
     assert err.count("\n") == 1 and "--plot" in err
 
 
+@pytest.mark.slow
 def test_audit_plot_draws_the_blog_codes_drift(tmp_path):
-    pytest.importorskip("matplotlib")
     target = tmp_path / "audit.png"
     assert main(["audit", "--steps", STEPS, "-q", "--plot", str(target)]) == 0
     assert target.stat().st_size > 1000
@@ -82,17 +84,47 @@ def test_audit_code_json_to_a_file_prints_the_text(tmp_path, capsys):
     assert "finding" in capsys.readouterr().out
 
 
-def test_check_devices_compares_five_sides(capsys):
-    assert main(["check", "--devices", "2", "--steps", STEPS, "--json"]) == 0
+SIDES = ("manual", "manual-sharded", "jax", "jax-jit-sharded", "jax-shard_map-sharded")
+# every sharded side against the one-device side of its own engine, and manual against JAX, as fcgrad check does
+PAIRS = [("manual vs jax", "gradients"), ("manual-sharded vs manual", "gradients"),
+         ("jax-jit-sharded vs jax", "gradients"), ("jax-shard_map-sharded vs jax", "gradients"),
+         ("manual vs jax", "trajectory"), ("manual-sharded vs manual", "trajectory"),
+         ("jax-jit-sharded vs jax", "trajectory"), ("jax-shard_map-sharded vs jax", "trajectory"),
+         ("manual-sharded replicas vs replica 0", "replicas")]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_check_devices_compares_five_sides_over_the_shards_it_was_given(capsys):
+    # 3 devices over the blog's N = 4 samples: uneven shards of 2, 1, 1, so the weights n_k/N matter
+    assert main(["check", "--devices", "3", "--steps", STEPS, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"]
+    assert out["ok"] and out["findings"] == []
+    assert out["devices"] == ["cpu:0", "cpu:1", "cpu:2"] and out["shard_sizes"] == [2, 1, 1]
+    assert out["meta"]["problem"]["devices"] == 3 and out["meta"]["problem"]["steps"] == int(STEPS)
+    assert [(c["pair"], c["what"]) for c in out["comparisons"]] == PAIRS
+    rows = {(c["pair"], c["what"]): {(r["layer"], r["quantity"]) for r in c["rows"]} for c in out["comparisons"]}
+    params = {(i, k) for i in (0, 1) for k in ("w", "b")}
+    grads = {(i, q) for i in (0, 1) for q in ("grad_w", "grad_b")}
+    assert rows[("manual vs jax", "gradients")] >= grads | {(i, "residual_x") for i in (0, 1)} | {(1, "residual_y")}
+    for pair, what in PAIRS[1:4]:
+        assert rows[(pair, what)] >= grads | {(1, "loss")}, pair
+    for pair, what in PAIRS[4:8]:
+        assert rows[(pair, what)] == params | {(-1, "loss")}, pair
+    assert rows[PAIRS[8]] == params
+    assert all(r["ok"] for c in out["comparisons"] for r in c["rows"])
 
 
-def test_check_devices_refuses_save(tmp_path, capsys):
-    assert main(["check", "--devices", "2", "--save", str(tmp_path / "x.npz")]) == 2
-    assert "--save" in capsys.readouterr().err
+@pytest.mark.slow
+def test_check_devices_text_names_the_devices_the_shards_and_every_pair(capsys):
+    assert main(["check", "--devices", "2", "--steps", STEPS]) == 0
+    text = capsys.readouterr().out
+    assert "2 cpu device(s); the N=4 columns in shards of 2, 2" in text
+    for pair in dict(PAIRS):
+        assert f"{pair}: " in text, pair
+    assert f"OK: all five sides agree (gradients and every one of {STEPS} steps) over 2 devices" in text
 
 
+@pytest.mark.slow
 def test_check_spec_takes_the_toolbox_path(capsys):
     argv = ["check", "--spec", "3-4:relu:bn-2", "--optimizer", "adam", "--batch-size", "4", "--json"]
     assert main(argv) == 0

@@ -50,6 +50,7 @@ def _verdicts(report):
     return {r.name: r.verdict for r in report.rows}
 
 
+@pytest.mark.slow
 def test_a_correct_derivation_passes_with_no_diagnosis():
     report = assert_derivation_matches(forward, backward, *_problem())
     assert set(_verdicts(report).values()) == {"ok"}

@@ -259,6 +259,7 @@ def _network_problem(spec):
 
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("where,broken,stage,name", NETWORK_PLANTS, ids=[c[1].__name__ for c in NETWORK_PLANTS])
+@pytest.mark.slow
 def test_planted_layer_mistake_in_a_network_is_named_where_the_gradient_rows_fail(
     monkeypatch, spec, where, broken, stage, name
 ):
@@ -282,6 +283,7 @@ def test_correct_batchnorm_and_dropout_in_a_network_get_no_name(spec):
         assert diagnose_layers(p, p.params, masks) == {}
 
 
+@pytest.mark.slow
 def test_the_check_prints_and_writes_the_layer_mistake_it_recognises(monkeypatch, capsys):
     monkeypatch.setattr(spec_network, "batchnorm_backward", network_bn_without_mean_and_variance_paths)
     base = ["check", "--spec", "3-5:tanh:bn-2", "--optimizer", "sgd", "--epochs", "1"]

@@ -19,6 +19,7 @@ def test_digits_load_as_columns_with_a_held_out_fifth():
     assert parse_spec(DIGITS_SPEC)[0].n_in == 64 and parse_spec(DIGITS_SPEC)[-1].n_out == 10
 
 
+@pytest.mark.slow
 def test_digits_both_sides_agree_at_every_step_and_on_every_held_out_image():
     report = run_digits(epochs=2)  # 46 steps; the CLI runs 5 epochs
     assert report.check.steps == 2 * 23  # 1438 images in batches of 64: 22 full and one of 30 per epoch

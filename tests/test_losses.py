@@ -57,6 +57,18 @@ def probe_entries(name, y, t, h=FD_STEP) -> list[tuple[int, int]]:
     return [tuple(int(i) for i in j) for j in np.argwhere(far)]
 
 
+@pytest.mark.parametrize("column_sum", [1.0, 0.4, 2.5], ids=["probabilities", "sum-0.4", "sum-2.5"])
+def test_cross_entropy_residual_y_holds_the_sum_of_each_target_column(column_sum):
+    # ∂L/∂y = (softmax(y)·Σ_rows t − t) / N (README): targets that are not one-hot, and columns that do not
+    # sum to 1 (weighted samples), where the shortcut (softmax(y) − t) / N is wrong
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((4, 6))  # (out, N)
+    t = rng.uniform(0.1, 1.0, (4, 6))
+    t *= column_sum / t.sum(axis=0, keepdims=True)  # (out, N), each column sums to column_sum
+    max_abs, rel = errors(LOSSES["cross-entropy"].backward(y, t), _jax_residual_y("cross-entropy", y, t))
+    assert rel <= tol.GRAD_REL_TOL_F64, f"max|Δ| {max_abs:.1e} rel {rel:.1e}"
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("name", NEW)
 def test_loss_value_and_residual_y_match_jax(name, seed):

@@ -85,18 +85,13 @@ def test_one_step_weights_match_the_post(side):
         assert np.array_equal(layer["b"], init["b"])  # untrained: the same numbers, no arithmetic done
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("side", ["manual", "jax"])
-def test_after_10000_steps_error_matches_the_post(side):
-    p = mazur_example()
-    assert p.steps == 10_000
-    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, steps=p.steps, trainable=p.trainable)
-    if side == "manual":
-        t = manual.train(p.params, p.x, p.t, **common)
-        losses, history = t.losses, t.params
-    else:
-        r = reference.train(p.params, p.x, p.t, **common)
-        losses, history = r["losses"], r["params"]
+@pytest.mark.parametrize("side", ["manual", "reference"])
+def test_after_10000_steps_error_matches_the_post(side, example_check):
+    report = example_check("mazur")  # both sides trained freely for 10,000 steps (the global rule), run once
+    p, h = report.problem, report.histories
+    assert p.steps == 10_000 and report.rule == "global"
+    losses = h[f"loss_{side}"]
+    history = [{key: h[f"{key}{i}_{side}"] for key in ("w", "b")} for i in range(len(p.params))]
     assert abs(losses[9999] - E_AFTER_10000) <= E_AFTER_10000_ROUNDING
     for k in (9999, 10_000):  # the parameters of the 10,000th forward pass, and after the 10,000th update
         params = [{key: layer[key][k] for key in ("w", "b")} for layer in history]

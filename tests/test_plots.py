@@ -1,13 +1,16 @@
-"""``--plot``: figures of check and audit; matplotlib and the output path checked before any work."""
+"""``--plot``: figures of check and audit; matplotlib and the output path checked before any work; written
+atomically. matplotlib is in the test extra: these tests run, never skip."""
 
 import sys
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
 import pytest
 
 from fcgrad.audits.blog import audit
 from fcgrad.audits.code import audit_code
+from fcgrad.cli.main import main
 from fcgrad.engine.compare import Row
 from fcgrad.engine.problems import and_example
 from fcgrad.engine.run import check
@@ -77,3 +80,32 @@ def test_missing_matplotlib_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails as if absent
     with pytest.raises(FcgradError, match=r"needs matplotlib, which is not installed; install it with pip install"):
         check_plot_target(str(tmp_path / "x.png"))
+
+
+# A failure while the figure is being written: the half-written file must never take the target's name.
+COMMANDS = {
+    "check": ["check", "--steps", str(STEPS), "-q"],
+    "audit": ["audit", "--steps", str(STEPS), "-q"],
+    "audit --code": ["audit", "--code", BLOG, "--steps", str(STEPS)],
+}
+
+
+@pytest.mark.parametrize("failure, code", [(OSError(28, "No space left on device"), 2), (KeyboardInterrupt(), 130)],
+                         ids=["disk-full", "ctrl-c"])  # fmt: skip
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("existing", [None, b"an earlier figure"], ids=["new", "over-an-old-one"])
+def test_a_plot_that_fails_mid_draw_leaves_nothing_behind(command, failure, code, existing, tmp_path, monkeypatch,
+                                                          capsys):  # fmt: skip
+    def half_then_fail(self, fname, *args, **kwargs):
+        Path(fname).write_bytes(PNG_MAGIC + b"half a figure")
+        raise failure
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_then_fail)
+    target = tmp_path / "figure.png"
+    if existing is not None:
+        target.write_bytes(existing)
+    assert main([*COMMANDS[command], "--plot", str(target)]) == code
+    assert capsys.readouterr().err.count("\n") == 1  # one line, no traceback
+    assert [p.name for p in tmp_path.iterdir()] == ([] if existing is None else ["figure.png"])
+    if existing is not None:
+        assert target.read_bytes() == existing  # the old figure untouched

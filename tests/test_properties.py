@@ -24,6 +24,7 @@ when this file was written.
 import os
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ def blog_layout(n_in, n_out, batch):
 
 @settings(property_settings(JAX_EXAMPLES))
 @given(networks())
+@pytest.mark.slow
 def test_manual_gradients_match_jax_for_any_network(case):
     sizes, batch, activations, loss, seed = case
     params, x, t = problem(sizes, batch, loss, seed)

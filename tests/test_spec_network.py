@@ -215,5 +215,6 @@ def test_float32_run_agrees_within_the_float32_tolerance():
     )
     report = check_toolbox(p)
     assert report.params_manual[0]["w"].dtype == np.float32
-    assert all(r.tol >= tol.TRAJ_ABS_TOL_F32 for r in report.rows)
+    # the float32 bound, 1e-4 scaled by max(1, max|JAX|): the loss and the small moments get it unscaled
+    assert min(r.tol for r in report.rows) == pytest.approx(1e-4, rel=1e-9)
     assert_all_ok(report.rows)

@@ -292,6 +292,7 @@ def test_my_derivation():
 """
 
 
+@pytest.mark.slow
 def test_a_failing_user_test_shows_the_test_and_the_message_not_fcgrads_source(tmp_path):
     import subprocess
     import sys

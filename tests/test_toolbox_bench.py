@@ -53,6 +53,7 @@ def test_manual_and_jit_step_make_the_same_adam_step_in_float64(spec, batch):
     assert moved > 0.5 * tb.LR
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_every_variant_ratio_and_summary(tmp_path, capsys):
     path = tmp_path / "toolbox.json"
     assert tb.main(["--quick", "--json", str(path)]) == 0

@@ -32,6 +32,12 @@ def test_steps_counts_mini_batch_steps(capsys):
     assert out["trajectory"]["steps"] == 5 and out["meta"]["problem"]["steps"] == 5
 
 
+def test_an_epoch_ends_with_the_smaller_last_batch(capsys):
+    # 64 random samples in batches of 24: 24, 24 and 16, three steps an epoch (ceil(64 / 24))
+    out = _json(capsys, "--spec", "4-6:tanh-3", "--batch-size", "24", "--epochs", "2")
+    assert out["trajectory"]["steps"] == 6 and out["meta"]["problem"]["steps"] == 6
+
+
 def test_an_optimizer_runs_on_the_blogs_network(capsys):
     out = _json(capsys, "--optimizer", "momentum", "--steps", "30")
     run = out["meta"]["problem"]

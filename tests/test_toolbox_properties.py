@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +50,7 @@ def spec_problems(draw):
 
 @_settings(SPEC_EXAMPLES)
 @given(spec_problems())
+@pytest.mark.slow
 def test_any_spec_network_has_manual_gradients_equal_to_jax(case):
     spec, loss, n, l2, seed = case
     rng = np.random.default_rng(seed)

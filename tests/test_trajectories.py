@@ -11,7 +11,6 @@ import pytest
 from conftest import assert_all_ok
 
 from fcgrad import manual, reference
-from fcgrad.engine import tolerances as tol
 from fcgrad.engine.problems import example, mazur_example, random_problem
 from fcgrad.engine.run import compare_trajectories
 
@@ -22,25 +21,27 @@ def _compared(p) -> set[tuple[int, str]]:
     return {(-1, "loss")} | {(i, k) for i in range(len(p.params)) for k in ("w", "b")}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["and", "xor", "mazur"])
-def test_example_agrees_with_jax_at_every_one_of_10000_steps(name):
-    p = example(name)
-    assert p.steps == 10_000  # the blog's run length, every step compared
-    rows = compare_trajectories(p).rows
+def test_example_agrees_with_jax_at_every_one_of_10000_steps(name, example_check):
+    report = example_check(name)  # the session's one run of the example (conftest)
+    p = report.problem
+    assert p.steps == report.steps_compared == 10_000  # the blog's run length, every step compared
+    rows = report.trajectory
     assert {(r.layer, r.quantity) for r in rows} == _compared(p)
     # the float64 bound scaled by max(1, max|param|), far below the float32 one
-    assert all(tol.TRAJ_ABS_TOL_F64 <= r.tol < 1e-9 and r.rule == "global" for r in rows)
+    assert {r.rule for r in rows} == {"global"}
+    assert min(r.tol for r in rows) == pytest.approx(1e-12, rel=1e-9)  # |L| < 1: the loss row's bound unscaled
     assert_all_ok(rows)
 
 
-def test_seed_and_example_learns_and():
+def test_the_blogs_and_example_learns_and(example_check):
     # the run compared above also does what the blog's does: it learns t = [0, 0, 0, 1]
-    p = example("and")
-    traj = manual.train(p.params, p.x, p.t, lr=p.lr, steps=p.steps, record_params=False)
-    y, _ = manual.forward(traj.final, p.x, p.activations)
+    report = example_check("and")
+    p, h = report.problem, report.histories
+    final = [{k: h[f"{k}{i}_manual"][-1] for k in ("w", "b")} for i in range(len(p.params))]
+    y, _ = manual.forward(final, p.x, p.activations)
     assert np.array_equal(y > 0.5, p.t > 0.5)  # booleans: every sample on the right side of 0.5
-    assert traj.losses[-1] < traj.losses[0] / 10
+    assert h["loss_manual"][-1] < h["loss_manual"][0] / 10
 
 
 SHORT_GRID = [

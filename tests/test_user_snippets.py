@@ -3,6 +3,7 @@
 Its sample outputs are compared with fresh runs in tests/test_readme.py (with README.md's).
 """
 
+import pytest
 import readme_samples
 from readme_samples import EXAMPLES_README, fenced_blocks, python_snippets
 
@@ -15,6 +16,8 @@ def test_the_examples_readme_shows_the_three_entry_points():
         assert entry in text
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(TIMEOUT_S + 60)  # the snippets' own limit first, then the suite's
 def test_the_examples_readmes_snippets_run_against_the_installed_wheel(fresh_python, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
     done = readme_samples.run_snippets(fresh_python, EXAMPLES_README, tmp_path, env, TIMEOUT_S)

@@ -13,23 +13,20 @@ Every option is read here and nowhere else, so none can be dropped on the way to
 """
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from fcgrad.engine.problems import BLOG_STEPS, RANDOM_STEPS, default_activations, draw_data
 from fcgrad.manual import validate
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.optimizers import DEFAULTS, OPTIMIZERS, Optimizer, make_optimizer
 from fcgrad.manual.spec import LayerSpec, Spec, format_spec, parse_spec
 
 EXAMPLES = ("and", "xor", "mazur", "digits")
-CLASS_LOSSES = ("cross-entropy", "hinge")  # targets are one-hot classes
-LINEAR_OUTPUT_LOSSES = ("cross-entropy", "hinge", "bce-logits")  # they take logits or scores, not sigmoids
 HYPER_OPTIONS = ("momentum", "decay", "eps", "eps_root", "initial_scale", "b1", "b2", "weight_decay")
 
-BLOG_STEPS = 10_000  # the blog trains for 10,000 full-batch iterations
-RANDOM_STEPS = 1_000  # a random network or a data file, where a step can cost far more
 SIZES_SAMPLES = 8  # samples of a random problem drawn for --sizes
 SPEC_SAMPLES = 64  # samples of a random problem drawn for --spec (batch norm wants a few columns)
 SGD_LR = 0.1  # the blog's rate, for plain SGD and momentum
@@ -194,8 +191,7 @@ def _sizes_spec(sizes, activations, loss: str) -> Spec:
     sizes = validate.check_sizes(sizes)
     n = len(sizes) - 1
     if activations is None:
-        last = "identity" if loss in LINEAR_OUTPUT_LOSSES else "sigmoid"
-        acts = ("sigmoid",) * (n - 1) + (last,)
+        acts = default_activations(n, loss)
     else:
         names = activations.split(",") if isinstance(activations, str) else list(activations)
         acts = tuple(validate.check_activations(names[0] if len(names) == 1 else names, n))
@@ -243,12 +239,9 @@ def _check_together(given: dict) -> None:
         _refuse(f"{flag(a)} and {flag(b)}: expected one network, got both")
     if "data" in given and example is not None:
         _refuse(f"--example {example} and --data: expected one of the two, got both")
-    if "activation" in given and "sizes" not in given:
+    if "activation" in given and "sizes" not in given and ("data" not in given or "spec" in given):
         where = "--spec names each layer's activation" if "spec" in given else "the examples fix their network"
-        if "data" in given and "spec" not in given:
-            pass  # a data file's network takes --activation
-        else:
-            _refuse(f"--activation needs --sizes or --data ({where}); got --activation without them")
+        _refuse(f"--activation needs --sizes or --data ({where}); got --activation without them")
     if example is not None:
         for o in ("loss", "batch"):
             if o in given:
@@ -422,8 +415,6 @@ def _check_description(d: RunDescription, given: dict) -> None:
             f"--devices {d.devices} and --batch-size {d.batch_size}: the last batch of an epoch has "
             f"{d.samples % d.batch_size} samples; expected at least one column per device"
         )
-    if d.loss in CLASS_LOSSES and d.source == "random":
-        pass  # one-hot targets are drawn for them
     if d.devices is not None and (isinstance(d.devices, bool) or not isinstance(d.devices, int) or d.devices < 1):
         _refuse(f"--devices: expected a positive number of devices, got {d.devices!r}")
 
@@ -453,13 +444,7 @@ def build(d: RunDescription) -> tuple[np.ndarray, np.ndarray, list]:
         if params is None:
             params = _initial(d)
     else:
-        rng = np.random.default_rng(d.seed)
-        x = rng.standard_normal((d.sizes[0], d.samples))
-        out = d.sizes[-1]
-        if d.loss in CLASS_LOSSES:
-            t = np.eye(out)[:, rng.integers(0, out, size=d.samples)]  # one-hot columns
-        else:
-            t = rng.uniform(0, 1, size=(out, d.samples))
+        x, t = draw_data(d.sizes[0], d.sizes[-1], d.loss, d.samples, np.random.default_rng(d.seed))
         params = _initial(d)
     if x.shape[1] != d.samples:  # the description states N before any array exists: it must be the data's
         raise AssertionError(f"{d.source}: the description says N={d.samples}, the data has {x.shape[1]} columns")
@@ -475,10 +460,6 @@ def _initial(d: RunDescription) -> list:
         # a random problem draws its data from the seed and its parameters from the next one; a file's, from it
         return init_params(d.sizes, seed=d.seed + 1 if d.source == "random" else d.seed)
     return init_spec_params(d.spec, seed=d.seed)
-
-
-def with_options(d: RunDescription, **changes) -> RunDescription:
-    return replace(d, **changes)
 
 
 def describe_problem(p) -> RunDescription:

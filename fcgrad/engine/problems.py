@@ -118,6 +118,14 @@ def default_activations(n_layers: int, loss: str) -> tuple[str, ...]:
     return ("sigmoid",) * n_layers
 
 
+def draw_data(n_in: int, n_out: int, loss: str, batch: int, rng: np.random.Generator):
+    """``X ~ N(0, 1)`` (in, N), then targets: one-hot columns for cross-entropy and hinge, uniform in (0, 1) else."""
+    x = rng.standard_normal((n_in, batch))
+    if loss in CLASS_LOSSES:
+        return x, np.eye(n_out)[:, rng.integers(0, n_out, size=batch)]
+    return x, rng.uniform(0, 1, size=(n_out, batch))
+
+
 def random_problem(
     sizes: Sequence[int],
     *,
@@ -139,12 +147,7 @@ def random_problem(
     acts = tuple(validate.check_activations(acts, n_layers))
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise FcgradError(f"batch: expected a positive number of samples, got {batch!r}")
-    rng = np.random.default_rng(validate.check_seed(seed))
-    x = rng.standard_normal((sizes[0], batch))
-    if loss in CLASS_LOSSES:
-        t = np.eye(sizes[-1])[:, rng.integers(0, sizes[-1], size=batch)]  # one-hot columns
-    else:
-        t = rng.uniform(0, 1, size=(sizes[-1], batch))
+    x, t = draw_data(sizes[0], sizes[-1], loss, batch, np.random.default_rng(validate.check_seed(seed)))
     params = init_params(sizes, seed=seed + 1)
     name = "-".join(map(str, sizes))
     return Problem(

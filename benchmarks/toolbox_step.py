@@ -2,9 +2,9 @@
 
 The step is the one the toolbox check runs (``fcgrad.engine.toolbox``), on one mini-batch:
 
-- ``manual``: ``manual.spec_network.loss_and_gradients`` (forward, hand-derived backward through
+- ``manual``: ``manual.network.spec_loss_and_gradients`` (forward, hand-derived backward through
   batch norm, new running averages), then ``manual.optimizers.update`` (Adam, written by hand);
-- ``jit-step``: ``reference.spec_model.jit_step`` (``jax.grad`` and optax's Adam), compiled ahead
+- ``jit-step``: ``reference.train.jit_spec_step`` (``jax.grad`` and optax's Adam), compiled ahead
   of time, parameters, optimizer state and batch on the device, one call per step;
 - ``floor``: the step's matrix products alone, 3 per layer (``benchmarks.variants``' floors), NumPy
   for ``manual`` and one jitted call for ``jit-step``.
@@ -36,11 +36,11 @@ from fcgrad.benchmarks.suite import _row, add_ratios, measure_in_phases
 from fcgrad.benchmarks.timing import FULL, QUICK, Budget
 from fcgrad.cli.args import OneLineParser
 from fcgrad.engine.toolbox import ToolboxProblem, make_problem
-from fcgrad.manual import optimizers, spec_network
+from fcgrad.manual import network, optimizers
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.spec import format_spec, init_running, parse_spec
-from fcgrad.reference import spec_model
 from fcgrad.reference.precision import x64_for
+from fcgrad.reference.train import init_opt_state, jit_spec_step
 
 SPEC = "784-256:relu:bn-256:relu:bn-10"
 BATCH = 256
@@ -103,7 +103,7 @@ def manual_step(case: Case, s: ManualState) -> tuple[ManualState, float]:
     """The toolbox check's manual step: gradients at ``s.params``, then the hand-written Adam -> (state, loss)."""
     p = case.problem
     masks = [None] * len(p.spec)  # no dropout in the timed nets
-    g = spec_network.loss_and_gradients(s.params, p.x, p.t, p.spec, p.loss, masks, s.running, p.l2)
+    g = network.spec_loss_and_gradients(s.params, p.x, p.t, p.spec, p.loss, masks, s.running, p.l2)
     params, opt_state = optimizers.update(p.optimizer, g.grads, s.opt_state, s.params)
     return ManualState(params, opt_state, g.running), g.loss
 
@@ -116,19 +116,19 @@ class JitStep(NamedTuple):
 
 
 def jit_step(case: Case, device) -> JitStep:
-    """``reference.spec_model.jit_step`` compiled ahead for ``case`` on ``device`` (call inside ``x64_for``)."""
+    """``reference.train.jit_spec_step`` compiled ahead for ``case`` on ``device`` (call inside ``x64_for``)."""
     p, dt = case.problem, np.dtype(case.dtype)
     to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
     params, running = to_jax(p.params), to_jax(init_running(p.spec, dt))
     hyper = {k: jnp.asarray(v, dt) for k, v in p.optimizer.hyper.items()}
     lr, l2 = jnp.asarray(p.optimizer.lr, dt), jnp.asarray(p.l2, dt)
-    opt_state = spec_model.init_opt_state(p.optimizer.name, lr, hyper, params)
+    opt_state = init_opt_state(p.optimizer.name, lr, hyper, params)
     start = jax.device_put((params, opt_state, running), device)
     data = jax.device_put((to_jax(p.x), to_jax(p.t), [None] * len(p.spec), lr, hyper, l2), device)
     start, data = jax.block_until_ready((start, data))
     static = {"spec": p.spec, "loss_name": p.loss, "opt_name": p.optimizer.name}
     begin = time.perf_counter()
-    compiled = spec_model.jit_step.lower(*start, *data, **static).compile()
+    compiled = jit_spec_step.lower(*start, *data, **static).compile()
     return JitStep(compiled, start, data, time.perf_counter() - begin)
 
 
@@ -180,10 +180,10 @@ METHOD = {
     "step": "one mini-batch training step as the toolbox check runs it: training-mode forward with batch norm "
     "over the N columns (new running averages), softmax cross-entropy, every gradient, then Adam (optax's "
     "defaults, lr 1e-3); no dropout, no L2",
-    "manual": "manual.spec_network.loss_and_gradients + manual.optimizers.update, new arrays every step, the "
+    "manual": "manual.network.spec_loss_and_gradients + manual.optimizers.update, new arrays every step, the "
     "loss read back and checked for finiteness; it also computes the first layer's residual_x (3 products "
     "per layer)",
-    "jit-step": "reference.spec_model.jit_step (jax.grad + optax.adam), compiled ahead of time (compile_s), "
+    "jit-step": "reference.train.jit_spec_step (jax.grad + optax.adam), compiled ahead of time (compile_s), "
     "state and batch on the device, one call per step, every block ends with block_until_ready; XLA drops "
     "the first layer's residual_x (3 per layer less one)",
     "floor": "only the step's matrix products, 3 per layer (w^T x, x d^T, w d) on random operands of the step's "

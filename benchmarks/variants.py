@@ -56,7 +56,7 @@ def manual_variant(wl: Workload) -> Variant:
     trainable = _all_trainable(wl)
     params = [{k: v.copy() for k, v in p.items()} for p in wl.params]
     works, residual_y = network.train_works(params, wl.batch)
-    args = (wl.x, wl.t, wl.activations, wl.loss, wl.lr, trainable, works, residual_y)
+    args = (wl.x, wl.t, network.blog_spec(params, wl.activations), wl.loss, wl.lr, trainable, works, residual_y)
 
     def run(k: int) -> None:
         for _ in range(k):

@@ -5,7 +5,7 @@ The public entry point. Two sides and the checks between them:
 - ``fcgrad.manual``: the hand-derived matrix backprop in NumPy (``manual/`` in the repository);
 - ``fcgrad.reference``: the same model in JAX, differentiated by ``jax.grad`` (``reference/``);
 - ``fcgrad.check_run(fcgrad.describe(spec="4-8-3", optimizer="adam"))``: any run the command can check,
-  from one description (the command's options by name), with its report;
+  from one description (the command's options by name), with its ``RunReport`` (``.as_json()``: the JSON);
 - ``fcgrad.check(problem)``: gradients, finite differences and whole training runs, compared;
 - ``fcgrad.audit(problem)``: where the blog's published code departs from its own math;
 - ``fcgrad.testing.assert_backward_matches``: the pytest helper for your own layer's backward;
@@ -40,6 +40,7 @@ _LAZY = {
     "RunDescription": ("fcgrad.engine.description", "RunDescription"),
     "Data": ("fcgrad.engine.description", "Data"),
     "check_run": ("fcgrad.engine.check_run", "check_run"),
+    "RunReport": ("fcgrad.engine.report", "RunReport"),
     "check": ("fcgrad.engine.run", "check"),
     "CheckReport": ("fcgrad.engine.run", "CheckReport"),
     "audit": ("fcgrad.audits.blog", "audit"),

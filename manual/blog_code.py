@@ -22,9 +22,9 @@ import numpy as np
 
 from fcgrad.manual import validate
 from fcgrad.manual.errors import FcgradError
-from fcgrad.manual.layer import Cache, LayerGrads, fc_backward
+from fcgrad.manual.layer import LayerGrads, fc_backward
 from fcgrad.manual.losses import LOSSES
-from fcgrad.manual.network import Gradients, Params, Trajectory, forward, run_steps
+from fcgrad.manual.network import Gradients, LayerCache, Params, Trajectory, forward, run_steps
 
 DEPARTURES = ("unnormalized_loss_grad", "scalar_bias_grad", "residual_after_update")
 
@@ -84,7 +84,7 @@ def blog_loss_backward(y: np.ndarray, t: np.ndarray, loss: str, departures: Blog
 def blog_fc_backward(
     residual_y: np.ndarray,
     layer: dict[str, np.ndarray],
-    cache: Cache,
+    cache: LayerCache,
     activation: str,
     lr: float,
     departures: BlogDepartures,
@@ -97,7 +97,7 @@ def blog_fc_backward(
     """
     w, b = layer["w"], layer["b"]
     train = trainable or {"w": True, "b": True}
-    g = fc_backward(residual_y, w, cache, activation)  # correct residual_z, grad_w, grad_b and pre-update residual_x
+    g = fc_backward(residual_y, w, cache.fc, activation)  # correct residual_z, grad_w, grad_b, pre-update residual_x
     residual_z = g.residual_z  # (out, N) ⊙ f'(z) -> (out, N)
     grad_w = g.grad_w  # (in, N)·(N, out) -> (in, out)
     if departures.scalar_bias_grad:

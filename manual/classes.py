@@ -1,4 +1,4 @@
-"""The blog's class API (FC, SquareLoss, Net) on top of the pure functions.
+"""The blog's class API (FC, SquareLoss, Net) on top of the network's own layer functions (``manual.network``).
 
 Shaped like the blog's classes, with its names (``topVal``, ``bottomVal``,
 ``residual_z``, ``grad_w``...), but correct: the loss gradient keeps the 1/N,
@@ -11,13 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from fcgrad.manual import validate
-from fcgrad.manual.layer import LayerGrads, fc_backward, fc_forward
+from fcgrad.manual.layer import LayerGrads
 from fcgrad.manual.losses import LOSSES
-from fcgrad.manual.network import init_params
+from fcgrad.manual.network import init_params, layer_backward, layer_forward
+from fcgrad.manual.spec import LayerSpec
 
 
 class FC:
-    """A fully connected layer: ``w`` (in_num, out_num), ``b`` (out_num, 1)."""
+    """A fully connected layer: ``w`` (in_num, out_num), ``b`` (out_num, 1); the network's plain layer."""
 
     def __init__(
         self, in_num: int, out_num: int, lr: float = 0.1, activation: str = "sigmoid", *, w=None, b=None, seed=0
@@ -25,6 +26,7 @@ class FC:
         validate.check_sizes([in_num, out_num])
         self.lr = validate.check_lr(lr)
         self.activation = validate.check_activations(activation, 1)[0]
+        self.spec = LayerSpec(in_num, out_num, self.activation)
         init = init_params([in_num, out_num], seed=seed)[0]
         self.w = init["w"] if w is None else np.array(w, dtype=np.float64)
         self.b = init["b"] if b is None else np.array(b, dtype=np.float64)
@@ -32,7 +34,7 @@ class FC:
         self.grads: LayerGrads | None = None
 
     def forward(self, in_data: np.ndarray) -> np.ndarray:
-        y, self._cache = fc_forward(in_data, self.w, self.b, self.activation)
+        y, self._cache, _ = layer_forward(self.spec, {"w": self.w, "b": self.b}, in_data)
         return y
 
     @property
@@ -45,7 +47,7 @@ class FC:
 
     def backward(self, residual_y: np.ndarray) -> np.ndarray:
         """Store residual_z, grad_w, grad_b; return residual_x with the current (pre-update) w."""
-        self.grads = fc_backward(residual_y, self.w, self._cache, self.activation)
+        self.grads, _ = layer_backward(self.spec, {"w": self.w, "b": self.b}, residual_y, self._cache)
         return self.grads.residual_x
 
     def update(self) -> None:

@@ -33,23 +33,41 @@ QUANTITIES = LayerGrads._fields
 
 
 def fc_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, work=None) -> tuple[np.ndarray, Cache]:
-    z = w.T @ x + b if work is None else _linear_into(x, w, b, work)  # (out, in)·(in, N) + (out, 1) -> (out, N)
-    y = ACTIVATIONS[activation].forward(z) if work is None else _activation_into(z, activation, work)  # (out, N)
-    return y, Cache(x, z, y, work)
+    """``y = f(wᵀ·x + b)`` ``(out, N)`` and what the backward needs; given a ``LayerWork``, the same
+    formulas in NumPy into its buffers (the training path, end of file)."""
+    if work is None:  # every quantity as a new array (the comparison path)
+        z = w.T @ x + b  # (out, in)·(in, N) + (out, 1) -> (out, N)
+        y = ACTIVATIONS[activation].forward(z)  # (out, N)
+        return y, Cache(x, z, y)
+    z = np.matmul(w.T, x, out=work.z)  # (out, in)·(in, N) -> (out, N)
+    z += b  # + (out, 1), broadcast over the N columns
+    forms = in_place(activation)
+    y = ACTIVATIONS[activation].forward(z) if forms is None else forms.forward_into(z, work.y)  # (out, N)
+    return y, _new_tuple(Cache, (x, z, y, work))
 
 
 def fc_backward(residual_y: np.ndarray, w: np.ndarray, cache: Cache, activation: str) -> LayerGrads:
     """Residual of the layer's output ``(out, N)`` -> its gradients and input residual; ``w`` must be the
-    weight the forward used (pre-update), so the residual sent down is ∂L/∂x where the loss was taken."""
+    weight the forward used (pre-update), so the residual sent down is ∂L/∂x where the loss was taken.
+    A forward given a ``LayerWork`` has its backward write into the same work's buffers."""
     x, z, y, work = cache
-    if work is not None:
-        return _fc_backward_into(residual_y, w, cache, activation)
-    # every quantity as a new array (the comparison path)
-    residual_z = ACTIVATIONS[activation].backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
-    grad_w = x @ residual_z.T  # (in, N)·(N, out) -> (in, out)
-    grad_b = namespace(residual_z).sum(residual_z, axis=1, keepdims=True)  # sum over the N columns -> (out, 1)
-    residual_x = w @ residual_z  # (in, out)·(out, N) -> (in, N), pre-update w
-    return LayerGrads(residual_z, grad_w, grad_b, residual_x)
+    if work is None:  # every quantity as a new array (the comparison path)
+        residual_z = ACTIVATIONS[activation].backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
+        grad_w = x @ residual_z.T  # (in, N)·(N, out) -> (in, out)
+        grad_b = namespace(residual_z).sum(residual_z, axis=1, keepdims=True)  # sum over the N columns -> (out, 1)
+        residual_x = w @ residual_z  # (in, out)·(out, N) -> (in, N), pre-update w
+        return LayerGrads(residual_z, grad_w, grad_b, residual_x)
+    forms = in_place(activation)
+    if forms is None:
+        residual_z = ACTIVATIONS[activation].backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
+    else:
+        residual_z = forms.backward_into(residual_y, z, y, work.residual_z)  # (out, N) ⊙ f'(z) -> (out, N)
+    grad_w = np.matmul(x, residual_z.T, out=work.grad_w)  # (in, N)·(N, out) -> (in, out)
+    grad_b = np.add.reduce(residual_z, axis=1, keepdims=True, out=work.grad_b)  # sum over the N columns -> (out, 1)
+    residual_x = None
+    if work.residual_x is not None:
+        residual_x = np.matmul(w, residual_z, out=work.residual_x)  # (in, out)·(out, N) -> (in, N), pre-update w
+    return _new_tuple(LayerGrads, (residual_z, grad_w, grad_b, residual_x))
 
 
 # ---- the training path ----------------------------------------------------------------------
@@ -77,28 +95,4 @@ def layer_work(n_in: int, n_out: int, batch: int, dtype, *, residual_x: bool) ->
     return LayerWork(out_n(), out_n(), out_n(), np.empty((n_in, n_out), dtype), np.empty((n_out, 1), dtype), rx)
 
 
-def _linear_into(x, w, b, work: LayerWork) -> np.ndarray:
-    z = np.matmul(w.T, x, out=work.z)  # (out, in)·(in, N) -> (out, N)
-    z += b  # + (out, 1), broadcast over the N columns
-    return z
-
-
-def _activation_into(z, activation: str, work: LayerWork) -> np.ndarray:
-    forms = in_place(activation)
-    return ACTIVATIONS[activation].forward(z) if forms is None else forms.forward_into(z, work.y)  # (out, N)
-
-
-def _fc_backward_into(residual_y, w, cache: Cache, activation: str) -> LayerGrads:
-    """``fc_backward``'s formulas on the training path: NumPy, into ``cache.work``'s buffers."""
-    x, z, y, work = cache
-    forms = in_place(activation)
-    if forms is None:
-        residual_z = ACTIVATIONS[activation].backward(residual_y, z, y)  # (out, N) ⊙ f'(z) -> (out, N)
-    else:
-        residual_z = forms.backward_into(residual_y, z, y, work.residual_z)  # (out, N) ⊙ f'(z) -> (out, N)
-    grad_w = np.matmul(x, residual_z.T, out=work.grad_w)  # (in, N)·(N, out) -> (in, out)
-    grad_b = np.add.reduce(residual_z, axis=1, keepdims=True, out=work.grad_b)  # sum over the N columns -> (out, 1)
-    residual_x = None
-    if work.residual_x is not None:
-        residual_x = np.matmul(w, residual_z, out=work.residual_x)  # (in, out)·(out, N) -> (in, N), pre-update w
-    return LayerGrads(residual_z, grad_w, grad_b, residual_x)
+_new_tuple = tuple.__new__  # Cache(...), LayerGrads(...) without NamedTuple's __new__ in Python: the training path

@@ -1,6 +1,24 @@
-"""A stack of fully connected layers: forward, hand-derived backward, full-batch SGD.
+"""The network: fully connected layers from a spec, forward, hand-derived backward, L2, inference, SGD.
 
-Parameters: a plain list ``[{"w": (in, out), "b": (out, 1)}, ...]``, ``reference``'s layout (compared by position).
+Every network is a spec (``manual.spec``). Per layer (``x`` (in, N))::
+
+    z = wᵀ·x + b                   (out, N)  (no b under batch norm)
+    n = norm(z; γ, β)              (out, N)  batch norm, layer norm, or n = z
+    a = f(n)                       (out, N)
+    y = a ⊙ mask / keep            (out, N)  inverted dropout, or y = a
+
+The blog's network is the spec of plain layers (``blog_spec``: a bias, no norm, no dropout), which
+``forward``, ``gradients`` and ``train`` take as the blog does, one activation name per layer.
+One ``layer_forward`` and one ``layer_backward`` run every layer of every path, and one loop each
+(``spec_forward``, ``spec_backward``) runs them over the layers; the backward takes the steps in
+reverse, each through its own file's backward. A layer without a norm has its activation fused
+into ``fc_forward``/``fc_backward`` (``manual.layer``); given a ``LayerWork`` those write into its
+buffers, and that is the training path of ``train``: the same functions, given buffers.
+
+L2 weight decay adds ``(λ/2)·Σ‖w‖²`` (weights only) to the loss and ``λ·w`` to each ``grad_w``.
+Parameters: ``[{"w", "b"?, "gamma"?, "beta"?}, ...]``, ``reference``'s layout (compared by position);
+batch norm's running averages travel separately as ``running = [{"mean", "var"} or {}, ...]``,
+dropout masks as ``masks = [mask or None, ...]``.
 """
 
 import math
@@ -10,11 +28,38 @@ from typing import NamedTuple
 import numpy as np
 
 from fcgrad.manual import validate
+from fcgrad.manual.activations import ACTIVATIONS
+from fcgrad.manual.batchnorm import batchnorm_backward, batchnorm_forward, batchnorm_inference, running_update
+from fcgrad.manual.dropout import dropout_backward, dropout_forward
 from fcgrad.manual.errors import DivergenceError
 from fcgrad.manual.layer import Cache, LayerGrads, LayerWork, fc_backward, fc_forward, layer_work
+from fcgrad.manual.layernorm import layernorm_backward, layernorm_forward
 from fcgrad.manual.losses import LOSSES, square_backward, square_forward
+from fcgrad.manual.spec import LayerSpec, Spec, plain_spec
 
 Params = list[dict[str, np.ndarray]]
+
+
+class LayerCache(NamedTuple):
+    """What one layer's forward keeps for its backward."""
+
+    fc: Cache  # x (in, N), z (out, N); without a norm also f(z) (out, N), the activation fused
+    norm: tuple | None  # BatchNormCache or LayerNormCache
+    n: np.ndarray  # (out, N) the activation's input (z without a norm)
+    a: np.ndarray  # (out, N) the activation's output
+    dropout: tuple | None  # DropoutCache
+    y: np.ndarray  # (out, N) the layer's output (a without dropout), the blog's topVal
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.fc.x  # (in, N) the layer's input, the blog's bottomVal
+
+    @property
+    def z(self) -> np.ndarray:
+        return self.fc.z  # (out, N) the linear part
+
+
+_new_tuple = tuple.__new__  # LayerCache(...) without NamedTuple's __new__ in Python: one per layer and step
 
 
 class Gradients(NamedTuple):
@@ -22,6 +67,14 @@ class Gradients(NamedTuple):
     y: np.ndarray  # (out, N) the network's output
     residual_y: np.ndarray  # (out, N) ∂L/∂y from the loss's backward
     layers: list[LayerGrads]  # per layer: residual_z, grad_w, grad_b, residual_x
+
+
+class SpecGradients(NamedTuple):
+    loss: float  # the loss with its L2 term, at the given parameters
+    y: np.ndarray  # (out, N) the network's output
+    grads: Params  # ∂L/∂ each parameter (L2 included), same layout as params
+    layers: list[LayerGrads]  # per layer: residual_z (out, N), grad_w, grad_b, residual_x (in, N), before L2
+    running: Params  # batch norm's running averages after this (training) forward
 
 
 class Trajectory(NamedTuple):
@@ -48,38 +101,104 @@ def init_params(sizes: Sequence[int], *, seed: int = 0, dtype="float64", std: fl
     ]
 
 
-def forward(params: Params, x: np.ndarray, activations: Sequence[str]) -> tuple[np.ndarray, list[Cache]]:
-    """Unchecked forward: ``x`` (in, N) -> output ``(out, N)`` and each layer's cache."""
-    caches = []
-    for layer, act in zip(params, activations):
-        x, cache = fc_forward(x, layer["w"], layer["b"], act)
+def blog_spec(params: Params, activations: Sequence[str]) -> Spec:
+    """The blog's plain layers at the widths of ``params``, one activation name per layer."""
+    return plain_spec([params[0]["w"].shape[0], *(p["w"].shape[1] for p in params)], activations)
+
+
+# ---- one layer, every path ------------------------------------------------------------------
+
+
+def layer_forward(layer: LayerSpec, p, x, mask=None, running=None, training: bool = True, work=None):
+    """One layer: ``(y (out, N), cache, new running averages)``; ``work``: the training path's buffers."""
+    new_running, norm_cache = running, None
+    if not layer.norm:  # n = z: the activation fused into the linear part (into work's buffers if given)
+        a, fc = fc_forward(x, p["w"], p["b"], layer.activation, work)  # (out, N)
+        n = fc.z
+    else:
+        b = p["b"] if layer.has_bias else 0.0  # z = wᵀx exactly when there is no bias
+        z, fc = fc_forward(x, p["w"], b, "identity")  # (out, N)
+        if layer.norm == "batch" and training:
+            n, norm_cache = batchnorm_forward(z, p["gamma"], p["beta"])  # (out, N)
+            mean, var = running_update(running["mean"], running["var"], norm_cache)
+            new_running = {"mean": mean, "var": var}
+        elif layer.norm == "batch":
+            n = batchnorm_inference(z, p["gamma"], p["beta"], running["mean"], running["var"])  # (out, N)
+        else:
+            n, norm_cache = layernorm_forward(z, p["gamma"], p["beta"])  # (out, N)
+        a = ACTIVATIONS[layer.activation].forward(n)  # (out, N)
+    if layer.dropout and training:
+        y, drop_cache = dropout_forward(a, mask, layer.dropout)  # (out, N)
+    else:
+        y, drop_cache = a, None
+    return y, _new_tuple(LayerCache, (fc, norm_cache, n, a, drop_cache, y)), new_running
+
+
+def layer_backward(layer: LayerSpec, p, residual_y, cache: LayerCache) -> tuple[LayerGrads, tuple | None]:
+    """``(residual_z, grad_w, grad_b, residual_x; (grad_gamma, grad_beta) under a norm, else None)``.
+
+    ``p`` must be the parameters the forward used (pre-update), so residual_x is ∂L/∂x where the loss was taken.
+    """
+    residual_a = residual_y if cache.dropout is None else dropout_backward(residual_y, cache.dropout)  # (out, N)
+    if not layer.norm:  # the activation fused: fc_backward forms residual_z = residual_a ⊙ f'(z) itself
+        g = fc_backward(residual_a, p["w"], cache.fc, layer.activation)  # residual_z, grad_w, grad_b, residual_x
+        return g, None  # (out, N), (in, out), (out, 1), (in, N)
+    residual_n = ACTIVATIONS[layer.activation].backward(residual_a, cache.n, cache.a)  # (out, N) ⊙ f'(n) -> (out, N)
+    backward = batchnorm_backward if layer.norm == "batch" else layernorm_backward
+    residual_z, grad_gamma, grad_beta = backward(residual_n, cache.norm)  # (out, N), (out, 1), (out, 1)
+    g = fc_backward(residual_z, p["w"], cache.fc, "identity")  # grad_w (in, out), grad_b (out, 1), residual_x (in, N)
+    return g, (grad_gamma, grad_beta)
+
+
+# ---- the two loops over the layers ----------------------------------------------------------
+
+
+def spec_forward(params: Params, x, spec: Spec, masks=None, running=None, *, training: bool = True, works=None):
+    """``(y (out, N), caches, new running averages)``; in inference (``training=False``) running averages
+    and no dropout. ``masks``, ``running`` and ``works`` (the training path's buffers) hold one entry per layer."""
+    caches, new_running = [], []
+    for i, layer in enumerate(spec):
+        mask, r, work = masks[i] if masks else None, running[i] if running else None, works[i] if works else None
+        x, cache, r = layer_forward(layer, params[i], x, mask, r, training, work)
         caches.append(cache)
-    return x, caches
+        new_running.append(r)
+    return x, caches, new_running
 
 
-def backward(
-    params: Params, caches: list[Cache], residual_y: np.ndarray, activations: Sequence[str]
-) -> list[LayerGrads]:
-    """Unchecked backward from the top layer down; every layer uses its pre-update ``w``."""
-    grads: list[LayerGrads] = []
-    for layer, cache, act in zip(reversed(params), reversed(caches), reversed(activations)):
-        g = fc_backward(residual_y, layer["w"], cache, act)
-        grads.append(g)
+def spec_backward(params: Params, caches, residual_y, spec: Spec) -> tuple[list[LayerGrads], list]:
+    """From the top layer down, each with its pre-update parameters -> per layer its ``LayerGrads``
+    and its norm's ``(grad_gamma, grad_beta)`` (None without a norm)."""
+    layers, norms = [None] * len(spec), [None] * len(spec)
+    for i in range(len(spec) - 1, -1, -1):
+        g, norms[i] = layer_backward(spec[i], params[i], residual_y, caches[i])
+        layers[i] = g
         residual_y = g.residual_x  # (in, N) of this layer is (out, N) of the one below
-    return grads[::-1]
+    return layers, norms
+
+
+def _forward_and_backward(params: Params, x, t, spec: Spec, loss: str, masks, running, weight: float):
+    """The pass every caller makes: forward, the loss, backward -> (Gradients, norms' gradients, running)."""
+    y, caches, new_running = spec_forward(params, x, spec, masks, running)
+    loss_fn = LOSSES[loss]
+    value, residual_y = loss_fn.forward(y, t), loss_fn.backward(y, t)  # L, ∂L/∂y (out, N)
+    if weight != 1.0:  # a shard's n_k/N: the mean over its columns becomes its share of the global mean
+        value, residual_y = value * weight, residual_y * weight  # (out, N)
+    layers, norms = spec_backward(params, caches, residual_y, spec)
+    return Gradients(value, y, residual_y, layers), norms, new_running
+
+
+# ---- the blog's network: plain layers named by their activations ----------------------------
+
+
+def forward(params: Params, x: np.ndarray, activations: Sequence[str]) -> tuple[np.ndarray, list[LayerCache]]:
+    """Unchecked forward: ``x`` (in, N) -> output ``(out, N)`` and each layer's cache."""
+    y, caches, _ = spec_forward(params, x, blog_spec(params, activations))
+    return y, caches
 
 
 def loss_and_gradients(params: Params, x, t, activations: Sequence[str], loss: str) -> Gradients:
     """Unchecked, and pure over any array-API namespace (``jax.jit`` can compile it); ``loss`` is a 0-d array."""
-    y, caches = forward(params, x, activations)
-    loss_fn = LOSSES[loss]
-    residual_y = loss_fn.backward(y, t)  # (out, N)
-    return Gradients(loss_fn.forward(y, t), y, residual_y, backward(params, caches, residual_y, activations))
-
-
-def _gradients(params: Params, x, t, activations, loss: str) -> Gradients:
-    g = loss_and_gradients(params, x, t, activations, loss)
-    return g._replace(loss=float(g.loss))
+    return _forward_and_backward(params, x, t, blog_spec(params, activations), loss, None, None, 1.0)[0]
 
 
 def gradients(params: Params, x, t, *, activations="sigmoid", loss: str = "square", dtype=None) -> Gradients:
@@ -87,7 +206,42 @@ def gradients(params: Params, x, t, *, activations="sigmoid", loss: str = "squar
     params, dt = validate.check_params(params, dtype)
     x, t = validate.check_data(x, t, params, dt)
     activations = validate.check_activations(activations, len(params))
-    return _gradients(params, x, t, activations, validate.check_loss(loss))
+    g = loss_and_gradients(params, x, t, activations, validate.check_loss(loss))
+    return g._replace(loss=float(g.loss))
+
+
+# ---- spec networks: norms, dropout, L2, inference -------------------------------------------
+
+
+def l2_penalty(params: Params, l2: float) -> float:
+    """(λ/2)·Σ‖w‖², over the weights only."""
+    return 0.5 * l2 * sum(np.sum(p["w"] ** 2) for p in params) if l2 else 0.0
+
+
+def _parameter_grads(layer: LayerSpec, p, g: LayerGrads, norm, l2: float) -> dict[str, np.ndarray]:
+    grads = {} if norm is None else {"gamma": norm[0], "beta": norm[1]}  # (out, 1) each
+    grads["w"] = g.grad_w + l2 * p["w"] if l2 else g.grad_w  # (in, out): ∂(λ/2 ‖w‖²)/∂w = λ·w
+    if layer.has_bias:
+        grads["b"] = g.grad_b  # (out, 1)
+    return grads
+
+
+def spec_loss_and_gradients(
+    params: Params, x, t, spec: Spec, loss: str, masks=None, running=None, l2: float = 0.0, weight: float = 1.0
+) -> SpecGradients:
+    """Training-mode forward and backward at ``params``; every gradient is taken before any update.
+
+    ``weight`` scales the loss and its residual_y, not the L2 term: a shard's n_k/N (``manual.sharded``).
+    """
+    g, norms, new_running = _forward_and_backward(params, x, t, spec, loss, masks, running, weight)
+    grads = [_parameter_grads(*a, l2) for a in zip(spec, params, g.layers, norms)]
+    return SpecGradients(float(g.loss) + float(l2_penalty(params, l2)), g.y, grads, g.layers, new_running)
+
+
+def predict(params: Params, x, spec: Spec, running: Params) -> np.ndarray:
+    """Inference: the output (out, N) with running averages and no dropout."""
+    y, _, _ = spec_forward(params, x, spec, running=running, training=False)
+    return y
 
 
 def sgd_update(params: Params, layer_grads: Sequence[LayerGrads], lr: float, trainable) -> Params:
@@ -103,10 +257,10 @@ def sgd_update(params: Params, layer_grads: Sequence[LayerGrads], lr: float, tra
 
 # ---- the training path ----------------------------------------------------------------------
 # gradients() above (the comparison path) returns every quantity as new arrays, the first
-# layer's residual_x included. train() runs the same formulas on its own copy of the
-# parameters, updates them in place and writes each step's activations and gradients into
-# buffers it allocates once (manual.layer.LayerWork); it skips the first layer's residual_x,
-# which no update needs.
+# layer's residual_x included. train() runs the same two loops over the same layer functions
+# on its own copy of the parameters, updates them in place and gives each layer buffers it
+# allocates once (manual.layer.LayerWork), into which fc_forward and fc_backward then write;
+# it skips the first layer's residual_x, which no update needs.
 
 
 def sgd_update_into(params: Params, layer_grads: Sequence[LayerGrads], lr: float, trainable) -> None:
@@ -137,20 +291,14 @@ def train_works(params: Params, batch: int) -> tuple[list[LayerWork], np.ndarray
     return works, np.empty((params[-1]["w"].shape[1], batch), dt)
 
 
-def _forward_into(params: Params, x, activations, works) -> tuple[np.ndarray, list[Cache]]:
-    """``forward``, each layer into its ``LayerWork``."""
-    caches = []
-    for layer, act, work in zip(params, activations, works):
-        x, cache = fc_forward(x, layer["w"], layer["b"], act, work)
-        caches.append(cache)
-    return x, caches
+def train_step(params: Params, x, t, spec: Spec, loss: str, lr: float, trainable, works, residual_y) -> float:
+    """One full-batch SGD step in place (every gradient first, then every update) -> L at the old ``params``.
 
-
-def train_step(params: Params, x, t, activations, loss: str, lr: float, trainable, works, residual_y) -> float:
-    """One full-batch SGD step in place (every gradient first, then every update) -> L at the old ``params``."""
-    y, caches = _forward_into(params, x, activations, works)
+    ``spec``: plain layers (``blog_spec``), each forward and backward into its ``LayerWork`` of ``works``.
+    """
+    y, caches, _ = spec_forward(params, x, spec, works=works)
     value, residual_y = _loss_into(loss, y, t, residual_y)  # (out, N)
-    layer_grads = backward(params, caches, residual_y, activations)
+    layer_grads, _ = spec_backward(params, caches, residual_y, spec)
     sgd_update_into(params, layer_grads, lr, trainable)
     return value
 
@@ -182,9 +330,10 @@ def train(
     trainable = validate.check_trainable(trainable, len(params))
     params = [{k: np.array(v, order="C") for k, v in layer.items()} for layer in params]  # ours to update
     works, residual_y = train_works(params, x.shape[1])
+    spec = blog_spec(params, activations)
 
     def step(p: Params) -> tuple[float, Params]:
-        return train_step(p, x, t, activations, loss, lr, trainable, works, residual_y), p
+        return train_step(p, x, t, spec, loss, lr, trainable, works, residual_y), p
 
     return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr)
 

@@ -1,7 +1,7 @@
 """Data parallel by hand: the batch's N columns split over S shards, gradients summed by an all-reduce.
 
-Each shard runs the same hand-derived backward as one device (``manual.network``), on its
-own columns, with the loss's residual rescaled from the shard-local mean to the GLOBAL 1/N:
+Each shard runs the one network's forward and backward (``manual.network.spec_loss_and_gradients``)
+on its own columns, with the loss's residual rescaled from the shard-local mean to the GLOBAL 1/N:
 
     residual_y_k = (y_k − t_k) / n_k · (n_k / N) = (y_k − t_k) / N        (out, n_k)
 
@@ -15,11 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fcgrad.manual import spec_network, validate
+from fcgrad.manual import network, validate
 from fcgrad.manual.errors import DivergenceError, FcgradError
 from fcgrad.manual.layer import LayerGrads
-from fcgrad.manual.losses import LOSSES
-from fcgrad.manual.network import Params, backward, forward, sgd_update
+from fcgrad.manual.network import Params, SpecGradients, blog_spec, l2_penalty, sgd_update
 
 
 class ShardGradients(NamedTuple):
@@ -90,22 +89,22 @@ def reduce_gradients(local: list[list[LayerGrads]]) -> list[Params]:
 all_reduce = ring_all_reduce  # looked up at call time, so a test can plant a wrong collective
 
 
+def shard_part(params, x_k, t_k, n_total: int, n_shards: int, spec, loss: str, masks=None) -> SpecGradients:
+    """One shard's part of the step: the one network on its columns ``x_k`` (in, n_k), ``t_k`` (out, n_k),
+    with its residual_y (and loss) weighted n_k/N, so that its gradients are its part of the global sums."""
+    weight = shard_weight(x_k.shape[1], n_total, n_shards)  # n_k / N
+    return network.spec_loss_and_gradients(params, x_k, t_k, spec, loss, masks, weight=weight)  # mean × n_k/N
+
+
 def shard_step(replicas: list[Params], xs, ts, n_total: int, activations, loss: str) -> ShardGradients:
     """Every shard's forward and backward with the global 1/N, then the all-reduce. Unchecked.
 
     ``replicas[k]`` are the parameters shard k holds; ``xs[k]`` (in, n_k) and ``ts[k]`` (out, n_k) its columns.
     """
-    loss_fn = LOSSES[loss]
-    n_shards = len(xs)
-    parts, local = [], []
-    for params, x_k, t_k in zip(replicas, xs, ts):
-        n_k = x_k.shape[1]
-        weight = shard_weight(n_k, n_total, n_shards)  # n_k / N
-        y_k, caches = forward(params, x_k, activations)  # (out, n_k)
-        residual_y = loss_fn.backward(y_k, t_k) * weight  # (out, n_k): shard-local mean × n_k/N = global 1/N
-        local.append(backward(params, caches, residual_y, activations))
-        parts.append(np.reshape(loss_fn.forward(y_k, t_k) * weight, (1,)))  # this shard's part of L
-    loss_value = float(all_reduce(parts)[0][0])
+    spec = blog_spec(replicas[0], activations)
+    shards = [shard_part(p, x_k, t_k, n_total, len(xs), spec, loss) for p, x_k, t_k in zip(replicas, xs, ts)]
+    local = [g.layers for g in shards]
+    loss_value = float(all_reduce([np.reshape(g.loss, (1,)) for g in shards])[0][0])  # Σ of the shards' parts of L
     residual_x = [np.concatenate([g[i].residual_x for g in local], axis=1) for i in range(len(local[0]))]
     sizes = tuple(int(x_k.shape[1]) for x_k in xs)
     return ShardGradients(loss_value, sizes, local, reduce_gradients(local), residual_x)
@@ -194,20 +193,18 @@ class SpecShardGradients(NamedTuple):
 def sharded_spec_gradients(params, x, t, spec, loss: str, masks, n_shards: int, l2: float = 0.0) -> SpecShardGradients:
     """One step's gradients of a spec network over ``n_shards`` column blocks, summed by the ring all-reduce.
 
-    Each shard runs the one-device backward (``manual.spec_network``) on its columns and dropout masks; its
-    gradients are means over its n_k columns, so each is weighted n_k/n before the sum. L2 is added once, after.
+    Each shard runs the one network (``shard_part``) on its columns and dropout masks, its residual_y
+    weighted n_k/n, so its gradients are its part of the global sums. L2 is added once, after the sum.
     """
     n = x.shape[1]
     keys = [list(p) for p in params]
-    no_running = [{} for _ in spec]
     blocks = [np.array_split(np.arange(n), n_shards)[k] for k in range(n_shards)]
     value, parts, buffers = 0.0, [], []
     for cols in blocks:
         shard_masks = [None if m is None else m[:, cols] for m in masks]
-        g = spec_network.loss_and_gradients(params, x[:, cols], t[:, cols], spec, loss, shard_masks, no_running)
-        weight = shard_weight(cols.size, n, n_shards)
-        value += weight * g.loss
-        part = [{k: weight * g.grads[i][k] for k in keys[i]} for i in range(len(spec))]
+        g = shard_part(params, x[:, cols], t[:, cols], n, n_shards, spec, loss, shard_masks)
+        value += g.loss  # this shard's part of L: its mean × n_k/n
+        part = [{k: g.grads[i][k] for k in keys[i]} for i in range(len(spec))]
         parts.append(part)
         buffers.append(np.concatenate([part[i][k].ravel() for i in range(len(spec)) for k in keys[i]]))
     reduced, offset, grads = ring_all_reduce(buffers)[0], 0, []
@@ -219,4 +216,4 @@ def sharded_spec_gradients(params, x, t, spec, loss: str, masks, n_shards: int, 
         if l2:
             layer["w"] = layer["w"] + l2 * p["w"]  # (in, out): ∂(λ/2 ‖w‖²)/∂w = λ·w, once, on the replicated w
         grads.append(layer)
-    return SpecShardGradients(value + float(spec_network.l2_penalty(params, l2)), grads, parts)
+    return SpecShardGradients(value + float(l2_penalty(params, l2)), grads, parts)

@@ -96,6 +96,12 @@ def format_spec(spec: Spec) -> str:
     return "-".join(parts)
 
 
+def plain_spec(sizes, activations) -> Spec:
+    """The blog's layers as a spec: widths ``sizes`` (the input's first), one activation name per layer,
+    each layer with a bias, no norm and no dropout. Unchecked (``validate`` checks what callers pass)."""
+    return tuple(LayerSpec(n_in, n_out, act) for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations))
+
+
 def init_spec_params(spec: Spec, *, seed: int = 0, dtype="float64") -> list[dict[str, np.ndarray]]:
     """``w`` ~ N(0, 1/in), ``b`` = 0 (absent under batch norm), ``gamma`` = 1 and ``beta`` = 0 under a norm."""
     dt = validate.check_dtype(dtype)

@@ -1,4 +1,4 @@
-"""Gradients and per-layer residuals of the reference model, all from jax.grad."""
+"""Gradients and per-layer residuals of the reference model, all from jax.grad of ``model``'s one forward."""
 
 from functools import partial
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcgrad.reference.model import ACTIVATIONS, forward, loss
+from fcgrad.reference.model import ACTIVATIONS, forward, loss, spec_loss
 from fcgrad.reference.precision import as_jax, x64_for
 
 
@@ -26,6 +26,15 @@ def value_and_grads(params, x, t, activations, loss_name):
         params, x, t, activations, loss_name, taps
     )
     return value, forward(params, x, activations), grad_params, grad_taps
+
+
+@partial(jax.jit, static_argnames=("spec", "loss_name"))
+def spec_value_and_grads(params, x, t, masks, running, l2, spec, loss_name):
+    """A spec network's training-mode loss, ∂L/∂params and ∂L/∂x (the first layer's residual_x)."""
+    (value, _), (grads, grad_x) = jax.value_and_grad(spec_loss, argnums=(0, 1), has_aux=True)(
+        params, x, t, masks, running, l2, spec, loss_name
+    )
+    return value, grads, grad_x
 
 
 def activation_names(activations, n_layers: int) -> tuple[str, ...]:

@@ -1,8 +1,15 @@
 """The reference model data parallel over a mesh of devices, two ways; every derivative from jax.grad.
 
-The batch's N columns go to S devices in the blocks ``np.array_split`` makes (sizes differing by at
-most one); each block is padded with zero columns to the largest size, and a mask (1 on real columns,
-0 on padding) keeps the padding out of the loss. The parameters are replicated on every device.
+Two uses share the loss, the placement on the mesh and the value-and-gradient of each engine below: the
+blog's net trained by free-running full-batch SGD (``train``, ``gradients``, ``sgd_step``, ``scan_train``)
+and one optax step of a spec network (``ShardedSpecStep``, ``step``: any optimizer, L2, dropout, layer norm).
+
+The N columns go to S devices in the blocks ``np.array_split`` makes (sizes differing by at most one);
+each block is padded with zero columns to the largest size, with a weight per column (1 real, 0
+padding). The loss is summed column by column with those weights and the GLOBAL 1/N, so padding never
+counts and each shard's part is its share of the mean. The parameters are replicated on every device;
+a spec step adds L2 once, on the replicated parameters. Batch normalisation is not here: its statistics
+over a sharded batch are another computation (per-shard or synchronised), not the one-device one.
 
 - ``engine="jit"``: the one-device formulas under ``jax.jit``, inputs placed with
   ``NamedSharding(mesh, PartitionSpec(None, "data"))``; the compiler picks the collectives.
@@ -20,6 +27,8 @@ The forms, pinned by the tests:
 - ``"implicit"``: ``jax.grad`` with respect to the replicated parameters, no ``psum``: also right.
 - ``"psum-after-grad"``: ``jax.grad`` with respect to the replicated parameters, then ``psum``:
   S times the gradient. A mistake, kept so the check can show that it finds it.
+
+A spec step always takes the explicit form.
 """
 
 from functools import partial
@@ -27,10 +36,12 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fcgrad.reference.model import LOSSES, forward
+from fcgrad.reference.model import LOSSES, forward_with_running, l2_penalty
+from fcgrad.reference.optimizers import build
 from fcgrad.reference.precision import DTYPES, check_shapes, dtype_name, x64_for
 from fcgrad.reference.train import static_trainable
 
@@ -49,14 +60,43 @@ def padded_columns(a: np.ndarray, n_shards: int) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(padded, axis=1), np.concatenate(mask, axis=1)
 
 
-def global_loss(params, x, t, mask, n_total, activations, loss_name):
-    """The loss of the real columns among ``x`` (in, c) with the GLOBAL 1/N.
+def global_loss(params, x, t, weights, n_total, spec, loss_name, masks=None):
+    """Σ over the columns of ``weights[j] · L(column j)`` / n_total: the real columns' share of the mean loss.
 
-    ``LOSSES`` divides by the c columns it is given; × c/N turns that mean into this block's
-    share of the mean over all N samples. On the whole padded batch it is the one-device loss.
+    ``x`` (in, c) and ``t`` (out, c) are a block of columns, ``weights`` (1, c); on the whole padded batch
+    it is the one-device loss. ``spec``: a spec, or one activation name per layer (``model``).
     """
-    y = forward(params, x, activations)  # (out, c)
-    return LOSSES[loss_name](y * mask, t * mask) * (x.shape[1] / n_total)
+    y, _ = forward_with_running(params, x, spec, masks=masks)  # (out, c)
+    per_column = jax.vmap(lambda yc, tc: LOSSES[loss_name](yc[:, None], tc[:, None]), in_axes=(1, 1))(y, t)  # (c,)
+    return jnp.sum(per_column * weights[0]) / n_total
+
+
+def _jit_value_and_grad(params, x, t, weights, masks, *, n_total, spec, loss_name):
+    return jax.value_and_grad(global_loss)(params, x, t, weights, n_total, spec, loss_name, masks)
+
+
+def _shard_value_and_grad(params, x, t, weights, masks, *, n_total, spec, loss_name, form):
+    """Per device: this shard's columns, the replicated parameters -> (loss, gradients), both summed."""
+    if form == "explicit":
+        params = jax.tree.map(lambda a: jax.lax.pcast(a, AXIS, to="varying"), params)
+    value, grads = jax.value_and_grad(global_loss)(params, x, t, weights, n_total, spec, loss_name, masks)
+    if form != "implicit":
+        grads = jax.lax.psum(grads, AXIS)  # the all-reduce of grad_w and grad_b
+    return jax.lax.psum(value, AXIS), grads
+
+
+def value_and_grad_fn(mesh, engine, form, n_total, spec, loss_name):
+    """``(params, x, t, weights, masks) -> (loss, ∂L/∂params)`` of all N columns, by ``engine`` over ``mesh``."""
+    statics = dict(n_total=n_total, spec=spec, loss_name=loss_name)
+    if engine == "jit":
+        return partial(_jit_value_and_grad, **statics)
+    data = P(None, AXIS)
+    return jax.shard_map(
+        partial(_shard_value_and_grad, form=form, **statics),
+        mesh=mesh,
+        in_specs=(P(), data, data, data, data),
+        out_specs=(P(), P()),
+    )
 
 
 def _update(params, grads, lr, trainable):
@@ -66,59 +106,63 @@ def _update(params, grads, lr, trainable):
     ]
 
 
-def _jit_value_and_grad(params, x, t, mask, *, n_total, activations, loss_name):
-    return jax.value_and_grad(global_loss)(params, x, t, mask, n_total, activations, loss_name)
-
-
-def _shard_value_and_grad(params, x, t, mask, *, n_total, activations, loss_name, form):
-    """Per device: this shard's columns, the replicated parameters -> (loss, gradients), both summed."""
-    if form == "explicit":
-        params = jax.tree.map(lambda a: jax.lax.pcast(a, AXIS, to="varying"), params)
-    value, grads = jax.value_and_grad(global_loss)(params, x, t, mask, n_total, activations, loss_name)
-    if form != "implicit":
-        grads = jax.lax.psum(grads, AXIS)  # the all-reduce of grad_w and grad_b
-    return jax.lax.psum(value, AXIS), grads
-
-
-def _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name):
-    statics = dict(n_total=n_total, activations=activations, loss_name=loss_name)
-    if engine == "jit":
-        return partial(_jit_value_and_grad, **statics)
-    data = P(None, AXIS)
-    return jax.shard_map(
-        partial(_shard_value_and_grad, form=form, **statics),
-        mesh=mesh,
-        in_specs=(P(), data, data, data),
-        out_specs=(P(), P()),
-    )
-
-
 @partial(jax.jit, static_argnames=("mesh", "engine", "form", "n_total", "activations", "loss_name", "trainable"))
-def sgd_step(params, x, t, mask, lr, mesh, engine, form, n_total, activations, loss_name, trainable):
+def sgd_step(params, x, t, weights, lr, mesh, engine, form, n_total, activations, loss_name, trainable):
     """One step: (loss at ``params``, parameters after the update)."""
-    value, grads = _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)(params, x, t, mask)
+    value, grads = value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)(params, x, t, weights, None)
     return value, _update(params, grads, lr, trainable)
 
 
 @partial(
     jax.jit, static_argnames=("mesh", "engine", "form", "n_total", "activations", "loss_name", "trainable", "steps")
 )
-def scan_train(params, x, t, mask, lr, mesh, engine, form, n_total, activations, loss_name, trainable, steps):
+def scan_train(params, x, t, weights, lr, mesh, engine, form, n_total, activations, loss_name, trainable, steps):
     """The gradients at ``params``, then ``steps`` SGD steps in one compiled loop.
 
     Returns (gradients, losses (steps,), history with entry 0 the initial parameters, final parameters).
     """
-    value_and_grad = _value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)
+    value_and_grad = value_and_grad_fn(mesh, engine, form, n_total, activations, loss_name)
 
     def body(p, _):
-        value, grads = value_and_grad(p, x, t, mask)
+        value, grads = value_and_grad(p, x, t, weights, None)
         new = _update(p, grads, lr, trainable)
         return new, (value, new)
 
-    first = value_and_grad(params, x, t, mask)
+    first = value_and_grad(params, x, t, weights, None)
     final, (losses, history) = jax.lax.scan(body, params, None, length=steps)
     history = jax.tree.map(lambda p0, h: jnp.concatenate([p0[None], h]), params, history)
     return first, losses, history, final
+
+
+@partial(jax.jit, static_argnames=("mesh", "engine", "spec", "loss_name", "opt_name", "n_total"))
+def step(params, opt_state, x, t, masks, weights, lr, hyper, l2, mesh, engine, spec, loss_name, opt_name, n_total):
+    """One spec step from ``params`` and ``opt_state``: (new params, new state, the loss at ``params``)."""
+    value, grads = value_and_grad_fn(mesh, engine, "explicit", n_total, spec, loss_name)(params, x, t, weights, masks)
+    penalty, grad_penalty = jax.value_and_grad(l2_penalty)(params, l2)  # once, on the replicated parameters
+    grads = jax.tree.map(jnp.add, grads, grad_penalty)
+    updates, opt_state = build(opt_name, lr, hyper).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value + penalty
+
+
+class DataMesh:
+    """S devices on the axis ``AXIS``: columns split over them, parameters replicated."""
+
+    def __init__(self, devices):
+        self.mesh = Mesh(np.array(devices), (AXIS,))
+        self.n = len(devices)
+        self.columns = NamedSharding(self.mesh, P(None, AXIS))
+        self.replicated = NamedSharding(self.mesh, P())
+
+    def split(self, arrays, dtype):
+        """Each (rows, N) array padded into S blocks of columns and placed (None stays None), and the
+        weights (1, S·c): 1 on real columns, 0 on padding."""
+        put = lambda a: jax.device_put(jnp.asarray(a, dtype), self.columns)  # noqa: E731
+        placed = [None if a is None else put(padded_columns(np.asarray(a), self.n)[0]) for a in arrays]
+        _, weights = padded_columns(np.ones((1, np.shape(arrays[0])[1])), self.n)
+        return placed, put(weights)
+
+    def replicate(self, tree):
+        return jax.device_put(tree, self.replicated)
 
 
 def placed(params, x, t, devices, dtype, engine, form):
@@ -131,14 +175,10 @@ def placed(params, x, t, devices, dtype, engine, form):
     n_shards, n_total = len(devices), np.shape(x)[1]
     if not 1 <= n_shards <= n_total:
         raise ValueError(f"devices: expected 1 to N = {n_total} devices (one sample each at least), got {n_shards}")
-    mesh = Mesh(np.array(devices), (AXIS,))
-    dt = DTYPES[dtype_name(dtype)]
-    xp, mask = padded_columns(np.asarray(x, np.float64), n_shards)
-    tp, _ = padded_columns(np.asarray(t, np.float64), n_shards)
-    split, replicated = NamedSharding(mesh, P(None, AXIS)), NamedSharding(mesh, P())
-    data = [jax.device_put(jnp.asarray(a, dt), split) for a in (xp, tp, mask)]
-    params = [{k: jax.device_put(jnp.asarray(v, dt), replicated) for k, v in p.items()} for p in params]
-    return params, data, mesh, n_total
+    data_mesh, dt = DataMesh(devices), DTYPES[dtype_name(dtype)]
+    (xp, tp), weights = data_mesh.split((x, t), dt)
+    params = data_mesh.replicate([{k: jnp.asarray(v, dt) for k, v in p.items()} for p in params])
+    return params, (xp, tp, weights), data_mesh.mesh, n_total
 
 
 def train(
@@ -162,12 +202,12 @@ def train(
     "grad_b"}, ...]}}``; ``params`` per layer ``{"w": (steps+1, in, out), "b": (steps+1, out, 1)}``.
     """
     with x64_for(dtype):
-        jparams, (jx, jt, mask), mesh, n = placed(params, x, t, devices, dtype, engine, form)
+        jparams, (jx, jt, weights), mesh, n = placed(params, x, t, devices, dtype, engine, form)
         (value, grads), losses, history, final = scan_train(
             jparams,
             jx,
             jt,
-            mask,
+            weights,
             lr,
             mesh,
             engine,
@@ -192,3 +232,24 @@ def gradients(params, x, t, *, devices, activations, loss="square", engine="jit"
     """Loss and every layer's grad_w, grad_b, data parallel over ``devices``: ``train``'s ``gradients``, no step."""
     common = dict(devices=devices, activations=activations, loss=loss, engine=engine, form=form, dtype=dtype)
     return train(params, x, t, steps=0, **common)["gradients"]
+
+
+class ShardedSpecStep(DataMesh):
+    """The compiled spec ``step`` of one engine on one mesh, with the step's columns split and placed."""
+
+    def __init__(self, devices, engine: str):
+        if engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+        super().__init__(devices)
+        self.engine = engine
+
+    def place(self, x, t, masks, dtype):
+        """The step's data padded into S blocks and placed over the mesh: (x, t, masks, weights)."""
+        (xp, tp, *mp), weights = self.split((x, t, *masks), dtype)
+        return xp, tp, mp, weights
+
+    def __call__(self, params, opt_state, placed, lr, hyper, l2, spec, loss_name, opt_name, n_total):
+        params, opt_state = self.replicate((params, opt_state))
+        x, t, masks, weights = placed
+        return step(params, opt_state, x, t, masks, weights, lr, hyper, l2, self.mesh, self.engine, spec,
+                    loss_name, opt_name, n_total)  # fmt: skip

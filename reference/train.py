@@ -1,6 +1,8 @@
-"""Full-batch SGD on the reference model: one jitted step, or a whole run as one lax.scan.
+"""Training steps of the reference model; every gradient from jax.grad, every optimizer step from optax or plain SGD.
 
-``trainable`` is static here: a tuple with one ``(train_w, train_b)`` pair of bools per layer.
+The blog's net: full-batch SGD, one jitted step or a whole run as one lax.scan. ``trainable`` is static
+here: a tuple with one ``(train_w, train_b)`` pair of bools per layer. A spec network: one optax step
+(``reference.optimizers``) on a batch, L2, dropout masks and batch norm's running averages included.
 """
 
 from functools import partial
@@ -8,9 +10,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from fcgrad.reference.grads import activation_names
-from fcgrad.reference.model import loss
+from fcgrad.reference.model import loss, spec_loss
+from fcgrad.reference.optimizers import build, state_moments
 from fcgrad.reference.precision import as_jax, x64_for
 
 
@@ -89,3 +93,38 @@ def train(
             "params": to_np(history) if record_params else None,
             "final": to_np(final),
         }
+
+
+def spec_step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name, branches=None):
+    """One step of a spec network: the loss and gradients at ``params``, then optax's update."""
+    (value, new_running), grads = jax.value_and_grad(spec_loss, has_aux=True)(
+        params, x, t, masks, running, l2, spec, loss_name, branches
+    )
+    updates, opt_state = build(opt_name, lr, hyper).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, new_running, value
+
+
+@partial(jax.jit, static_argnames=("spec", "loss_name", "opt_name"))
+def jit_spec_step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name):
+    """One compiled ``spec_step``, reused for any number of steps of one batch size.
+
+    Returns (params, opt state, running) after the step, the loss before it, and the optimizer's moments.
+    """
+    params, opt_state, running, value = spec_step(
+        params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name
+    )
+    return params, opt_state, running, value, state_moments(opt_name, opt_state)
+
+
+@partial(jax.jit, static_argnames=("spec", "loss_name", "opt_name"))
+def jit_spec_step_on_branches(params, opt_state, running, x, t, masks, branches, lr, hyper, l2, spec, loss_name,
+                              opt_name):  # fmt: skip
+    """``jit_spec_step`` with each ReLU layer's side of the kink fixed entry by entry (``model.layer_forward``)."""
+    params, opt_state, running, value = spec_step(
+        params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss_name, opt_name, branches
+    )
+    return params, opt_state, running, value, state_moments(opt_name, opt_state)
+
+
+def init_opt_state(opt_name: str, lr, hyper, params):
+    return build(opt_name, lr, hyper).init(params)

@@ -8,23 +8,41 @@ import numpy as np
 import pytest
 
 from fcgrad import manual
+from fcgrad.cli.render import render
+from fcgrad.engine.check_run import check_run
+from fcgrad.engine.description import describe, describe_problem
 from fcgrad.engine.problems import example, random_problem
+from fcgrad.engine.report_forms import from_network
 from fcgrad.engine.run import check
-from fcgrad.reports.check import as_json, ascii_fallback, text
+from fcgrad.reports.check import ascii_fallback, text
+
+
+def run_json(report) -> dict:
+    """The ``--json`` object, less its meta, of a network check: its one ``RunReport``'s."""
+    return from_network(describe_problem(report.problem), report, seconds=0.0).as_json()
 
 
 @pytest.fixture(scope="module")
-def and_report():
-    return check(example("and").with_options(steps=30))
+def and_run():
+    return check_run(describe(example="and", steps=30))
 
 
-def test_header_shows_the_tolerances_in_force(and_report):
+@pytest.fixture(scope="module")
+def and_report(and_run):
+    return and_run.report.detail  # the network form's own report, which the text is drawn from
+
+
+def test_header_shows_the_tolerances_in_force(and_run, and_report):
     out = text(and_report)
     assert "gradients rel ≤ 1.0e-12" in out and "trajectory max|Δ| ≤ 1.0e-12" in out
     assert "rule global" in out
-    data = as_json(and_report)
-    assert data["tolerances"] == {"rtol": 1e-12, "atol": 1e-12, "trajectory_rule": "global"}
-    assert {r["rule"] for r in data["trajectory"]["rows"]} == {"global"}
+    in_force = render(and_run).tolerances  # the --json object's meta.tolerances
+    assert {k: in_force[k] for k in ("gradient_rel", "trajectory_abs", "trajectory_rule")} == {
+        "gradient_rel": 1e-12, "trajectory_abs": 1e-12, "trajectory_rule": "global"
+    }  # fmt: skip
+    data = and_run.report.as_json()
+    assert [c["rule"] for c in data["trajectories"]] == ["global"]
+    assert {r["rule"] for c in data["trajectories"] for r in c["rows"]} == {"global"}
     json.dumps(data)  # plain JSON
 
 
@@ -51,7 +69,7 @@ def test_a_failed_row_gives_its_first_step_in_text_and_json(monkeypatch):
     report = check(example("and").with_options(steps=20), finite_differences=False)
     assert not report.ok
     assert "MISMATCH from step 12" in text(report) and "first step beyond tolerance: 12" in text(report)
-    assert as_json(report)["trajectory"]["first_bad_step"] == 12
+    assert [c["first_bad_step"] for c in run_json(report)["trajectories"]] == [12]
     quiet = text(report, quiet=True)
     assert quiet.startswith("FAILED") and "layer all loss" in quiet.splitlines()[0]
     assert "final loss" not in quiet and len(quiet.splitlines()) == 4  # verdict, title, header, the one row
@@ -76,9 +94,9 @@ def test_cross_entropy_outputs_are_softmax_probabilities():
     report = check(random_problem((3, 4), loss="cross-entropy", batch=5, steps=3), finite_differences=False)
     out = text(report)
     assert "softmax(y)=" in out and "\ny=" not in out
-    data = as_json(report)
-    assert data["y_is"] == "softmax probabilities"
-    probabilities = np.array(data["y"])
+    output = run_json(report)["extras"]["output"]
+    assert output["y_is"] == "softmax probabilities"
+    probabilities = np.array(output["y"])
     assert np.all(probabilities > 0) and np.allclose(probabilities.sum(axis=0), 1.0, rtol=0, atol=1e-12)
     printed = out.split("softmax(y)=")[1].split("\n(")[0]
     values = np.array([float(v) for v in printed.replace("[", " ").replace("]", " ").replace(",", " ").split()])

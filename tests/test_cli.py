@@ -59,62 +59,68 @@ def test_json_has_the_documented_keys_within_tolerance(capsys):
     code, out = _run(capsys, "--json", "--steps", SHORT)
     assert code == 0
     report = json.loads(out)
-    assert report["ok"] is True
-    rows = {(g["layer"], g["quantity"]) for g in report["gradients"]}
+    assert report["ok"] is True and report["sides"] == ["manual", "jax"]
+    [gradients] = report["gradients"]
+    assert gradients["sides"] == ["manual", "jax"] and gradients["rule"] == "rel"
+    rows = {(g["layer"], g["quantity"]) for g in gradients["rows"]}
     assert {(i, q) for i in (0, 1) for q in ("residual_z", "grad_w", "grad_b", "residual_x")} <= rows
-    for g in report["gradients"]:
+    for g in gradients["rows"]:
         assert {"layer", "quantity", "max_abs_err", "rel_err"} <= set(g)
         assert g["rel_err"] <= tol.GRAD_REL_TOL_F64, g
-    assert report["finite_difference"]["max_rel_err"] <= tol.FD_REL_TOL
-    traj = report["trajectory"]
-    assert traj["steps"] == int(SHORT)
+    [fd] = report["finite_differences"]
+    assert fd["sides"] == ["manual", "finite differences"]
+    assert max(r["rel_err"] for r in fd["rows"]) <= tol.FD_REL_TOL
+    [traj] = report["trajectories"]
+    assert traj["steps"] == int(SHORT) and traj["rule"] == "global" and traj["first_bad_step"] is None
+    params = [r for r in traj["rows"] if r["quantity"] != "loss"]
     # each parameter row's bound is TRAJ_ABS_TOL_F64 scaled by max(1, max|param|)
-    param_tol = max(r["tol"] for r in traj["rows"] if r["quantity"] != "loss")
-    assert 1e-12 <= param_tol <= 1e-11 and traj["max_abs_param_err"] <= param_tol  # max|param| of AND stays < 10
-    assert [r["tol"] for r in traj["rows"] if r["quantity"] == "loss"] == pytest.approx([1e-12], rel=1e-9)
-    assert traj["max_abs_loss_err"] <= tol.TRAJ_ABS_TOL_F64
-    assert isinstance(report["final_loss"], float) and report["final_loss"] > 0
+    param_tol = max(r["tol"] for r in params)
+    assert 1e-12 <= param_tol <= 1e-11 and max(r["max_abs_err"] for r in params) <= param_tol  # max|param| < 10
+    [loss] = [r for r in traj["rows"] if r["quantity"] == "loss"]
+    assert loss["tol"] == pytest.approx(1e-12, rel=1e-9) and loss["max_abs_err"] <= tol.TRAJ_ABS_TOL_F64
+    assert all(isinstance(v, float) and v > 0 for v in report["final_loss"].values())
+    output = report["extras"]["output"]  # manual's loss and output after the last step
+    assert isinstance(output["loss"], float) and output["y_is"] == "network output"
 
 
-# maxdiff_* recomputed from the saved runs: the same float64 subtraction, so equal up to the last digit or two
+# max|Δ| recomputed from the saved runs: the same float64 subtraction, so equal up to the last digit or two
 SAME_NUMBERS_REL_TOL = 1e-12
 
 
 def test_save_writes_the_documented_keys_and_shapes(capsys, tmp_path):
     steps = 20
     path = tmp_path / "run.npz"
-    code, _ = _run(capsys, "--steps", str(steps), "--save", str(path))
+    json_path = tmp_path / "run.json"
+    code, _ = _run(capsys, "--steps", str(steps), "--save", str(path), "--json", str(json_path))
     assert code == 0
     p = and_example()
+    sides = ("manual", "jax")
     with np.load(path) as f:
-        sides = ("manual", "reference")
-        expected = {"X", "T", "loss_manual", "loss_reference", "meta", "maxdiff_loss"}
-        expected |= {f"{k}{i}_{s}" for i in (0, 1) for k in ("w", "b") for s in ("init", *sides)}
-        expected |= {f"maxdiff_{k}{i}" for i in (0, 1) for k in ("w", "b")}
+        expected = {"X", "T", "meta"} | {f"{s}/loss" for s in sides}
+        expected |= {f"{k}{i}_init" for i in (0, 1) for k in ("w", "b")}
+        expected |= {f"{s}/{k}{i}" for i in (0, 1) for k in ("w", "b") for s in sides}
         assert set(f.files) == expected
-        # maxdiff_<row>: each row's max|Δ| at each step, the numbers the verdict was taken on
-        np.testing.assert_allclose(f["maxdiff_loss"], np.abs(f["loss_manual"] - f["loss_reference"]),
-                                   rtol=SAME_NUMBERS_REL_TOL, atol=0)
-        for i in (0, 1):
-            for k in ("w", "b"):
-                both = np.abs(f[f"{k}{i}_manual"][1:] - f[f"{k}{i}_reference"][1:])  # (K, ...) after each step
-                np.testing.assert_allclose(f[f"maxdiff_{k}{i}"], both.reshape(steps, -1).max(axis=1),
-                                           rtol=SAME_NUMBERS_REL_TOL, atol=0)
+        # each trajectory row's max|Δ|: the largest difference of the two saved sides over the steps
+        [traj] = json.loads(json_path.read_text())["trajectories"]
+        for row in traj["rows"]:
+            key = "loss" if row["layer"] < 0 else f"{row['quantity']}{row['layer']}"
+            recomputed = np.max(np.abs(f[f"manual/{key}"] - f[f"jax/{key}"]))
+            assert recomputed == pytest.approx(row["max_abs_err"], rel=SAME_NUMBERS_REL_TOL, abs=0), key
         # the data and initial parameters are stored as given: copies, so exact equality holds
         assert np.array_equal(f["X"], p.x) and np.array_equal(f["T"], p.t)
         for side in sides:
-            assert f[f"loss_{side}"].shape == (steps,)
+            assert f[f"{side}/loss"].shape == (steps,)
         for i, layer in enumerate(p.params):
             for k in ("w", "b"):
                 assert np.array_equal(f[f"{k}{i}_init"], layer[k])
                 for side in sides:
-                    assert f[f"{k}{i}_{side}"].shape == (steps + 1, *layer[k].shape)
-                    assert np.array_equal(f[f"{k}{i}_{side}"][0], layer[k])  # entry 0: the initial parameters
-                diff = np.max(np.abs(f[f"{k}{i}_manual"] - f[f"{k}{i}_reference"]))
+                    assert f[f"{side}/{k}{i}"].shape == (steps + 1, *layer[k].shape)
+                    assert np.array_equal(f[f"{side}/{k}{i}"][0], layer[k])  # entry 0: the initial parameters
+                diff = np.max(np.abs(f[f"manual/{k}{i}"] - f[f"jax/{k}{i}"]))
                 assert diff <= tol.TRAJ_ABS_TOL_F64
         # entry k of the losses is the loss at the parameters of step k
         loss_0 = manual.gradients(p.params, p.x, p.t).loss
-        assert abs(f["loss_manual"][0] - loss_0) <= tol.TRAJ_ABS_TOL_F64
+        assert abs(f["manual/loss"][0] - loss_0) <= tol.TRAJ_ABS_TOL_F64
 
 
 def test_float32_exits_0(capsys):

@@ -28,12 +28,12 @@ def _and_npz(tmp_path) -> str:
 def test_check_runs_the_users_npz_with_its_initial_parameters(tmp_path, capsys):
     assert main(["check", "--data", _and_npz(tmp_path), "--steps", STEPS, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] and out["problem"]["sizes"] == [2, 4, 1]
+    assert out["ok"] and out["meta"]["problem"]["sizes"] == [2, 4, 1]
     # the file's parameters were used: the run starts where the blog's AND example starts
     p = and_example().with_options(steps=int(STEPS))
     from fcgrad.engine.run import check
 
-    assert out["final_loss"] == pytest.approx(check(p).final_loss, rel=1e-12)
+    assert out["extras"]["output"]["loss"] == pytest.approx(check(p).final_loss, rel=1e-12)
 
 
 def test_data_and_example_together_are_refused(tmp_path, capsys):
@@ -84,13 +84,13 @@ def test_audit_code_json_to_a_file_prints_the_text(tmp_path, capsys):
     assert "finding" in capsys.readouterr().out
 
 
-SIDES = ("manual", "manual-sharded", "jax", "jax-jit-sharded", "jax-shard_map-sharded")
+SIDES = ["manual", "jax", "manual-sharded", "jax-jit-sharded", "jax-shard_map-sharded"]
 # every sharded side against the one-device side of its own engine, and manual against JAX, as fcgrad check does
 PAIRS = [("manual vs jax", "gradients"), ("manual-sharded vs manual", "gradients"),
          ("jax-jit-sharded vs jax", "gradients"), ("jax-shard_map-sharded vs jax", "gradients"),
-         ("manual vs jax", "trajectory"), ("manual-sharded vs manual", "trajectory"),
-         ("jax-jit-sharded vs jax", "trajectory"), ("jax-shard_map-sharded vs jax", "trajectory"),
-         ("manual-sharded replicas vs replica 0", "replicas")]  # fmt: skip
+         ("manual vs jax", "trajectories"), ("manual-sharded vs manual", "trajectories"),
+         ("jax-jit-sharded vs jax", "trajectories"), ("jax-shard_map-sharded vs jax", "trajectories"),
+         ("manual-sharded replicas vs replica 0", "trajectories")]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -98,11 +98,13 @@ def test_check_devices_compares_five_sides_over_the_shards_it_was_given(capsys):
     # 3 devices over the blog's N = 4 samples: uneven shards of 2, 1, 1, so the weights n_k/N matter
     assert main(["check", "--devices", "3", "--steps", STEPS, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] and out["findings"] == []
-    assert out["devices"] == ["cpu:0", "cpu:1", "cpu:2"] and out["shard_sizes"] == [2, 1, 1]
+    assert out["ok"] and out["findings"] == [] and out["sides"] == SIDES
+    extras = out["extras"]
+    assert extras["devices"] == ["cpu:0", "cpu:1", "cpu:2"] and extras["shard_sizes"] == [2, 1, 1]
     assert out["meta"]["problem"]["devices"] == 3 and out["meta"]["problem"]["steps"] == int(STEPS)
-    assert [(c["pair"], c["what"]) for c in out["comparisons"]] == PAIRS
-    rows = {(c["pair"], c["what"]): {(r["layer"], r["quantity"]) for r in c["rows"]} for c in out["comparisons"]}
+    compared = [(" vs ".join(c["sides"]), what, c) for what in ("gradients", "trajectories") for c in out[what]]
+    assert [(pair, what) for pair, what, _ in compared] == PAIRS
+    rows = {(pair, what): {(r["layer"], r["quantity"]) for r in c["rows"]} for pair, what, c in compared}
     params = {(i, k) for i in (0, 1) for k in ("w", "b")}
     grads = {(i, q) for i in (0, 1) for q in ("grad_w", "grad_b")}
     assert rows[("manual vs jax", "gradients")] >= grads | {(i, "residual_x") for i in (0, 1)} | {(1, "residual_y")}
@@ -111,7 +113,7 @@ def test_check_devices_compares_five_sides_over_the_shards_it_was_given(capsys):
     for pair, what in PAIRS[4:8]:
         assert rows[(pair, what)] == params | {(-1, "loss")}, pair
     assert rows[PAIRS[8]] == params
-    assert all(r["ok"] for c in out["comparisons"] for r in c["rows"])
+    assert all(r["ok"] for _, _, c in compared for r in c["rows"])
 
 
 @pytest.mark.slow
@@ -129,7 +131,7 @@ def test_check_spec_takes_the_toolbox_path(capsys):
     argv = ["check", "--spec", "3-4:relu:bn-2", "--optimizer", "adam", "--batch-size", "4", "--json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] and out["trajectory"]["steps"] > 1
+    assert out["ok"] and out["trajectories"][0]["steps"] > 1
 
 
 def test_verbose_says_where_the_time_went_on_stderr(capsys):

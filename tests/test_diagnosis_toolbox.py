@@ -25,8 +25,9 @@ from fcgrad.cli.main import main
 from fcgrad.cli.render import quiet_text
 from fcgrad.diagnosis.catalogue import Context, diagnose
 from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
+from fcgrad.engine.report_forms import from_toolbox
 from fcgrad.engine.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
-from fcgrad.manual import batches, optimizers, spec_network
+from fcgrad.manual import batches, network, optimizers
 from fcgrad.manual.batchnorm import BatchNormGrads, batchnorm_backward
 from fcgrad.manual.dropout import draw_mask, dropout_backward, dropout_forward
 from fcgrad.manual.spec import init_spec_params, parse_spec
@@ -216,7 +217,7 @@ def test_toolbox_text_and_json_say_what_the_failing_rows_look_like():
     shown = toolbox_cli.text(report, [])
     assert "layer 0 w: looks like momentum with the learning rate applied twice" in shown
     assert "looks like momentum" in quiet_text(shown)
-    entries = toolbox_cli.diagnoses_json(report)
+    entries = [f.as_dict() for f in from_toolbox(None, report, [], {}, 0.0).findings]  # the JSON's findings
     assert {(e["layer"], e["quantity"]) for e in entries} == set(report.diagnoses)
     assert all(e["name"] == "momentum_lr_applied_twice" and e["step"] == 0 for e in entries)
     assert all(e["message"].startswith("looks like ") for e in entries)
@@ -264,7 +265,7 @@ def test_planted_layer_mistake_in_a_network_is_named_where_the_gradient_rows_fai
     monkeypatch, spec, where, broken, stage, name
 ):
     p = _network_problem(spec)
-    monkeypatch.setattr(spec_network, where, broken)
+    monkeypatch.setattr(network, where, broken)
     rows = compare_spec_gradients(p)
     assert not all(r.ok for r in rows)
     found = diagnose_gradients(p, rows)
@@ -285,11 +286,11 @@ def test_correct_batchnorm_and_dropout_in_a_network_get_no_name(spec):
 
 @pytest.mark.slow
 def test_the_check_prints_and_writes_the_layer_mistake_it_recognises(monkeypatch, capsys):
-    monkeypatch.setattr(spec_network, "batchnorm_backward", network_bn_without_mean_and_variance_paths)
+    monkeypatch.setattr(network, "batchnorm_backward", network_bn_without_mean_and_variance_paths)
     base = ["check", "--spec", "3-5:tanh:bn-2", "--optimizer", "sgd", "--epochs", "1"]
     assert main(base) == 1
     assert "layer 0 batchnorm residual_x: looks like batch norm's backward without the paths" in capsys.readouterr().out
     assert main([*base, "--json"]) == 1
-    entries = json.loads(capsys.readouterr().out)["diagnoses"]
+    entries = json.loads(capsys.readouterr().out)["findings"]
     assert entries[0] == {**entries[0], "layer": 0, "quantity": "batchnorm residual_x", "step": None,
-                          "name": "batchnorm_without_mean_variance_paths"}  # fmt: skip
+                          "name": "batchnorm_without_mean_variance_paths", "side": "manual"}  # fmt: skip

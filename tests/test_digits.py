@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from fcgrad.engine.digits import DIGITS_SPEC, as_json, load_digits_columns, run_digits, text
+from fcgrad.engine.digits import DIGITS_SPEC, load_digits_columns, run_digits, text
+from fcgrad.engine.report_forms import from_digits
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.spec import parse_spec
 
@@ -28,7 +29,9 @@ def test_digits_both_sides_agree_at_every_step_and_on_every_held_out_image():
     assert report.accuracy_manual == report.accuracy_reference  # same labels, same count: exact
     assert report.accuracy_manual > 0.8  # measured 0.95 after 2 epochs (0.97 after 5); chance is 0.1
     assert "OK" in text(report)
-    json.dumps(as_json(report))  # plain JSON types only
+    data = from_digits(None, report, report.seconds).as_json()  # the --json object less its meta (and description)
+    json.dumps(data)  # plain JSON types only
+    assert data["form"] == "digits" and data["ok"] is True and data["extras"]["predictions_differ"] == 0
 
 
 def test_digits_without_scikit_learn_says_how_to_install_it(monkeypatch):

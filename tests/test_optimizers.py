@@ -197,6 +197,35 @@ def _nudged_once(scale: float):
 
 
 ROUNDING_NUDGE = 1e-15  # about 4 units of roundoff of a parameter: what one step of correct code may differ by
+def _wrong_at(step: int, scale: float):
+    """The right update, except at one step, where its new parameters are ``scale`` (relative) off."""
+    calls = []
+
+    def update(opt, grads, state, params):
+        new, state = optimizers.update(opt, grads, state, params)
+        if len(calls) == step:
+            new = [{k: v * (1 + scale) for k, v in layer.items()} for layer in new]
+        calls.append(1)
+        return new, state
+
+    return update
+
+
+ONE_STEP_MISTAKE = 1e-6  # relative: a million times the float64 trajectory bound, far below any real step
+
+
+def test_a_mistake_at_one_step_alone_fails_that_step_and_no_other():
+    # the local rule starts every JAX step from manual's own state, so a mistake made at one step shows at
+    # that step only: each step must be judged on its own, never a block of steps by its last
+    p = _problem(optimizers.make_optimizer("adam", 0.01), steps=40)
+    report = check_toolbox(p, update=_wrong_at(17, ONE_STEP_MISTAKE))
+    bad = [r for r in report.rows if not r.ok]
+    assert bad and {(r.layer, r.quantity) for r in bad} >= {(0, "w"), (1, "w")}
+    assert {r.first_bad_step for r in bad} == {17}
+    fine = check_toolbox(p, update=_wrong_at(10_000, ONE_STEP_MISTAKE))
+    assert_all_ok(fine.rows)
+
+
 NUDGE_STEPS = 300  # the amplified difference crosses the global bound at step 183 (measured)
 
 

@@ -201,18 +201,19 @@ def test_adam_on_four_devices_runs_adam_on_five_sides(capsys):
     out = _run_json(capsys, "--devices", "4", "--optimizer", "adam", "--steps", "6")
     run = out["meta"]["problem"]
     assert (run["optimizer"], run["devices"], run["engine"]) == ("adam", 4, "sharded")
-    assert {c["pair"] for c in out["comparisons"]} == {
-        "jax vs manual", "manual-sharded vs manual", "jax-jit-sharded vs jax", "jax-shard_map-sharded vs jax",
+    assert {tuple(c["sides"]) for c in out["trajectories"]} == {
+        ("jax", "manual"), ("manual-sharded", "manual"), ("jax-jit-sharded", "jax"), ("jax-shard_map-sharded", "jax"),
     }  # fmt: skip
-    assert out["shard_sizes"] == [1, 1, 1, 1] and out["ok"]
+    assert out["extras"]["shard_sizes"] == [1, 1, 1, 1] and out["ok"]
 
 
 def test_a_data_file_with_momentum_trains_the_blogs_network_on_the_files_samples(capsys, data_file):
     out = _run_json(capsys, "--data", data_file, "--optimizer", "momentum", "--steps", "5")
     run = out["meta"]["problem"]
     assert (run["spec"], run["samples"], run["optimizer"], run["steps"]) == ("3-4:sigmoid-2:sigmoid", 6, "momentum", 5)
-    assert out["trajectory"]["steps"] == 5
-    assert any(r["quantity"] == "trace[w]" for r in out["trajectory"]["rows"]), "momentum's moment compared"
+    [traj] = out["trajectories"]
+    assert traj["steps"] == 5
+    assert any(r["quantity"] == "trace[w]" for r in traj["rows"]), "momentum's moment compared"
 
 
 def test_a_spec_on_a_data_file_reads_the_file(capsys, data_file):
@@ -224,16 +225,18 @@ def test_a_spec_on_a_data_file_reads_the_file(capsys, data_file):
 
 def test_spec_tolerances_reach_every_row(capsys):
     out = _run_json(capsys, "--spec", "3-4:bn-2", "--rtol", "1e-9", "--atol", "1e-10", "--steps", "3")
-    assert {r["tol"] for r in out["gradients"]} == {1e-9}
+    assert {r["tol"] for r in out["gradients"][0]["rows"]} == {1e-9}
     assert out["meta"]["tolerances"]["trajectory_abs"] == 1e-10
-    assert all(r["tol"] >= 1e-10 and r["tol"] < 1e-9 for r in out["trajectory"]["rows"] if r["quantity"] != "loss")
+    rows = out["trajectories"][0]["rows"]
+    assert all(r["tol"] >= 1e-10 and r["tol"] < 1e-9 for r in rows if r["quantity"] != "loss")
 
 
 def test_devices_splits_the_batch_over_that_many_shards(capsys):
     out = _run_json(capsys, "--devices", "2", "--sizes", "3,4,2", "--batch", "5", "--steps", "3")
-    assert out["shard_sizes"] == [3, 2] and out["meta"]["problem"]["devices"] == 2
-    assert {c["pair"] for c in out["comparisons"]} >= {"manual-sharded vs manual", "manual vs jax"}
-    assert all(len(c["rows"]) for c in out["comparisons"]) and out["ok"]
+    assert out["extras"]["shard_sizes"] == [3, 2] and out["meta"]["problem"]["devices"] == 2
+    compared = out["gradients"] + out["trajectories"]
+    assert {tuple(c["sides"]) for c in compared} >= {("manual-sharded", "manual"), ("manual", "jax")}
+    assert all(len(c["rows"]) for c in compared) and out["ok"]
 
 
 def test_seed_changes_what_is_drawn(capsys):

@@ -24,11 +24,12 @@ def _load(path) -> tuple[dict, dict]:
     return arrays, json.loads(str(arrays.pop("meta")))
 
 
-def _layers(arrays: dict, suffix: str) -> list[dict]:
+def _layers(arrays: dict, name: str) -> list[dict]:
+    """Every layer's parameters stored under ``name`` ("{}_init", "manual/{}"), ``{}`` standing for w0, b0, ..."""
     layers, i = [], 0
-    while f"w{i}{suffix}" in arrays:
-        keys = [k for k in ("w", "b", "gamma", "beta") if f"{k}{i}{suffix}" in arrays]
-        layers.append({k: arrays[f"{k}{i}{suffix}"] for k in keys})
+    while name.format(f"w{i}") in arrays:
+        keys = [k for k in ("w", "b", "gamma", "beta") if name.format(f"{k}{i}") in arrays]
+        layers.append({k: arrays[name.format(f"{k}{i}")] for k in keys})
         i += 1
     return layers
 
@@ -73,16 +74,16 @@ def test_a_saved_adam_mini_batch_dropout_run_replays_in_an_independent_trainer(t
         return _cross_entropy(_spec_forward(params, xb, masks, activations, drops), tb)
 
     with jax.enable_x64(True):
-        params = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in _layers(arrays, "_init")]
+        params = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in _layers(arrays, "{}_init")]
         state = {"m": jax.tree.map(jnp.zeros_like, params), "v": jax.tree.map(jnp.zeros_like, params)}
-        saved_m, saved_r = _layers(arrays, "_manual"), _layers(arrays, "_reference")
+        saved_m, saved_r = _layers(arrays, "manual/{}"), _layers(arrays, "jax/{}")
         for k in range(run["steps"]):
             idx = arrays["batch_index"][k]
             idx = idx[idx >= 0]
             masks = [jnp.asarray(arrays["mask0"][k][:, : idx.size]), None]
             xb, tb = jnp.asarray(x[:, idx]), jnp.asarray(t[:, idx])
             value, grads = jax.value_and_grad(loss)(params, xb, tb, masks)
-            assert float(value) == pytest.approx(arrays["loss_manual"][k], rel=0, abs=REPLAY_TOL)
+            assert float(value) == pytest.approx(arrays["manual/loss"][k], rel=0, abs=REPLAY_TOL)
             params, state = _adam(params, grads, state, k, run["lr"], hyper["b1"], hyper["b2"], hyper["eps"])
             for i, layer in enumerate(params):
                 for key, value in layer.items():
@@ -90,12 +91,15 @@ def test_a_saved_adam_mini_batch_dropout_run_replays_in_an_independent_trainer(t
                     assert np.max(np.abs(saved_m[i][key][k + 1] - np.asarray(value))) <= REPLAY_TOL, (k, i, key)
                     # the reference side's step k+1 is one JAX+optax step from manual's step k (rule local)
                     assert np.max(np.abs(saved_r[i][key][k + 1] - np.asarray(value))) <= REPLAY_TOL, (k, i, key)
+                    for moment, replayed in (("mu", state["m"]), ("nu", state["v"])):  # Adam's moments, both sides
+                        for side in ("manual", "jax"):
+                            saved = arrays[f"{side}/{moment}_{key}{i}"][k + 1]
+                            assert np.max(np.abs(saved - np.asarray(replayed[i][key]))) <= REPLAY_TOL, (side, k, i)
 
 
 # ---- a --devices run -----------------------------------------------------------------------------------------
 
-SIDES = ("manual", "reference", "manual_sharded_replica0", "manual_sharded_replica1", "jax_jit_sharded",
-         "jax_shard_map_sharded")  # fmt: skip
+SIDES = ("manual", "jax", "manual-sharded", "jax-jit-sharded", "jax-shard_map-sharded")
 
 
 def test_a_saved_devices_run_replays_every_side_in_an_independent_trainer(tmp_path, capsys):
@@ -112,15 +116,17 @@ def test_a_saved_devices_run_replays_every_side_in_an_independent_trainer(tmp_pa
         return jnp.sum((x - t) ** 2) / x.shape[1] / 2
 
     with jax.enable_x64(True):
-        params = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in _layers(arrays, "_init")]
+        params = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in _layers(arrays, "{}_init")]
         x, t = jnp.asarray(arrays["X"]), jnp.asarray(arrays["T"])
         for k in range(run["steps"]):
             value, grads = jax.value_and_grad(loss)(params, x, t)
-            for side in ("manual", "reference", "manual_sharded", "jax_jit_sharded", "jax_shard_map_sharded"):
-                assert abs(arrays[f"loss_{side}"][k] - float(value)) <= REPLAY_TOL, (side, k)
-            params = jax.tree.map(lambda p, g: p - run["lr"] * g, params, grads)
             for side in SIDES:
-                for i, layer in enumerate(params):
-                    for key, value in layer.items():
-                        saved = arrays[f"{key}{i}_{side}"][k + 1]
+                assert abs(arrays[f"{side}/loss"][k] - float(value)) <= REPLAY_TOL, (side, k)
+            params = jax.tree.map(lambda p, g: p - run["lr"] * g, params, grads)
+            for i, layer in enumerate(params):
+                for key, value in layer.items():
+                    for side in SIDES:
+                        saved = arrays[f"{side}/{key}{i}"][k + 1]
                         assert np.max(np.abs(saved - np.asarray(value))) <= REPLAY_TOL, (side, k, i, key)
+                    for r, replica in enumerate(arrays[f"manual-sharded/replicas/{key}{i}"]):  # every replica
+                        assert np.max(np.abs(replica[k + 1] - np.asarray(value))) <= REPLAY_TOL, (r, k, i, key)

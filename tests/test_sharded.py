@@ -16,6 +16,7 @@ from fcgrad import manual, reference
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import errors
 from fcgrad.engine.problems import example, mazur_example, random_problem
+from fcgrad.engine.report_forms import from_sharded
 from fcgrad.engine.sharded import (
     BIAS_UNREDUCED,
     DOUBLE_ALL_REDUCE,
@@ -29,7 +30,7 @@ from fcgrad.engine.sharded import (
 from fcgrad.manual import sharded as _manual_sharded  # noqa: F401 (manual.sharded below)
 from fcgrad.manual.errors import FcgradError
 from fcgrad.reference import sharded as _reference_sharded  # noqa: F401 (reference.sharded below)
-from fcgrad.reports.sharded import as_json, text
+from fcgrad.reports.sharded import text
 
 STEPS = 15
 UNEVEN = random_problem((3, 4, 4, 2), batch=10, seed=3, steps=STEPS)  # 4 shards of 3, 3, 2, 2
@@ -148,7 +149,8 @@ def test_five_sides_agree_on_gradients_and_every_step(p, n):
     pairs = {c.pair for c in report.comparisons}
     assert {"manual-sharded vs manual", "jax-jit-sharded vs jax", "jax-shard_map-sharded vs jax"} <= pairs
     assert report.ok and "OK: all five sides agree" in text(report)
-    assert as_json(report)["ok"] is True
+    data = from_sharded(None, report, 0.0, free=True).as_json()  # the --json object less its meta (and description)
+    assert data["ok"] is True and data["form"] == "sharded free" and len(data["sides"]) == 5
 
 
 # --- the data-parallel mistakes, each written out whole ---------------------------------------

@@ -4,14 +4,13 @@ Each sharded side is held against its own engine's one-device step, and manual a
 from the one-device manual side's state; a sharding mistake planted on one side fails that side's rows only.
 """
 
-import jax
 import numpy as np
 import pytest
 
 from fcgrad.engine.check_run import check_run
 from fcgrad.engine.description import describe
 from fcgrad.manual import sharded as manual_sharded
-from fcgrad.reference import sharded_spec
+from fcgrad.reference import sharded
 
 PAIRS = ("jax vs manual", "manual-sharded vs manual", "jax-jit-sharded vs jax", "jax-shard_map-sharded vs jax")
 
@@ -47,17 +46,17 @@ def test_a_mean_of_per_shard_means_fails_the_manual_shards_only(monkeypatch):
 
 
 def test_a_psum_after_grad_in_shard_map_fails_that_side_only(monkeypatch):
-    def summed_twice(params, x, t, masks, weights, *, n_total, spec, loss_name):
-        value, grads = jax.value_and_grad(sharded_spec.weighted_loss)(params, x, t, masks, weights, n_total, spec,
-                                                                      loss_name)  # fmt: skip
-        return jax.lax.psum(value, sharded_spec.AXIS), jax.lax.psum(grads, sharded_spec.AXIS)
+    real = sharded._shard_value_and_grad
 
-    monkeypatch.setattr(sharded_spec, "_local", summed_twice)
-    sharded_spec.step.clear_cache()
+    def summed_twice(*args, **kwargs):
+        return real(*args, **{**kwargs, "form": "psum-after-grad"})
+
+    monkeypatch.setattr(sharded, "_shard_value_and_grad", summed_twice)
+    sharded.step.clear_cache()
     try:
         report = _run(devices=2, optimizer="momentum", steps=3)
     finally:
-        sharded_spec.step.clear_cache()
+        sharded.step.clear_cache()
     assert _failing_pairs(report) == {"jax-shard_map-sharded vs jax"}
 
 
@@ -79,6 +78,7 @@ def test_l2_added_on_every_shard_fails_the_manual_shards(monkeypatch):
 def test_the_histories_hold_every_side_at_every_step():
     report = _run(devices=2, optimizer="adam", steps=5)
     h = report.histories
-    for side in ("manual", "jax", "manual_sharded", "jax_jit_sharded", "jax_shard_map_sharded"):
-        assert h[f"loss_{side}"].shape == (5,) and h[f"w0_{side}"].shape == (5, 2, 4)
-    assert np.max(np.abs(h["w0_manual_sharded"] - h["w0_manual"])) <= 1e-12
+    assert report.sides == ("manual", "jax", "manual-sharded", "jax-jit-sharded", "jax-shard_map-sharded")
+    for side in report.sides:  # entry 0: the initial parameters; entry k+1: the side's step k from manual's state k
+        assert h[f"{side}/loss"].shape == (5,) and h[f"{side}/w0"].shape == (5 + 1, 2, 4)
+    assert np.max(np.abs(h["manual-sharded/w0"] - h["manual/w0"])) <= 1e-12

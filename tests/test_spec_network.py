@@ -8,7 +8,7 @@ from conftest import assert_all_ok
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import errors
 from fcgrad.engine.toolbox import check_toolbox, compare_spec_gradients, make_problem
-from fcgrad.manual import batches, spec_network
+from fcgrad.manual import batches, network
 from fcgrad.manual.batchnorm import batchnorm_backward
 from fcgrad.manual.errors import DivergenceError, FcgradError
 from fcgrad.manual.finite_diff import FD_STEP
@@ -88,7 +88,7 @@ def test_a_planted_batchnorm_mistake_inside_a_network_fails_below_the_norm_only(
         right = batchnorm_backward(residual_y, cache)
         return BatchNormGrads(cache.gamma * residual_y * cache.inv_std, right.grad_gamma, right.grad_beta)
 
-    monkeypatch.setattr(spec_network, "batchnorm_backward", without_mean_and_variance_paths)
+    monkeypatch.setattr(network, "batchnorm_backward", without_mean_and_variance_paths)
     x, t = _data(3, 2, 9, "cross-entropy")
     rows = compare_spec_gradients(make_problem("3-5:tanh-4:relu:bn-2", x, t, seed=2))
     # layer 1's γ, β and the layer above are right; its w and everything below it are wrong
@@ -107,7 +107,7 @@ def test_spec_network_gradients_match_finite_differences():
     params = init_spec_params(spec, seed=4)
     running = init_running(spec)
     masks = batches.step_masks(spec, 7, np.random.default_rng(0))
-    g = spec_network.loss_and_gradients(params, x, t, spec, "cross-entropy", masks, running, 0.05)
+    g = network.spec_loss_and_gradients(params, x, t, spec, "cross-entropy", masks, running, 0.05)
     for i, layer in enumerate(params):
         for key, arr in layer.items():
             fd = np.zeros_like(arr)
@@ -117,7 +117,7 @@ def test_spec_network_gradients_match_finite_differences():
                 for h in (FD_STEP, -FD_STEP):
                     arr[j] = saved + h
                     values.append(
-                        spec_network.loss_and_gradients(params, x, t, spec, "cross-entropy", masks, running, 0.05).loss
+                        network.spec_loss_and_gradients(params, x, t, spec, "cross-entropy", masks, running, 0.05).loss
                     )
                 arr[j] = saved
                 fd[j] = (values[0] - values[1]) / (2 * FD_STEP)
@@ -158,15 +158,15 @@ def test_a_diverging_run_stops_and_names_the_step():
 
 
 def test_a_nan_on_the_jax_side_is_a_mismatch_not_a_pass(monkeypatch):
-    from fcgrad.reference import spec_model
+    from fcgrad.engine import toolbox
 
-    real = spec_model.jit_step
+    real = toolbox.jit_spec_step
 
     def nan_params(*args, **kwargs):
         params, *rest = real(*args, **kwargs)
         return ([{**params[0], "w": params[0]["w"] * float("nan")}, *params[1:]], *rest)
 
-    monkeypatch.setattr(spec_model, "jit_step", nan_params)
+    monkeypatch.setattr(toolbox, "jit_spec_step", nan_params)
     x, t = _data(3, 2, 10, "square")
     report = check_toolbox(make_problem("3-4:tanh-2", x, t, loss="square", optimizer="sgd", epochs=2))
     assert (0, "w") in {(r.layer, r.quantity) for r in report.failures()}

@@ -18,24 +18,25 @@ def test_spec_run_with_an_optimizer_and_mini_batches_states_every_setting(capsys
     out = _json(capsys, "--spec", "3-5:tanh:bn-2", "--optimizer", "adam", "--b2", "0.99", "--batch-size", "16",
                 "--epochs", "2", "--save", str(save))  # fmt: skip
     run = out["meta"]["problem"]
-    assert out["ok"] and out["trajectory"]["steps"] == 2 * 4  # 64 random samples in batches of 16
+    assert out["ok"] and out["trajectories"][0]["steps"] == 2 * 4  # 64 random samples in batches of 16
     assert run["optimizer"] == "adam" and run["engine"] == "toolbox"
     # exact: "0.99" parsed by float() on the way in, written back by json
     assert run["hyperparameters"]["b2"] == pytest.approx(0.99, abs=0)
     assert (run["batch_size"], run["epochs"], run["steps"], run["lr"]) == (16, 2, 8, 1e-3)
     with np.load(save) as f:
-        assert f["batch_index"].shape == (8, 16) and f["loss_manual"].shape == (8,)
+        assert f["batch_index"].shape == (8, 16) and f["manual/loss"].shape == (8,)
+        assert f["jax/nu_gamma0"].shape == (8 + 1, 5, 1)  # Adam's second moment of batch norm's scale, every step
 
 
 def test_steps_counts_mini_batch_steps(capsys):
     out = _json(capsys, "--spec", "4-6:tanh-3", "--batch-size", "10", "--steps", "5")
-    assert out["trajectory"]["steps"] == 5 and out["meta"]["problem"]["steps"] == 5
+    assert out["trajectories"][0]["steps"] == 5 and out["meta"]["problem"]["steps"] == 5
 
 
 def test_an_epoch_ends_with_the_smaller_last_batch(capsys):
     # 64 random samples in batches of 24: 24, 24 and 16, three steps an epoch (ceil(64 / 24))
     out = _json(capsys, "--spec", "4-6:tanh-3", "--batch-size", "24", "--epochs", "2")
-    assert out["trajectory"]["steps"] == 6 and out["meta"]["problem"]["steps"] == 6
+    assert out["trajectories"][0]["steps"] == 6 and out["meta"]["problem"]["steps"] == 6
 
 
 def test_an_optimizer_runs_on_the_blogs_network(capsys):
@@ -44,13 +45,13 @@ def test_an_optimizer_runs_on_the_blogs_network(capsys):
     assert (run["source"], run["spec"], run["optimizer"], run["engine"]) == (
         "and", "2-4:sigmoid-1:sigmoid", "momentum", "toolbox",
     )  # fmt: skip
-    assert run["hyperparameters"] == {"momentum": 0.9} and out["trajectory"]["steps"] == 30
+    assert run["hyperparameters"] == {"momentum": 0.9} and out["trajectories"][0]["steps"] == 30
 
 
 def test_plain_sgd_on_plain_layers_takes_the_full_derivation_check(capsys):
     out = _json(capsys, "--spec", "4-6:tanh-3", "--loss", "square", "--steps", "3")
     assert out["meta"]["problem"]["engine"] == "network"
-    assert {r["quantity"] for r in out["gradients"]} >= {"residual_z", "grad_w", "grad_b", "residual_x"}
+    assert {r["quantity"] for r in out["gradients"][0]["rows"]} >= {"residual_z", "grad_w", "grad_b", "residual_x"}
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,6 @@ def test_an_output_path_is_refused_before_any_run(engine, option, name, tmp_path
 def _jax_on_the_other_side_of_one_kink(monkeypatch):
     """JAX's step as if one ReLU entry of layer 0 (column 0, unit 0) had rounded to the other side of 0."""
     from fcgrad.engine import toolbox
-    from fcgrad.reference import spec_model
 
     def step(pr, sr, rr, xb, tb, masks, lr, hyper, l2, spec, loss, opt):
         params = [{k: np.asarray(v) for k, v in layer.items()} for layer in pr]
@@ -121,9 +121,9 @@ def _jax_on_the_other_side_of_one_kink(monkeypatch):
         branches = toolbox._manual_branches(params, xb, spec, masks, running)
         branches[0] = branches[0].copy()
         branches[0][0, 0] = 1.0 - branches[0][0, 0]
-        return spec_model.jit_step_on_branches(pr, sr, rr, xb, tb, masks, branches, lr, hyper, l2, spec, loss, opt)
+        return toolbox.jit_spec_step_on_branches(pr, sr, rr, xb, tb, masks, branches, lr, hyper, l2, spec, loss, opt)
 
-    monkeypatch.setattr(spec_model, "jit_step", step)
+    monkeypatch.setattr(toolbox, "jit_spec_step", step)
 
 
 def test_a_relu_entry_on_the_other_side_of_its_kink_is_judged_again_not_called_a_mismatch(monkeypatch):
@@ -132,20 +132,20 @@ def test_a_relu_entry_on_the_other_side_of_its_kink_is_judged_again_not_called_a
 
     _jax_on_the_other_side_of_one_kink(monkeypatch)
     done = check_run(describe(spec="4-6:relu-3", optimizer="adam", batch_size=8, steps=6))
-    assert done.ok and done.report.kink_steps == list(range(6))
+    assert done.ok and list(done.report.trajectories[0].kink_steps) == list(range(6))
 
 
 def test_a_wrong_term_still_fails_after_the_kink_is_judged_again(monkeypatch):
     from fcgrad.engine.check_run import check_run
     from fcgrad.engine.description import describe
-    from fcgrad.manual import spec_network
+    from fcgrad.manual import network
 
     _jax_on_the_other_side_of_one_kink(monkeypatch)
-    real = spec_network.loss_and_gradients
+    real = network.spec_loss_and_gradients
 
     def l2_doubled(params, x, t, spec, loss, masks, running, l2=0.0):
         return real(params, x, t, spec, loss, masks, running, 2 * l2)
 
-    monkeypatch.setattr(spec_network, "loss_and_gradients", l2_doubled)
+    monkeypatch.setattr(network, "spec_loss_and_gradients", l2_doubled)
     done = check_run(describe(spec="4-6:relu-3", optimizer="sgd", l2=0.1, batch_size=8, steps=3))
-    assert not done.ok and done.report.kink_steps == [0, 1, 2]
+    assert not done.ok and list(done.report.trajectories[0].kink_steps) == [0, 1, 2]

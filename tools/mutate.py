@@ -241,18 +241,18 @@ MUTATIONS = [
     m(
         "S03",
         "manual/sharded.py",
-        "residual_y = loss_fn.backward(y_k, t_k) * weight",
-        "residual_y = loss_fn.backward(y_k, t_k)",
+        "loss, masks, weight=weight)  # mean × n_k/N",
+        "loss, masks, weight=1.0)  # mean × n_k/N",
         "tests/test_sharded.py::test_manual_shards_with_global_n_equal_one_device",
         "each shard's residual_y not weighted n_k/N",
     ),
     m(
         "S04",
         "reference/sharded.py",
-        "return LOSSES[loss_name](y * mask, t * mask)",
-        "return LOSSES[loss_name](y, t)",
+        "return jnp.sum(per_column * weights[0]) / n_total",
+        "return jnp.sum(per_column) / n_total",
         "tests/test_sharded.py::test_sharded_jax_gradients_over_uneven_shards",
-        "JAX's padded columns not masked out",
+        "JAX's padded columns not weighted out",
     ),
     m(
         "S05",
@@ -360,6 +360,14 @@ MUTATIONS = [
         'if rule == "local" and k == 0:  # JAX+optax starts this step where manual starts it',
         "tests/test_optimizers.py::test_why_the_toolbox_judges_each_step_from_manuals_own_state",
         "the toolbox's local rule starting JAX from manual's state at step 0 only",
+    ),
+    m(
+        "E11",
+        "fcgrad/engine/trajectory.py",
+        "self.acc[key].add(np.stack(mine), r, self.limit * step_scale(r))",
+        "self.acc[key].add(np.stack(mine)[-1:], r[-1:], self.limit * step_scale(r[-1:]))",
+        "tests/test_optimizers.py::test_a_mistake_at_one_step_alone_fails_that_step_and_no_other",
+        "the toolbox judging only the last step of each block of steps",
     ),
     # ---- the tolerances ---------------------------------------------------------------------------------------
     m(

@@ -229,7 +229,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from fcgrad.reports.plots import plot_check
 
-        write_plot(args.plot, plot_check, done.report)
+        write_plot(args.plot, plot_check, done.report.detail)  # --plot: the network form's own report
     emit_results(args, json_path, {"meta": meta, **shown.data}, shown.text)
     if args.verbose and shown.timings is not None:
         from fcgrad.cli import terminal

@@ -2,12 +2,11 @@
 
 Whatever form of the engine ran, the text's first line states the whole run description
 (``RunDescription.header``), the JSON's ``meta.problem`` holds all of it (``summary``), and the
-``--save`` archive holds the data, the initial parameters and every step of both sides.
+JSON and the ``--save`` archive are the one ``RunReport``'s (``docs/run.schema.json``, ``docs/run.npz.json``):
+the same keys for every form. The text is drawn from the form's own report (``RunReport.detail``).
 """
 
 from typing import NamedTuple
-
-import numpy as np
 
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.check_run import CheckedRun
@@ -19,11 +18,7 @@ class Rendered(NamedTuple):
     tolerances: dict  # in force, for the meta
     final_loss: float | None
     timings: object  # a Timings, or None when the form keeps none
-    arrays: dict | None  # the --save archive's arrays (None: the form keeps no histories)
-
-
-def _finite_or_none(x) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None
+    arrays: dict  # the --save archive's arrays, less its meta
 
 
 def _headed(text: str, done: CheckedRun) -> str:
@@ -43,31 +38,18 @@ def quiet_text(text: str) -> str:
     return "\n".join([line for line in lines if "MISMATCH" in line or ": looks like" in line] + lines[-1:])
 
 
-def _initial_arrays(x, t, params) -> dict:
-    arrays = {"X": x, "T": t}
-    for i, layer in enumerate(params):
-        for key, value in layer.items():
-            arrays[f"{key}{i}_init"] = value
-    return arrays
-
-
 def render(done: CheckedRun, *, quiet: bool = False) -> Rendered:
-    d = done.description
-    if d.kind == "network":
-        return _network(done, quiet)
-    if d.kind == "sharded" and d.step_form == "local":
-        return _sharded_toolbox(done, quiet)
-    if d.kind == "sharded":
-        return _sharded(done, quiet)
-    if d.source == "digits":
-        return _digits(done, quiet)
-    return _toolbox(done, quiet)
+    forms = {"network": _network, "toolbox": _toolbox, "digits": _digits, "sharded free": _sharded,
+             "sharded local": _sharded_toolbox}  # fmt: skip
+    text, tolerances = forms[done.report.form](done, quiet)
+    data = done.report.as_json()
+    return Rendered(text, data, tolerances, data["final_loss"]["manual"], done.report.timings, done.report.arrays())
 
 
-def _network(done: CheckedRun, quiet: bool) -> Rendered:
-    from fcgrad.reports.check import as_json, text
+def _network(done: CheckedRun, quiet: bool) -> tuple[str, dict]:
+    from fcgrad.reports.check import text
 
-    r = done.report
+    r = done.report.detail
     tolerances = {
         "gradient_rel": r.rtol,
         "trajectory_abs": r.atol,
@@ -75,9 +57,7 @@ def _network(done: CheckedRun, quiet: bool) -> Rendered:
         "trajectory_rule": r.rule,
     }
     shown = text(r, quiet=quiet)
-    shown = shown if quiet else _headed(shown, done)
-    arrays = {**_initial_arrays(r.problem.x, r.problem.t, r.problem.params), **r.histories}
-    return Rendered(shown, as_json(r), tolerances, _finite_or_none(r.final_loss), r.timings, arrays)
+    return (shown if quiet else _headed(shown, done)), tolerances
 
 
 def _toolbox_tolerances(p) -> dict:
@@ -88,37 +68,21 @@ def _toolbox_tolerances(p) -> dict:
     }
 
 
-def _toolbox_arrays(report) -> dict:
-    from fcgrad.manual.spec import init_running
+def _toolbox(done: CheckedRun, quiet: bool) -> tuple[str, dict]:
+    from fcgrad.cli.toolbox import text
 
-    p = report.problem
-    arrays = _initial_arrays(p.x, p.t, p.params)
-    for i, layer in enumerate(init_running(p.spec, p.dtype)):
-        for key, value in layer.items():
-            arrays[f"running_{key}{i}_init"] = value
-    return {**arrays, **report.histories}
-
-
-def _toolbox(done: CheckedRun, quiet: bool) -> Rendered:
-    from fcgrad.cli.toolbox import diagnoses_json, text
-
-    r, rows, named = done.report, done.gradient_rows, done.gradient_diagnoses
+    report = done.report
+    r, rows = report.detail, report.gradients[0].rows
+    named = {}  # the gradients' findings, as the text names them: (layer, stage) -> messages
+    for f in report.findings:
+        if f.step is None:
+            named.setdefault((f.layer, f.quantity), []).append(f.message)
     tolerances = _toolbox_tolerances(r.problem)
     shown = _headed(text(r, rows, named), done)
     lines = shown.split("\n")
     lines.insert(1, _tolerance_line(tolerances, r.problem.dtype))
     shown = "\n".join(lines)
-    data = {
-        "ok": done.ok,
-        "diagnoses": diagnoses_json(r, named),
-        "gradients": [row.as_dict() for row in rows],
-        "trajectory": {"steps": r.steps, "rule": "local", "kink_steps": r.kink_steps,
-                       "rows": [row.as_dict() for row in r.rows]},  # fmt: skip
-        "final_loss": {"manual": float(r.losses_manual[-1]), "reference": float(r.losses_reference[-1])},
-        "seconds": r.seconds,
-    }
-    final = _finite_or_none(r.losses_manual[-1]) if r.steps else None
-    return Rendered(quiet_text(shown) if quiet else shown, data, tolerances, final, r.timings, _toolbox_arrays(r))
+    return (quiet_text(shown) if quiet else shown), tolerances
 
 
 def _tolerance_line(tolerances: dict, dtype: str) -> str:
@@ -128,24 +92,22 @@ def _tolerance_line(tolerances: dict, dtype: str) -> str:
     )
 
 
-def _digits(done: CheckedRun, quiet: bool) -> Rendered:
-    from fcgrad.engine.digits import as_json, text
+def _digits(done: CheckedRun, quiet: bool) -> tuple[str, dict]:
+    from fcgrad.engine.digits import text
 
-    r = done.report
+    r = done.report.detail
     tolerances = _toolbox_tolerances(r.check.problem)
     shown = _headed(text(r), done)
     lines = shown.split("\n")
     lines.insert(1, _tolerance_line(tolerances, r.check.problem.dtype))
     shown = "\n".join(lines)
-    final = _finite_or_none(r.check.losses_manual[-1]) if r.check.steps else None
-    arrays = _toolbox_arrays(r.check)
-    return Rendered(quiet_text(shown) if quiet else shown, as_json(r), tolerances, final, r.check.timings, arrays)
+    return (quiet_text(shown) if quiet else shown), tolerances
 
 
-def _sharded(done: CheckedRun, quiet: bool) -> Rendered:
-    from fcgrad.reports.sharded import as_json, text
+def _sharded(done: CheckedRun, quiet: bool) -> tuple[str, dict]:
+    from fcgrad.reports.sharded import text
 
-    r = done.report
+    r = done.report.detail
     p = r.problem
     tolerances = {
         "gradient_rel": tol.grad_rel_tol(p.dtype) if done.description.rtol is None else done.description.rtol,
@@ -153,15 +115,13 @@ def _sharded(done: CheckedRun, quiet: bool) -> Rendered:
         "trajectory_rule": "global",
     }
     shown = _headed(text(r), done)
-    arrays = {**_initial_arrays(p.x, p.t, p.params), **r.histories}
-    final = _finite_or_none(r.histories["loss_manual"][-1]) if p.steps else None
-    return Rendered(quiet_text(shown) if quiet else shown, as_json(r), tolerances, final, None, arrays)
+    return (quiet_text(shown) if quiet else shown), tolerances
 
 
-def _sharded_toolbox(done: CheckedRun, quiet: bool) -> Rendered:
+def _sharded_toolbox(done: CheckedRun, quiet: bool) -> tuple[str, dict]:
     from fcgrad.engine.row_table import table
 
-    r, d = done.report, done.description
+    r, d = done.report.detail, done.description
     p = r.problem
     tolerances = _toolbox_tolerances(p)
     kind = r.devices[0].platform
@@ -181,14 +141,4 @@ def _sharded_toolbox(done: CheckedRun, quiet: bool) -> Rendered:
     else:
         parts.append(f"OK: all five sides agree at every step over {len(r.devices)} devices")
     shown = "\n".join(parts)
-    data = {
-        "ok": r.ok,
-        "devices": [str(dev) for dev in r.devices],
-        "shard_sizes": list(r.shard_sizes),
-        "comparisons": [{"pair": c.pair, "what": c.what, "rows": [row.as_dict() for row in c.rows]}
-                        for c in r.comparisons],  # fmt: skip
-        "findings": [],
-    }
-    arrays = {**_initial_arrays(p.x, p.t, p.params), **r.histories}
-    final = _finite_or_none(r.histories["loss_manual"][-1]) if len(r.histories["loss_manual"]) else None
-    return Rendered(quiet_text(shown) if quiet else shown, data, tolerances, final, None, arrays)
+    return (quiet_text(shown) if quiet else shown), tolerances

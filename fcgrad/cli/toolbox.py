@@ -2,7 +2,7 @@
 
 ``add_toolbox_options(parser)`` adds ``--spec``, ``--optimizer`` with each hyperparameter,
 ``--batch-size``, ``--epochs`` and ``--l2`` (every default None: the run description fills them in);
-``text`` and ``diagnoses_json`` render a toolbox run.
+``text`` renders a toolbox run (its JSON is the one ``RunReport``'s, ``fcgrad.engine.report``).
 """
 
 import argparse
@@ -69,14 +69,3 @@ def text(report: ToolboxReport, gradient_rows, gradient_diagnoses: dict | None =
         lines.append(f"OK: manual and JAX+optax agree (every step of {report.steps})")
     return "\n".join(lines)
 
-
-def diagnoses_json(report: ToolboxReport, gradient_diagnoses: dict | None = None) -> list[dict]:
-    """Every catalogue entry matched: the gradients' layer stages ("step": null, at the initial parameters),
-    then the failing parameter rows at the trajectory's first failing step."""
-    steps = [(gradient_diagnoses or {}, None), (report.diagnoses, report.first_failing_step)]
-    return [
-        {"layer": layer, "quantity": key, "step": step, "name": d.name, "message": d.message}
-        for named, step in steps
-        for (layer, key), found in named.items()
-        for d in found
-    ]

@@ -11,7 +11,7 @@ Entries: Adam without bias correction; L2 added to the loss where AdamW's decoup
 was meant; momentum with the learning rate applied twice.
 
 ``diagnose_layers`` does the same for the gradients of a spec network: each batch norm and dropout
-layer's manual backward (as ``manual.spec_network`` calls it) runs alone on the reference's upstream
+layer's manual backward (as ``manual.network`` calls it) runs alone on the reference's upstream
 gradient, and when its result differs from ``jax.vjp`` of the reference's own forward of that stage,
 the catalogue of ``fcgrad.diagnosis.catalogue`` names it (batch norm without the paths through μ and σ²,
 dropout without 1/keep, dropout's mask not reused).
@@ -24,10 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fcgrad.diagnosis.catalogue import DISTINCT_FACTOR, Context, Diagnosis, _rel, diagnose
-from fcgrad.manual import optimizers, spec_network
+from fcgrad.manual import network, optimizers
 from fcgrad.manual.spec import init_running
-from fcgrad.reference import spec_model
-from fcgrad.reference.model import ACTIVATIONS
+from fcgrad.reference.model import ACTIVATIONS, BN_EPS, normalise, spec_loss
 from fcgrad.reference.precision import x64_for
 
 Tree = list[dict[str, np.ndarray]]
@@ -134,9 +133,7 @@ def _upstream(p, params, i: int, y_i, masks, running) -> np.ndarray:
     """The reference's ∂L/∂y of layer i: jax.grad of the rest of the network and the loss at its output y_i."""
 
     def rest(y):  # L2 of the layers above does not depend on y_i
-        return spec_model.loss(params[i + 1 :], y, p.t, masks[i + 1 :], running[i + 1 :], 0.0, p.spec[i + 1 :], p.loss)[
-            0
-        ]
+        return spec_loss(params[i + 1 :], y, p.t, masks[i + 1 :], running[i + 1 :], 0.0, p.spec[i + 1 :], p.loss)[0]
 
     return np.asarray(jax.grad(rest)(jnp.asarray(y_i)))
 
@@ -149,7 +146,7 @@ def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:
     """
     dt = np.dtype(p.dtype)
     running = init_running(p.spec, dt)
-    y, caches, _ = spec_network.forward(params, p.x, p.spec, masks, running)
+    y, caches, _ = network.spec_forward(params, p.x, p.spec, masks, running)
     n = p.x.shape[1]
     found: dict[tuple[int, str], list[Diagnosis]] = {}
 
@@ -169,15 +166,15 @@ def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:
                 mask, keep = c.dropout
                 ref = _vjp(lambda a, m=mask, d=layer.dropout: a * m / (1.0 - d), c.a, upstream)  # (out, N) ∂L/∂a
                 ctx = Context(quantity="residual_x", n=n, keep=keep, mask=mask, upstream=upstream)
-                judge((i, "dropout residual_x"), spec_network.dropout_backward(upstream, c.dropout), ref, ctx)
+                judge((i, "dropout residual_x"), network.dropout_backward(upstream, c.dropout), ref, ctx)
                 upstream = ref
             if layer.norm == "batch":
                 residual_n = _vjp(ACTIVATIONS[layer.activation], c.n, upstream)  # (out, N) ∂L/∂n
                 g, b = params[i]["gamma"], params[i]["beta"]
-                ref = _vjp(lambda z, g=g, b=b: spec_model._normalise(z, g, b, 1, spec_model.BN_EPS)[0], c.fc.z,
+                ref = _vjp(lambda z, g=g, b=b: normalise(z, g, b, 1, BN_EPS)[0], c.fc.z,
                            residual_n)  # (out, N) ∂L/∂z  # fmt: skip
                 ctx = Context(quantity="residual_x", n=n, x=c.fc.z, gamma=g, upstream=residual_n)
-                manual = spec_network.batchnorm_backward(residual_n, c.norm).residual_x
+                manual = network.batchnorm_backward(residual_n, c.norm).residual_x
                 judge((i, "batchnorm residual_x"), manual, ref, ctx)
     return found
 

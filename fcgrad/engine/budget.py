@@ -5,8 +5,9 @@ c steps (the comparison holds c steps per side at once, ``chunk_bytes // B``):
 - working set per chunk: both sides' recorded parameters (2·c·B), the JAX side's device copy (c·B),
   and the float64 differences of the comparison (3·c·P·8 bytes);
 - data and activations: N samples through every width, on both sides, a few arrays each;
-- with ``--save``: both sides' whole histories (2·(S+1)·B), held twice while the chunks are joined;
-- the file: both histories, both loss curves, one float64 max|Δ| per step for each compared row, the data.
+- with ``--save``: both sides' whole histories (2·(S+1)·B, and as much again for each optimizer moment kept
+  beside the parameters), held twice while the chunks are joined;
+- the file: both histories, both loss curves, the data.
 It is an estimate within a small factor, meant to refuse runs that cannot fit, not to size exact ones.
 """
 
@@ -49,9 +50,9 @@ def estimate(p, *, keep_history: bool, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -
     fit is refused before it takes any memory) or a ``Problem``.
     """
     if hasattr(p, "n_params"):  # a description: counted from its widths
-        n_params, samples, layers = p.n_params, p.samples, len(p.spec)
+        n_params, samples = p.n_params, p.samples
     else:
-        n_params, samples, layers = sum(v.size for layer in p.params for v in layer.values()), p.batch, len(p.params)
+        n_params, samples = sum(v.size for layer in p.params for v in layer.values()), p.batch
     itemsize = np.dtype(p.dtype).itemsize
     per_step = n_params * itemsize
     chunk = min(max(p.steps, 1), max(1, chunk_bytes // per_step))
@@ -59,15 +60,20 @@ def estimate(p, *, keep_history: bool, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -
     working += 2 * 4 * samples * sum(p.sizes) * itemsize  # x, z, y and a residual per layer, per side
     if not keep_history:
         return Estimate(working, 0, 0)
-    histories = 2 * (p.steps + 1) * per_step
+    histories = 2 * (p.steps + 1) * per_step * (1 + moment_trees(p))
     data = ((p.sizes[0] + p.sizes[-1]) * samples + n_params) * itemsize
-    save = histories + 2 * p.steps * itemsize + row_history_bytes(layers, p.steps) + data
+    save = histories + 2 * p.steps * itemsize + data
     return Estimate(working, 2 * histories, save)
 
 
-def row_history_bytes(n_layers: int, steps: int) -> int:
-    """The per-step max|Δ| of every compared row (w and b of each layer, and the loss), float64."""
-    return (2 * n_layers + 1) * steps * 8
+def moment_trees(p) -> int:
+    """The optimizer's moments kept beside the parameters at every step: Adam 2, momentum and RMSProp 1, SGD 0."""
+    optimizer = getattr(p, "optimizer", None)
+    if optimizer is None:  # a Problem: full-batch SGD
+        return 0
+    from fcgrad.manual.optimizers import init_state
+
+    return sum(1 for name in init_state(optimizer, []) if name != "count")
 
 
 def available_memory() -> int | None:

@@ -12,14 +12,19 @@ form of the engine that runs it (``RunDescription.kind``):
 - ``sharded``: over S devices, five sides: full-batch SGD on plain layers with the data-parallel mistakes
   named (``fcgrad.engine.sharded``), or any optimizer, mini-batches, L2, dropout and layer norm, every step
   from the one-device manual side's state (``fcgrad.engine.sharded_toolbox``).
+
+Whatever form ran, its report is turned into the one ``RunReport`` (``fcgrad.engine.report``): the same
+fields, the same JSON and the same ``--save`` archive for every run.
 """
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from fcgrad.engine.description import RunDescription, build
 from fcgrad.engine.problems import Problem
+from fcgrad.engine.report import RunReport
 
 
 @dataclass
@@ -27,21 +32,14 @@ class CheckedRun:
     """A description and the report of the check that ran it."""
 
     description: RunDescription
-    report: object  # CheckReport, ToolboxReport, DigitsReport or ShardedReport, by the description's kind
-    gradient_rows: list | None = None  # toolbox: the gradients at the initial parameters
-    gradient_diagnoses: dict | None = None  # toolbox: the catalogue's names for a failing gradient row
+    report: RunReport  # whatever form ran; its own report is ``report.detail``
     x: np.ndarray | None = None  # the data both sides saw (in the description's dtype)
     t: np.ndarray | None = None
     params: list | None = None  # the initial parameters
 
     @property
     def ok(self) -> bool:
-        d, r = self.description, self.report
-        if d.kind == "network":
-            return r.ok and r.diverged_at_step is None
-        if d.kind == "toolbox":
-            return r.ok and all(row.ok for row in (self.gradient_rows or []))
-        return r.ok
+        return self.report.ok
 
 
 def network_problem(d: RunDescription, x, t, params) -> Problem:
@@ -63,37 +61,51 @@ def toolbox_problem(d: RunDescription, x, t, params):
 
 
 def check_run(d: RunDescription, *, keep_history: bool = False, progress=None, devices=None) -> CheckedRun:
-    """Build both sides from ``d`` and compare them; ``devices`` are the JAX devices of a sharded run."""
+    """Build both sides from ``d`` and compare them; ``devices`` are the JAX devices of a sharded run.
+
+    ``keep_history``: every side's every step is kept (``report.histories``, the ``--save`` archive's arrays);
+    the sharded forms keep them always."""
+    from fcgrad.engine import report_forms
+
     x, t, params = build(d)
+    start = time.perf_counter()
     if d.kind == "network":
         from fcgrad.engine.run import check
 
-        report = check(
+        r = check(
             network_problem(d, x, t, params), keep_history=keep_history, rtol=d.rtol, atol=d.atol, progress=progress,
             finite_differences=d.finite_differences,
         )  # fmt: skip
-        return CheckedRun(d, report, x=x, t=t, params=params)
-    if d.kind == "sharded" and d.step_form == "free":
+        report = report_forms.from_network(d, r, _since(start))
+    elif d.kind == "sharded" and d.step_form == "free":
         from fcgrad.engine.sharded import sharded_check
 
         n = d.devices if devices is None else len(devices)
-        report = sharded_check(network_problem(d, x, t, params), n, rtol=d.rtol, atol=d.atol)
-        return CheckedRun(d, report, x=x, t=t, params=params)
-    if d.kind == "sharded":
+        r = sharded_check(network_problem(d, x, t, params), n, rtol=d.rtol, atol=d.atol)
+        report = report_forms.from_sharded(d, r, _since(start), free=True)
+    elif d.kind == "sharded":
         from fcgrad.engine.sharded import arrange_devices
         from fcgrad.engine.sharded_toolbox import check_toolbox_sharded
 
         devices = arrange_devices(d.devices) if devices is None else devices
-        return CheckedRun(d, check_toolbox_sharded(toolbox_problem(d, x, t, params), devices), x=x, t=t, params=params)
-    from fcgrad.engine.toolbox import check_toolbox, compare_spec_gradients, diagnose_gradients
-
-    p = toolbox_problem(d, x, t, params)
-    if d.source == "digits":
+        r = check_toolbox_sharded(toolbox_problem(d, x, t, params), devices)
+        report = report_forms.from_sharded(d, r, _since(start), free=False)
+    elif d.source == "digits":
         from fcgrad.engine.digits import check_digits, load_digits_columns
 
         _, _, x_test, labels = load_digits_columns(d.seed)
-        return CheckedRun(d, check_digits(p, x_test, labels, keep_history=keep_history), x=x, t=t, params=params)
-    rows = compare_spec_gradients(p)
-    named = diagnose_gradients(p, rows)
-    report = check_toolbox(p, keep_history=keep_history)
-    return CheckedRun(d, report, rows, named, x=x, t=t, params=params)
+        r = check_digits(toolbox_problem(d, x, t, params), x_test, labels, keep_history=keep_history)
+        report = report_forms.from_digits(d, r, _since(start))
+    else:
+        from fcgrad.engine.toolbox import check_toolbox, compare_spec_gradients, diagnose_gradients
+
+        p = toolbox_problem(d, x, t, params)
+        rows = compare_spec_gradients(p)
+        named = diagnose_gradients(p, rows)
+        r = check_toolbox(p, keep_history=keep_history)
+        report = report_forms.from_toolbox(d, r, rows, named, _since(start))
+    return CheckedRun(d, report, x=x, t=t, params=params)
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start

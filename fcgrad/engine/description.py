@@ -41,6 +41,7 @@ EXAMPLE_NETWORKS = {
     "digits": ("64-32:relu:bn:drop0.1-10:identity", "cross-entropy", 1438, 0.01, None),  # 1797 less 359 held out
 }
 DIGITS_BATCH, DIGITS_EPOCHS = 64, 5
+EXAMPLE_OPTIMIZERS = {"digits": "adam"}  # without --optimizer; every other example trains with SGD
 
 # What each check option means, for help texts and for the option-matrix test.
 CHECK_OPTIONS = (
@@ -212,8 +213,8 @@ def _steps(given: dict, default: int | None, samples: int, batch_size: int | Non
     return validate.check_steps(steps), None
 
 
-def _optimizer(given: dict, default_lr: float | None) -> Optimizer:
-    name = given.get("optimizer", "sgd")
+def _optimizer(given: dict, default_lr: float | None, default: str = "sgd") -> Optimizer:
+    name = given.get("optimizer", default)
     if name not in OPTIMIZERS:
         _refuse(f"--optimizer: expected one of {list(OPTIMIZERS)}, got {name!r}")
     hyper = {k: given[k] for k in HYPER_OPTIONS if k in given}
@@ -317,8 +318,9 @@ def _example(name: str, given: dict, seed: int, batch_size, common: dict) -> Run
     n_steps, epochs = _steps(given, steps, samples, batch_size)
     init = {"and": "the blog's randn (std 1)", "xor": "the blog's randn (std 1)", "mazur": "the post's w1..w8"}
     trainable = ((True, False), (True, False)) if name == "mazur" else None
+    optimizer = _optimizer(given, lr, EXAMPLE_OPTIMIZERS.get(name, "sgd"))
     return RunDescription(
-        name, parse_spec(spec_text), loss, samples, _optimizer(given, lr), n_steps, batch_size, epochs,
+        name, parse_spec(spec_text), loss, samples, optimizer, n_steps, batch_size, epochs,
         seed=None if name == "mazur" else seed, init=init.get(name, "N(0, 1/in)"), trainable=trainable, **common,
     )  # fmt: skip
 

@@ -16,11 +16,11 @@ import numpy as np
 
 from fcgrad.engine.row_table import table
 from fcgrad.engine.toolbox import ToolboxReport, check_toolbox, make_problem
-from fcgrad.manual import spec_network
+from fcgrad.manual import network
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.optimizers import Optimizer, make_optimizer
 from fcgrad.manual.spec import format_spec
-from fcgrad.reference import spec_model
+from fcgrad.reference import model as reference_model
 from fcgrad.reference.precision import x64_for
 
 DIGITS_SPEC = "64-32:relu:bn:drop0.1-10"
@@ -87,9 +87,9 @@ def check_digits(problem, x_test, labels, *, start: float | None = None, keep_hi
     start = time.perf_counter() if start is None else start
     report = check_toolbox(problem, keep_history=keep_history)
     x_test = x_test.astype(problem.dtype)
-    pred_m = np.argmax(spec_network.predict(report.params_manual, x_test, problem.spec, report.running_manual), axis=0)
+    pred_m = np.argmax(network.predict(report.params_manual, x_test, problem.spec, report.running_manual), axis=0)
     with x64_for(problem.dtype):
-        y_r = spec_model.predict(report.params_reference, x_test, problem.spec, report.running_reference)
+        y_r = reference_model.predict(report.params_reference, x_test, problem.spec, report.running_reference)
         pred_r = np.argmax(jax.device_get(y_r), axis=0)
     return DigitsReport(
         report, problem.x.shape[1], labels.size, float(np.mean(pred_m == labels)), float(np.mean(pred_r == labels)),
@@ -119,16 +119,3 @@ def text(r: DigitsReport) -> str:
         bad = ", ".join(f"layer {row.layer} {row.quantity}" for row in r.check.failures())
         lines.append(f"FAILED: {bad or 'no row'}; {r.predictions_differ} held-out image(s) labelled differently")
     return "\n".join(lines)
-
-
-def as_json(r: DigitsReport) -> dict:
-    return {
-        "ok": r.ok,
-        "problem": r.check.problem.summary(),
-        "trajectory": {"steps": r.check.steps, "rows": [row.as_dict() for row in r.check.rows]},
-        "held_out": r.n_test,
-        "accuracy_manual": r.accuracy_manual,
-        "accuracy_reference": r.accuracy_reference,
-        "predictions_differ": r.predictions_differ,
-        "seconds": r.seconds,
-    }

@@ -38,6 +38,7 @@ class CheckReport(CheckReportHtml):
     steps_compared: int = 0  # steps of the trajectory compared (fewer than steps after a divergence)
     timings: Timings | None = field(default=None, repr=False)  # where the check's time went
     diagnoses: dict = field(default_factory=dict)  # (layer, quantity) of a failing gradient row -> catalogue names
+    last_losses: tuple | None = None  # (manual, JAX) loss of the last step compared; None without a step
 
     @property
     def diverged_at_step(self) -> int | None:
@@ -157,6 +158,7 @@ def check(
         steps_compared=traj.steps_compared,
         timings=timings,
         diagnoses=diagnoses,
+        last_losses=traj.last_losses,
     )
 
 

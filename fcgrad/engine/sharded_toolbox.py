@@ -1,9 +1,9 @@
 """``--devices S`` with an optimizer, mini-batches, L2 or dropout: five sides of every step, each judged locally.
 
-The sides: one-device manual (``manual.spec_network`` + ``manual.optimizers``), manual over S shards (the same
+The sides: one-device manual (``manual.network`` + ``manual.optimizers``), manual over S shards (the same
 backward on each column block, weighted n_k/n, summed by the ring all-reduce of ``manual.sharded``, then the
-same optimizer), one-device JAX + optax (``reference.spec_model``), and JAX + optax over a mesh of S devices by
-``jit`` sharding and by ``shard_map`` (``reference.sharded_spec``). Every step of every side starts from the
+same optimizer), one-device JAX + optax (``reference.train``), and JAX + optax over a mesh of S devices by
+``jit`` sharding and by ``shard_map`` (``reference.sharded``). Every step of every side starts from the
 one-device manual side's parameters and optimizer state (the toolbox check's ``local`` rule), so each step is
 judged on its own: each sharded side against its own engine's one-device step, and manual against JAX, the loss
 and every parameter within the trajectory tolerance scaled by max(1, max|baseline|). The same batches and
@@ -18,15 +18,15 @@ import numpy as np
 
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.sharded import Comparison, ShardedReport
-from fcgrad.engine.toolbox import MASK_STREAM, ToolboxProblem
+from fcgrad.engine.toolbox import MASK_STREAM, StepInputs, ToolboxProblem
 from fcgrad.engine.trajectory import RowAccumulator, step_scale
-from fcgrad.manual import batches, optimizers, spec_network
+from fcgrad.manual import batches, network, optimizers
 from fcgrad.manual.errors import DivergenceError, FcgradError
 from fcgrad.manual.sharded import sharded_spec_gradients, split_columns
-from fcgrad.reference import spec_model
 from fcgrad.reference.optimizers import with_moments
 from fcgrad.reference.precision import x64_for
-from fcgrad.reference.sharded_spec import ENGINES, ShardedSpecStep
+from fcgrad.reference.sharded import ENGINES, ShardedSpecStep
+from fcgrad.reference.train import init_opt_state, jit_spec_step
 
 PAIRS = {  # side -> the one-device side it is held against
     "jax": "manual",
@@ -49,7 +49,9 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
     limit = tol.traj_abs_tol(p.dtype) if p.atol is None else p.atol
     opt = p.optimizer
     acc = {(side, key): RowAccumulator() for side in PAIRS for key in _row_keys(p)}
-    history = {side: {"loss": []} for side in ("manual", *PAIRS)}
+    first = {f"{key}{i}": np.asarray(value) for i, layer in enumerate(p.params) for key, value in layer.items()}
+    history = {side: {"loss": [], **{key: [value] for key, value in first.items()}} for side in ("manual", *PAIRS)}
+    inputs = StepInputs(len(p.spec), p.x.shape[1] if p.batch_size is None else p.batch_size)
     mask_rng = np.random.default_rng([p.seed, MASK_STREAM])
     pm, sm = p.params, optimizers.init_state(opt, p.params)
     no_running = [{} for _ in p.spec]
@@ -58,11 +60,12 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
         sharded = {f"jax-{e}-sharded": ShardedSpecStep(devices, e) for e in ENGINES}
-        state0 = spec_model.init_opt_state(opt.name, lr, hyper, to_jax(pm))
+        state0 = init_opt_state(opt.name, lr, hyper, to_jax(pm))
         for k, idx in enumerate(schedule):
             masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
+            inputs.add(idx, masks)
             xb, tb = p.x[:, idx], p.t[:, idx]
-            g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, no_running, p.l2)
+            g = network.spec_loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, no_running, p.l2)
             if not np.isfinite(g.loss):
                 raise DivergenceError(f"training diverged: the manual loss is {g.loss} at step {k}", k)
             pm_next, sm_next = optimizers.update(opt, g.grads, sm, pm)
@@ -70,10 +73,10 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
             gs = sharded_spec_gradients(pm, xb, tb, p.spec, p.loss, masks, n, p.l2)
             new["manual-sharded"], loss["manual-sharded"] = optimizers.update(opt, gs.grads, sm, pm)[0], gs.loss
             jp, js = to_jax(pm), with_moments(opt.name, state0, to_jax(sm))  # every JAX side from manual's state
-            r = spec_model.jit_step(jp, js, to_jax(no_running), xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name)
+            r = jit_spec_step(jp, js, to_jax(no_running), xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name)
             new["jax"], loss["jax"] = jax.tree.map(np.asarray, r[0]), float(r[3])
             for side, run in sharded.items():
-                placed = run.place(xb, tb, masks, p.spec, dt)
+                placed = run.place(xb, tb, masks, dt)
                 params, _, value = run(jp, js, placed, lr, hyper, l2, p.spec, p.loss, opt.name, len(idx))
                 new[side], loss[side] = jax.tree.map(np.asarray, params), float(value)
             for side, base in PAIRS.items():
@@ -94,7 +97,7 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
         for side, base in PAIRS.items()
     ]
     sizes = tuple(int(b.shape[1]) for b in split_columns(p.x, n))
-    report = ShardedReport(p, devices, sizes, comparisons, [], _arrays(history))
+    report = ShardedReport(p, devices, sizes, comparisons, [], {**inputs.arrays(), **_arrays(history)})
     report.seconds = time.perf_counter() - start
     return report
 
@@ -104,7 +107,8 @@ def _row_keys(p: ToolboxProblem) -> list[tuple[int, str]]:
 
 
 def _arrays(history: dict) -> dict:
-    """``loss_<side>`` (steps,) and ``w{i}_<side>`` (steps, ...): each side's step k from manual's state k."""
+    """``loss_<side>`` (steps,) and ``w{i}_<side>`` (steps+1, ...): entry 0 the initial parameters, entry k+1 each
+    side's step k from manual's state k."""
     out = {}
     for side, kept in history.items():
         name = side.replace("-", "_")

@@ -18,14 +18,15 @@ from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row, rel_row
 from fcgrad.engine.timing import Timings
-from fcgrad.engine.trajectory import RowAccumulator, step_scale
-from fcgrad.manual import batches, optimizers, spec_network, validate
+from fcgrad.engine.trajectory import StepRows
+from fcgrad.manual import batches, network, optimizers, validate
 from fcgrad.manual.errors import DivergenceError, FcgradError
 from fcgrad.manual.losses import LOSSES
 from fcgrad.manual.spec import Spec, check_spec_params, format_spec, init_running, init_spec_params, parse_spec
-from fcgrad.reference import spec_model
+from fcgrad.reference.grads import spec_value_and_grads
 from fcgrad.reference.optimizers import with_moments
 from fcgrad.reference.precision import x64_for
+from fcgrad.reference.train import init_opt_state, jit_spec_step, jit_spec_step_on_branches
 
 MASK_STREAM = 1  # dropout masks come from default_rng([seed, MASK_STREAM]), apart from the shuffling
 
@@ -54,23 +55,6 @@ class ToolboxProblem:
             return batches.schedule(n, self.batch_size, self.epochs, self.seed)
         per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
         return batches.schedule(n, self.batch_size, max(1, -(-self.steps // per_epoch)), self.seed)[: self.steps]
-
-    def summary(self) -> dict:
-        return {
-            "name": self.name,
-            "spec": format_spec(self.spec),
-            "loss": self.loss,
-            "samples": int(self.x.shape[1]),
-            "optimizer": self.optimizer.name,
-            "lr": self.optimizer.lr,
-            **dict(self.optimizer.hyper),
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "steps": len(self.schedule()),
-            "l2": self.l2,
-            "seed": self.seed,
-            "dtype": self.dtype,
-        }
 
 
 def make_problem(
@@ -160,16 +144,16 @@ def compare_spec_gradients(p: ToolboxProblem, *, params=None, seed: int = 0) -> 
     dt = np.dtype(p.dtype)
     masks = batches.step_masks(p.spec, p.x.shape[1], np.random.default_rng([seed, MASK_STREAM]), dt)
     running = init_running(p.spec, dt)
-    m = spec_network.loss_and_gradients(params, p.x, p.t, p.spec, p.loss, masks, running, p.l2)
+    m = network.spec_loss_and_gradients(params, p.x, p.t, p.spec, p.loss, masks, running, p.l2)
     with x64_for(p.dtype):
-        value, grads, grad_x = spec_model.value_and_grads(
+        value, grads, grad_x = spec_value_and_grads(
             params, p.x, p.t, masks, running, jnp.asarray(p.l2, dt), p.spec, p.loss
         )
         grads, grad_x, value = jax.tree.map(np.asarray, (grads, grad_x, value))
     limit = tol.grad_rel_tol(p.dtype) if p.rtol is None else p.rtol
     rows = [rel_row(-1, "loss", m.loss, value, limit)]
     rows += [rel_row(i, f"grad_{k}", m.grads[i][k], grads[i][k], limit) for i in range(len(p.spec)) for k in grads[i]]
-    rows.append(rel_row(0, "residual_x", m.residuals[0]["residual_x"], grad_x, limit))
+    rows.append(rel_row(0, "residual_x", m.layers[0].residual_x, grad_x, limit))
     return rows
 
 
@@ -207,12 +191,10 @@ def check_toolbox(
     limit = tol.traj_abs_tol(p.dtype) if p.atol is None else p.atol
     dt = np.dtype(p.dtype)
     opt = p.optimizer
-    acc: dict[tuple[int, str], RowAccumulator] = {}
+    judged = StepRows(limit)  # each step judged on its own (NaN fails), in blocks of steps
 
-    def add(layer: int, quantity: str, a, r, *, steps_axis: bool = False):
-        """One step's arrays (or, with ``steps_axis``, every step's), each step judged on its own (NaN fails)."""
-        a, r = (np.asarray(a), np.asarray(r)) if steps_axis else (np.asarray(a)[None], np.asarray(r)[None])
-        acc.setdefault((layer, quantity), RowAccumulator()).add(a, r, limit * step_scale(r))
+    def add(layer: int, quantity: str, a, r):
+        judged.add((layer, quantity), a, r)
 
     pm, rm = p.params, init_running(p.spec, dt)
     sm = optimizers.init_state(opt, pm)
@@ -220,7 +202,7 @@ def check_toolbox(
     losses_m, losses_r = [], []
     record = None  # manual's side of the first step where a parameter fails
     timings = Timings() if timings is None else timings
-    kept = _History(p, pm, rm) if keep_history else None
+    kept = _History(p, pm, rm, sm) if keep_history else None
     relu = any(layer.activation == "relu" for layer in p.spec)
     kink_steps = []  # steps judged again with JAX on manual's side of every ReLU kink
     with x64_for(p.dtype):
@@ -228,14 +210,14 @@ def check_toolbox(
         pr, rr = to_jax(pm), to_jax(rm)
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
-        sr = spec_model.init_opt_state(opt.name, lr, hyper, pr)
+        sr = init_opt_state(opt.name, lr, hyper, pr)
         # a diverging run overflows before its loss turns inf; the check of the loss reports it
         with np.errstate(over="ignore", invalid="ignore"):
             for k, idx in enumerate(p.schedule()):
                 masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
                 xb, tb = p.x[:, idx], p.t[:, idx]
                 with timings.phase("manual_run"):
-                    g = spec_network.loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
+                    g = network.spec_loss_and_gradients(pm, xb, tb, p.spec, p.loss, masks, rm, p.l2)
                 if not np.isfinite(g.loss):
                     raise DivergenceError(
                         f"training diverged: the manual loss is {g.loss} at step {k} ({opt.describe()}); "
@@ -250,7 +232,7 @@ def check_toolbox(
                     pm, sm = update(opt, g.grads, sm, pm)
                 rm = g.running
                 with timings.phase("jax_run"):
-                    pr, sr, rr, value, moments = spec_model.jit_step(
+                    pr, sr, rr, value, moments = jit_spec_step(
                         pr, sr, rr, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name
                     )
                     hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
@@ -259,13 +241,13 @@ def check_toolbox(
                     # same step again with every ReLU entry on manual's side of the kink; a wrong term still fails
                     with timings.phase("jax_run"):
                         branches = _manual_branches(pm_before, xb, p.spec, masks, rm_before)
-                        pr, sr, rr, value, moments = spec_model.jit_step_on_branches(
+                        pr, sr, rr, value, moments = jit_spec_step_on_branches(
                             *start_r, xb, tb, masks, branches, lr, hyper, l2, p.spec, p.loss, opt.name
                         )
                         hp, hr, hs = jax.tree.map(np.asarray, (pr, rr, moments))
                         kink_steps.append(k)
                 if kept is not None:
-                    kept.add(idx, masks, pm, hp, rm, hr)
+                    kept.add(idx, masks, pm, hp, rm, hr, sm, hs)
                 with timings.phase("comparisons"):
                     if record is None and any(
                         _step_fails(pm[i][q], hp[i][q], limit) for i in range(n_layers) for q in pm[i]
@@ -282,9 +264,9 @@ def check_toolbox(
                             for key in tree[i]:
                                 add(i, f"{name}[{key}]", tree[i][key], hs[name][i][key])
         final_r = jax.tree.map(np.asarray, (pr, rr))
-    add(-1, "loss", np.array(losses_m), np.array(losses_r), steps_axis=True)
-    order = [(-1, "loss")] + [key for key in acc if key != (-1, "loss")]
-    rows = [acc[(i, q)].row(i, q, rule)[0] for i, q in order]
+    judged.add_steps((-1, "loss"), np.array(losses_m), np.array(losses_r))
+    order = [(-1, "loss")] + [key for key in judged.acc if key != (-1, "loss")]
+    rows = judged.rows(order, rule)
     diagnoses = {}
     if record is not None:
         failing = [(r.layer, r.quantity) for r in rows if not r.ok and r.layer >= 0 and r.quantity in pm[r.layer]]
@@ -304,24 +286,22 @@ def _any_step_fails(pm, hp, loss_m, loss_r, limit: float) -> bool:
 
 def _manual_branches(params, x, spec, masks, running) -> list:
     """Each ReLU layer's side of the kink on manual's forward, 1 where its input is > 0 (relu' there), else 0."""
-    _, caches, _ = spec_network.forward(params, x, spec, masks, running)
+    _, caches, _ = network.spec_forward(params, x, spec, masks, running)
     return [
         (cache.n > 0).astype(x.dtype) if layer.activation == "relu" else None for layer, cache in zip(spec, caches)
     ]
 
 
-class _History:
-    """What a replay of a toolbox run needs, step by step (``history_arrays`` names the arrays)."""
+class StepInputs:
+    """Each step's columns of X and dropout masks, padded to the batch size: ``batch_index`` (steps, batch), -1
+    past a short last batch, and ``mask{i}`` (steps, out, batch) for each layer with dropout, 0 there."""
 
-    def __init__(self, p: ToolboxProblem, params, running):
-        self.p = p
-        self.batch = p.x.shape[1] if p.batch_size is None else p.batch_size
-        self.index, self.masks = [], [[] for _ in p.spec]
-        self.params = {side: [[dict(layer) for layer in params]] for side in ("manual", "reference")}
-        self.running = {side: [[dict(layer) for layer in running]] for side in ("manual", "reference")}
+    def __init__(self, n_layers: int, batch: int):
+        self.batch = batch
+        self.index, self.masks = [], [[] for _ in range(n_layers)]
 
-    def add(self, idx, masks, pm, hp, rm, hr) -> None:
-        row = np.full(self.batch, -1, np.int64)  # the step's columns of X, padded with -1 (a short last batch)
+    def add(self, idx, masks) -> None:
+        row = np.full(self.batch, -1, np.int64)
         row[: len(idx)] = idx
         self.index.append(row)
         for i, mask in enumerate(masks):
@@ -329,21 +309,45 @@ class _History:
                 padded = np.zeros((mask.shape[0], self.batch), mask.dtype)
                 padded[:, : mask.shape[1]] = mask
                 self.masks[i].append(padded)
+
+    def arrays(self) -> dict:
+        out = {"batch_index": np.array(self.index, np.int64).reshape(len(self.index), self.batch)}
+        for i, layer_masks in enumerate(self.masks):
+            if layer_masks:
+                out[f"mask{i}"] = np.array(layer_masks)
+        return out
+
+
+class _History:
+    """What a replay of a toolbox run needs, step by step: the steps' inputs, then each side's loss, parameters,
+    running averages and optimizer moments (``{name}_{key}{i}_{side}``), entry 0 the state before step 0."""
+
+    def __init__(self, p: ToolboxProblem, params, running, state):
+        self.p = p
+        self.inputs = StepInputs(len(p.spec), p.x.shape[1] if p.batch_size is None else p.batch_size)
+        self.params = {side: [[dict(layer) for layer in params]] for side in ("manual", "reference")}
+        self.running = {side: [[dict(layer) for layer in running]] for side in ("manual", "reference")}
+        self.moments = {side: [_moments(state)] for side in ("manual", "reference")}
+
+    def add(self, idx, masks, pm, hp, rm, hr, sm, hs) -> None:
+        self.inputs.add(idx, masks)
         self.params["manual"].append(pm)
         self.params["reference"].append(hp)
         self.running["manual"].append(rm)
         self.running["reference"].append(hr)
+        self.moments["manual"].append(_moments(sm))
+        self.moments["reference"].append(hs)
 
     def arrays(self, losses_m, losses_r) -> dict:
-        out = {"batch_index": np.array(self.index), "loss_manual": np.array(losses_m),
-               "loss_reference": np.array(losses_r)}  # fmt: skip
-        for i, layer_masks in enumerate(self.masks):
-            if layer_masks:
-                out[f"mask{i}"] = np.array(layer_masks)  # (steps, out, batch)
+        out = {**self.inputs.arrays(), "loss_manual": np.array(losses_m), "loss_reference": np.array(losses_r)}
         for side in ("manual", "reference"):
             for i in range(len(self.p.spec)):
                 for key in self.params[side][0][i]:
                     out[f"{key}{i}_{side}"] = np.array([np.asarray(s[i][key]) for s in self.params[side]])
                 for key in self.running[side][0][i]:
                     out[f"running_{key}{i}_{side}"] = np.array([np.asarray(s[i][key]) for s in self.running[side]])
+                for name, tree in self.moments[side][0].items():
+                    for key in tree[i]:
+                        kept = [np.asarray(s[name][i][key]) for s in self.moments[side]]
+                        out[f"{name}_{key}{i}_{side}"] = np.array(kept)
         return out

@@ -61,6 +61,7 @@ class TrajectoryComparison(NamedTuple):
     histories: dict  # the --save arrays, when kept; maxdiff_<row> always
     divergence: Divergence | None
     steps_compared: int  # steps whose parameters were compared
+    last_losses: tuple | None = None  # (manual, JAX) loss of the last step compared; None when none was
 
 
 def row_names(n_layers: int) -> list[tuple[int, str]]:
@@ -140,6 +141,53 @@ class RowAccumulator:
         row = Row(layer, quantity, max_abs, float(rel), float(limit[worst]), first is None, rule, first,
                   float(ratios[worst]))
         return row, d
+
+
+PENDING_BYTES = 16 * 2**20  # one side's single-step arrays held before they are judged as one block
+
+
+class StepRows:
+    """One ``RowAccumulator`` per row, fed a step at a time and judged a block of steps at a time.
+
+    Judging a step's small arrays one by one costs more than the step itself on a small network
+    (about 0.3 ms per row and step); stacked into blocks of up to PENDING_BYTES, the same numbers go
+    through ``RowAccumulator.add`` in a few calls. Each step is still judged on its own tolerance.
+    Rows keep the order of their first ``add``.
+    """
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.acc: dict[tuple[int, str], RowAccumulator] = {}
+        self._pending: dict[tuple[int, str], tuple[list, list]] = {}
+        self._bytes = 0
+
+    def add(self, key: tuple[int, str], a, r) -> None:
+        """One step's arrays of row ``key``; ``a`` is copied (a caller may update it in place)."""
+        a, r = np.array(a, copy=True), np.asarray(r)
+        self.acc.setdefault(key, RowAccumulator())
+        mine, theirs = self._pending.setdefault(key, ([], []))
+        mine.append(a)
+        theirs.append(r)
+        self._bytes += a.nbytes
+        if self._bytes >= PENDING_BYTES:
+            self.flush()
+
+    def add_steps(self, key: tuple[int, str], a, r) -> None:
+        """Every step's arrays of row ``key`` at once, steps along axis 0."""
+        self.flush()
+        r = np.asarray(r)
+        self.acc.setdefault(key, RowAccumulator()).add(np.asarray(a), r, self.limit * step_scale(r))
+
+    def flush(self) -> None:
+        for key, (mine, theirs) in self._pending.items():
+            r = np.stack(theirs)
+            self.acc[key].add(np.stack(mine), r, self.limit * step_scale(r))
+        self._pending.clear()
+        self._bytes = 0
+
+    def rows(self, order, rule: str) -> list[Row]:
+        self.flush()
+        return [self.acc[key].row(*key, rule)[0] for key in order]
 
 
 def _chunk_bytes_steps(p: Problem, rule: str | None = None) -> int:
@@ -261,6 +309,7 @@ class _Judge:
         self.limits = tol.trajectory_limits(rule, p.dtype, atol)
         self.free = {"f64": _params64(p.params)}  # the shadow rule's float64 JAX run
         self.chunk_steps, self.jax = chunk, None  # the JAX side, made at the first chunk (its time is JAX's)
+        self.last_losses = None  # (manual, JAX) at the last step compared
 
     def chunk(self, m, steps: int, manual_at: int | None, meanwhile=lambda: None):
         """Run JAX's side of manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged).
@@ -290,6 +339,8 @@ class _Judge:
         m_new = [{key: v[1:k + 1] for key, v in layer.items()} for layer in m.params]
         r_losses = r_losses[:k]
         r_new = [{key: v[:k] for key, v in layer.items()} for layer in r_new]
+        if k:
+            self.last_losses = (float(m_losses[-1]), float(r_losses[-1]))
         if self.rule == "shadow":
             self._shadow(m_losses, m_new, r_losses, r_new, k)
         else:
@@ -407,4 +458,4 @@ def compare_trajectories(
         with timings.phase("comparisons"):
             compare()
     rows, histories = judge.result()
-    return TrajectoryComparison(rows, pm, histories, divergence, done)
+    return TrajectoryComparison(rows, pm, histories, divergence, done, judge.last_losses)

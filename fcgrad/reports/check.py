@@ -1,4 +1,4 @@
-"""Text and JSON renderings of a ``CheckReport``: every row names its layer and quantity.
+"""The text of a ``CheckReport``: every row names its layer and quantity (its JSON: ``RunReport.as_json``).
 
 Trajectory rows also say which rule judged them (``global``: both sides trained freely,
 float64; ``local``: one JAX step from manual's own parameters, float32) and, when they fail,
@@ -8,6 +8,7 @@ a terminal that cannot encode it.
 
 import numpy as np
 
+from fcgrad.engine.report_forms import softmax as _softmax
 from fcgrad.engine.row_table import layer_label, table
 from fcgrad.engine.run import CheckReport
 from fcgrad.reports.ascii import transliterate
@@ -118,53 +119,6 @@ def _named(report: CheckReport) -> list[str]:
     ]
 
 
-
-def _softmax(y) -> np.ndarray:
-    y = np.asarray(y, np.float64)
-    e = np.exp(y - y.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
-
-
 def _arr(name: str, a: np.ndarray) -> str:
     """``name=[[...]]`` as the blog prints its X, t and y."""
     return f"{name}=" + np.array2string(np.asarray(a), precision=6, separator=", ", prefix=f"{name}=")
-
-
-def _finite_or_none(v):
-    return float(v) if v is not None and np.isfinite(v) else None
-
-
-def as_json(report: CheckReport) -> dict:
-    p = report.problem
-    traj = report.trajectory
-    d = report.divergence
-    return {
-        "ok": report.ok,
-        "diagnoses": [
-            {"layer": layer, "quantity": quantity, "name": d.name, "message": d.message}
-            for (layer, quantity), found in report.diagnoses.items()
-            for d in found
-        ],
-        "problem": p.summary(),
-        "tolerances": {"rtol": report.rtol, "atol": report.atol, "trajectory_rule": report.rule},
-        "gradients": [r.as_dict() for r in report.gradients],
-        "all_gradients_zero": report.all_gradients_zero,
-        "finite_difference": {
-            "max_rel_err": max((r.rel_err for r in report.finite_difference), default=None),
-            "rows": [r.as_dict() for r in report.finite_difference],
-        },
-        "trajectory": {
-            "steps": report.steps,
-            "steps_compared": report.steps_compared,
-            "rule": report.rule,
-            "diverged_at_step": report.diverged_at_step,
-            "diverged_side": None if d is None else d.side,
-            "first_bad_step": min((r.first_bad_step for r in traj if r.first_bad_step is not None), default=None),
-            "max_abs_param_err": max((r.max_abs_err for r in traj if r.quantity != "loss"), default=0.0),
-            "max_abs_loss_err": max((r.max_abs_err for r in traj if r.quantity == "loss"), default=0.0),
-            "rows": [r.as_dict() for r in traj],
-        },
-        "final_loss": _finite_or_none(report.final_loss),
-        "y": np.asarray(_softmax(report.y_final) if p.loss == "cross-entropy" else report.y_final).tolist(),
-        "y_is": "softmax probabilities" if p.loss == "cross-entropy" else "network output",
-    }

@@ -1,4 +1,4 @@
-"""Text and JSON renderings of a ``ShardedReport``: every row names its side pair, layer and quantity."""
+"""The text of a ``ShardedReport``: every row names its side pair, layer and quantity (its JSON: ``RunReport``)."""
 
 from fcgrad.engine.sharded import MISTAKES, ShardedReport
 from fcgrad.reports.check import describe, table
@@ -34,18 +34,3 @@ def text(report: ShardedReport) -> str:
         )
         parts.append(f"FAILED: {len(report.failures())} mismatch(es): {bad}")
     return "\n".join(parts)
-
-
-def as_json(report: ShardedReport) -> dict:
-    return {
-        "ok": report.ok,
-        "problem": report.problem.summary(),
-        "devices": [str(d) for d in report.devices],
-        "shard_sizes": list(report.shard_sizes),
-        "comparisons": [
-            {"pair": c.pair, "what": c.what, "rows": [r.as_dict() for r in c.rows]} for c in report.comparisons
-        ],
-        "findings": [
-            {"side": f.side, "mistake": f.mistake, "detail": f.detail, "step": f.step} for f in report.findings
-        ],
-    }

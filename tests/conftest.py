@@ -6,8 +6,13 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import jax
-import pytest
+# Before JAX starts its CPU backend: XLA's cheapest compile for this process and the commands it starts. The tests'
+# programs are tiny and compiled hundreds of times, each run a few times: compiling was most of their time, and
+# the numbers the tests compare are the same programs' (their tolerances are rounding's, not an optimizer's).
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Before any test starts JAX: the CPU platform, so that the suite runs the same with the CUDA build of JAX
 # installed (its float64 tolerances are the CPU's, and the data-parallel tests want host devices); the
@@ -43,6 +48,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fcgrad", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory) -> str:
+    """A user's ``--data`` file: 3 inputs and 2 targets, 6 samples by column (``X``, ``T``)."""
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("data") / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, X=rng.standard_normal((3, 6)), T=rng.uniform(0, 1, (2, 6)))
+    return str(path)
 
 
 # --- fcgrad as a user installs it: a wheel built from this checkout, in a fresh virtual environment ---------------

@@ -128,12 +128,30 @@ def _ok_term(m: re.Match) -> bool:
     return float(m["rel"]) <= rel_tol or float(m["abs"]) <= abs_tol
 
 
-# a row of fcgrad check's tables that passed: layer, quantity, max|Δ|, rel, tol, [rule,] ok
+# a row of fcgrad check's tables that passed: layer, quantity, max|Δ|, rel, tol, ok
 OK_ROW = Noise(
-    re.compile(rf"^  \S+\s+\S+\s+(?P<abs>{NUMBER})\s+(?P<rel>{NUMBER})\s+(?P<tol>{NUMBER})\s.*\bok$"),
+    re.compile(rf"^  \S+\s+\S+\s+(?P<abs>{NUMBER})\s+(?P<rel>{NUMBER})\s+(?P<tol>{NUMBER})\s+ok$"),
     ("abs", "rel"),
     lambda m: float(m["abs"]) <= float(m["tol"]) and float(m["rel"]) <= float(m["tol"]),
     "an ok row's max|Δ| and rel at or below its tol",
+)
+
+
+def _ok_step_row(m: re.Match) -> bool:
+    from fcgrad.engine.tolerances import TRAJ_ABS_TOL_F64
+
+    return float(m["abs"]) <= float(m["tol"]) and float(m["tol"]) >= TRAJ_ABS_TOL_F64
+
+
+# a trajectory row that passed: its tol is the bound at its worst step, max(1, max|param|) × the trajectory
+# tolerance, and which step is the worst is rounding's choice: the tol is noise too, never below the tolerance
+OK_STEP_ROW = Noise(
+    re.compile(
+        rf"^  \S+\s+\S+\s+(?P<abs>{NUMBER})\s+(?P<rel>{NUMBER})\s+(?P<tol>{NUMBER})\s+(?:global|local|shadow)\s+ok$"
+    ),
+    ("abs", "rel", "tol"),
+    _ok_step_row,
+    "an ok step row's max|Δ| at or below its tol, and its tol at or above the trajectory tolerance",
 )
 WORST_REL = Noise(
     re.compile(rf"worst gradient rel (?P<rel>{NUMBER})"),
@@ -257,7 +275,7 @@ def helper_failure() -> str:
 
 
 SAMPLES = [
-    Sample("check", README, "Sample output (`fcgrad check`", check_output, (OK_ROW, WORST_REL)),
+    Sample("check", README, "Sample output (`fcgrad check`", check_output, (OK_ROW, OK_STEP_ROW, WORST_REL)),
     Sample("audit", README, "On the blog's AND example:", audit_output, excerpt=True),
     Sample("derivation-failure", README, "the failure reads:", derivation_failure, (OK_TERM, MATCH_RESIDUAL)),
     Sample("audit-code", README, "report = audit_code(", audit_code_lines, (MATCH_RESIDUAL,)),

@@ -10,7 +10,6 @@ import itertools
 import json
 import math
 
-import numpy as np
 import pytest
 
 from fcgrad.cli.main import build_parser, description_from_args, main, refuse_outputs
@@ -47,15 +46,6 @@ OUTPUTS = {
     "save": ["--save", "SAVE"],
     "plot": ["--plot", "PLOT"],
 }
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> str:
-    """A data set of 3 inputs and 2 targets, 6 samples by column."""
-    path = tmp_path_factory.mktemp("data") / "mine.npz"
-    rng = np.random.default_rng(0)
-    np.savez(path, X=rng.standard_normal((3, 6)), T=rng.uniform(0, 1, (2, 6)))
-    return str(path)
 
 
 def _argv(parts, data_file, tmp_path) -> list[str]:

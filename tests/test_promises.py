@@ -57,14 +57,6 @@ REFUSED = {  # the README's "refused with" column, as a user types each pair
 }
 
 
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("data") / "mine.npz"
-    rng = np.random.default_rng(0)
-    np.savez(path, X=rng.standard_normal((3, 6)), T=rng.uniform(0, 1, (2, 6)))
-    return str(path)
-
-
 @pytest.mark.parametrize("pair", list(REFUSED))
 def test_the_option_tables_refusals_are_one_line_naming_an_option(pair, data_file, tmp_path):
     swap = {"DATA": data_file, "PLOT": str(tmp_path / "run.png")}

@@ -89,7 +89,7 @@ def test_every_parametrized_case_the_table_names_is_collected():
     cases = {f"{file}::{name}{param}" for _, _, _, nodes in ROWS for file, name, param in nodes if param}
     files = sorted({case.split("::")[0] for case in cases})
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n0", "-p", "no:cacheprovider", *files],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ outputs are compared, and ``python -m tests.readme_samples --write`` rewrites th
 
 import pytest
 import readme_samples
-from readme_samples import OK_ROW, README, SAMPLES, Sample, differences, python_snippets
+from readme_samples import OK_ROW, OK_STEP_ROW, README, SAMPLES, Sample, differences, python_snippets
 
 TIMEOUT_S = 600  # the snippets audit a network and check two: about 15 s here; generous for a busy machine
 
@@ -52,6 +52,18 @@ def test_rounding_noise_may_differ_within_its_tolerance():
 def test_noise_beyond_its_tolerance_on_either_side_is_a_difference():
     beyond = SHOWN.replace("5.9e-16", "2.0e-12")
     assert differences(TABLE, SHOWN, beyond) and differences(TABLE, beyond, SHOWN)
+
+
+STEPS = Sample("steps", README, after="", produce=str, noise=(OK_ROW, OK_STEP_ROW))
+SHOWN_STEPS = "  0     w              1.1e-15   2.4e-16   2.2e-12  global  ok\n"
+
+
+def test_a_step_rows_bound_is_noise_but_never_below_the_trajectory_tolerance():
+    # which step is the worst, and so the bound printed beside it, is rounding's choice
+    other_step = SHOWN_STEPS.replace("1.1e-15   2.4e-16   2.2e-12", "8.9e-16   2.1e-16   1.5e-12")
+    assert differences(STEPS, SHOWN_STEPS, other_step) == []
+    assert differences(STEPS, SHOWN_STEPS, SHOWN_STEPS.replace("2.2e-12", "1.0e-13"))
+    assert differences(STEPS, SHOWN_STEPS, SHOWN_STEPS.replace("global", "local"))
 
 
 EDITS = {

@@ -582,7 +582,7 @@ def run_tests(python: Path, src: Path, tests, timeout: float = MUTATION_TIMEOUT_
     """(outcome, the first failing test or a note, seconds): outcome "passed", "failed", "error" or "timeout"."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTHONPATH", None)
-    cmd = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q", *tests]
+    cmd = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-n0", "-x", "-q", *tests]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, timeout=timeout)

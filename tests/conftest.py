@@ -95,8 +95,22 @@ def fresh_python(wheel, tmp_path_factory) -> Path:
 FRESH_ENV_TIMEOUT_S = 660  # a wheel built, a fresh environment made, snippets run with their own 600 s limit
 
 
+# The files of the longest tests (10 s and more here), handed out first when the suite runs in several processes
+# (pytest-xdist gives each process one file at a time, in this order), so that no process is left with one long
+# file at the end while the others wait; the order within a file is unchanged.
+LONG_FILES_FIRST = (
+    "tests/test_properties.py", "tests/test_benchmarks.py", "tests/test_readme.py", "tests/test_schema.py",
+    "tests/test_diagnosis_toolbox.py", "tests/test_kinks.py", "tests/test_optimizers.py", "tests/test_notebook.py",
+    "tests/test_sharded_toolbox.py", "tests/test_fast_path.py", "tests/test_float32.py", "tests/test_option_matrix.py",
+    "tests/test_user_snippets.py", "tests/test_toolbox_properties.py", "examples/test_batchnorm_mlp.py",
+)  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests that use the fresh environment run pip and the user's own snippets: the suite's limit sits above theirs."""
+    """The long files first; and tests that use the fresh environment run pip and the user's own snippets: the
+    suite's limit sits above theirs."""
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: files keep their order
     for item in items:
         if "fresh_python" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FRESH_ENV_TIMEOUT_S))

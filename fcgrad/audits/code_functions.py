@@ -20,7 +20,7 @@ import numpy as np
 from fcgrad.audits.code_layout import kind_of
 from fcgrad.audits.code_model import Model, declared_activations, declared_loss, match_loss, whole_forward
 from fcgrad.audits.code_params import required
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen
+from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, chain_stepper
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES
@@ -41,6 +41,16 @@ BIAS_KEYS = ("b", "bias", "biases")
 def fits(module) -> bool:
     fw, bw = getattr(module, "forward", None), getattr(module, "backward", None)
     return callable(fw) and callable(bw) and len(required(fw)) == 2 and len(required(bw)) == 3
+
+
+def _picked(found_in: dict, names: dict) -> dict:
+    """``{quantity: array}`` for each quantity one of whose ``names`` is a key of ``found_in`` (the first one)."""
+    picked = {}
+    for quantity, keys in names.items():
+        value = next((found_in[k] for k in keys if k in found_in), None)
+        if value is not None:
+            picked[quantity] = np.asarray(value, dtype=np.float64)
+    return picked
 
 
 class FunctionsNet:
@@ -156,16 +166,12 @@ class FunctionsNet:
             layers = []
             for i in range(n):
                 k = i + first
-                values = {}
-                for q, names in (
-                    ("grad_w", (f"dW{k}", f"dw{k}")),
-                    ("grad_b", (f"db{k}",)),
-                    ("residual_z", (f"dZ{k}", f"dz{k}")),
-                    ("residual_x", (f"dA{k - 1}", f"dX{k - 1}")),
-                ):
-                    found = next((out[a] for a in names if a in out), None)
-                    if found is not None:
-                        values[q] = np.asarray(found, dtype=np.float64)
+                values = _picked(out, {
+                    "grad_w": (f"dW{k}", f"dw{k}"),
+                    "grad_b": (f"db{k}",),
+                    "residual_z": (f"dZ{k}", f"dz{k}"),
+                    "residual_x": (f"dA{k - 1}", f"dX{k - 1}"),
+                })  # fmt: skip
                 if "grad_w" not in values or "grad_b" not in values:
                     raise FcgradError(f"{where}: backward's gradients: expected dW{k} and db{k} for layer {i}")
                 layers.append(LayerSeen(values))
@@ -178,11 +184,7 @@ class FunctionsNet:
             )
         layers = []
         for i, g in enumerate(out):
-            values = {}
-            for q, names in ALIASES.items():
-                found = next((g[a] for a in names if a in g), None)
-                if found is not None:
-                    values[q] = np.asarray(found, dtype=np.float64)
+            values = _picked(g, ALIASES)
             if "grad_w" not in values or "grad_b" not in values:
                 raise FcgradError(f"{where}: backward's layer {i}: expected grad_w and grad_b, got {sorted(g)}")
             layers.append(LayerSeen(values))
@@ -216,8 +218,4 @@ class FunctionsNet:
         return value, Seen(FED_OWN, residual_y, layers), new
 
     def stepper(self, p):
-        def run(params):
-            value, _, new = self.chain(p, params)
-            return value, new
-
-        return run
+        return chain_stepper(self, p)

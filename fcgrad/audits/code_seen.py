@@ -26,3 +26,13 @@ class Seen:
 def read_back(before: np.ndarray, after: np.ndarray, lr: float) -> np.ndarray:
     """A gradient read back from an update ``after = before − lr·grad``."""
     return (np.asarray(before, np.float64) - np.asarray(after, np.float64)) / lr
+
+
+def chain_stepper(net, p):
+    """``params -> (loss, new params)`` of one step of ``net``, from its ``chain(p, params)``."""
+
+    def run(params):
+        value, _, new = net.chain(p, params)
+        return value, new
+
+    return run

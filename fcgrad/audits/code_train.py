@@ -28,7 +28,7 @@ from fcgrad.audits.code_params import (
     set_slots,
     slots_sizes,
 )
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, read_back
+from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, chain_stepper, read_back
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES
@@ -180,11 +180,7 @@ class TrainStepNet:
         return value, Seen(FED_OWN, None, layers), after
 
     def stepper(self, p):
-        def run(params):
-            value, _, after = self.chain(p, params)
-            return value, after
-
-        return run
+        return chain_stepper(self, p)
 
 
 def _is_number(value) -> bool:

@@ -33,15 +33,16 @@ SGD_LR = 0.1  # the blog's rate, for plain SGD and momentum
 ADAPTIVE_LR = 1e-3  # optax examples' usual rate for RMSProp, Adam and AdamW
 BLOG_HIDDEN = 4  # the blog's hidden width, for a data file that gives no widths
 
-# the built-in examples: network, loss, samples, learning rate, steps (digits: epochs of mini-batches)
+# the built-in examples: network, loss, samples, optimizer and learning rate without --optimizer and --lr, steps
+# (digits: epochs of mini-batches)
 EXAMPLE_NETWORKS = {
-    "and": ("2-4:sigmoid-1:sigmoid", "square", 4, 0.1, BLOG_STEPS),
-    "xor": ("2-4:sigmoid-1:sigmoid", "square", 4, 0.1, BLOG_STEPS),
-    "mazur": ("2-2:sigmoid-2:sigmoid", "square", 1, 0.5, BLOG_STEPS),
-    "digits": ("64-32:relu:bn:drop0.1-10:identity", "cross-entropy", 1438, 0.01, None),  # 1797 less 359 held out
+    "and": ("2-4:sigmoid-1:sigmoid", "square", 4, "sgd", 0.1, BLOG_STEPS),
+    "xor": ("2-4:sigmoid-1:sigmoid", "square", 4, "sgd", 0.1, BLOG_STEPS),
+    "mazur": ("2-2:sigmoid-2:sigmoid", "square", 1, "sgd", 0.5, BLOG_STEPS),
+    # 1,797 digits less the 359 held out
+    "digits": ("64-32:relu:bn:drop0.1-10:identity", "cross-entropy", 1438, "adam", 0.01, None),
 }
 DIGITS_BATCH, DIGITS_EPOCHS = 64, 5
-EXAMPLE_OPTIMIZERS = {"digits": "adam"}  # without --optimizer; every other example trains with SGD
 
 # What each check option means, for help texts and for the option-matrix test.
 CHECK_OPTIONS = (
@@ -309,7 +310,7 @@ def _batch_size(batch_size, samples: int) -> int | None:
 def _example(name: str, given: dict, seed: int, batch_size, common: dict) -> RunDescription:
     if name not in EXAMPLES:
         _refuse(f"--example: expected one of {list(EXAMPLES)}, got {name!r}")
-    spec_text, loss, samples, lr, steps = EXAMPLE_NETWORKS[name]
+    spec_text, loss, samples, optimizer_name, lr, steps = EXAMPLE_NETWORKS[name]
     if name == "digits":
         batch_size = DIGITS_BATCH if batch_size is None else batch_size
         if "steps" not in given and "epochs" not in given:
@@ -318,7 +319,7 @@ def _example(name: str, given: dict, seed: int, batch_size, common: dict) -> Run
     n_steps, epochs = _steps(given, steps, samples, batch_size)
     init = {"and": "the blog's randn (std 1)", "xor": "the blog's randn (std 1)", "mazur": "the post's w1..w8"}
     trainable = ((True, False), (True, False)) if name == "mazur" else None
-    optimizer = _optimizer(given, lr, EXAMPLE_OPTIMIZERS.get(name, "sgd"))
+    optimizer = _optimizer(given, lr, optimizer_name)
     return RunDescription(
         name, parse_spec(spec_text), loss, samples, optimizer, n_steps, batch_size, epochs,
         seed=None if name == "mazur" else seed, init=init.get(name, "N(0, 1/in)"), trainable=trainable, **common,

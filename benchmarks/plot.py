@@ -13,6 +13,7 @@ default matmul precision (TF32 on an NVIDIA GPU); ``highest`` stays in the JSON.
 """
 
 import argparse
+import functools
 import json
 
 import numpy as np
@@ -93,8 +94,10 @@ def _style(name: str) -> dict:
             "zorder": 3 if main else 2, "label": name}  # fmt: skip
 
 
+@functools.cache
 def blog_loss_curves() -> tuple[np.ndarray, np.ndarray]:
-    """Losses per step of the blog's AND run (10,000 steps, float64): (manual, JAX)."""
+    """Losses per step of the blog's AND run (10,000 steps, float64): (manual, JAX), read-only; trained once per
+    process, however many figures it draws."""
     from fcgrad import reference
     from fcgrad.engine.problems import and_example
     from fcgrad.manual import network
@@ -103,6 +106,8 @@ def blog_loss_curves() -> tuple[np.ndarray, np.ndarray]:
     kw = {"activations": p.activations, "loss": p.loss, "lr": p.lr, "steps": p.steps, "record_params": False}
     manual_losses = network.train(p.params, p.x, p.t, **kw).losses
     jax_losses = reference.train(p.params, p.x, p.t, dtype="float64", **kw)["losses"]
+    for losses in (manual_losses, jax_losses):
+        losses.flags.writeable = False
     return manual_losses, jax_losses
 
 

@@ -5,7 +5,7 @@ Python floats or traced JAX scalars, so one compiled step serves every value of 
 """
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
@@ -52,11 +52,13 @@ def state_moments(name: str, opt_state) -> dict:
 def with_moments(name: str, opt_state, moments: dict):
     """optax's state with the moments of ``state_moments``'s names replaced (arrays of the state's own dtypes).
 
-    The inverse of ``state_moments``: it lets one optax step start from another implementation's state.
+    The inverse of ``state_moments``: it lets one optax step start from another implementation's state. The new
+    moments are NumPy arrays (converted on the host, as a compiled step takes them): a jitted optax update
+    accepts them as they are.
     """
     if not moments:
         return opt_state
     first = opt_state[0]
-    fields = {k: jax.tree.map(lambda old, new: jnp.asarray(new, jnp.asarray(old).dtype), getattr(first, k), v)
+    fields = {k: jax.tree.map(lambda old, new: np.asarray(new, np.dtype(old.dtype)), getattr(first, k), v)
               for k, v in moments.items()}  # fmt: skip
     return (first._replace(**fields), *opt_state[1:])

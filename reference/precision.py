@@ -54,9 +54,19 @@ def check_shapes(params, x, t) -> None:
         raise ValueError(f"T: expected shape ({n_out}, {np.shape(x)[1]}), got {np.shape(t)}")
 
 
+def to_jax(a, dtype=None):
+    """A copy of ``a`` as a JAX array of ``dtype`` (default: ``a``'s own), converted by NumPy on the host.
+
+    ``jnp.asarray`` compiles a small XLA program for every new shape when it converts, or is given no dtype; given
+    an array already of its dtype, it only copies. The conversion is IEEE rounding either way."""
+    a = np.asarray(a)
+    dt = a.dtype if dtype is None else np.dtype(dtype)
+    return jnp.asarray(np.asarray(a, dt), dt)
+
+
 def as_jax(params, x, t, dtype):
     """Copy NumPy inputs to JAX arrays of ``dtype`` (call inside ``x64_for(dtype)``), after ``check_shapes``."""
     check_shapes(params, x, t)
     dt = DTYPES[dtype_name(dtype)]
-    params = [{k: jnp.asarray(v, dt) for k, v in p.items()} for p in params]
-    return params, jnp.asarray(x, dt), jnp.asarray(t, dt)
+    params = [{k: to_jax(v, dt) for k, v in p.items()} for p in params]
+    return params, to_jax(x, dt), to_jax(t, dt)

@@ -42,7 +42,7 @@ from jax.sharding import PartitionSpec as P
 
 from fcgrad.reference.model import LOSSES, forward_with_running, l2_penalty
 from fcgrad.reference.optimizers import build
-from fcgrad.reference.precision import DTYPES, check_shapes, dtype_name, x64_for
+from fcgrad.reference.precision import DTYPES, check_shapes, dtype_name, to_jax, x64_for
 from fcgrad.reference.train import static_trainable
 
 AXIS = "data"
@@ -156,7 +156,7 @@ class DataMesh:
     def split(self, arrays, dtype):
         """Each (rows, N) array padded into S blocks of columns and placed (None stays None), and the
         weights (1, S·c): 1 on real columns, 0 on padding."""
-        put = lambda a: jax.device_put(jnp.asarray(a, dtype), self.columns)  # noqa: E731
+        put = lambda a: jax.device_put(to_jax(a, dtype), self.columns)  # noqa: E731
         placed = [None if a is None else put(padded_columns(np.asarray(a), self.n)[0]) for a in arrays]
         _, weights = padded_columns(np.ones((1, np.shape(arrays[0])[1])), self.n)
         return placed, put(weights)
@@ -177,7 +177,7 @@ def placed(params, x, t, devices, dtype, engine, form):
         raise ValueError(f"devices: expected 1 to N = {n_total} devices (one sample each at least), got {n_shards}")
     data_mesh, dt = DataMesh(devices), DTYPES[dtype_name(dtype)]
     (xp, tp), weights = data_mesh.split((x, t), dt)
-    params = data_mesh.replicate([{k: jnp.asarray(v, dt) for k, v in p.items()} for p in params])
+    params = data_mesh.replicate([{k: to_jax(v, dt) for k, v in p.items()} for p in params])
     return params, (xp, tp, weights), data_mesh.mesh, n_total
 
 

@@ -209,13 +209,15 @@ def test_a_planted_step_fails_at_that_step_on_the_large_step_path(activation, mo
 def _kink_bounds_and_linear_parts(p, stacked):
     """Per step j of ``stacked``: the exact kink bound (one_step._kink_bound) and every layer's z, as NumPy."""
     bounds, zs = [], []
+    kink_bound = jax.jit(one_step._kink_bound, static_argnums=(3, 4))  # compiled once, not op by op at every step
+    linear_parts = jax.jit(one_step._linear_parts, static_argnums=2)
     with reference.x64_for(p.dtype):
         _, x, t = reference.as_jax(p.params, p.x, p.t, p.dtype)
         for j in range(len(stacked[0]["w"])):
             params = [{k: jax.numpy.asarray(v[j]) for k, v in layer.items()} for layer in stacked]
-            bound = one_step._kink_bound(params, x, t, tuple(p.activations), p.loss)
+            bound = kink_bound(params, x, t, tuple(p.activations), p.loss)
             bounds.append(max(float(v) for layer in bound for v in layer.values()))
-            zs.append([np.asarray(z) for z in one_step._linear_parts(params, x, tuple(p.activations))])
+            zs.append([np.asarray(z) for z in linear_parts(params, x, tuple(p.activations))])
     return np.array(bounds), [np.stack(layer_zs) for layer_zs in zip(*zs)]
 
 

@@ -11,6 +11,8 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from conftest import user_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 USER_TEST = '''
@@ -56,7 +58,7 @@ def test_a_users_suite_beside_reference_manual_and_benchmarks_of_its_own_runs(fr
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "reference.py").write_text('OWNER = "the user"\n')
     (tmp_path / "tests" / "test_mine.py").write_text(USER_TEST)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    env = user_env(tmp_path)
     cmd = [str(fresh_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", "tests"]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

@@ -101,7 +101,12 @@ def test_update_rule_with_defaults_matches_optax_when_fed_the_same_gradients(nam
     params = [{"w": rng.standard_normal((3, 2)), "b": rng.standard_normal((2, 1))}]
     with jax.enable_x64(True):
         tx = build(name, opt.lr, opt.hyper)
-        update = jax.jit(tx.update)
+
+        @jax.jit
+        def optax_step(grads, state, params):  # optax's update and apply_updates, and its moments after them
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state, state_moments(name, state)
+
         state_r = tx.init(jax.tree.map(jnp.asarray, params))
         state_m = optimizers.init_state(opt, params)
         worst = {}
@@ -109,10 +114,11 @@ def test_update_rule_with_defaults_matches_optax_when_fed_the_same_gradients(nam
             # gradients shrinking over the run, as near a minimum, with both signs
             grads = [{key: rng.standard_normal(v.shape) / (1 + k) for key, v in params[0].items()}]
             new_m, state_m = optimizers.update(opt, grads, state_m, params)
-            u, state_r = update(jax.tree.map(jnp.asarray, grads), state_r, jax.tree.map(jnp.asarray, params))
-            new_r = jax.tree.map(np.asarray, optax.apply_updates(params, u))
+            new_r, state_r, moments = optax_step(
+                jax.tree.map(jnp.asarray, grads), state_r, jax.tree.map(jnp.asarray, params)
+            )
+            new_r = jax.tree.map(np.asarray, new_r)
             pairs = [(key, new_m[0][key], new_r[0][key]) for key in params[0]]
-            moments = state_moments(name, state_r)
             pairs += [
                 (f"{m}[{key}]", state_m[m][0][key], moments[m][0][key])
                 for m in state_m

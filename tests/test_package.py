@@ -1,7 +1,8 @@
 """The release: a wheel of code only under the one import name fcgrad, an sdist with examples and docs.
 
-The wheel and the sdist are built once per session with ``python -m build --no-isolation`` (the
-sdist first, then the wheel from the unpacked sdist, as a release is built): about 1 s here.
+The wheel and the sdist are built once per run of the suite with ``python -m build --no-isolation`` (the
+sdist first, then the wheel from the unpacked sdist, as a release is built; tests/conftest.py's ``release``),
+and the fresh-environment tests install that same wheel.
 """
 
 import subprocess
@@ -24,12 +25,8 @@ SOURCE_FOLDERS = {"fcgrad": "fcgrad", "manual": "fcgrad/manual", "reference": "f
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("dist")
-    cmd = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return {"wheel": next(out.glob("*.whl")), "sdist": next(out.glob("*.tar.gz"))}
+def dist(release) -> dict[str, Path]:
+    return release
 
 
 @pytest.fixture(scope="module")

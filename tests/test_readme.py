@@ -8,6 +8,7 @@ outputs are compared, and ``python -m tests.readme_samples --write`` rewrites th
 
 import pytest
 import readme_samples
+from conftest import user_env
 from readme_samples import OK_ROW, OK_STEP_ROW, README, SAMPLES, Sample, differences, python_snippets
 
 TIMEOUT_S = 600  # the snippets audit a network and check two: about 15 s here; generous for a busy machine
@@ -18,7 +19,7 @@ def test_readme_has_python_snippets():
 
 
 def test_the_readmes_snippets_run_against_the_installed_wheel(fresh_python, tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    env = user_env(tmp_path)
     done = readme_samples.run_snippets(fresh_python, README, tmp_path, env, TIMEOUT_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count(": ran\n") == len(python_snippets(README))

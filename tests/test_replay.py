@@ -73,6 +73,8 @@ def test_a_saved_adam_mini_batch_dropout_run_replays_in_an_independent_trainer(t
     def loss(params, xb, tb, masks):
         return _cross_entropy(_spec_forward(params, xb, masks, activations, drops), tb)
 
+    value_and_grad, adam = jax.jit(jax.value_and_grad(loss)), jax.jit(_adam)  # compiled: one program per batch size
+
     with jax.enable_x64(True):
         params = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in _layers(arrays, "{}_init")]
         state = {"m": jax.tree.map(jnp.zeros_like, params), "v": jax.tree.map(jnp.zeros_like, params)}
@@ -82,9 +84,9 @@ def test_a_saved_adam_mini_batch_dropout_run_replays_in_an_independent_trainer(t
             idx = idx[idx >= 0]
             masks = [jnp.asarray(arrays["mask0"][k][:, : idx.size]), None]
             xb, tb = jnp.asarray(x[:, idx]), jnp.asarray(t[:, idx])
-            value, grads = jax.value_and_grad(loss)(params, xb, tb, masks)
+            value, grads = value_and_grad(params, xb, tb, masks)
             assert float(value) == pytest.approx(arrays["manual/loss"][k], rel=0, abs=REPLAY_TOL)
-            params, state = _adam(params, grads, state, k, run["lr"], hyper["b1"], hyper["b2"], hyper["eps"])
+            params, state = adam(params, grads, state, k, run["lr"], hyper["b1"], hyper["b2"], hyper["eps"])
             for i, layer in enumerate(params):
                 for key, value in layer.items():
                     # manual trains freely: the replay follows it step after step
@@ -115,11 +117,12 @@ def test_a_saved_devices_run_replays_every_side_in_an_independent_trainer(tmp_pa
             x = jax.nn.sigmoid(p["w"].T @ x + p["b"])
         return jnp.sum((x - t) ** 2) / x.shape[1] / 2
 
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
     with jax.enable_x64(True):
         params = [{k: jnp.asarray(v) for k, v in layer.items()} for layer in _layers(arrays, "{}_init")]
         x, t = jnp.asarray(arrays["X"]), jnp.asarray(arrays["T"])
         for k in range(run["steps"]):
-            value, grads = jax.value_and_grad(loss)(params, x, t)
+            value, grads = value_and_grad(params, x, t)
             for side in SIDES:
                 assert abs(arrays[f"{side}/loss"][k] - float(value)) <= REPLAY_TOL, (side, k)
             params = jax.tree.map(lambda p, g: p - run["lr"] * g, params, grads)

@@ -45,6 +45,7 @@ from fcgrad.diagnosis.catalogue import Diagnosis, diagnose
 from fcgrad.diagnosis.layout import Layout, layout
 from fcgrad.engine.user_code import call, source_file, user_error
 from fcgrad.manual.errors import FcgradError
+from fcgrad.reference.precision import to_jax
 
 __tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
@@ -135,7 +136,7 @@ def _jax_truth(forward, params: dict, data: dict, taps: dict) -> dict[str, np.nd
         return forward(lambda name, value: value + zeros[name], **p, **d)
 
     with jax.enable_x64(True):
-        as_j = lambda m: {k: jnp.asarray(v) for k, v in m.items()}  # noqa: E731
+        as_j = lambda m: {k: to_jax(v) for k, v in m.items()}  # noqa: E731
         zeros = {k: jnp.zeros(v.shape, jnp.float64) for k, v in taps.items()}
         try:
             gp, gt = _call("forward (under JAX)", jax.grad(loss, argnums=(0, 1)), as_j(params), zeros, as_j(data))

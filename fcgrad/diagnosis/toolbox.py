@@ -20,14 +20,13 @@ dropout without 1/keep, dropout's mask not reused).
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fcgrad.diagnosis.catalogue import DISTINCT_FACTOR, Context, Diagnosis, _rel, diagnose
 from fcgrad.manual import network, optimizers
 from fcgrad.manual.spec import init_running
 from fcgrad.reference.model import ACTIVATIONS, BN_EPS, normalise, spec_loss
-from fcgrad.reference.precision import x64_for
+from fcgrad.reference.precision import to_jax, x64_for
 
 Tree = list[dict[str, np.ndarray]]
 
@@ -124,9 +123,14 @@ def diagnose_step(opt: optimizers.Optimizer, rec: StepRecord, keys) -> dict[tupl
     return {k: sorted(v, key=lambda d: d.residual) for k, v in found.items()}
 
 
+# The reference's pullbacks below are compiled as one program each: run op by op, every primitive of the forward
+# and the backward would be compiled on its own for these shapes.
+
+
 def _vjp(fn, at, cotangent) -> np.ndarray:
-    _, pull = jax.vjp(fn, jnp.asarray(at))
-    return np.asarray(pull(jnp.asarray(cotangent))[0])
+    """``cotangent`` pulled back through ``fn`` at ``at``."""
+    pull = jax.jit(lambda a, ct: jax.vjp(fn, a)[1](ct)[0])
+    return np.asarray(pull(to_jax(at), to_jax(cotangent)))
 
 
 def _upstream(p, params, i: int, y_i, masks, running) -> np.ndarray:
@@ -135,7 +139,7 @@ def _upstream(p, params, i: int, y_i, masks, running) -> np.ndarray:
     def rest(y):  # L2 of the layers above does not depend on y_i
         return spec_loss(params[i + 1 :], y, p.t, masks[i + 1 :], running[i + 1 :], 0.0, p.spec[i + 1 :], p.loss)[0]
 
-    return np.asarray(jax.grad(rest)(jnp.asarray(y_i)))
+    return np.asarray(jax.jit(jax.grad(rest))(to_jax(y_i)))
 
 
 def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:

@@ -25,6 +25,7 @@ from fcgrad.manual.losses import LOSSES
 from fcgrad.manual.spec import Spec, check_spec_params, format_spec, init_running, init_spec_params, parse_spec
 from fcgrad.reference.grads import spec_value_and_grads
 from fcgrad.reference.optimizers import with_moments
+from fcgrad.reference.precision import to_jax as array_to_jax
 from fcgrad.reference.precision import x64_for
 from fcgrad.reference.train import init_opt_state, jit_spec_step, jit_spec_step_on_branches
 
@@ -206,7 +207,10 @@ def check_toolbox(
     relu = any(layer.activation == "relu" for layer in p.spec)
     kink_steps = []  # steps judged again with JAX on manual's side of every ReLU kink
     with x64_for(p.dtype):
-        to_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dt), tree)  # noqa: E731
+        to_jax = lambda tree: jax.tree.map(lambda a: array_to_jax(a, dt), tree)  # noqa: E731
+        # manual's arrays for a compiled step, copied on the host: the compiled call takes NumPy arrays in
+        # microseconds, where making each a JAX array first took a tenth of a millisecond (most of a small step)
+        host_copy = lambda tree: jax.tree.map(lambda a: np.array(a, dt), tree)  # noqa: E731
         pr, rr = to_jax(pm), to_jax(rm)
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
@@ -225,8 +229,8 @@ def check_toolbox(
                         k,
                     )
                 if rule == "local":  # JAX+optax starts this step where manual starts it
-                    pr, rr = to_jax(pm), to_jax(rm)
-                    sr = with_moments(opt.name, sr, to_jax(sm))
+                    pr, rr = host_copy(pm), host_copy(rm)
+                    sr = with_moments(opt.name, sr, host_copy(sm))
                 pm_before, sm_before, rm_before, start_r = pm, sm, rm, (pr, sr, rr)
                 with timings.phase("manual_run"):
                     pm, sm = update(opt, g.grads, sm, pm)

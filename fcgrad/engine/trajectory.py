@@ -37,6 +37,10 @@ CHUNK_BYTES = 64 * 2**20  # parameter history held per side at once
 CHUNK_SECONDS = 1.0  # aim for a chunk (and a progress call) about every second
 PROBE_STEPS = 8  # manual steps timed (and discarded) before the run, to size its chunks
 MAX_CHUNK_STEPS = 2**16  # no chunk longer than this, whatever the timing says
+# JAX's side of a chunk of up to this many steps is compiled at the next power of two (the extra steps are run
+# and dropped): runs of 17 to 32 steps of one network share one compiled program, and the extra steps of a
+# small network cost less than a compile (a few ms beside 0.1–0.5 s)
+ROUNDED_LENGTH_STEPS = 1024
 
 
 class Divergence(NamedTuple):
@@ -227,6 +231,13 @@ def chunk_steps(p: Problem, rule: str | None = None) -> int:
     return p.steps if p.steps <= 2 * chunk and p.steps <= cap else chunk
 
 
+def compiled_length(p: Problem, rule: str, steps: int) -> int:
+    """The length JAX's side is compiled at for chunks of ``steps`` steps: the next power of two up to
+    ROUNDED_LENGTH_STEPS, when that fits the memory cap; else ``steps``."""
+    rounded = 1 << max(0, steps - 1).bit_length()
+    return rounded if steps <= ROUNDED_LENGTH_STEPS and rounded <= _chunk_bytes_steps(p, rule) else steps
+
+
 def _train_manual(p: Problem, params, steps: int):
     """manual.train for ``steps`` steps; on divergence at step s, the first s steps and s."""
     common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable, dtype=p.dtype)
@@ -320,7 +331,7 @@ class _Judge:
         """
         p = self.p
         if self.jax is None:  # local: one step from each of manual's parameters; global, shadow: a free run
-            c = self.chunk_steps
+            c = compiled_length(p, self.rule, self.chunk_steps)
             self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
         kink = None
         if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one

@@ -249,15 +249,27 @@ def save_arrays(path: str, arrays: dict, meta: dict) -> None:
     write_npz(path, lambda f: np.savez(f, **arrays, meta=np.array(json.dumps(meta))))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from fcgrad.files.meta import version_line
+class VersionAction(argparse.Action):
+    """``--version``: the version line, read from the installed distributions only when it is asked for (every
+    command builds this parser, and reading four distributions' metadata takes tens of milliseconds)."""
 
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from fcgrad.files.meta import version_line
+
+        parser._print_message(version_line() + "\n", sys.stdout)
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="fcgrad",
         description="Hand-derived matrix backprop, verified against JAX autodiff.",
         epilog=EXIT_TOP,
     )
-    parser.add_argument("--version", action="version", version=version_line())
+    parser.add_argument("--version", action=VersionAction, help="show program's version number and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{check,audit,bench}")
     c = sub.add_parser(
         "check",

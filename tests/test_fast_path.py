@@ -280,3 +280,40 @@ def test_each_path_compiles_one_step_function_per_run(activation, large, monkeyp
     jax.clear_caches()
     assert all(r.ok for r in compare_trajectories(p).rows)
     assert compiled._cache_size() == 1
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_short_runs_of_one_network_share_one_compiled_loop_at_the_next_power_of_two(activation):
+    # 17 to 32 steps are compiled at 32: the extra steps are run and dropped, and every step compared is the run's
+    p = random_problem((3, 5, 2), activations=activation, batch=4, seed=1)
+    compiled = one_step._many_steps if activation == "relu" else reference.scan_train
+    lengths = [trajectory.compiled_length(p, "global", s) for s in (1, 3, 17, 32, 33, 1024, 1025)]
+    assert lengths == [1, 4, 32, 32, 64, 1024, 1025]  # above ROUNDED_LENGTH_STEPS, a chunk's own length
+    jax.clear_caches()
+    for steps in (20, 25, 32):
+        report = compare_trajectories(p.with_options(steps=steps))
+        assert all(r.ok for r in report.rows) and report.steps_compared == steps
+    assert compiled._cache_size() == 1
+
+
+def test_inputs_reach_jax_without_a_conversion_program_compiled_per_shape():
+    # jnp.asarray compiles a small program for each new shape when it converts (float64 NumPy to float32) or is
+    # given no dtype; reference.to_jax converts with NumPy first, so nothing is compiled at any shape
+    compiled = []
+
+    def listen(event, duration, **kw):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(kw.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        for width in (3, 4, 5):
+            p = random_problem((2, width, 1), activations="tanh", batch=width + 1, seed=width)
+            for dtype in ("float64", "float32"):
+                with reference.x64_for(dtype):
+                    params, x, t = reference.as_jax(p.params, p.x, p.t, dtype)
+                assert x.dtype == np.dtype(dtype) and params[0]["w"].dtype == np.dtype(dtype)
+                np.testing.assert_array_equal(np.asarray(x), p.x.astype(dtype))  # exact: IEEE rounding either way
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiled == []

@@ -25,13 +25,8 @@ SOURCE_FOLDERS = {"fcgrad": "fcgrad", "manual": "fcgrad/manual", "reference": "f
 
 
 @pytest.fixture(scope="module")
-def dist(release) -> dict[str, Path]:
-    return release
-
-
-@pytest.fixture(scope="module")
-def wheel_names(dist) -> list[str]:
-    with zipfile.ZipFile(dist["wheel"]) as whl:
+def wheel_names(release) -> list[str]:
+    with zipfile.ZipFile(release["wheel"]) as whl:
         return whl.namelist()
 
 
@@ -52,8 +47,8 @@ def test_wheel_holds_only_python_files_under_the_one_import_name_fcgrad(wheel_na
     assert {f"{target}/__init__.py" for target in SOURCE_FOLDERS.values()} <= set(code)
 
 
-def test_wheel_declares_the_console_script_dependencies_and_extras(dist, wheel_names):
-    with zipfile.ZipFile(dist["wheel"]) as whl:
+def test_wheel_declares_the_console_script_dependencies_and_extras(release, wheel_names):
+    with zipfile.ZipFile(release["wheel"]) as whl:
         entry_points = whl.read(DIST_INFO + "entry_points.txt").decode()
         metadata = whl.read(DIST_INFO + "METADATA").decode()
     assert "fcgrad = fcgrad.cli.main:main" in entry_points
@@ -67,8 +62,8 @@ def test_wheel_declares_the_console_script_dependencies_and_extras(dist, wheel_n
         assert any(r.startswith(package) and marker in r.replace("'", '"') for r in requires), (package, requires)
 
 
-def test_sdist_ships_examples_docs_and_tests_but_no_local_environment(dist):
-    with tarfile.open(dist["sdist"]) as sdist:
+def test_sdist_ships_examples_docs_and_tests_but_no_local_environment(release):
+    with tarfile.open(release["sdist"]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
     tracked_docs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")}
     tracked_examples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").iterdir() if p.is_file()}
@@ -84,10 +79,10 @@ def _python(code: str, cwd: Path, pythonpath: Path) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def installed(dist, tmp_path_factory) -> Path:
+def installed(release, tmp_path_factory) -> Path:
     """The wheel unpacked as an installer lays it out: packages and dist-info side by side, no source tree."""
     site = tmp_path_factory.mktemp("site-packages")
-    with zipfile.ZipFile(dist["wheel"]) as whl:
+    with zipfile.ZipFile(release["wheel"]) as whl:
         whl.extractall(site)
     return site
 

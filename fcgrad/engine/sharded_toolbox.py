@@ -18,13 +18,12 @@ import numpy as np
 
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.sharded import Comparison, ShardedReport
-from fcgrad.engine.toolbox import MASK_STREAM, StepInputs, ToolboxProblem
+from fcgrad.engine.toolbox import MASK_STREAM, StepInputs, ToolboxProblem, host_copy
 from fcgrad.engine.trajectory import RowAccumulator, step_scale
 from fcgrad.manual import batches, network, optimizers
 from fcgrad.manual.errors import DivergenceError, FcgradError
 from fcgrad.manual.sharded import sharded_spec_gradients, split_columns
 from fcgrad.reference.optimizers import with_moments
-from fcgrad.reference.precision import to_jax as array_to_jax
 from fcgrad.reference.precision import x64_for
 from fcgrad.reference.sharded import ENGINES, ShardedSpecStep
 from fcgrad.reference.train import init_opt_state, jit_spec_step
@@ -57,12 +56,10 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
     pm, sm = p.params, optimizers.init_state(opt, p.params)
     no_running = [{} for _ in p.spec]
     with x64_for(p.dtype), np.errstate(over="ignore", invalid="ignore"):
-        to_jax = lambda tree: jax.tree.map(lambda a: array_to_jax(a, dt), tree)  # noqa: E731
-        host_copy = lambda tree: jax.tree.map(lambda a: np.array(a, dt), tree)  # noqa: E731  (as engine/toolbox.py)
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
         sharded = {f"jax-{e}-sharded": ShardedSpecStep(devices, e) for e in ENGINES}
-        state0 = init_opt_state(opt.name, lr, hyper, to_jax(pm))
+        state0 = init_opt_state(opt.name, lr, hyper, host_copy(pm, dt))
         for k, idx in enumerate(schedule):
             masks = batches.step_masks(p.spec, len(idx), mask_rng, dt)
             inputs.add(idx, masks)
@@ -74,8 +71,9 @@ def check_toolbox_sharded(p: ToolboxProblem, devices: list) -> ShardedReport:
             new, loss = {"manual": pm_next}, {"manual": g.loss}
             gs = sharded_spec_gradients(pm, xb, tb, p.spec, p.loss, masks, n, p.l2)
             new["manual-sharded"], loss["manual-sharded"] = optimizers.update(opt, gs.grads, sm, pm)[0], gs.loss
-            jp, js = host_copy(pm), with_moments(opt.name, state0, host_copy(sm))  # every JAX side from manual's state
-            r = jit_spec_step(jp, js, to_jax(no_running), xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name)
+            # every JAX side from manual's state
+            jp, js = host_copy(pm, dt), with_moments(opt.name, state0, host_copy(sm, dt))
+            r = jit_spec_step(jp, js, no_running, xb, tb, masks, lr, hyper, l2, p.spec, p.loss, opt.name)
             new["jax"], loss["jax"] = jax.tree.map(np.asarray, r[0]), float(r[3])
             for side, run in sharded.items():
                 placed = run.place(xb, tb, masks, dt)

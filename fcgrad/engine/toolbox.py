@@ -25,7 +25,6 @@ from fcgrad.manual.losses import LOSSES
 from fcgrad.manual.spec import Spec, check_spec_params, format_spec, init_running, init_spec_params, parse_spec
 from fcgrad.reference.grads import spec_value_and_grads
 from fcgrad.reference.optimizers import with_moments
-from fcgrad.reference.precision import to_jax as array_to_jax
 from fcgrad.reference.precision import x64_for
 from fcgrad.reference.train import init_opt_state, jit_spec_step, jit_spec_step_on_branches
 
@@ -130,6 +129,12 @@ def _moments(state: dict) -> dict:
     return {k: v for k, v in state.items() if k != "count"}
 
 
+def host_copy(tree, dt):
+    """Manual's arrays for a compiled JAX step, as NumPy copies of ``dt``: the compiled call takes NumPy arrays in
+    microseconds, where making each a JAX array first took a tenth of a millisecond (most of a small step)."""
+    return jax.tree.map(lambda a: np.array(a, dt), tree)
+
+
 def _step_fails(a, r, limit: float) -> bool:
     """One step's parameter array beyond the trajectory tolerance (as the rows judge it; NaN fails)."""
     a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
@@ -207,11 +212,7 @@ def check_toolbox(
     relu = any(layer.activation == "relu" for layer in p.spec)
     kink_steps = []  # steps judged again with JAX on manual's side of every ReLU kink
     with x64_for(p.dtype):
-        to_jax = lambda tree: jax.tree.map(lambda a: array_to_jax(a, dt), tree)  # noqa: E731
-        # manual's arrays for a compiled step, copied on the host: the compiled call takes NumPy arrays in
-        # microseconds, where making each a JAX array first took a tenth of a millisecond (most of a small step)
-        host_copy = lambda tree: jax.tree.map(lambda a: np.array(a, dt), tree)  # noqa: E731
-        pr, rr = to_jax(pm), to_jax(rm)
+        pr, rr = host_copy(pm, dt), host_copy(rm, dt)
         hyper = {k: jnp.asarray(v, dt) for k, v in opt.hyper.items()}
         lr, l2 = jnp.asarray(opt.lr, dt), jnp.asarray(p.l2, dt)
         sr = init_opt_state(opt.name, lr, hyper, pr)
@@ -229,8 +230,8 @@ def check_toolbox(
                         k,
                     )
                 if rule == "local":  # JAX+optax starts this step where manual starts it
-                    pr, rr = host_copy(pm), host_copy(rm)
-                    sr = with_moments(opt.name, sr, host_copy(sm))
+                    pr, rr = host_copy(pm, dt), host_copy(rm, dt)
+                    sr = with_moments(opt.name, sr, host_copy(sm, dt))
                 pm_before, sm_before, rm_before, start_r = pm, sm, rm, (pr, sr, rr)
                 with timings.phase("manual_run"):
                     pm, sm = update(opt, g.grads, sm, pm)

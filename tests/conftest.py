@@ -1,6 +1,7 @@
 """Shared helpers of the core suite: which rows of a comparison failed, running the CLI; and 4 host devices for JAX."""
 
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -11,9 +12,13 @@ from pathlib import Path
 # Before JAX starts its CPU backend: XLA's cheapest compile for this process and the commands it starts. The tests'
 # programs are tiny and compiled hundreds of times, each run a few times: compiling was most of their time, and
 # the numbers the tests compare are the same programs' (their tolerances are rounding's, not an optimizer's).
-# Without the newer fusion emitters, a small program's backend compile takes about 40% less time here.
+# Without the newer fusion emitters, a small program's backend compile takes about 40% less time here. Its machine
+# code generated in one piece (not split over threads that every process here would start at once, for programs
+# this small) and its instructions in plain order (no scheduling for concurrency): the compile-heavy test files
+# about 15% less CPU time again, measured side by side. None of these changes an operation a program performs.
 FAST_COMPILE_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true --xla_cpu_use_fusion_emitters=false"
+    " --xla_cpu_parallel_codegen_split_count=1 --xla_cpu_enable_concurrency_optimized_scheduler=false"
 )
 os.environ.setdefault("XLA_FLAGS", FAST_COMPILE_FLAGS)
 
@@ -32,6 +37,8 @@ HOST_DEVICES = 4
 jax.config.update("jax_num_cpu_devices", HOST_DEVICES)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["pytester"]  # a user's own pytest run, in this process (tests/test_testing_helper.py)
 
 
 def failing(rows) -> set[tuple[int, str]]:
@@ -190,3 +197,22 @@ def example_check():
         return done[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def blog_audit(tmp_path_factory) -> dict:
+    """``fcgrad audit`` on the blog's AND example (four runs of 10,000 steps), run as a command once per run of
+    the suite, even over several processes: {"text": what it printed, "json": the JSON it wrote with --json}.
+    README's sample of it and docs/derivation.md's quoted figures are both read from this one run."""
+    from readme_samples import command_output
+
+    def make(folder: Path) -> Path:
+        printed = command_output("audit", "--json", str(folder / "audit.json"))
+        (folder / "audit.txt").write_text(printed, encoding="utf-8")
+        return folder
+
+    folder = _once_per_run(tmp_path_factory, "blog-audit", make)
+    return {
+        "text": (folder / "audit.txt").read_text(encoding="utf-8"),
+        "json": json.loads((folder / "audit.json").read_text(encoding="utf-8")),
+    }

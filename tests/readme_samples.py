@@ -83,15 +83,18 @@ for i, code in enumerate(json.loads(Path(snippets).read_text(encoding="utf-8")))
 
 
 def run_snippets(python: Path, doc: Path, scratch: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """Every runnable Python block of ``doc``, in one process of ``python`` (an environment with fcgrad installed),
-    after ``fcgrad check --steps 3 --save run.npz`` in ``scratch`` with that environment's ``fcgrad`` command."""
-    save = subprocess.run(
-        [str(python.parent / "fcgrad"), "check", "--steps", "3", "--save", "run.npz"],
-        cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    if save.returncode != 0:
-        return save
-    (scratch / "snippets.json").write_text(json.dumps(python_snippets(doc)), encoding="utf-8")
+    """Every runnable Python block of ``doc``, in one process of ``python`` (an environment with fcgrad installed);
+    when a block reads run.npz, after ``fcgrad check --steps 3 --save run.npz`` in ``scratch`` with that
+    environment's ``fcgrad`` command, as the document says to run it."""
+    snippets = python_snippets(doc)
+    if any("run.npz" in code for code in snippets):
+        save = subprocess.run(
+            [str(python.parent / "fcgrad"), "check", "--steps", "3", "--save", "run.npz"],
+            cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if save.returncode != 0:
+            return save
+    (scratch / "snippets.json").write_text(json.dumps(snippets), encoding="utf-8")
     (scratch / "run_snippets.py").write_text(SNIPPET_RUNNER, encoding="utf-8")
     cmd = [str(python), str(scratch / "run_snippets.py"), str(ROOT), str(scratch), doc.relative_to(ROOT).as_posix()]
     return subprocess.run(
@@ -197,6 +200,7 @@ class Sample:
     produce: Callable[[], str]  # the fresh output
     noise: tuple[Noise, ...] = ()
     excerpt: bool = False  # the block shows some of the output's lines, in order; else all of them
+    shared: str | None = None  # in the suite, the fixture that holds the fresh output, made once for every test
 
     def block(self, markdown: str | None = None) -> Block:
         markdown = self.doc.read_text(encoding="utf-8") if markdown is None else markdown
@@ -206,7 +210,8 @@ class Sample:
         return next(b for b in fenced_blocks(markdown) if b.lang == "" and b.start > at)
 
 
-def _command_output(*args: str) -> str:
+def command_output(*args: str) -> str:
+    """What ``fcgrad ARGS`` prints, run as a command from the repository root; an exit other than 0 raises."""
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     done = subprocess.run(
         [sys.executable, "-m", "fcgrad", *args], cwd=ROOT, env=env, capture_output=True, timeout=RUN_TIMEOUT_S
@@ -219,12 +224,12 @@ def _command_output(*args: str) -> str:
 
 @functools.cache
 def check_output() -> str:
-    return _command_output("check")
+    return command_output("check")
 
 
 @functools.cache
 def audit_output() -> str:
-    return _command_output("audit")
+    return command_output("audit")
 
 
 def _snippet(doc: Path, containing: str) -> str:
@@ -276,7 +281,7 @@ def helper_failure() -> str:
 
 SAMPLES = [
     Sample("check", README, "Sample output (`fcgrad check`", check_output, (OK_ROW, OK_STEP_ROW, WORST_REL)),
-    Sample("audit", README, "On the blog's AND example:", audit_output, excerpt=True),
+    Sample("audit", README, "On the blog's AND example:", audit_output, excerpt=True, shared="blog_audit"),
     Sample("derivation-failure", README, "the failure reads:", derivation_failure, (OK_TERM, MATCH_RESIDUAL)),
     Sample("audit-code", README, "report = audit_code(", audit_code_lines, (MATCH_RESIDUAL,)),
     Sample("helper-failure", README, "fails with a message that names the gradient:", helper_failure),
@@ -327,8 +332,9 @@ def differences(sample: Sample, shown: str, fresh: str) -> list[str]:
     return problems
 
 
-def compare(sample: Sample) -> list[str]:
-    return differences(sample, sample.block().text, sample.produce())
+def compare(sample: Sample, fresh: str | None = None) -> list[str]:
+    """The sample's differences from ``fresh``, or from a run made now."""
+    return differences(sample, sample.block().text, sample.produce() if fresh is None else fresh)
 
 
 def rewritten(sample: Sample, shown: str, fresh: str) -> str:

@@ -23,8 +23,11 @@ from test_optimizers import (
 from fcgrad.cli import toolbox as toolbox_cli
 from fcgrad.cli.main import main
 from fcgrad.cli.render import quiet_text
+from fcgrad.diagnosis import toolbox as diagnosis_toolbox
 from fcgrad.diagnosis.catalogue import Context, diagnose
 from fcgrad.diagnosis.toolbox import StepRecord, diagnose_layers, diagnose_step
+from fcgrad.engine import tolerances as tol
+from fcgrad.engine.compare import errors
 from fcgrad.engine.report_forms import from_toolbox
 from fcgrad.engine.toolbox import MASK_STREAM, check_toolbox, compare_spec_gradients, diagnose_gradients, make_problem
 from fcgrad.manual import batches, network, optimizers
@@ -282,6 +285,29 @@ def test_correct_batchnorm_and_dropout_in_a_network_get_no_name(spec):
     for seed in range(3):  # asked directly, as if a row had failed
         masks = batches.step_masks(p.spec, 20, np.random.default_rng([seed, MASK_STREAM]))
         assert diagnose_layers(p, p.params, masks) == {}
+
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_on_a_correct_network_each_layers_reference_is_manuals_backward(spec, monkeypatch):
+    """The diagnosis holds manual's dropout and batch-norm residual_x against JAX's pullback of that stage: on a
+    correct network they agree, so a wrong reference (which would put correct code through the catalogue, where
+    no entry may match it) fails here."""
+    compared = []
+
+    def record(manual, ref, ctx):
+        compared.append((ctx.quantity, manual, ref))
+        return []
+
+    monkeypatch.setattr(diagnosis_toolbox, "diagnose", record)
+    p = _network_problem(spec)
+    masks = batches.step_masks(p.spec, 20, np.random.default_rng([0, MASK_STREAM]))
+    diagnose_layers(p, p.params, masks)
+    stages = sum(bool(layer.dropout) + (layer.norm == "batch") for layer in p.spec)
+    assert len(compared) == stages
+    for quantity, manual, ref in compared:
+        assert quantity == "residual_x"
+        assert errors(manual, ref)[1] <= tol.GRAD_REL_TOL_F64
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from fcgrad.cli.main import build_parser, description_from_args, main, refuse_ou
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.description import build, describe
 from fcgrad.manual.batchnorm import batchnorm_backward, batchnorm_forward
-from fcgrad.manual.blog_code import BlogDepartures, blog_gradients, blog_train
+from fcgrad.manual.blog_code import BlogDepartures, blog_gradients
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.spec import init_running, init_spec_params, parse_spec
 
@@ -251,25 +251,19 @@ QUOTED_2_DIGITS_REL = 0.02  # a number quoted to two or three significant digits
 # two-digit place (5.6e-4 stands for 5.55e-4 to 5.65e-4 and a little beyond, where the run's max and final sit)
 
 
-def _max_param_diff(a, b) -> float:
-    """The largest |Δ| of any w or b at any step of two recorded runs."""
-    return max(float(np.max(np.abs(la[k] - lb[k]))) for la, lb in zip(a.params, b.params) for k in ("w", "b"))
-
-
-@pytest.mark.slow  # four runs of the blog's 10,000 NumPy steps
-def test_the_blog_codes_departures_part_from_the_right_run_by_the_quoted_amounts_over_10000_steps():
-    p = fcgrad.example("and")
-    right = manual.train(p.params, p.x, p.t, lr=p.lr, steps=p.steps)  # JAX's run, to 1e-12 (tests/test_trajectories)
-    runs = {
-        cause: blog_train(p.params, p.x, p.t, lr=p.lr, steps=p.steps, departures=BlogDepartures.only(cause))
-        for cause in ("unnormalized_loss_grad", "scalar_bias_grad", "residual_after_update")
-    }
-    missing_n = runs["unnormalized_loss_grad"]
-    assert missing_n.losses[-1] == pytest.approx(0.000286, rel=QUOTED_2_DIGITS_REL)
-    assert right.losses[-1] == pytest.approx(0.00256, rel=QUOTED_2_DIGITS_REL)
-    assert _max_param_diff(missing_n, right) == pytest.approx(2.15, rel=QUOTED_2_DIGITS_REL)
-    assert _max_param_diff(runs["scalar_bias_grad"], right) == pytest.approx(4.29, rel=QUOTED_2_DIGITS_REL)
-    assert _max_param_diff(runs["residual_after_update"], right) == pytest.approx(5.6e-4, rel=QUOTED_2_DIGITS_REL)
+@pytest.mark.slow  # the audit's four runs of 10,000 steps, when no test has made them yet
+def test_the_blog_codes_departures_part_from_the_right_run_by_the_quoted_amounts_over_10000_steps(blog_audit):
+    """Read from ``fcgrad audit``'s JSON (the one run README's sample shows): each departure alone against JAX's
+    run, which is manual's to 1e-12 (tests/test_trajectories.py)."""
+    findings = {f["cause"]: f for f in blog_audit["json"]["findings"]}
+    assert set(findings) == {"unnormalized_loss_grad", "scalar_bias_grad", "residual_after_update"}
+    assert {f["steps"] for f in findings.values()} == {10_000}
+    missing_n = findings["unnormalized_loss_grad"]
+    assert missing_n["final_loss_blog"] == pytest.approx(0.000286, rel=QUOTED_2_DIGITS_REL)
+    assert missing_n["final_loss_jax"] == pytest.approx(0.00256, rel=QUOTED_2_DIGITS_REL)
+    assert missing_n["param_max_abs_diff"] == pytest.approx(2.15, rel=QUOTED_2_DIGITS_REL)
+    assert findings["scalar_bias_grad"]["param_max_abs_diff"] == pytest.approx(4.29, rel=QUOTED_2_DIGITS_REL)
+    assert findings["residual_after_update"]["param_max_abs_diff"] == pytest.approx(5.6e-4, rel=QUOTED_2_DIGITS_REL)
 
 
 def test_on_mazurs_example_the_update_order_error_is_rel_0_16():

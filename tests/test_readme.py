@@ -30,8 +30,9 @@ def test_the_readmes_snippets_run_against_the_installed_wheel(fresh_python, tmp_
     [pytest.param(s, marks=[pytest.mark.slow] if s.name in ("check", "audit") else []) for s in SAMPLES],
     ids=[s.name for s in SAMPLES],
 )
-def test_a_sample_output_in_the_docs_is_what_the_code_prints_now(sample):
-    problems = readme_samples.compare(sample)
+def test_a_sample_output_in_the_docs_is_what_the_code_prints_now(sample, request):
+    fresh = request.getfixturevalue(sample.shared)["text"] if sample.shared else None
+    problems = readme_samples.compare(sample, fresh)
     hint = f"\n(after a change the output is meant to have: python -m tests.readme_samples --write {sample.name})"
     assert not problems, f"{sample.doc.name}, sample {sample.name}:\n" + "\n".join(problems) + hint
 

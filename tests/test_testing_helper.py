@@ -292,18 +292,12 @@ def test_my_derivation():
 """
 
 
-@pytest.mark.slow
-def test_a_failing_user_test_shows_the_test_and_the_message_not_fcgrads_source(tmp_path):
-    import subprocess
-    import sys
-
-    (tmp_path / "test_user.py").write_text(USER_TEST, encoding="utf-8")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    out = run.stdout + run.stderr
-    assert run.returncode == 1 and "2 failed" in out, out
+def test_a_failing_user_test_shows_the_test_and_the_message_not_fcgrads_source(pytester):
+    """The user's own pytest run of a file of theirs (in this process: pytest's ``pytester``)."""
+    (pytester.path / "test_user.py").write_text(USER_TEST, encoding="utf-8")  # as written: its line numbers
+    run = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "test_user.py")
+    out = run.stdout.str() + run.stderr.str()
+    assert run.ret == 1 and "2 failed" in out, out
     assert "assert_backward_matches(forward, backward," in out  # the user's own line
     assert "backward does not match JAX autodiff of forward" in out and "residual_x   max|Δ|" in out
     line = next(i for i, text in enumerate(USER_TEST.splitlines(), 1) if "the transpose forgotten" in text)

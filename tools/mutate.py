@@ -516,6 +516,22 @@ MUTATIONS = [
         "tests/test_diagnosis_toolbox.py::test_planted_optimizer_mistake_is_named_on_the_failing_parameter_rows",
         "L2-instead-of-AdamW predicted with −λ·p",
     ),
+    m(
+        "C08",
+        "fcgrad/diagnosis/toolbox.py",
+        "return jax.vjp(lambda z: normalise(z, gamma, beta, 1, BN_EPS)[0], z)",
+        "return jax.vjp(lambda z: normalise(z, gamma, beta, 0, BN_EPS)[0], z)",
+        "tests/test_diagnosis_toolbox.py::test_on_a_correct_network_each_layers_reference_is_manuals_backward",
+        "the diagnosis's batch-norm reference normalised over the features, not the samples",
+    ),
+    m(
+        "C09",
+        "fcgrad/diagnosis/toolbox.py",
+        "return jax.vjp(lambda a: a * mask / (1.0 - rate), a)",
+        "return jax.vjp(lambda a: a * mask * (1.0 - rate), a)",
+        "tests/test_diagnosis_toolbox.py::test_on_a_correct_network_each_layers_reference_is_manuals_backward",
+        "the diagnosis's dropout reference scaled by the keep rate instead of divided",
+    ),
     # ---- the pytest helpers -------------------------------------------------------------------------------------
     m(
         "H01",

@@ -17,6 +17,7 @@ the catalogue of ``fcgrad.diagnosis.catalogue`` names it (batch norm without the
 dropout without 1/keep, dropout's mask not reused).
 """
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,7 @@ from fcgrad.diagnosis.catalogue import DISTINCT_FACTOR, Context, Diagnosis, _rel
 from fcgrad.manual import network, optimizers
 from fcgrad.manual.spec import init_running
 from fcgrad.reference.model import ACTIVATIONS, BN_EPS, normalise, spec_loss
-from fcgrad.reference.precision import to_jax, x64_for
+from fcgrad.reference.precision import x64_for
 
 Tree = list[dict[str, np.ndarray]]
 
@@ -123,23 +124,40 @@ def diagnose_step(opt: optimizers.Optimizer, rec: StepRecord, keys) -> dict[tupl
     return {k: sorted(v, key=lambda d: d.residual) for k, v in found.items()}
 
 
-# The reference's pullbacks below are compiled as one program each: run op by op, every primitive of the forward
-# and the backward would be compiled on its own for these shapes.
+# The reference's pullbacks below are compiled programs defined once, so that a network diagnosed again (another
+# step, another planted mistake) reuses what was compiled for its shapes; run op by op, every primitive of the
+# forward and the backward would be compiled on its own.
 
 
-def _vjp(fn, at, cotangent) -> np.ndarray:
-    """``cotangent`` pulled back through ``fn`` at ``at``."""
-    pull = jax.jit(lambda a, ct: jax.vjp(fn, a)[1](ct)[0])
-    return np.asarray(pull(to_jax(at), to_jax(cotangent)))
+@partial(jax.jit, static_argnums=0)
+def _vjp(fn, at, cotangent):
+    """``cotangent`` pulled back through ``fn`` (a registry function: its identity is the cache key) at ``at``."""
+    return jax.vjp(fn, at)[1](cotangent)[0]
+
+
+@jax.jit
+def _dropout_vjp(a, mask, rate, cotangent):
+    """∂L/∂a of inverted dropout ``a ⊙ mask / (1 − rate)``, by jax.vjp."""
+    return jax.vjp(lambda a: a * mask / (1.0 - rate), a)[1](cotangent)[0]
+
+
+@jax.jit
+def _batchnorm_vjp(z, gamma, beta, cotangent):
+    """∂L/∂z of training-mode batch norm over the N columns, by jax.vjp."""
+    return jax.vjp(lambda z: normalise(z, gamma, beta, 1, BN_EPS)[0], z)[1](cotangent)[0]
+
+
+@partial(jax.jit, static_argnames=("spec", "loss_name"))
+def _rest_grad(y, params, t, masks, running, spec, loss_name):
+    """∂L/∂y of the layers ``spec`` (with their params, masks, running averages) and the loss, at their input y."""
+    return jax.grad(lambda y: spec_loss(params, y, t, masks, running, 0.0, spec, loss_name)[0])(y)
 
 
 def _upstream(p, params, i: int, y_i, masks, running) -> np.ndarray:
-    """The reference's ∂L/∂y of layer i: jax.grad of the rest of the network and the loss at its output y_i."""
-
-    def rest(y):  # L2 of the layers above does not depend on y_i
-        return spec_loss(params[i + 1 :], y, p.t, masks[i + 1 :], running[i + 1 :], 0.0, p.spec[i + 1 :], p.loss)[0]
-
-    return np.asarray(jax.jit(jax.grad(rest))(to_jax(y_i)))
+    """The reference's ∂L/∂y of layer i: jax.grad of the rest of the network and the loss at its output y_i
+    (L2 of the layers above does not depend on y_i)."""
+    above = slice(i + 1, None)
+    return np.asarray(_rest_grad(y_i, params[above], p.t, masks[above], running[above], tuple(p.spec[above]), p.loss))
 
 
 def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:
@@ -168,15 +186,14 @@ def diagnose_layers(p, params, masks) -> dict[tuple[int, str], list[Diagnosis]]:
             upstream = _upstream(p, params, i, y_i, masks, running)  # (out, N) ∂L/∂y
             if layer.dropout:
                 mask, keep = c.dropout
-                ref = _vjp(lambda a, m=mask, d=layer.dropout: a * m / (1.0 - d), c.a, upstream)  # (out, N) ∂L/∂a
+                ref = np.asarray(_dropout_vjp(c.a, mask, layer.dropout, upstream))  # (out, N) ∂L/∂a
                 ctx = Context(quantity="residual_x", n=n, keep=keep, mask=mask, upstream=upstream)
                 judge((i, "dropout residual_x"), network.dropout_backward(upstream, c.dropout), ref, ctx)
                 upstream = ref
             if layer.norm == "batch":
-                residual_n = _vjp(ACTIVATIONS[layer.activation], c.n, upstream)  # (out, N) ∂L/∂n
+                residual_n = np.asarray(_vjp(ACTIVATIONS[layer.activation], c.n, upstream))  # ∂L/∂n
                 g, b = params[i]["gamma"], params[i]["beta"]
-                ref = _vjp(lambda z, g=g, b=b: normalise(z, g, b, 1, BN_EPS)[0], c.fc.z,
-                           residual_n)  # (out, N) ∂L/∂z  # fmt: skip
+                ref = np.asarray(_batchnorm_vjp(c.fc.z, g, b, residual_n))  # (out, N) ∂L/∂z
                 ctx = Context(quantity="residual_x", n=n, x=c.fc.z, gamma=g, upstream=residual_n)
                 manual = network.batchnorm_backward(residual_n, c.norm).residual_x
                 judge((i, "batchnorm residual_x"), manual, ref, ctx)

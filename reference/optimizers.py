@@ -1,18 +1,21 @@
 """The optimizers of the reference side are optax's own: nothing here re-implements an update rule.
 
 ``build(name, lr, hyper)`` maps fcgrad's names to optax's constructors. Hyperparameters may be
-Python floats or traced JAX scalars, so one compiled step serves every value of them.
+Python floats or traced JAX scalars, so one compiled step serves every value of them. optax itself is imported
+on first use: a run without an optimizer (the blog's SGD) starts without it.
 """
 
 import jax
 import numpy as np
-import optax
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 
 
-def build(name: str, lr, hyper) -> optax.GradientTransformation:
-    """The optax transformation for ``name`` with learning rate ``lr`` and the hyperparameters ``hyper``."""
+def build(name: str, lr, hyper):
+    """The optax transformation (``optax.GradientTransformation``) for ``name`` with learning rate ``lr`` and the
+    hyperparameters ``hyper``."""
+    import optax
+
     if name == "sgd":
         return optax.sgd(lr)
     if name in ("momentum", "nesterov"):
@@ -62,3 +65,10 @@ def with_moments(name: str, opt_state, moments: dict):
     fields = {k: jax.tree.map(lambda old, new: np.asarray(new, np.dtype(old.dtype)), getattr(first, k), v)
               for k, v in moments.items()}  # fmt: skip
     return (first._replace(**fields), *opt_state[1:])
+
+
+def apply_updates(params, updates):
+    """optax's own parameter update: ``params + updates``, leaf by leaf."""
+    import optax
+
+    return optax.apply_updates(params, updates)

@@ -36,12 +36,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fcgrad.reference.model import LOSSES, forward_with_running, l2_penalty
-from fcgrad.reference.optimizers import build
+from fcgrad.reference.optimizers import apply_updates, build
 from fcgrad.reference.precision import DTYPES, check_shapes, dtype_name, to_jax, x64_for
 from fcgrad.reference.train import static_trainable
 
@@ -141,7 +140,7 @@ def step(params, opt_state, x, t, masks, weights, lr, hyper, l2, mesh, engine, s
     penalty, grad_penalty = jax.value_and_grad(l2_penalty)(params, l2)  # once, on the replicated parameters
     grads = jax.tree.map(jnp.add, grads, grad_penalty)
     updates, opt_state = build(opt_name, lr, hyper).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value + penalty
+    return apply_updates(params, updates), opt_state, value + penalty
 
 
 class DataMesh:

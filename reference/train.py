@@ -10,11 +10,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from fcgrad.reference.grads import activation_names
 from fcgrad.reference.model import loss, spec_loss
-from fcgrad.reference.optimizers import build, state_moments
+from fcgrad.reference.optimizers import apply_updates, build, state_moments
 from fcgrad.reference.precision import as_jax, x64_for
 
 
@@ -101,7 +100,7 @@ def spec_step(params, opt_state, running, x, t, masks, lr, hyper, l2, spec, loss
         params, x, t, masks, running, l2, spec, loss_name, branches
     )
     updates, opt_state = build(opt_name, lr, hyper).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, new_running, value
+    return apply_updates(params, updates), opt_state, new_running, value
 
 
 @partial(jax.jit, static_argnames=("spec", "loss_name", "opt_name"))

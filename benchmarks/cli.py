@@ -8,12 +8,16 @@ import datetime
 import sys
 import time
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
-from fcgrad.benchmarks import machine, report, suite
+from fcgrad.benchmarks import report
 from fcgrad.benchmarks.timing import FULL, QUICK
 from fcgrad.benchmarks.workloads import CPU_SPECS, GPU_SPECS, QUICK_SPECS, parse_spec
 from fcgrad.cli.args import EXIT_BENCH, OneLineParser, parse_sizes
 from fcgrad.manual.errors import FcgradError
+
+if TYPE_CHECKING:  # the timed variants import JAX: on first use, so that --help and a usage error need none
+    from fcgrad.benchmarks import suite
 
 METHOD = {
     "timing": "median and interquartile range of repeated blocks of calls, variants interleaved round by round; "
@@ -61,7 +65,9 @@ def _jax_platform(requested: str) -> str:
     return requested
 
 
-def settings_from_args(args: argparse.Namespace, platform: str) -> suite.Settings:
+def settings_from_args(args: argparse.Namespace, platform: str) -> "suite.Settings":
+    from fcgrad.benchmarks import suite
+
     on_gpu = platform == "gpu"
     specs = args.sizes or (QUICK_SPECS if args.quick else GPU_SPECS if on_gpu else CPU_SPECS)
     for spec in specs:
@@ -108,6 +114,8 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from fcgrad.benchmarks import machine, suite
+
     check_outputs(args)
     for spec in args.drift or ():
         parse_spec(spec)

@@ -4,12 +4,15 @@ API: ``FcgradError`` before any work. CLI: exit 2, one ``fcgrad check: error: ..
 stderr, no traceback (argparse's own errors exit 2 the same way); a run that diverges exits 1.
 """
 
+import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import REPO_ROOT, run_cli
 
 from fcgrad import manual
 from fcgrad.cli.main import main
@@ -209,6 +212,38 @@ def test_cli_process_exits_2_with_one_line_and_no_traceback(case):
     assert proc.stdout == ""
     assert proc.stderr.startswith("fcgrad check: error: ")
     assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+# Answered before JAX is imported (a second, not one): help, argparse's errors, and bad values the run description
+# refuses before any work. Run one after another in one fresh process, as ``python -m fcgrad`` runs each.
+BEFORE_JAX = [["--help"], ["check", "--help"], ["check", "--loss", "huber"], ["check", "--sizes", "2,0,1"],
+              ["check", "--spec", "3-x"], ["audit", "--departures", "bogus"], ["bench", "--help"]]  # fmt: skip
+_EACH_AS_THE_COMMAND = """
+import contextlib, io, json, runpy, sys
+seen = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["fcgrad", *argv]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            runpy.run_module("fcgrad", run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+    seen.append([argv, code, err.getvalue().count("\\n"), "jax" in sys.modules])
+print(json.dumps(seen))
+"""
+
+
+def test_help_and_usage_errors_answer_without_importing_jax():
+    done = subprocess.run([sys.executable, "-c", _EACH_AS_THE_COMMAND, json.dumps(BEFORE_JAX)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert [argv for argv, *_ in seen] == BEFORE_JAX
+    for argv, code, error_lines, jax_loaded in seen:
+        assert code == (0 if argv[-1] == "--help" else 2), argv
+        assert error_lines == (0 if code == 0 else 1), argv  # an error is one line on stderr
+        assert not jax_loaded, f"fcgrad {' '.join(argv)} imported JAX"
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True], ids=["negative", "float", "bool"])

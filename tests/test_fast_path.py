@@ -277,7 +277,7 @@ def test_each_path_compiles_one_step_function_per_run(activation, large, monkeyp
         ("tanh", False): reference.scan_train,
         ("tanh", True): reference.jit_step,
     }[(activation, large)]
-    jax.clear_caches()
+    compiled.clear_cache()  # this function's compiled programs only: every other test's stay
     assert all(r.ok for r in compare_trajectories(p).rows)
     assert compiled._cache_size() == 1
 
@@ -289,7 +289,7 @@ def test_short_runs_of_one_network_share_one_compiled_loop_at_the_next_power_of_
     compiled = one_step._many_steps if activation == "relu" else reference.scan_train
     lengths = [trajectory.compiled_length(p, "global", s) for s in (1, 3, 17, 32, 33, 1024, 1025)]
     assert lengths == [1, 4, 32, 32, 64, 1024, 1025]  # above ROUNDED_LENGTH_STEPS, a chunk's own length
-    jax.clear_caches()
+    compiled.clear_cache()
     for steps in (20, 25, 32):
         report = compare_trajectories(p.with_options(steps=steps))
         assert all(r.ok for r in report.rows) and report.steps_compared == steps

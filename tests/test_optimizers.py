@@ -99,36 +99,37 @@ def test_update_rule_with_defaults_matches_optax_when_fed_the_same_gradients(nam
     opt = optimizers.make_optimizer(name, 0.01)
     rng = np.random.default_rng(3)
     params = [{"w": rng.standard_normal((3, 2)), "b": rng.standard_normal((2, 1))}]
+    fed, grads_fed, manual_after = [], [], []  # per step: the params and gradients both sides get, manual's result
+    state_m = optimizers.init_state(opt, params)
+    for k in range(STEPS):
+        # gradients shrinking over the run, as near a minimum, with both signs
+        grads = [{key: rng.standard_normal(v.shape) / (1 + k) for key, v in params[0].items()}]
+        new_m, state_m = optimizers.update(opt, grads, state_m, params)
+        fed.append(params)
+        grads_fed.append(grads)
+        manual_after.append((new_m, {m: state_m[m] for m in state_m if m != "count"}))
+        params = new_m
+    stack = lambda trees: jax.tree.map(lambda *leaves: np.stack(leaves), *trees)  # noqa: E731
     with jax.enable_x64(True):
         tx = build(name, opt.lr, opt.hyper)
 
         @jax.jit
-        def optax_step(grads, state, params):  # optax's update and apply_updates, and its moments after them
-            updates, state = tx.update(grads, state, params)
-            return optax.apply_updates(params, updates), state, state_moments(name, state)
+        def optax_run(grads, params, state):  # every step's optax update, apply_updates and moments, in one loop
+            def step(state, fed):
+                g, p = fed
+                updates, state = tx.update(g, state, p)
+                return state, (optax.apply_updates(p, updates), state_moments(name, state))
 
-        state_r = tx.init(jax.tree.map(jnp.asarray, params))
-        state_m = optimizers.init_state(opt, params)
-        worst = {}
-        for k in range(STEPS):
-            # gradients shrinking over the run, as near a minimum, with both signs
-            grads = [{key: rng.standard_normal(v.shape) / (1 + k) for key, v in params[0].items()}]
-            new_m, state_m = optimizers.update(opt, grads, state_m, params)
-            new_r, state_r, moments = optax_step(
-                jax.tree.map(jnp.asarray, grads), state_r, jax.tree.map(jnp.asarray, params)
-            )
-            new_r = jax.tree.map(np.asarray, new_r)
-            pairs = [(key, new_m[0][key], new_r[0][key]) for key in params[0]]
-            pairs += [
-                (f"{m}[{key}]", state_m[m][0][key], moments[m][0][key])
-                for m in state_m
-                if m != "count"
-                for key in params[0]
-            ]
-            for what, a, r in pairs:
-                worst[what] = max(worst.get(what, 0.0), errors(a, r)[1])
-            params = new_m
-    assert worst and max(worst.values()) <= RULE_REL_TOL, f"{name}: worst per-step rel {worst}"
+            return jax.lax.scan(step, state, (grads, params))[1]
+
+        state_r = tx.init(jax.tree.map(jnp.asarray, fed[0]))
+        new_r, moments_r = jax.tree.map(np.asarray, optax_run(stack(grads_fed), stack(fed), state_r))
+    new_m, moments_m = stack([after[0] for after in manual_after]), stack([after[1] for after in manual_after])
+    pairs = [(key, new_m[0][key], new_r[0][key]) for key in new_m[0]]
+    pairs += [(f"{m}[{key}]", moments_m[m][0][key], moments_r[m][0][key]) for m in moments_m for key in new_m[0]]
+    assert len(pairs) == 2 * (1 + len(moments_m))
+    worst = {what: max(errors(a[k], r[k])[1] for k in range(STEPS)) for what, a, r in pairs}  # each step's own
+    assert max(worst.values()) <= RULE_REL_TOL, f"{name}: worst per-step rel {worst}"
 
 
 # Planted mistakes: each is a manual update that a reader might write; the check must catch it.

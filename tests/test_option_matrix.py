@@ -48,6 +48,9 @@ OUTPUTS = {
 }
 
 
+PARSER = build_parser()  # the command's own parser, built once: parsing leaves it as it was
+
+
 def _argv(parts, data_file, tmp_path) -> list[str]:
     swap = {"DATA": data_file, "SAVE": str(tmp_path / "run.npz"), "PLOT": str(tmp_path / "run.png")}
     return [swap.get(a, a) for a in parts]
@@ -55,7 +58,7 @@ def _argv(parts, data_file, tmp_path) -> list[str]:
 
 def _outcome(command: str, parts: list[str], data_file, tmp_path):
     """("ok", description, args) or ("refused", one-line message)."""
-    args = build_parser().parse_args([command, *_argv(parts, data_file, tmp_path)])
+    args = PARSER.parse_args([command, *_argv(parts, data_file, tmp_path)])
     try:
         d = description_from_args(args)
         if command == "check":

@@ -5,9 +5,8 @@ or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
 """
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fcgrad.audits.blog import AuditReport, as_json, audit
-from fcgrad.audits.drift import drift_lines
 from fcgrad.cli.args import EXIT_AUDIT
 from fcgrad.cli.main import (
     add_output_options,
@@ -21,10 +20,11 @@ from fcgrad.cli.main import (
     save_archive,
     write_plot,
 )
-from fcgrad.files.meta import run_meta
 from fcgrad.manual.blog_code import DEPARTURES, BlogDepartures
 from fcgrad.manual.errors import FcgradError
-from fcgrad.reports.check import describe
+
+if TYPE_CHECKING:  # the audit itself imports JAX: on first use, so that --help and a usage error need none
+    from fcgrad.audits.blog import AuditReport
 
 
 def register(subparsers) -> None:
@@ -75,7 +75,7 @@ def cmd_code(args: argparse.Namespace) -> int:
     from fcgrad.audits import report as code_audit_report
     from fcgrad.audits.code import audit_code
     from fcgrad.engine.description import describe_problem
-    from fcgrad.manual.errors import FcgradError
+    from fcgrad.files.meta import run_meta
     from fcgrad.reports.plots import plot_code_audit
 
     if args.save is not None:
@@ -108,7 +108,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.weights is not None or args.samples is not None:
         raise FcgradError("--weights/--samples without --code: they are your file's layout; expected --code FILE.py")
     command = "fcgrad audit"
-    departures = BlogDepartures.from_names(args.departures or "all")  # bad names fail before any work
+    departures = BlogDepartures.from_names(args.departures or "all")  # bad names fail before any work (and JAX)
+    from fcgrad.audits.blog import as_json, audit
+    from fcgrad.files.meta import run_meta
+
     d, p = described_problem(args)
     save, json_path = output_paths(args)
     progress = prepare(command, args, p, save)
@@ -134,13 +137,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1 if args.strict and found else 0
 
 
-def summary(report: AuditReport) -> str:
+def summary(report: "AuditReport") -> str:
     """The verdict line: how many findings, and where."""
     where = ", ".join(f"{f.cause} (layer {f.layer} {f.quantity})" for f in report.findings)
     return f"{len(report.findings)} finding(s): {where}" if report.findings else "no findings: the variant matches JAX"
 
 
-def _unexplained(report: AuditReport) -> list[str]:
+def _unexplained(report: "AuditReport") -> list[str]:
     if not report.unexplained:
         return []
     where = "; ".join(
@@ -149,8 +152,11 @@ def _unexplained(report: AuditReport) -> list[str]:
     return [f"UNEXPLAINED differences, not attributed to exactly one departure: {where}"]
 
 
-def text(report: AuditReport, *, quiet: bool = False) -> str:
+def text(report: "AuditReport", *, quiet: bool = False) -> str:
     """The audit as text; ``quiet``: the unexplained differences and the verdict line only."""
+    from fcgrad.audits.drift import drift_lines
+    from fcgrad.reports.check import describe
+
     if quiet:
         return "\n".join([*_unexplained(report), summary(report)])
     p = report.problem

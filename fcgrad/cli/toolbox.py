@@ -6,12 +6,14 @@
 """
 
 import argparse
+from typing import TYPE_CHECKING
 
 from fcgrad.engine.description import HYPER_OPTIONS
-from fcgrad.engine.toolbox import ToolboxReport
 from fcgrad.manual.optimizers import DEFAULTS, OPTIMIZERS
 from fcgrad.manual.spec import format_spec
-from fcgrad.reports.check import table
+
+if TYPE_CHECKING:  # the toolbox imports JAX: not needed to build the command's options
+    from fcgrad.engine.toolbox import ToolboxReport
 
 
 def add_toolbox_options(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +37,9 @@ def add_toolbox_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--l2", type=float, help="L2 weight decay λ: (λ/2)·Σ‖w‖² added to the loss (default 0)")
 
 
-def text(report: ToolboxReport, gradient_rows, gradient_diagnoses: dict | None = None) -> str:
+def text(report: "ToolboxReport", gradient_rows, gradient_diagnoses: dict | None = None) -> str:
+    from fcgrad.reports.check import table
+
     p = report.problem
     lines = [
         f"fcgrad check — spec {format_spec(p.spec)}, {p.loss}, {p.optimizer.describe()}, N={p.x.shape[1]}, "

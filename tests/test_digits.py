@@ -6,10 +6,33 @@ import sys
 import numpy as np
 import pytest
 
-from fcgrad.engine.digits import DIGITS_SPEC, load_digits_columns, run_digits, text
+from fcgrad.engine import digits
+from fcgrad.engine.digits import DIGITS_SPEC, load_digits_columns, load_digits_pixels, run_digits, text
 from fcgrad.engine.report_forms import from_digits
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.spec import parse_spec
+
+# The data set's own facts (scikit-learn's description of it): 1,797 images of 8×8 pixels, each pixel an integer
+# 0..16, and this many images of each digit 0..9.
+IMAGES_PER_DIGIT = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+
+
+def test_digits_are_scikit_learns_images_and_labels():
+    pixels, labels = load_digits_pixels()
+    assert pixels.shape == (1797, 64) and labels.shape == (1797,) and labels.dtype.kind == "i"
+    assert np.bincount(labels).tolist() == IMAGES_PER_DIGIT
+    assert set(np.unique(pixels)) <= set(range(17))  # integers 0..16 (floats that hold integers exactly)
+
+
+def test_the_file_read_directly_gives_what_scikit_learns_loader_gives(monkeypatch):
+    # read from the file scikit-learn ships; without it, scikit-learn's own loader: the same arrays either way
+    direct = load_digits_pixels()
+    assert digits._bundled_csv() is not None, "the file was not found: every run would import scikit-learn"
+    monkeypatch.setattr(digits, "_bundled_csv", lambda: None)
+    loaded = load_digits_pixels()
+    for mine, theirs in zip(direct, loaded):
+        assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
+        assert np.array_equal(mine, theirs)  # integers (0..16 and labels), read from the same text: exact
 
 
 def test_digits_load_as_columns_with_a_held_out_fifth():
@@ -35,6 +58,6 @@ def test_digits_both_sides_agree_at_every_step_and_on_every_held_out_image():
 
 
 def test_digits_without_scikit_learn_says_how_to_install_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import now fails as if not installed
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # scikit-learn is now found nowhere, as if not installed
     with pytest.raises(FcgradError, match=r"pip install 'fcgrad\[data\]'"):
         load_digits_columns()

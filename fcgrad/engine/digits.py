@@ -8,8 +8,11 @@ after every step, then each side classifies the held-out images with its own fin
 and running averages, and the two sets of predicted labels are compared image by image.
 """
 
+import gzip
+import importlib.util
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -31,17 +34,38 @@ DIGITS_BATCH = 64
 DIGITS_EPOCHS = 5
 
 
+def _bundled_csv() -> Path | None:
+    """scikit-learn's own copy of the images (``sklearn/datasets/data/digits.csv.gz``), found without importing it."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_digits_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """``(pixels (1797, 64) floats 0..16, labels (1797,) ints)``, as ``sklearn.datasets.load_digits`` gives them.
+
+    Read from the file scikit-learn ships, as its loader reads it (one image per row, its label last): importing
+    scikit-learn takes about 2 s, reading the file 0.05 s. Where the file is not found, scikit-learn's loader."""
+    if importlib.util.find_spec("sklearn") is None:
+        raise FcgradError("the digits example needs scikit-learn, which ships the images: pip install 'fcgrad[data]'")
+    path = _bundled_csv()
+    if path is None:
+        from sklearn.datasets import load_digits
+
+        data = load_digits()
+        return data.data, data.target
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",")
+    return rows[:, :-1], rows[:, -1].astype(int)
+
+
 def load_digits_columns(seed: int = 0):
     """``(x_train (64, n), t_train (10, n), x_test (64, m), labels_test (m,))`` from scikit-learn's copy."""
-    try:
-        from sklearn.datasets import load_digits
-    except ModuleNotFoundError:
-        raise FcgradError(
-            "the digits example needs scikit-learn, which ships the images: pip install 'fcgrad[data]'"
-        ) from None
-    data = load_digits()
-    x = data.data.T / PIXEL_MAX  # (64, 1797), one image per column
-    labels = data.target
+    pixels, labels = load_digits_pixels()
+    x = pixels.T / PIXEL_MAX  # (64, 1797), one image per column
     order = np.random.default_rng(seed).permutation(labels.size)
     n_test = int(round(HELD_OUT * labels.size))
     test, train = order[:n_test], order[n_test:]

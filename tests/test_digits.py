@@ -12,8 +12,8 @@ from fcgrad.engine.report_forms import from_digits
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.spec import parse_spec
 
-# The data set's own facts (scikit-learn's description of it): 1,797 images of 8×8 pixels, each pixel an integer
-# 0..16, and this many images of each digit 0..9.
+# The data set: 1,797 images of 8×8 pixels, each pixel an integer 0..16 (scikit-learn's description of it), and
+# this many images of each digit 0..9 (counted in scikit-learn's own load_digits()).
 IMAGES_PER_DIGIT = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
 
 

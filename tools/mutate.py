@@ -369,6 +369,14 @@ MUTATIONS = [
         "tests/test_optimizers.py::test_a_mistake_at_one_step_alone_fails_that_step_and_no_other",
         "the toolbox judging only the last step of each block of steps",
     ),
+    m(
+        "E12",
+        "fcgrad/engine/digits.py",
+        "return rows[:, :-1], rows[:, -1].astype(int)",
+        "return rows[:, 1:], rows[:, 0].astype(int)",
+        "tests/test_digits.py::test_digits_are_scikit_learns_images_and_labels",
+        "the digits file read with its first column as the label (scikit-learn's keeps it last)",
+    ),
     # ---- the tolerances ---------------------------------------------------------------------------------------
     m(
         "T01",

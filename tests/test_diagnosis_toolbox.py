@@ -287,7 +287,6 @@ def test_correct_batchnorm_and_dropout_in_a_network_get_no_name(spec):
         assert diagnose_layers(p, p.params, masks) == {}
 
 
-
 @pytest.mark.parametrize("spec", SPECS)
 def test_on_a_correct_network_each_layers_reference_is_manuals_backward(spec, monkeypatch):
     """The diagnosis holds manual's dropout and batch-norm residual_x against JAX's pullback of that stage: on a

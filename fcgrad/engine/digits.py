@@ -35,7 +35,8 @@ DIGITS_EPOCHS = 5
 
 
 def _bundled_csv() -> Path | None:
-    """scikit-learn's own copy of the images (``sklearn/datasets/data/digits.csv.gz``), found without importing it."""
+    """scikit-learn's own copy of the images (``sklearn/datasets/data/digits.csv.gz``), found without importing it;
+    None where it is not there. Without scikit-learn, the one-line error that says how to install it."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None:
         raise FcgradError("the digits example needs scikit-learn, which ships the images: pip install 'fcgrad[data]'")

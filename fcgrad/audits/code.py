@@ -19,6 +19,7 @@ The first layer's ``residual_x`` (∂L/∂X) trains nothing and is left out, as 
 
 import contextlib
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,6 +31,8 @@ from fcgrad.audits.code_layers import LayeredNet
 from fcgrad.audits.code_layout import Layout, check_samples, check_weights
 from fcgrad.audits.code_load import build, declarations, load_module, user_folder
 from fcgrad.audits.code_model import refuse_overrides
+from fcgrad.audits.trace import Trace, recording, trace_of
+from fcgrad.audits.trace.findings import merge
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.engine.problems import Problem, and_example, random_problem
@@ -72,6 +75,7 @@ class CodeAuditReport(CodeAuditHtml):
     inherited: list[Inherited] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the audit took from where, when the file did not say
     layout_from: str = "the blog's, the default"  # where the layout was declared
+    trace: Trace | None = None  # every array the file's step assigned, matched to what it should be
 
     @property
     def ok(self) -> bool:
@@ -120,10 +124,7 @@ def _problem_for(sizes, problem: Problem | None, file: str, *, lr=None, batch=No
             )
         return problem
     sizes = tuple(sizes or BLOG_SIZES)
-    if sizes == BLOG_SIZES and batch is None:
-        p = and_example(0 if seed is None else seed)
-    else:
-        p = random_problem(list(sizes), batch=8 if batch is None else batch, seed=0 if seed is None else seed)
+    p = random_problem(list(sizes), batch=8 if batch is None else batch, seed=0 if seed is None else seed)
     return p.with_options(lr=lr)
 
 
@@ -223,7 +224,11 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     p = replace(p, activations=model.activations, loss=model.loss, trainable=None, dtype="float64")
     p = p.with_options(steps=steps, dtype="float64")
     ref = reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
-    own = driver.chain(p)[1]
+    with recording(str(Path(path).resolve().parent)) as rec:
+        chained = driver.chain(p)
+    own, after = chained[1], (chained[2] if len(chained) > 2 else None)
+    trace = trace_of(rec.records, p, ref, layout)
+    updated = None if after is None else [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update
     if driver.protocol != "functions":
@@ -243,18 +248,20 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
             f"divided by N = {p.batch}"
         )
     div, histories = drift(driver.stepper(p), p)
-    inherited = _inherited([e2e.rows, iso_rows], result.findings, e2e.unjudged | result.unjudged)
+    findings = merge(result.findings, trace, e2e.rows + iso_rows, updated)
+    inherited = _inherited([e2e.rows, iso_rows], findings, e2e.unjudged | result.unjudged)
     return CodeAuditReport(
         path,
         driver.protocol,
         p,
         e2e.rows,
         iso_rows,
-        result.findings,
+        findings,
         div,
         histories,
         layout,
         inherited,
         notes,
         "; ".join(said) or "the blog's, the default",
+        trace,
     )

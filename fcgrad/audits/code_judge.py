@@ -62,6 +62,10 @@ class CodeFinding:
     index: tuple[int, ...] | None = None  # the largest difference, in the file's layout
     value: float | None = None  # the file's entry there
     expected: float | None = None  # what correct inputs give there
+    file: str | None = None  # where the file computes it: the statement whose inputs are right and value is not
+    line: int | None = None
+    statement: str = ""  # the statement's source
+    target: str = ""  # what it assigned there, in the file's own name (``delta``, ``self.dW``)
 
 
 @dataclass

@@ -41,6 +41,8 @@ def _findings(report: CodeAuditReport) -> list[str]:
             f"finding {k}: layer {f.layer} {f.quantity} — max|Δ| {f.max_abs_err:.2e}, rel {f.rel_err:.2e} "
             f"({f.judged_from})"
         )
+        if f.line is not None:
+            parts.append(f"  {f.file}:{f.line}: {f.statement}")
         parts += _index(f)
         parts += [f"  {d.message}" for d in f.diagnoses] or ["  no catalogue entry matches: a mistake of its own kind"]
         parts += [f"  {f.note}"] if f.note else []
@@ -121,6 +123,10 @@ def as_json(report: CodeAuditReport) -> dict:
                     "expected": f.expected,
                     "diagnoses": [{"name": d.name, "message": d.message} for d in f.diagnoses],
                     "note": f.note,
+                    "file": f.file,
+                    "line": f.line,
+                    "statement": f.statement,
+                    "target": f.target,
                 }
                 for f in report.findings
             ],

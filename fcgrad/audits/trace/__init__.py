@@ -1,0 +1,64 @@
+"""The file's training step, traced: every array it assigns matched to the quantity it should be.
+
+``traced(folder, run)`` runs ``run()`` (one step of the user's code) while every assignment in the files of
+``folder`` is recorded (``record``); ``Tracer.analyse`` matches each record by value to the quantities
+of step 0 (``quantities``, ``match``), so that each mistake is reported at the first statement whose
+inputs are right and whose value is not, in the file's own names.
+"""
+
+import numpy as np
+
+from fcgrad.audits.code_layout import Layout
+from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse
+from fcgrad.audits.trace.quantities import batch
+from fcgrad.audits.trace.record import Record, recording
+from fcgrad.manual.network import forward
+
+__all__ = ["INHERITED", "OK", "ORIGIN", "OWN", "Line", "Record", "Trace", "recording", "trace_of"]
+
+
+def contexts_for(p, ref: dict, caches, scale: float):
+    """(layer, sample) -> the catalogue's context of that layer (blog layout), at the file's loss scale."""
+    top = len(p.params) - 1
+    memo = {}
+
+    def ctx(i: int, n: int | None) -> dict:
+        if (i, n) in memo:
+            return memo[(i, n)]
+        c = caches[i]
+        up = ref["residual_y"] if i == top else ref["layers"][i + 1]["residual_x"]
+        full = {
+            "x": c.x,
+            "z": c.z,
+            "y": c.y,
+            "upstream": scale * up,
+            "residual_z": scale * ref["layers"][i]["residual_z"],
+        }
+        others = [("the network's input X", p.x)] if i > 0 else []
+        others += [(f"layer {k}'s output", caches[k].y) for k in range(top + 1) if k not in (i, i - 1)]
+        if n is not None:
+            full = {k: v[:, [n]] * (p.batch if k in ("upstream", "residual_z") else 1.0) for k, v in full.items()}
+            others = [(words, a[:, [n]]) for words, a in others]
+        grad_w = full["x"] @ full["residual_z"].T  # (in, N)·(N, out)
+        memo[(i, n)] = {
+            **full,
+            "n": 1 if n is not None else p.batch,
+            "lr": p.lr,
+            "w": p.params[i]["w"],
+            "grad_w": grad_w,
+            "activation": p.activations[i],
+            "others": tuple(others),
+            "read_from_update": False,
+        }
+        return memo[(i, n)]
+
+    return ctx
+
+
+def trace_of(records: list[Record], p, ref: dict, layout: Layout, scale: float = 1.0) -> Trace:
+    """The records of one step of the file at ``p.params`` on ``p.x``, matched (``scale``: its loss's factor)."""
+    _, caches = forward(p.params, p.x, p.activations)
+    quantities = batch(p, ref, caches, scale)
+    matcher = Matcher(quantities, p, layout, scale, contexts_for(p, ref, caches, scale))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return analyse(records, matcher, layout.give("data", p.x))

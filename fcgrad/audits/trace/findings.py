@@ -1,0 +1,116 @@
+"""The trace's origins as the audit's findings, each at its file, line and statement.
+
+A traced origin is the finding for its (layer, quantity); a finding the step-level judgement made that
+comes after a traced origin in backward order is what that origin passes on and is dropped (its row is
+then inherited). A step-level finding before every traced origin (the trace saw no statement for it:
+an update that moves w the wrong way, a gradient never applied) stays, placed at the statement that
+wrote the parameter, where one did.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+
+from fcgrad.audits.blog import backward_order
+from fcgrad.audits.code_judge import CodeFinding
+from fcgrad.audits.trace.match import INHERITED, Line, Trace, factor_of
+from fcgrad.engine.compare import errors, worst_index
+
+WORDS = {
+    "residual_y": "∂L/∂y",
+    "residual_z": "∂L/∂z",
+    "grad_w": "∂L/∂w",
+    "grad_b": "∂L/∂b",
+    "residual_x": "∂L/∂x",
+}
+
+
+def _finding(o: Line) -> CodeFinding:
+    q, r = o.quantity, o.record
+    value, expected = r.value, o.expected
+    index = shown = exp = None
+    max_abs = rel = float("nan")
+    if expected is not None:
+        hit = [a for a in _oriented(value, expected)]
+        if hit:
+            a = hit[0]
+            max_abs, rel = errors(a, expected)
+            index = worst_index(a, expected)
+            shown, exp = float(a[index]), float(expected[index])
+    sample = f", sample {q.sample} alone" if q.sample is not None else ""
+    how = f"traced: line {r.line} `{r.target}` in {r.function}(){sample}, from inputs that are right"
+    return CodeFinding(
+        q.layer, q.name, max_abs, rel, tuple(o.diagnoses), "", how, index, shown, exp, r.file, r.line, r.statement, r.target
+    )
+
+
+def _oriented(value: np.ndarray, expected: np.ndarray):
+    if value.shape == expected.shape:
+        yield value
+    elif value.size == expected.size:
+        if value.ndim == 2 and value.T.shape == expected.shape:
+            yield value.T
+        else:
+            yield value.reshape(expected.shape)
+
+
+def traced_findings(trace: Trace) -> list[CodeFinding]:
+    """One finding per origin statement and quantity (a statement run once per sample is one finding)."""
+    out, seen = [], set()
+    for o in trace.origins:
+        key = (o.record.file, o.record.line, o.quantity.layer, o.quantity.name)
+        if key not in seen:
+            seen.add(key)
+            out.append(_finding(o))
+    return sorted(out, key=lambda f: (backward_order((f.layer, f.quantity)), f.line))
+
+
+def writer_of(trace: Trace, value_user: np.ndarray) -> Line | None:
+    """The last statement that assigned ``value_user`` (the file's own array after the step), if one did."""
+    for line in reversed(trace.lines):
+        hit = factor_of(line.record.value, value_user)
+        if hit is not None and abs(hit[0] - 1.0) <= 1e-12:
+            return line
+    return None
+
+
+def _at(f: CodeFinding, o: CodeFinding) -> CodeFinding:
+    """``f`` placed at the statement of ``o``; ``o``'s names where ``f`` has none."""
+    names = f.diagnoses or o.diagnoses
+    how = f"{f.judged_from}; {o.judged_from}" if f.judged_from else o.judged_from
+    return replace(f, diagnoses=names, judged_from=how, file=o.file, line=o.line, statement=o.statement, target=o.target)
+
+
+def merge(judged: list[CodeFinding], trace: Trace | None, rows, updated: list[dict] | None = None) -> list[CodeFinding]:
+    """The findings: the step-level ones placed at their statements, and the origins only the trace saw.
+
+    A step-level finding (judged on the whole batch, from the file's own inputs) keeps its numbers and names
+    and takes the statement of the traced origin of the same quantity; one the trace shows to carry another
+    origin's error, with no name of its own, is dropped for that origin. A traced origin of a quantity whose
+    row is right is not one (a per-sample value the catalogue mistook); one of a quantity the file exposes no
+    row for is added.
+    """
+    if trace is None:
+        return judged
+    traced = {}
+    for f in traced_findings(trace):
+        traced.setdefault((f.layer, f.quantity), f)
+    carried = {(line.quantity.layer, line.quantity.name) for line in trace.lines if line.status == INHERITED and line.quantity}
+    right = {(r.layer, r.quantity) for r in rows if r.ok}
+    out, used = [], set()
+    for f in judged:
+        key = (f.layer, f.quantity)
+        if key in traced:
+            out.append(_at(f, traced[key]))
+            used.add(key)
+            continue
+        if key in carried and not f.diagnoses and traced:
+            continue
+        if updated is not None and f.quantity in ("grad_w", "grad_b"):
+            writer = writer_of(trace, updated[f.layer][f.quantity[-1]])
+            if writer is not None:
+                r = writer.record
+                f = replace(f, file=r.file, line=r.line, statement=r.statement, target=r.target)
+        out.append(f)
+    out += [f for key, f in traced.items() if key not in used and key not in right]
+    return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))

@@ -1,0 +1,240 @@
+"""Every array the file's step assigned, matched by value to what it should be; each mistake's first line.
+
+Each record (``fcgrad.audits.trace.record``) is held against the quantities of step 0
+(``fcgrad.audits.trace.quantities``), for the whole batch or for the sample its call worked on, in any
+orientation (transposed, keepdims or not) and up to a constant factor k:
+
+- **ok**: it is a quantity, with k = 1, or N where a sum over the samples (or one sample's gradient)
+  belongs, or the factor of the file's own loss (no ½, a mean over the outputs);
+- **origin**: its inputs are right and its value is not: it is a backward quantity times another k (named
+  by the catalogue's factors), or none at all and the catalogue names what it is (σ' of the upstream, w for
+  wᵀ, grad_w from the output, ...) against the quantity it should have been;
+- **inherited**: it read a value that is an origin's, or inherited itself;
+- otherwise a value of the file's own that is neither (a running sum, a temporary).
+
+Values are followed by identity: a statement's inputs are the arrays it read, and the record that
+produced an array is the latest one with exactly that value.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fcgrad.audits.code_judge import name
+from fcgrad.audits.code_layout import Layout
+from fcgrad.audits.trace.quantities import Quantity, one_sample
+from fcgrad.audits.trace.record import Record
+from fcgrad.diagnosis.catalogue import Diagnosis
+from fcgrad.diagnosis.signature import Context, explain_factor
+
+# A recorded array is the quantity when it equals it to this, relative to the quantity's largest entry. The
+# file computes in float64 NumPy in its own order of operations, JAX in another: they agree to a few ulps
+# (measured rel ≤ 3e-15 on the published-shape fixtures); a tanh layer driven into saturation written from y
+# (1 − y²) loses more (rel 4.4e-11 measured by the layer helper). 1e-8 covers both, and every mistake of the
+# catalogue misses by rel ≥ 1e-3 on random inputs.
+MATCH_REL_TOL = 1e-8
+
+OK, ORIGIN, INHERITED, OWN = "ok", "origin", "inherited", "own"
+
+WORDS = {
+    "residual_y": "∂L/∂y, the loss's residual",
+    "residual_z": "∂L/∂z",
+    "grad_w": "∂L/∂w",
+    "grad_b": "∂L/∂b",
+    "residual_x": "∂L/∂x",
+    "w": "w",
+    "b": "b",
+    "t": "the targets",
+    "x": "the input",
+    "z": "z",
+    "y": "the output",
+    "f'(z)": "f'(z)",
+    "softmax(y)": "softmax of the output",
+}
+
+
+@dataclass
+class Line:
+    """One recorded assignment and what it is."""
+
+    record: Record
+    status: str  # OK, ORIGIN, INHERITED or OWN
+    quantity: Quantity | None = None  # what it is (ok) or should have been (origin)
+    factor: float = 1.0  # value = factor × quantity (ok, or a wrong factor)
+    diagnoses: tuple[Diagnosis, ...] = ()
+    origin: "Line | None" = None  # for an inherited value: the origin it carries
+    expected: np.ndarray | None = None  # the file's layout: what correct inputs give
+
+
+@dataclass
+class Trace:
+    lines: list[Line]
+    samples: dict[int, int] = field(default_factory=dict)  # frame -> the sample it worked on
+
+    @property
+    def origins(self) -> list[Line]:
+        seen, out = set(), []
+        for line in self.lines:
+            key = (line.record.file, line.record.line, line.record.target)
+            if line.status == ORIGIN and key not in seen:
+                seen.add(key)
+                out.append(line)
+        return out
+
+
+def _key(a: np.ndarray) -> tuple:
+    return a.shape, a.tobytes()
+
+
+def orientations(v: np.ndarray, shape: tuple) -> list[np.ndarray]:
+    """``v`` read as an array of ``shape``: as it is, without or with keepdims, or transposed."""
+    out = []
+    if v.size != int(np.prod(shape)):
+        return out
+    squeezed = tuple(d for d in v.shape if d != 1)
+    if v.shape == shape or squeezed == tuple(d for d in shape if d != 1):
+        out.append(v.reshape(shape))
+    if len(shape) == 2 and (v.shape == shape[::-1] or (v.ndim == 2 and v.T.shape == shape)):
+        out.append(v.T.reshape(shape))
+    return out
+
+
+def factor_of(v: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """(k, v read as q) with v = k·q to ``MATCH_REL_TOL``; None when no orientation and no k fits."""
+    qq = float(np.vdot(q, q))
+    if not np.all(np.isfinite(v)):
+        return None
+    scale = max(float(np.max(np.abs(q), initial=0.0)), np.finfo(np.float64).tiny)
+    for a in orientations(v, q.shape):
+        if qq == 0.0:
+            if float(np.max(np.abs(a), initial=0.0)) == 0.0:
+                return 1.0, a
+            continue
+        k = float(np.vdot(a, q)) / qq
+        if np.max(np.abs(a - k * q)) <= MATCH_REL_TOL * max(scale, scale * abs(k)) and k != 0.0:
+            return k, a
+    return None
+
+
+def _close(k: float, target: float) -> bool:
+    return abs(k - target) <= MATCH_REL_TOL * max(1.0, abs(target))
+
+
+class Matcher:
+    def __init__(self, quantities: list[Quantity], p, layout: Layout, loss_scale: float, contexts):
+        self.quantities, self.p, self.layout, self.c = quantities, p, layout, loss_scale
+        self.contexts = contexts  # (layer, sample or None) -> the catalogue's context of that layer, blog layout
+        self._per_sample: dict[int, list[Quantity]] = {}
+
+    def sample_quantities(self, n: int) -> list[Quantity]:
+        if n not in self._per_sample:
+            self._per_sample[n] = one_sample(self.quantities, n, self.p.batch)
+        return self._per_sample[n]
+
+    def candidates(self, v: np.ndarray, sample: int | None) -> list[Quantity]:
+        if sample is not None:
+            return self.sample_quantities(sample) + self.quantities
+        out = list(self.quantities)
+        columns = {q.value.shape[0] for q in self.quantities if q.name not in ("grad_w", "grad_b")}
+        if self.p.batch > 1 and v.size in columns:  # one sample's column, in a call not told which
+            for n in range(self.p.batch):
+                out += [q for q in self.sample_quantities(n) if q.name not in ("grad_w", "grad_b")]
+        return out
+
+    def allowed(self, q: Quantity, k: float) -> bool:
+        """Whether k is a factor correct code may carry on ``q``."""
+        if not q.backward:
+            return _close(k, 1.0)
+        ends = (1.0, self.c) if q.sample is not None else (1.0, self.c, float(self.p.batch), self.c * self.p.batch)
+        return any(_close(k, e) for e in ends)
+
+    def named_factor(self, q: Quantity, k: float) -> bool:
+        """Whether k is a constant the catalogue has a name for (1/N, ½, a sign, 1/N with the wrong N, ...)."""
+        w = self.p.params[q.layer]["w"]
+        ctx = Context(quantity=q.name, n=1 if q.sample is not None else self.p.batch, w=w)
+        return explain_factor(k / self.c, ctx, MATCH_REL_TOL)[0] != "constant_factor"
+
+    def label(self, v: np.ndarray, sample: int | None) -> tuple[Quantity, float, bool] | None:
+        """(quantity, k, allowed) of the best fit: an allowed k first, a backward quantity first.
+
+        A backward quantity times a constant the catalogue cannot name is no fit: with one output unit,
+        one sample's ∂L/∂x is a multiple of w, and that says nothing.
+        """
+        best = None
+        for q in self.candidates(v, sample):
+            hit = factor_of(v, q.value)
+            if hit is None:
+                continue
+            k = hit[0]
+            if not self.allowed(q, k) and (not q.backward or not self.named_factor(q, k)):
+                continue
+            rank = (not self.allowed(q, k), not q.backward, q.sample is None)
+            if best is None or rank < best[0]:
+                best = (rank, q, k)
+        if best is None:
+            return None
+        return best[1], best[2], not best[0][0]
+
+    def name(self, v: np.ndarray, sample: int | None, wanted=None) -> tuple[Quantity, tuple, np.ndarray] | None:
+        """The backward quantity the catalogue says ``v`` was meant to be, with its diagnoses; None if none."""
+        best = None
+        for q in self.candidates(v, sample):
+            if not q.backward or (wanted is not None and (q.layer, q.name) != wanted):
+                continue
+            for a in orientations(v, q.value.shape) or ([v] if v.ndim == 2 else []):
+                user = self.layout.give(q.kind, a) if a.shape == q.value.shape else a
+                ctx = self.contexts(q.layer, q.sample)
+                found = name(user, q.value, ctx, self.layout, q.name, 1.0)
+                if found and (best is None or found[0].residual < best[1][0].residual):
+                    best = (q, found, self.layout.give(q.kind, q.value))
+        return best
+
+
+def sample_keys(x_user: np.ndarray, rows: bool) -> dict[bytes, int]:
+    """Each sample's input, flattened, -> its index (the first, where two samples are equal)."""
+    keys = {}
+    for n in range(x_user.shape[0 if rows else 1]):
+        keys.setdefault((x_user[n] if rows else x_user[:, n]).tobytes(), n)
+    return keys
+
+
+def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trace:
+    keys, width = sample_keys(x_user, matcher.layout.rows), x_user.shape[1 if matcher.layout.rows else 0]
+    current: dict[int, int] = {}  # frame -> the sample it is working on now (one handed to it, or looped over)
+    made: dict[tuple, Line] = {}  # an array's value -> the latest line that made it
+    lines = []
+    for r in records:
+        if r.value.size == width and (n := keys.get(r.value.reshape(-1).tobytes())) is not None:
+            current[r.frame] = n
+        sample = current.get(r.frame)
+        earlier = made.get(_key(r.value))
+        if earlier is not None or not np.any(r.value):  # a value passed on, or an array of zeros to fill
+            status = OWN if earlier is None else (OK if earlier.status == OK else earlier.status)
+            origin = None if earlier is None or status in (OK, OWN) else (earlier.origin or earlier)
+            status = INHERITED if origin is not None else status
+            line = Line(r, status, earlier.quantity if earlier else None, earlier.factor if earlier else 1.0)
+            line.origin = origin
+            lines.append(line)
+            continue
+        wrong_in = [made[_key(v)] for _, v in r.reads if _key(v) in made and made[_key(v)].status != OK]
+        wrong_in = [w for w in wrong_in if w.status in (ORIGIN, INHERITED)]
+        hit = matcher.label(r.value, sample)
+        if hit is not None and hit[2]:
+            line = Line(r, OK, hit[0], hit[1])
+        elif wrong_in:
+            src = wrong_in[0]
+            line = Line(r, INHERITED, hit[0] if hit else None, hit[1] if hit else 1.0, origin=src.origin or src)
+        elif hit is not None and hit[0].backward:
+            q, k = hit[0], hit[1]
+            named = matcher.name(r.value, q.sample, (q.layer, q.name))
+            diagnoses = named[1] if named else ()
+            line = Line(r, ORIGIN, q, k, diagnoses, expected=matcher.layout.give(q.kind, q.value))
+        else:
+            named = None if (hit is not None or r.function == "<module>") else matcher.name(r.value, sample)
+            if named is not None:
+                line = Line(r, ORIGIN, named[0], 1.0, named[1], expected=named[2])
+            else:
+                line = Line(r, OWN, hit[0] if hit else None, hit[1] if hit else 1.0)
+        lines.append(line)
+        made[_key(r.value)] = line
+    return Trace(lines, dict(current))

@@ -19,8 +19,8 @@ The first layer's ``residual_x`` (∂L/∂X) trains nothing and is left out, as 
 
 import contextlib
 import sys
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -28,14 +28,14 @@ from fcgrad import reference
 from fcgrad.audits.blog import Divergence, _checkpoint_steps, _param_diff_per_entry, backward_order
 from fcgrad.audits.code_judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code_layers import LayeredNet
-from fcgrad.audits.code_layout import Layout, check_samples, check_weights
+from fcgrad.audits.code_layout import Layout, check_samples, check_weights, kind_of
 from fcgrad.audits.code_load import build, declarations, load_module, user_folder
 from fcgrad.audits.code_model import refuse_overrides
 from fcgrad.audits.trace import Trace, recording, trace_of
 from fcgrad.audits.trace.findings import merge
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
-from fcgrad.engine.problems import Problem, and_example, random_problem
+from fcgrad.engine.problems import Problem, random_problem
 from fcgrad.manual import validate
 from fcgrad.manual.errors import FcgradError
 from fcgrad.reports.html import CodeAuditHtml
@@ -227,8 +227,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     with recording(str(Path(path).resolve().parent)) as rec:
         chained = driver.chain(p)
     own, after = chained[1], (chained[2] if len(chained) > 2 else None)
-    trace = trace_of(rec.records, p, ref, layout)
-    updated = None if after is None else [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in after]
+    trace = trace_of(rec.records, p, ref, layout, after=after)
+    updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update
     if driver.protocol != "functions":
@@ -249,7 +249,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         )
     div, histories = drift(driver.stepper(p), p)
     findings = merge(result.findings, trace, e2e.rows + iso_rows, updated)
-    inherited = _inherited([e2e.rows, iso_rows], findings, e2e.unjudged | result.unjudged)
+    unjudged = set() if trace.lines else e2e.unjudged | result.unjudged  # traced: each judged from its inputs
+    inherited = _inherited([e2e.rows, iso_rows], findings, unjudged)
     return CodeAuditReport(
         path,
         driver.protocol,

@@ -46,6 +46,8 @@ UPDATE_ROUNDING_FACTOR = 8.0
 # network with σ' written as y, five seeds, cond(w) < 4. 1e-8 leaves room for cond(w) up to about 1e6 and stays
 # 1e5× below a formula of another kind.
 IMPLIED_REL_TOL = 1e-8
+# How a quantity after an origin is judged when the file exposes no input of its own for it.
+END_TO_END = "end to end: the file exposes no upstream"
 
 
 @dataclass(frozen=True)
@@ -293,10 +295,12 @@ class _Judge:
             return "fed JAX's upstream"
         if known:
             return "from the file's own upstream"
-        return "from the file's own residual_z" if judged_alone else "end to end: the file exposes no upstream"
+        return "from the file's own residual_z" if judged_alone else END_TO_END
 
 
 def _with_note(f: CodeFinding, note: str) -> CodeFinding:
+    if note in f.note:
+        return f  # a hint once
     return replace(f, note=f"{f.note}; {note}" if f.note else note)
 
 

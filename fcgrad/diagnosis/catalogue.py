@@ -322,6 +322,7 @@ CATALOGUE: dict[str, Entry] = {
     "residual_through_w_transposed": _residual_through_w_transposed,
     "grad_w_wrong_array": mistakes.grad_w_wrong_array,
     "residual_x_wrong_path": mistakes.residual_x_wrong_path,
+    "gradient_without_activation_derivative": mistakes.gradient_without_activation_derivative,
     "gradient_never_applied": mistakes.gradient_never_applied,
     "batchnorm_without_mean_variance_paths": _batchnorm_without_stat_paths,
     "dropout_without_keep_scale": _dropout_without_keep_scale,

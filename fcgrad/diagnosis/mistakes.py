@@ -13,6 +13,8 @@ wrong 1/N is still named, and the constant told.
   the residual sent down;
 - ``hidden_residual_not_through_w``: residual_x = residual_z (or ∂L/∂y) reused as it is, broadcast
   when it has one row, instead of going through w;
+- ``activation_derivative_missing`` (of a gradient): grad_w = x·(∂L/∂y)ᵀ or grad_b = Σ ∂L/∂y, the activation's
+  derivative never applied to the upstream before the gradients were taken from it;
 - ``gradient_never_applied``: grad_w or grad_b exactly 0 everywhere (read back from an update: the
   step left w and b unchanged).
 """
@@ -96,6 +98,25 @@ def residual_x_wrong_path(m, r, ctx: Context, tol):
     return _best(m, r, ctx, tol, candidates)
 
 
+def gradient_without_activation_derivative(m, r, ctx: Context, tol):
+    """grad_w = x·(∂L/∂y)ᵀ or grad_b = Σ ∂L/∂y: the gradient taken from the upstream, f' never applied to it."""
+    if ctx.quantity not in ("grad_w", "grad_b") or ctx.upstream is None or ctx.activation in (None, "identity"):
+        return None
+    up = f64(ctx.upstream)  # (out, N) ∂L/∂y of this layer
+    if ctx.quantity == "grad_b":
+        pred = _broadcast(up.sum(axis=1, keepdims=True), m.shape)  # (out, 1)
+        words = f"no {ctx.activation}' in the bias gradient: Σ ∂L/∂y where Σ residual_z belongs"
+    else:
+        if ctx.x is None or f64(ctx.x).shape[1] != up.shape[1]:
+            return None
+        pred = f64(ctx.x) @ up.T  # (in, N)·(N, out)
+        words = (
+            f"no {ctx.activation}' in the weight gradient: {ctx.view.formula('grad_w', delta='∂L/∂y')} where it is "
+            f"{ctx.view.formula('grad_w')}"
+        )
+    return _best(m, r, ctx, tol, [("activation_derivative_missing", words, pred)])
+
+
 def gradient_never_applied(m, r, ctx: Context, tol):
     if not (ctx.quantity in ("grad_w", "grad_b") or ctx.read_from_update) or m.shape != r.shape:
         return None
@@ -111,4 +132,9 @@ def gradient_never_applied(m, r, ctx: Context, tol):
     return "gradient_never_applied", f"looks like {words}", 0.0
 
 
-__all__ = ["gradient_never_applied", "grad_w_wrong_array", "residual_x_wrong_path"]
+__all__ = [
+    "gradient_never_applied",
+    "gradient_without_activation_derivative",
+    "grad_w_wrong_array",
+    "residual_x_wrong_path",
+]

@@ -9,7 +9,7 @@ inputs are right and whose value is not, in the file's own names.
 import numpy as np
 
 from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse
+from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse, judge_updates
 from fcgrad.audits.trace.quantities import batch
 from fcgrad.audits.trace.record import Record, recording
 from fcgrad.manual.network import forward
@@ -55,10 +55,16 @@ def contexts_for(p, ref: dict, caches, scale: float):
     return ctx
 
 
-def trace_of(records: list[Record], p, ref: dict, layout: Layout, scale: float = 1.0) -> Trace:
-    """The records of one step of the file at ``p.params`` on ``p.x``, matched (``scale``: its loss's factor)."""
+def trace_of(records: list[Record], p, ref: dict, layout: Layout, scale: float = 1.0, after=None) -> Trace:
+    """The records of one step of the file at ``p.params`` on ``p.x``, matched (``scale``: its loss's factor;
+    ``after``: the parameters the step left, the blog's layout, to judge the statements that wrote them)."""
     _, caches = forward(p.params, p.x, p.activations)
     quantities = batch(p, ref, caches, scale)
     matcher = Matcher(quantities, p, layout, scale, contexts_for(p, ref, caches, scale))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return analyse(records, matcher, layout.give("data", p.x))
+        trace = analyse(records, matcher, layout.give("data", p.x))
+        if after is not None:
+            mine = [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in p.params]
+            new = [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in after]
+            judge_updates(trace, mine, new, matcher)
+    return trace

@@ -12,8 +12,8 @@ from dataclasses import replace
 import numpy as np
 
 from fcgrad.audits.blog import backward_order
-from fcgrad.audits.code_judge import CodeFinding
-from fcgrad.audits.trace.match import INHERITED, Line, Trace, factor_of
+from fcgrad.audits.code_judge import END_TO_END, CodeFinding
+from fcgrad.audits.trace.match import Line, Trace, factor_of
 from fcgrad.engine.compare import errors, worst_index
 
 WORDS = {
@@ -27,7 +27,7 @@ WORDS = {
 
 def _finding(o: Line) -> CodeFinding:
     q, r = o.quantity, o.record
-    value, expected = r.value, o.expected
+    value, expected = (r.value if o.shown is None else o.shown), o.expected
     index = shown = exp = None
     max_abs = rel = float("nan")
     if expected is not None:
@@ -40,7 +40,20 @@ def _finding(o: Line) -> CodeFinding:
     sample = f", sample {q.sample} alone" if q.sample is not None else ""
     how = f"traced: line {r.line} `{r.target}` in {r.function}(){sample}, from inputs that are right"
     return CodeFinding(
-        q.layer, q.name, max_abs, rel, tuple(o.diagnoses), "", how, index, shown, exp, r.file, r.line, r.statement, r.target
+        q.layer,
+        q.name,
+        max_abs,
+        rel,
+        tuple(o.diagnoses),
+        "",
+        how,
+        index,
+        shown,
+        exp,
+        r.file,
+        r.line,
+        r.statement,
+        r.target,
     )
 
 
@@ -58,7 +71,8 @@ def traced_findings(trace: Trace) -> list[CodeFinding]:
     """One finding per origin statement and quantity (a statement run once per sample is one finding)."""
     out, seen = [], set()
     for o in trace.origins:
-        key = (o.record.file, o.record.line, o.quantity.layer, o.quantity.name)
+        named = o.diagnoses[0].name if o.diagnoses else None
+        key = (o.record.file, o.record.line, named) if named else (o.record.file, o.record.line, o.quantity.layer)
         if key not in seen:
             seen.add(key)
             out.append(_finding(o))
@@ -77,8 +91,9 @@ def writer_of(trace: Trace, value_user: np.ndarray) -> Line | None:
 def _at(f: CodeFinding, o: CodeFinding) -> CodeFinding:
     """``f`` placed at the statement of ``o``; ``o``'s names where ``f`` has none."""
     names = f.diagnoses or o.diagnoses
-    how = f"{f.judged_from}; {o.judged_from}" if f.judged_from else o.judged_from
-    return replace(f, diagnoses=names, judged_from=how, file=o.file, line=o.line, statement=o.statement, target=o.target)
+    return replace(
+        f, diagnoses=names, judged_from=o.judged_from, file=o.file, line=o.line, statement=o.statement, target=o.target
+    )
 
 
 def merge(judged: list[CodeFinding], trace: Trace | None, rows, updated: list[dict] | None = None) -> list[CodeFinding]:
@@ -95,17 +110,20 @@ def merge(judged: list[CodeFinding], trace: Trace | None, rows, updated: list[di
     traced = {}
     for f in traced_findings(trace):
         traced.setdefault((f.layer, f.quantity), f)
-    carried = {(line.quantity.layer, line.quantity.name) for line in trace.lines if line.status == INHERITED and line.quantity}
+    by_name = {f.diagnoses[0].name: key for key, f in traced.items() if f.diagnoses}
     right = {(r.layer, r.quantity) for r in rows if r.ok}
     out, used = [], set()
     for f in judged:
         key = (f.layer, f.quantity)
+        if key not in traced and f.diagnoses and f.diagnoses[0].name in by_name:
+            key = by_name[f.diagnoses[0].name]  # the same mistake, placed by the trace at another layer's line
         if key in traced:
-            out.append(_at(f, traced[key]))
-            used.add(key)
+            if key not in used:
+                out.append(_at(f, traced[key]))
+                used.add(key)
             continue
-        if key in carried and not f.diagnoses and traced:
-            continue
+        if traced and f.judged_from == END_TO_END and backward_order(key) > min(backward_order(k) for k in traced):
+            continue  # judged only end to end, after a traced origin: the trace judged its statements from their inputs
         if updated is not None and f.quantity in ("grad_w", "grad_b"):
             writer = writer_of(trace, updated[f.layer][f.quantity[-1]])
             if writer is not None:

@@ -25,7 +25,7 @@ from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.quantities import Quantity, one_sample
 from fcgrad.audits.trace.record import Record
 from fcgrad.diagnosis.catalogue import Diagnosis
-from fcgrad.diagnosis.signature import Context, explain_factor
+from fcgrad.diagnosis.signature import Context, explain_factor, named_factors
 
 # A recorded array is the quantity when it equals it to this, relative to the quantity's largest entry. The
 # file computes in float64 NumPy in its own order of operations, JAX in another: they agree to a few ulps
@@ -64,6 +64,8 @@ class Line:
     diagnoses: tuple[Diagnosis, ...] = ()
     origin: "Line | None" = None  # for an inherited value: the origin it carries
     expected: np.ndarray | None = None  # the file's layout: what correct inputs give
+    handed_on: Quantity | None = None  # the right quantity an origin computed where another belonged
+    shown: np.ndarray | None = None  # what to compare with ``expected`` when it is not the value assigned
 
 
 @dataclass
@@ -149,10 +151,13 @@ class Matcher:
         return any(_close(k, e) for e in ends)
 
     def named_factor(self, q: Quantity, k: float) -> bool:
-        """Whether k is a constant the catalogue has a name for (1/N, ½, a sign, 1/N with the wrong N, ...)."""
-        w = self.p.params[q.layer]["w"]
-        ctx = Context(quantity=q.name, n=1 if q.sample is not None else self.p.batch, w=w)
-        return explain_factor(k / self.c, ctx, MATCH_REL_TOL)[0] != "constant_factor"
+        """Whether k is a constant a hand-written backward gets wrong: 1/N, ½, a sign, Bessel's, the fan-in or out."""
+        n = 1 if q.sample is not None else self.p.batch
+        fan_in, fan_out = self.p.params[q.layer]["w"].shape
+        told = [f for f, _ in named_factors(n)] + [
+            s * f for s in (1, -1) for m in (fan_in, fan_out) for f in (1 / m, n / m)
+        ]
+        return any(_close(k / self.c, f) for f in told)
 
     def label(self, v: np.ndarray, sample: int | None) -> tuple[Quantity, float, bool] | None:
         """(quantity, k, allowed) of the best fit: an allowed k first, a backward quantity first.
@@ -235,6 +240,77 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
                 line = Line(r, ORIGIN, named[0], 1.0, named[1], expected=named[2])
             else:
                 line = Line(r, OWN, hit[0] if hit else None, hit[1] if hit else 1.0)
+        if line.status == ORIGIN:
+            line = _where_the_derivative_belonged(line, r, made, matcher)
         lines.append(line)
         made[_key(r.value)] = line
     return Trace(lines, dict(current))
+
+
+# A mistake that leaves the activation's derivative out is made where the derivative belonged: the statement
+# that should have computed ∂L/∂z and handed on ∂L/∂y instead, a value right in itself but the wrong one.
+DERIVATIVE_LEFT_OUT = ("activation_derivative_missing", "activation_derivative_dropped")
+
+
+def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "Matcher") -> Line:
+    if not line.diagnoses or line.diagnoses[0].name not in DERIVATIVE_LEFT_OUT:
+        return line
+    layer = line.quantity.layer
+    for _, v in r.reads:
+        src = made.get(_key(v))
+        q = src.quantity if src is not None and src.status == OK else None
+        upstream = q is not None and (
+            (q.name == "residual_x" and q.layer == layer + 1) or (q.name == "residual_y" and q.layer == layer)
+        )
+        if upstream:
+            want = [
+                c
+                for c in matcher.candidates(v, q.sample)
+                if (c.layer, c.name, c.sample) == (layer, "residual_z", q.sample)
+            ]
+            expected = matcher.layout.give("data", want[0].value) if want else None
+            moved = Line(src.record, ORIGIN, want[0] if want else line.quantity, 1.0, line.diagnoses, expected=expected)
+            moved.handed_on = q
+            return moved
+    return line
+
+
+def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: "Matcher") -> None:
+    """Each statement that wrote a parameter, judged from the gradient it read: an update applies −lr × it,
+    or −lr/N × a sum over the samples. Another factor (the sign, a 1/N twice or never) is an origin there,
+    whatever that gradient carried from above; ``before``/``after``: each layer's w and b, the file's layout."""
+    made = {_key(line.record.value): line for line in trace.lines}
+    p = matcher.p
+    for i, (old, new) in enumerate(zip(before, after)):
+        for q in ("w", "b"):
+            writer = next((ln for ln in reversed(trace.lines) if _same(ln.record.value, new[q])), None)
+            if writer is None:
+                continue
+            applied = (old[q] - new[q]) / p.lr  # the gradient the update applied, the file's layout
+            for _, g in writer.record.reads:
+                if g.size != applied.size or _same(g, old[q]):
+                    continue
+                hit = factor_of(applied, g.reshape(applied.shape) if g.shape != applied.shape else g)
+                if hit is None:
+                    continue
+                src = made.get(_key(g))
+                handed = src.factor if src is not None and src.status == OK and src.quantity.backward else None
+                k = hit[0] * (handed if handed is not None else 1.0) / matcher.c
+                wrong = (handed is not None and not _close(k, 1.0)) or (handed is None and k < 0)
+                if not wrong and writer.status == ORIGIN and handed is not None:  # a new w or b, not a gradient
+                    writer.status, writer.diagnoses, writer.quantity = OK, (), None
+                if wrong:
+                    truth = next(c for c in matcher.quantities if (c.layer, c.name) == (i, f"grad_{q}"))
+                    quantity = truth
+                    ctx = Context(quantity=quantity.name, n=p.batch, w=p.params[i]["w"])
+                    cause, words, _ = explain_factor(k, ctx, MATCH_REL_TOL)
+                    message = f"looks like {words}: the update applies {k:.6g} × the gradient it was handed"
+                    writer.status, writer.quantity, writer.factor = ORIGIN, quantity, k
+                    writer.diagnoses = (Diagnosis(cause, message, 0.0),)
+                    writer.expected = matcher.layout.give(truth.kind, truth.value, like=applied.shape)
+                    writer.shown = applied
+                break
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.size == b.size and np.array_equal(a.reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1))

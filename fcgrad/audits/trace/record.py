@@ -52,7 +52,15 @@ def _numbers(value) -> list[tuple[str, np.ndarray]]:
 
 # What an index may be made of to be read again safely: names, numbers, arithmetic, slices (``w[-l + 1]``, ``a[:, 0]``).
 _INDEX_NODES = (
-    ast.Constant, ast.Name, ast.Load, ast.UnaryOp, ast.BinOp, ast.Slice, ast.Tuple, ast.operator, ast.unaryop,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.Slice,
+    ast.Tuple,
+    ast.operator,
+    ast.unaryop,
 )
 
 
@@ -207,7 +215,16 @@ class Recorder:
         for name in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
             for suffix, value in _numbers(frame.f_locals.get(name)):
                 self.records.append(
-                    Record(len(self.records), code.co_filename, line, text, name + suffix, value, self._frames, code.co_name)
+                    Record(
+                        len(self.records),
+                        code.co_filename,
+                        line,
+                        text,
+                        name + suffix,
+                        value,
+                        self._frames,
+                        code.co_name,
+                    )
                 )
         return self._local
 

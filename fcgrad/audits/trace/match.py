@@ -180,6 +180,20 @@ class Matcher:
             return None
         return best[1], best[2], not best[0][0]
 
+    def peeled(self, v: np.ndarray, sample: int | None) -> tuple[Quantity, tuple, np.ndarray] | None:
+        """A residual_z = u' ⊙ f'(z) whose u' is a wrong ∂L/∂x of the layer above (w where wᵀ belongs): named as that."""
+        for q in self.candidates(v, sample):
+            if q.name != "residual_z" or q.layer == len(self.p.params) - 1 or q.sample != sample:
+                continue
+            slope = next(c.value for c in self.candidates(v, sample) if (c.layer, c.name, c.sample) == (q.layer, "f'(z)", q.sample))
+            if not np.all(slope):
+                continue
+            for a in orientations(v, q.value.shape):
+                hit = self.name(self.layout.give("data", a / slope), sample, (q.layer + 1, "residual_x"))
+                if hit is not None:
+                    return q, hit[1], self.layout.give("data", q.value)
+        return None
+
     def name(self, v: np.ndarray, sample: int | None, wanted=None) -> tuple[Quantity, tuple, np.ndarray] | None:
         """The backward quantity the catalogue says ``v`` was meant to be, with its diagnoses; None if none."""
         best = None
@@ -236,15 +250,44 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             line = Line(r, ORIGIN, q, k, diagnoses, expected=matcher.layout.give(q.kind, q.value))
         else:
             named = None if (hit is not None or r.function == "<module>") else matcher.name(r.value, sample)
+            if named is None and hit is None and r.function != "<module>":
+                named = matcher.peeled(r.value, sample)
             if named is not None:
                 line = Line(r, ORIGIN, named[0], 1.0, named[1], expected=named[2])
             else:
                 line = Line(r, OWN, hit[0] if hit else None, hit[1] if hit else 1.0)
         if line.status == ORIGIN:
             line = _where_the_derivative_belonged(line, r, made, matcher)
+            line = _where_the_factor_was_made(line, made, matcher)
         lines.append(line)
         made[_key(r.value)] = line
     return Trace(lines, dict(current))
+
+
+# A product ``a ⊙ b`` whose ``a`` is right and whose ``b`` is the file's own (not a quantity, made from right
+# inputs) is wrong because ``b`` is: ``delta = upstream * sp`` with ``sp = sigmoid_prime(activation)``. The
+# mistake is made where ``b`` was computed. A product of two values agrees with its recomputation to a few ulps.
+PRODUCT_REL_TOL = 1e-12
+
+
+def _where_the_factor_was_made(line: Line, made: dict, matcher: "Matcher") -> Line:
+    """An origin ``residual_z = upstream ⊙ b`` moved to the statement that made ``b``, when the upstream is right."""
+    q = line.quantity
+    if q is None or q.name != "residual_z":
+        return line
+    up = matcher.layout.give("data", matcher.contexts(q.layer, q.sample)["upstream"])
+    v = line.record.value
+    for _, b in line.record.reads:
+        src = made.get(_key(b))
+        if src is None or src.status != OWN or b.size != v.size:
+            continue
+        for u in orientations(up, v.shape):
+            prod = u * b.reshape(v.shape)
+            if np.max(np.abs(prod - v), initial=0.0) <= PRODUCT_REL_TOL * max(1.0, float(np.max(np.abs(v)))):
+                moved = Line(src.record, ORIGIN, q, line.factor, line.diagnoses, expected=line.expected)
+                moved.shown = v  # the residual_z it made wrong, against the right one
+                return moved
+    return line
 
 
 # A mistake that leaves the activation's derivative out is made where the derivative belonged: the statement

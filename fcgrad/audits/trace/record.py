@@ -94,6 +94,10 @@ def _loads(value_node) -> list:
     found, seen = [], set()
 
     def visit(node):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):  # w.transpose(): w is read
+            for child in (node.func.value, *node.args, *(k.value for k in node.keywords)):
+                visit(child)
+            return
         if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)) and _readable(node):
             if isinstance(getattr(node, "ctx", None), ast.Load):
                 text = ast.unparse(node)

@@ -338,6 +338,8 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                     continue
                 src = made.get(_key(g))
                 handed = src.factor if src is not None and src.status == OK and src.quantity.backward else None
+                if handed is None and src is not None and src.status == INHERITED:
+                    handed = _carried_scale(g, i, q, matcher)
                 k = hit[0] * (handed if handed is not None else 1.0) / matcher.c
                 wrong = (handed is not None and not _close(k, 1.0)) or (handed is None and k < 0)
                 if not wrong and writer.status == ORIGIN and handed is not None:  # a new w or b, not a gradient
@@ -353,6 +355,23 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                     writer.expected = matcher.layout.give(truth.kind, truth.value, like=applied.shape)
                     writer.shown = applied
                 break
+
+
+# An inherited gradient still carries the scale of a mean or a sum over the samples: its best multiple of the
+# right gradient is within this ratio of 1 or N when the error it inherits is small beside that (a derivative
+# taken at the wrong point changes a gradient by a few percent; 1 and N ≥ 2 are a factor 2 or more apart).
+CARRIED_SCALE_RATIO = 1.25
+
+
+def _carried_scale(g: np.ndarray, i: int, q: str, matcher: "Matcher") -> float | None:
+    """Whether an inherited gradient is a mean (1) or a sum over the samples (N), read from its size; or None."""
+    truth = next(c.value for c in matcher.quantities if (c.layer, c.name) == (i, f"grad_{q}"))
+    for a in orientations(g, truth.shape):
+        k = float(np.vdot(a, truth) / max(np.vdot(truth, truth), np.finfo(np.float64).tiny))
+        for scale in (matcher.c, matcher.c * matcher.p.batch):
+            if k > 0 and abs(np.log(k / scale)) < np.log(CARRIED_SCALE_RATIO):
+                return scale
+    return None
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

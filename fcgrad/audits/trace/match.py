@@ -181,11 +181,12 @@ class Matcher:
         return best[1], best[2], not best[0][0]
 
     def peeled(self, v: np.ndarray, sample: int | None) -> tuple[Quantity, tuple, np.ndarray] | None:
-        """A residual_z = u' ⊙ f'(z) whose u' is a wrong ∂L/∂x of the layer above (w where wᵀ belongs): named as that."""
+        """A residual_z = u' ⊙ f'(z) whose u' is a wrong ∂L/∂x of the layer above (w where wᵀ belongs), named so."""
         for q in self.candidates(v, sample):
             if q.name != "residual_z" or q.layer == len(self.p.params) - 1 or q.sample != sample:
                 continue
-            slope = next(c.value for c in self.candidates(v, sample) if (c.layer, c.name, c.sample) == (q.layer, "f'(z)", q.sample))
+            at = (q.layer, "f'(z)", q.sample)
+            slope = next(c.value for c in self.candidates(v, sample) if (c.layer, c.name, c.sample) == at)
             if not np.all(slope):
                 continue
             for a in orientations(v, q.value.shape):

@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fcgrad.audits.code import audit_code
@@ -139,3 +140,50 @@ def test_the_json_places_each_finding_at_its_file_line_and_statement(tmp_path, c
     assert (Path(f["file"]).name, f["line"]) == ("network.py", line)
     assert f["statement"] == PLANTED["network"][0].replacement.strip() and f["target"] == "sp"
     assert f["diagnoses"][0]["name"] == "derivative_at_y"
+
+
+ONE_OUTPUT_CLASSIFIER = '''
+import numpy as np
+SIZES = (2, 4, 1)
+LOSS = "cross-entropy"
+
+
+def step(params, X, T, lr):
+    w1, b1, w2, b2 = params[0]["w"], params[0]["b"], params[1]["w"], params[1]["b"]
+    h = np.tanh(w1.T @ X + b1)
+    y = w2.T @ h + b2
+    e = np.exp(y - y.max(axis=0))
+    p = e / e.sum(axis=0)
+    n = X.shape[1]
+    dz2 = (p - T) / n
+    dz1 = (w2 @ dz2) * (1 - h * h)
+    new = [
+        {"w": w1 - lr * X @ dz1.T, "b": b1 - lr * dz1.sum(axis=1, keepdims=True)},
+        {"w": w2 - lr * h @ dz2.T, "b": b2 - lr * dz2.sum(axis=1, keepdims=True)},
+    ]
+    return -np.sum(T * np.log(p)) / n, new
+'''
+
+
+def test_a_problem_that_cannot_tell_right_from_wrong_is_never_a_pass(tmp_path, capsys):
+    path = tmp_path / "one_class.py"
+    path.write_text(ONE_OUTPUT_CLASSIFIER)
+    report = audit_code(str(path), steps=STEPS)
+    assert report.findings == [] and any("one output" in why for why in report.cannot_tell)
+    assert text(report).splitlines()[-1].startswith("no findings, but this problem cannot tell")
+    assert main(["audit", "--code", str(path), "--steps", "2", "--strict"]) == 1
+    assert main(["audit", "--code", str(path), "--steps", "2"]) == 0
+
+
+def test_the_problem_drawn_for_a_classifier_holds_every_class():
+    from fcgrad.audits.code_problem import reasons, with_classes
+    from fcgrad.engine.problems import random_problem
+    from fcgrad.reference import gradients
+
+    p = with_classes(random_problem((3, 5, 4), loss="cross-entropy", batch=8, seed=3), 3)
+    assert sorted(set(np.argmax(p.t, axis=0))) == [0, 1, 2, 3]
+    ref = gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
+    assert reasons(p, ref) == []
+    one = p.with_options()
+    one = type(p)(**{**one.__dict__, "t": np.eye(4)[:, [2] * 8]})
+    assert any("one class" in why for why in reasons(one, ref))

@@ -31,11 +31,12 @@ from fcgrad.audits.code_layers import LayeredNet
 from fcgrad.audits.code_layout import Layout, check_samples, check_weights, kind_of
 from fcgrad.audits.code_load import build, declarations, load_module, user_folder
 from fcgrad.audits.code_model import refuse_overrides
+from fcgrad.audits.code_problem import reasons, with_classes
 from fcgrad.audits.trace import Trace, recording, trace_of
 from fcgrad.audits.trace.findings import merge
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
-from fcgrad.engine.problems import Problem, random_problem
+from fcgrad.engine.problems import CLASS_LOSSES, Problem, random_problem
 from fcgrad.manual import validate
 from fcgrad.manual.errors import FcgradError
 from fcgrad.reports.html import CodeAuditHtml
@@ -76,6 +77,7 @@ class CodeAuditReport(CodeAuditHtml):
     notes: list[str] = field(default_factory=list)  # what the audit took from where, when the file did not say
     layout_from: str = "the blog's, the default"  # where the layout was declared
     trace: Trace | None = None  # every array the file's step assigned, matched to what it should be
+    cannot_tell: list[str] = field(default_factory=list)  # why the problem cannot tell right from wrong, if it cannot
 
     @property
     def ok(self) -> bool:
@@ -222,8 +224,11 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     model = driver.model(p, declared)
     refuse_overrides(model, path, loss=loss, activations=activations)
     p = replace(p, activations=model.activations, loss=model.loss, trainable=None, dtype="float64")
+    if problem is None and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
+        p = with_classes(p, 0 if seed is None else seed)
     p = p.with_options(steps=steps, dtype="float64")
     ref = reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
+    cannot_tell = reasons(p, ref)
     with recording(str(Path(path).resolve().parent)) as rec:
         chained = driver.chain(p)
     own, after = chained[1], (chained[2] if len(chained) > 2 else None)
@@ -265,4 +270,5 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         notes,
         "; ".join(said) or "the blog's, the default",
         trace,
+        cannot_tell,
     )

@@ -68,7 +68,11 @@ def verdict(report: CodeAuditReport) -> str:
     names = [
         f"layer {f.layer} {f.quantity}" + (f" ({f.diagnoses[0].name})" if f.diagnoses else "") for f in report.findings
     ]
-    return f"{len(names)} finding(s): {', '.join(names)}" if names else "no findings: the file matches JAX"
+    if names:
+        return f"{len(names)} finding(s): {', '.join(names)}"
+    if report.cannot_tell:
+        return f"no findings, but this problem cannot tell a right backward from a wrong one: {report.cannot_tell[0]}"
+    return "no findings: the file matches JAX"
 
 
 def text(report: CodeAuditReport, *, quiet: bool = False) -> str:
@@ -82,6 +86,7 @@ def text(report: CodeAuditReport, *, quiet: bool = False) -> str:
         f"fcgrad audit --code {report.file} ({report.protocol} protocol) — {describe(p)}",
         f"the file's layout: {report.layout.describe()} ({report.layout_from})",
         *report.notes,
+        *(f"this problem cannot tell right from wrong: {why}" for why in report.cannot_tell),
         f"both sides start from the problem's parameters and train every w and b; {read}",
         "",
         *_rows("step 0, end to end (the file's own numbers flowing down), vs JAX", report.end_to_end, origins),
@@ -109,6 +114,7 @@ def as_json(report: CodeAuditReport) -> dict:
             "layout": {"weights": report.layout.weights, "samples": report.layout.samples, "from": report.layout_from},
             "problem": report.problem.summary(),
             "notes": list(report.notes),
+            "cannot_tell": list(report.cannot_tell),
             "end_to_end": [r.as_dict() for r in report.end_to_end],
             "isolated": [r.as_dict() for r in report.isolated],
             "findings": [

@@ -99,7 +99,7 @@ def cmd_code(args: argparse.Namespace) -> int:
     meta["code"] = args.code
     shown = code_audit_report.text(report, quiet=args.quiet)
     emit_results(args, json_path, {"meta": meta, **code_audit_report.as_json(report)}, shown)
-    return 1 if args.strict and report.findings else 0
+    return 1 if args.strict and (report.findings or report.cannot_tell) else 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -231,7 +231,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     cannot_tell = reasons(p, ref)
     with recording(str(Path(path).resolve().parent)) as rec:
         chained = driver.chain(p)
-    own, after = chained[1], (chained[2] if len(chained) > 2 else None)
+    own = chained[1]
+    after = chained[2] if len(chained) > 2 else (driver.params(p.params) if hasattr(driver, "params") else None)
     trace = trace_of(rec.records, p, ref, layout, after=after)
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
@@ -253,7 +254,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
             f"divided by N = {p.batch}"
         )
     div, histories = drift(driver.stepper(p), p)
-    findings = merge(result.findings, trace, e2e.rows + iso_rows, updated)
+    findings = merge(result.findings, trace, e2e.rows + iso_rows, updated, own)
     unjudged = set() if trace.lines else e2e.unjudged | result.unjudged  # traced: each judged from its inputs
     inherited = _inherited([e2e.rows, iso_rows], findings, unjudged)
     return CodeAuditReport(

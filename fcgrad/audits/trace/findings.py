@@ -96,7 +96,32 @@ def _at(f: CodeFinding, o: CodeFinding) -> CodeFinding:
     )
 
 
-def merge(judged: list[CodeFinding], trace: Trace | None, rows, updated: list[dict] | None = None) -> list[CodeFinding]:
+def _gradient_it_read(trace: Trace, writer: Line | None, new: np.ndarray) -> Line | None:
+    """The statement that made the gradient an update read (not the parameter itself), where one did."""
+    if writer is None:
+        return None
+    at = trace.lines.index(writer)
+    for _, v in writer.record.reads:
+        if v.shape == np.shape(new) and v.size > 1:
+            continue  # the parameter, as it was
+        for line in reversed(trace.lines[:at]):
+            if line.record.value.shape == v.shape and np.array_equal(line.record.value, v):
+                return line
+    return None
+
+
+def first_writer(trace: Trace, value_user: np.ndarray) -> Line | None:
+    """The first statement that assigned exactly ``value_user`` (a value the file exposes), if one did."""
+    value_user = np.asarray(value_user, dtype=np.float64)
+    for line in trace.lines:
+        if line.record.value.shape == value_user.shape and np.array_equal(line.record.value, value_user):
+            return line
+    return None
+
+
+def merge(
+    judged: list[CodeFinding], trace: Trace | None, rows, updated: list[dict] | None = None, seen=None
+) -> list[CodeFinding]:
     """The findings: the step-level ones placed at their statements, and the origins only the trace saw.
 
     A step-level finding (judged on the whole batch, from the file's own inputs) keeps its numbers and names
@@ -124,11 +149,16 @@ def merge(judged: list[CodeFinding], trace: Trace | None, rows, updated: list[di
             continue
         if traced and f.judged_from == END_TO_END and backward_order(key) > min(backward_order(k) for k in traced):
             continue  # judged only end to end, after a traced origin: the trace judged its statements from their inputs
+        writer = None
         if updated is not None and f.quantity in ("grad_w", "grad_b"):
             writer = writer_of(trace, updated[f.layer][f.quantity[-1]])
-            if writer is not None:
-                r = writer.record
-                f = replace(f, file=r.file, line=r.line, statement=r.statement, target=r.target)
+            writer = _gradient_it_read(trace, writer, updated[f.layer][f.quantity[-1]]) or writer
+        elif seen is not None:  # a residual the file exposes: where it was computed
+            value = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
+            writer = None if value is None else first_writer(trace, value)
+        if writer is not None:
+            r = writer.record
+            f = replace(f, file=r.file, line=r.line, statement=r.statement, target=r.target)
         out.append(f)
     out += [f for key, f in traced.items() if key not in used and key not in right]
     return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))

@@ -23,7 +23,7 @@ import numpy as np
 from fcgrad.audits.code_judge import name
 from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.quantities import Quantity, one_sample
-from fcgrad.audits.trace.record import Record
+from fcgrad.audits.trace.record import SMALLEST_KEPT, Record
 from fcgrad.diagnosis.catalogue import Diagnosis
 from fcgrad.diagnosis.signature import Context, explain_factor, named_factors
 
@@ -210,6 +210,15 @@ class Matcher:
         return best
 
 
+def _updates_a_parameter(r: Record, made: dict) -> bool:
+    """``self.w -= lr * g`` and its kin: the target read as a parameter (w or b) by the statement that rebinds it."""
+    for text, v in r.reads:
+        src = made.get(_key(v))
+        if text == r.target and src is not None and src.quantity is not None and src.quantity.name in ("w", "b"):
+            return True
+    return False
+
+
 def sample_keys(x_user: np.ndarray, rows: bool) -> dict[bytes, int]:
     """Each sample's input, flattened, -> its index (the first, where two samples are equal)."""
     keys = {}
@@ -235,6 +244,17 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             line = Line(r, status, earlier.quantity if earlier else None, earlier.factor if earlier else 1.0)
             line.origin = origin
             lines.append(line)
+            if earlier is None or earlier.record.target.startswith("return"):
+                made[_key(r.value)] = line  # a function's value bound to a name: made, for the file, at that line
+            continue
+        if r.value.size < SMALLEST_KEPT:  # a scalar tells nothing by value; it carries what it was made from
+            bad = [made[_key(v)] for _, v in r.reads if _key(v) in made and made[_key(v)].status in (ORIGIN, INHERITED)]
+            lines.append(Line(r, INHERITED if bad else OWN, origin=(bad[0].origin or bad[0]) if bad else None))
+            made[_key(r.value)] = lines[-1]
+            continue
+        if _updates_a_parameter(r, made):
+            lines.append(Line(r, OWN))  # w or b after the file's update: judged by judge_updates
+            made[_key(r.value)] = lines[-1]
             continue
         wrong_in = [made[_key(v)] for _, v in r.reads if _key(v) in made and made[_key(v)].status != OK]
         wrong_in = [w for w in wrong_in if w.status in (ORIGIN, INHERITED)]
@@ -300,6 +320,12 @@ def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "
     if not line.diagnoses or line.diagnoses[0].name not in DERIVATIVE_LEFT_OUT:
         return line
     layer = line.quantity.layer
+    done = any(
+        m.status == OK and m.quantity is not None and (m.quantity.layer, m.quantity.name) == (layer, "residual_z")
+        for m in made.values()
+    )
+    if done:
+        return line  # ∂L/∂z was computed: the mistake is using ∂L/∂y where it belonged, here
     for _, v in r.reads:
         src = made.get(_key(v))
         q = src.quantity if src is not None and src.status == OK else None
@@ -330,6 +356,8 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
             writer = next((ln for ln in reversed(trace.lines) if _same(ln.record.value, new[q])), None)
             if writer is None:
                 continue
+            if writer.status == ORIGIN:  # a parameter's new value: no backward quantity, whatever it resembles
+                writer.status, writer.diagnoses, writer.quantity = OWN, (), None
             applied = (old[q] - new[q]) / p.lr  # the gradient the update applied, the file's layout
             for _, g in writer.record.reads:
                 if g.size != applied.size or _same(g, old[q]):
@@ -343,19 +371,40 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                     handed = _carried_scale(g, i, q, matcher)
                 k = hit[0] * (handed if handed is not None else 1.0) / matcher.c
                 wrong = (handed is not None and not _close(k, 1.0)) or (handed is None and k < 0)
-                if not wrong and writer.status == ORIGIN and handed is not None:  # a new w or b, not a gradient
-                    writer.status, writer.diagnoses, writer.quantity = OK, (), None
                 if wrong:
                     truth = next(c for c in matcher.quantities if (c.layer, c.name) == (i, f"grad_{q}"))
                     quantity = truth
                     ctx = Context(quantity=quantity.name, n=p.batch, w=p.params[i]["w"])
                     cause, words, _ = explain_factor(k, ctx, MATCH_REL_TOL)
                     message = f"looks like {words}: the update applies {k:.6g} × the gradient it was handed"
+                    entry = _factor_entry(trace, made, k * matcher.c) if _close(k, float(p.batch)) else None
+                    if entry is not None:  # a residual without its 1/N, never divided afterwards: made there
+                        message = f"looks like {words}: ∂L/∂{entry.quantity.name[9:]} is {k:.6g} × JAX's from here on"
+                        entry.status, entry.diagnoses = ORIGIN, (Diagnosis(cause, message, 0.0),)
+                        truth = entry.quantity
+                        entry.expected = matcher.layout.give(truth.kind, truth.value)
+                        entry.shown = entry.record.value
+                        continue
                     writer.status, writer.quantity, writer.factor = ORIGIN, quantity, k
                     writer.diagnoses = (Diagnosis(cause, message, 0.0),)
                     writer.expected = matcher.layout.give(truth.kind, truth.value, like=applied.shape)
                     writer.shown = applied
                 break
+
+
+def _factor_entry(trace: Trace, made: dict, factor: float) -> Line | None:
+    """The first batch residual that carries ``factor`` (a sum over the samples) from inputs that do not."""
+    for line in trace.lines:
+        q = line.quantity
+        if line.status != OK or q is None or q.sample is not None or not q.name.startswith("residual"):
+            continue
+        if not _close(line.factor, factor):
+            continue
+        inputs = [made.get(_key(v)) for _, v in line.record.reads]
+        plain = [src is None or src.quantity is None or not src.quantity.backward for src in inputs]
+        if all(p or _close(src.factor, 1.0) for p, src in zip(plain, inputs)):
+            return line
+    return None
 
 
 # An inherited gradient still carries the scale of a mean or a sum over the samples: its best multiple of the

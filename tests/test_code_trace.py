@@ -187,3 +187,17 @@ def test_the_problem_drawn_for_a_classifier_holds_every_class():
     one = p.with_options()
     one = type(p)(**{**one.__dict__, "t": np.eye(4)[:, [2] * 8]})
     assert any("one class" in why for why in reasons(one, ref))
+
+
+QA = sorted((Path(__file__).parent / "fixtures").glob("qa_*.py"))
+
+
+@pytest.mark.parametrize("path", QA, ids=[p.name for p in QA])
+def test_each_mistake_from_a_public_thread_is_at_the_line_its_comment_marks(path):
+    marked = {
+        i for i, s in enumerate(path.read_text().splitlines(), 1) if "mistake" in s.split("#")[-1] or "the second" in s
+    }
+    marked -= {i for i, s in enumerate(path.read_text().splitlines(), 1) if '"""' in s or not s.startswith(" ")}
+    report = audit_code(str(path), steps=STEPS)
+    assert {f.line for f in report.findings} == marked
+    assert all(f.diagnoses and Path(f.file).name == path.name for f in report.findings)

@@ -270,14 +270,16 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             diagnoses = named[1] if named else ()
             line = Line(r, ORIGIN, q, k, diagnoses, expected=matcher.layout.give(q.kind, q.value))
         else:
-            named = None if (hit is not None or r.function == "<module>") else matcher.name(r.value, sample)
-            if named is None and hit is None and r.function != "<module>":
+            quiet = hit is not None or r.function == "<module>" or r.inner  # a helper's value: named where it is used
+            named = None if quiet else matcher.name(r.value, sample)
+            if named is None and not quiet:
                 named = matcher.peeled(r.value, sample)
             if named is not None:
                 line = Line(r, ORIGIN, named[0], 1.0, named[1], expected=named[2])
             else:
                 line = Line(r, OWN, hit[0] if hit else None, hit[1] if hit else 1.0)
         if line.status == ORIGIN:
+            line = _where_the_alias_was_made(line, lines)
             line = _where_the_derivative_belonged(line, r, made, matcher)
             line = _where_the_factor_was_made(line, made, matcher)
         lines.append(line)
@@ -308,6 +310,22 @@ def _where_the_factor_was_made(line: Line, made: dict, matcher: "Matcher") -> Li
                 moved = Line(src.record, ORIGIN, q, line.factor, line.diagnoses, expected=line.expected)
                 moved.shown = v  # the residual_z it made wrong, against the right one
                 return moved
+    return line
+
+
+def _where_the_alias_was_made(line: Line, lines: list[Line]) -> Line:
+    """A residual reused instead of sent through w (``hidden_error = output_delta``): placed at that alias."""
+    if not line.diagnoses or line.diagnoses[0].name != "hidden_residual_not_through_w":
+        return line
+    r = line.record
+    for text, v in r.reads:
+        for earlier in reversed(lines):
+            e = earlier.record
+            if e.frame == r.frame and e.target == text:
+                rhs = e.statement.split("=", 1)[-1].split("#")[0].strip()
+                if np.array_equal(e.value, v) and rhs.isidentifier():
+                    return Line(e, ORIGIN, line.quantity, line.factor, line.diagnoses, expected=line.expected)
+                break
     return line
 
 

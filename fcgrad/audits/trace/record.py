@@ -36,6 +36,7 @@ class Record:
     frame: int  # one id per function call
     function: str
     reads: list[tuple[str, np.ndarray]] = field(default_factory=list)  # what the statement read, before it ran
+    inner: bool = False  # a value returned to a statement of the file (a helper's), not to the caller of the step
 
 
 def _numbers(value) -> list[tuple[str, np.ndarray]]:
@@ -234,6 +235,7 @@ class Recorder:
                         self._ids[id(frame)],
                         frame.f_code.co_name,
                         reads,
+                        id(frame.f_back) in self._ids,
                     )
                 )
         if event == "line":

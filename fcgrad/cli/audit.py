@@ -70,8 +70,18 @@ def register(subparsers) -> None:
     a.set_defaults(run=cmd_audit)
 
 
+def check_code_file(path: str) -> None:
+    """``--code FILE.py`` refused in one line, before JAX is imported, unless it names an existing ``.py`` file."""
+    from pathlib import Path
+
+    file = Path(path)
+    if file.suffix != ".py" or not file.is_file():
+        raise FcgradError(f"--code: expected an existing .py file, got {path!r}")
+
+
 def cmd_code(args: argparse.Namespace) -> int:
     """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
+    check_code_file(args.code)
     from fcgrad.audits import report as code_audit_report
     from fcgrad.audits.code import audit_code
     from fcgrad.engine.description import describe_problem

@@ -3,6 +3,7 @@
 import importlib.metadata
 import io
 import json
+import re
 import tomllib
 
 import numpy as np
@@ -183,6 +184,25 @@ def test_audit_help_speaks_of_the_blogs_code(capsys):
     out = capsys.readouterr().out
     assert "the blog's code" in " ".join(out.split())
     assert "seed" not in out.replace("--seed SEED", "").replace("--seed", "").replace("random seed", "")
+
+
+def _readme_audit_options() -> set[str]:
+    """The options of README's ``fcgrad audit [...]`` synopsis."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```\n(fcgrad audit \[.*?)^```", readme, flags=re.S | re.M).group(1)
+    return set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", block))
+
+
+def test_audit_help_and_readme_list_exactly_the_options_audit_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    out = capsys.readouterr().out
+    usage = out.split("\n\n")[0]
+    assert set(re.findall(r"\[(--?[a-z][a-z0-9-]*)", usage)) - {"-h"} == _readme_audit_options()
+    text = " ".join(out.split())
+    for stale in ("digits", "mini-batch", "dropout", "adam", "{in,out,out,in}", "--optimizer", "--devices", "-v,"):
+        assert stale not in text, stale
+    assert "--weights in,out|out,in" in text
 
 
 def test_json_header_holds_seed_problem_final_loss_tolerances_and_versions(capsys):

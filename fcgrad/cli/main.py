@@ -13,10 +13,11 @@ import sys
 from fcgrad.cli.args import EXIT_CHECK, EXIT_TOP, OneLineParser, positive_float, seed_arg, sizes_arg
 
 
-def add_problem_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose a problem; shared by ``check`` and ``audit``. Every default is None here:
-    the run description (``fcgrad.engine.description``) fills in the defaults below, so it can tell what
-    was given and refuse what it cannot honour."""
+def add_problem_options(parser: argparse.ArgumentParser, *, audit: bool = False):
+    """The options that choose a problem; shared by ``check`` and ``audit`` (whose help speaks of the blog's
+    full-batch SGD on plain layers, and lists no digits). Every default is None here: the run description
+    (``fcgrad.engine.description``) fills in the defaults below, so it can tell what was given and refuse what it
+    cannot honour. Returns the group, for a command's own problem options."""
     from fcgrad.engine.description import EXAMPLES
     from fcgrad.manual.activations import ACTIVATIONS
     from fcgrad.manual.losses import LOSSES
@@ -24,8 +25,9 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("problem")
     g.add_argument(
         "--example",
-        choices=EXAMPLES,
-        help="a built-in problem (default: and, the blog's; digits: scikit-learn's 8x8 digits, check only)",
+        choices=[e for e in EXAMPLES if not (audit and e == "digits")],
+        help="a built-in problem (default: and, the blog's"
+        + (")" if audit else "; digits: scikit-learn's 8x8 digits, check only)"),
     )
     g.add_argument("--sizes", type=sizes_arg, help="layer widths for a random problem: 3,7,5,2 or 3-7-5-2")
     g.add_argument(
@@ -41,21 +43,21 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--batch", type=int, help="samples of a random problem (default: 8 with --sizes, 64 with --spec)"
     )
+    drawn = "data and initial parameters" if audit else "data, initial parameters, mini-batches and dropout masks"
     g.add_argument(
         "--seed",
         type=seed_arg,
-        help="random seed for data, initial parameters, mini-batches and dropout masks (default 0; refused when "
-        "nothing is drawn, as for mazur)",
+        help=f"random seed for {drawn} (default 0; refused when nothing is drawn, as for mazur)",
     )
+    rates = "else 0.1" if audit else "else 0.1 for sgd, momentum and nesterov, 0.001 for rmsprop, adam and adamw"
     g.add_argument(
         "--lr",
         type=float,
-        help="learning rate (default: the example's: and, xor 0.1, mazur 0.5, digits 0.01; else 0.1 for sgd, "
-        "momentum and nesterov, 0.001 for rmsprop, adam and adamw)",
+        help=f"learning rate (default: the example's: and, xor 0.1, mazur 0.5{'' if audit else ', digits 0.01'}; "
+        f"{rates})",
     )
-    g.add_argument(
-        "--steps", type=int, help="training steps (default: 10000 for and, xor, mazur; 1000 otherwise; digits 5 epochs)"
-    )
+    digits = "" if audit else "; digits 5 epochs"
+    g.add_argument("--steps", type=int, help=f"training steps (default: 10000 for and, xor, mazur; else 1000{digits})")
     g.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
     g.add_argument(
         "--data",
@@ -63,6 +65,7 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
         help="your data: .npz with X (in, N), T (out, N) and optional w0, b0, w1, b1, ...; or .csv with --targets",
     )
     g.add_argument("--targets", metavar="NAMES", help="the CSV's target column names, comma-separated")
+    return g
 
 
 def add_output_options(parser: argparse.ArgumentParser, save_help: str) -> None:
@@ -94,22 +97,6 @@ def description_from_args(args: argparse.Namespace):
         targets = given["targets"].split(",") if "targets" in given else None
         given["data"] = Data(given["data"], *read_file(given["data"], targets))
     return describe(given)
-
-
-def described_problem(args: argparse.Namespace):
-    """``audit``'s run: (the description, its ``network`` form's problem: full-batch SGD on plain layers)."""
-    from fcgrad.engine.check_run import network_problem
-    from fcgrad.engine.description import build
-    from fcgrad.manual.errors import FcgradError
-
-    if args.example == "digits":
-        raise FcgradError("--example digits: expected it with fcgrad check (it trains a spec network), got audit")
-    d = description_from_args(args)
-    return d, network_problem(d, *build(d))
-
-
-def problem_from_args(args: argparse.Namespace):
-    return described_problem(args)[1]
 
 
 def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fcgrad.cli.main import main
 from fcgrad.engine.problems import and_example
 from fcgrad.engine.run import check, save_npz
 from fcgrad.files.data import load_problem
@@ -68,7 +69,7 @@ def test_a_csv_with_named_targets_is_stored_by_column(tmp_path):
         ({"X": np.zeros((2, 4))}, r"expected arrays X \(in, N\) and T \(out, N\), missing \['T'\]"),
         ({"X": np.zeros((2, 4)), "T": np.zeros((1, 4)), "w0": np.zeros((2, 3))}, "has w0 but no b0"),
         ({"X": np.zeros((2, 4)), "T": np.zeros((1, 4)), "w0": np.zeros((3, 1)), "b0": np.zeros((1, 1))},
-         r"X: expected shape \(3, N\)"),
+         r"^d.npz: w0: expected 2 rows as \(in, out\), one per input \(X \(2, 4\) has 2 rows\), got shape \(3, 1\)$"),
     ],
     ids=["by-row", "1-d-target", "different-n", "nan", "no-t", "w-without-b", "params-vs-x"],
 )  # fmt: skip
@@ -76,6 +77,54 @@ def test_a_bad_npz_is_refused_with_one_line(tmp_path, arrays, expected):
     with pytest.raises(FcgradError, match=expected) as e:
         load_problem(_npz(tmp_path, **arrays))
     assert "\n" not in str(e.value) and str(e.value).startswith("d.npz: ")
+
+
+AND_X, AND_T = np.array([[0.0, 0, 1, 1], [0, 1, 0, 1]]), np.array([[0.0, 0, 0, 1]])  # X (2, 4), T (1, 4)
+
+
+# a 2-4-1 network's parameters, each stored wrong in one way: (the file's parameters, what the one line must say)
+WRONG_PARAMETERS = {
+    "every-w-out-in": (
+        {"w0": np.ones((4, 2)), "b0": np.ones((4, 1)), "w1": np.ones((1, 4)), "b1": np.ones((1, 1))},
+        r"^d.npz: w0: expected \(2, 4\) as \(in, out\), one row per input \(X \(2, 4\) has 2 rows\), got \(4, 2\): "
+        r"it looks transposed, stored \(out, in\)",
+    ),
+    "w1-out-in": (
+        {"w0": np.ones((2, 4)), "b0": np.ones((4, 1)), "w1": np.ones((1, 4)), "b1": np.ones((1, 1))},
+        r"^d.npz: w1: expected \(4, 1\) as \(in, out\), one row per input \(w0 \(2, 4\) has 4 outputs\), got \(1, 4\): "
+        r"it looks transposed",
+    ),
+    "lone-w-out-in": (
+        {"w0": np.ones((1, 2)), "b0": np.ones((1, 1))},
+        r"^d.npz: w0: expected \(2, 1\) .* looks transposed",
+    ),
+    "b0-a-row": (
+        {"w0": np.ones((2, 4)), "b0": np.ones((1, 4)), "w1": np.ones((4, 1)), "b1": np.ones((1, 1))},
+        r"^d.npz: b0: expected shape \(4, 1\), one per output of w0 \(2, 4\), got \(1, 4\); it looks transposed",
+    ),
+    "w1-too-wide-for-t": (
+        {"w0": np.ones((2, 4)), "b0": np.ones((4, 1)), "w1": np.ones((4, 3)), "b1": np.ones((3, 1))},
+        r"^d.npz: w1: expected 1 columns as \(in, out\), one per row of T \(1, 4\), got shape \(4, 3\)$",
+    ),
+    "nan-in-w1": (
+        {"w0": np.ones((2, 4)), "b0": np.ones((4, 1)), "w1": np.full((4, 1), np.nan), "b1": np.ones((1, 1))},
+        r"^d.npz: w1: expected finite values, got nan at index \(0, 0\)$",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_PARAMETERS))
+def test_a_wrong_parameter_in_the_file_is_named_as_the_file_names_it(tmp_path, case):
+    params, expected = WRONG_PARAMETERS[case]
+    with pytest.raises(FcgradError, match=expected):
+        load_problem(_npz(tmp_path, X=AND_X, T=AND_T, **params))
+
+
+def test_the_command_names_the_files_transposed_w_not_its_b(tmp_path, capsys):
+    params, _ = WRONG_PARAMETERS["every-w-out-in"]
+    assert main(["check", "--data", _npz(tmp_path, X=AND_X, T=AND_T, **params)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "d.npz: w0: " in err and "looks transposed" in err and "b0" not in err, err
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,8 @@
 """A user's data: npz and CSV into a Problem, every bad file refused with one line before any work."""
 
+import pickle
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -160,3 +163,59 @@ def test_a_missing_or_unknown_file_is_refused(tmp_path, name):
         path.write_text("1")
     with pytest.raises(FcgradError, match="--data: expected"):
         load_problem(str(path))
+
+
+def _not_an_archive(tmp_path, kind: str) -> str:
+    """A file named .npz (or .csv) that is not what its name says, of one kind; returns its path."""
+    path = tmp_path / ("d.csv" if kind == "binary-csv" else "d.npz")
+    if kind == "text":
+        path.write_text("X,T\n1,2\n")
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"X": [[0.0]], "T": [[1.0]]}))
+    elif kind == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((2, 4)))
+    elif kind == "object-array":
+        np.savez(path, X=np.array([[1.0, "a"]], dtype=object), T=np.zeros((1, 2)))
+    elif kind == "truncated":
+        np.savez(path, X=np.zeros((2, 4)), T=np.zeros((1, 4)))
+        path.write_bytes(path.read_bytes()[:60])
+    elif kind == "member-not-npy":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("X.npy", b"not an array")
+            z.writestr("T.npy", b"nor this")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "binary-csv":
+        path.write_bytes(b"\xff\xfe\x00\x01 binary")
+    return str(path)
+
+
+NOT_AN_ARCHIVE = ["text", "pickle", "npy", "object-array", "truncated", "member-not-npy", "empty", "binary-csv"]
+# what numpy's own messages say of a file it would only read by unpickling it: never passed on
+UNSAFE_ADVICE = ("allow_pickle", "pickle.load", "unsafe", "If you trust")
+
+
+def _load_with(loader: str, path: str, capsys) -> str:
+    """The one line each loading path gives for ``path``: the Python API, check --data and audit --data."""
+    targets = ["y"] if path.endswith(".csv") else None
+    if loader == "api":
+        with pytest.raises(FcgradError) as info:
+            load_problem(path, targets=targets)
+        return str(info.value) + "\n"
+    argv = [loader, "--data", path, *(["--targets", "y"] if targets else [])]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"fcgrad {loader}: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("loader", ["api", "check", "audit"])
+@pytest.mark.parametrize("kind", NOT_AN_ARCHIVE)
+def test_a_file_that_is_not_what_its_name_says_is_refused_without_unsafe_advice(tmp_path, capsys, kind, loader):
+    said = _load_with(loader, _not_an_archive(tmp_path, kind), capsys)
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    assert not [a for a in UNSAFE_ADVICE if a in said], said
+    assert said.split(": error: ")[-1].startswith(("d.npz: ", "d.csv: ")), said  # names the file
+    if kind == "object-array":
+        assert "X: expected an array of numbers, got dtype object" in said and "never loads" in said

@@ -16,6 +16,8 @@ NaN or Inf (with its index, or its CSV line and column), an empty batch.
 """
 
 import csv
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from fcgrad.manual.network import init_params
 
 BLOG_HIDDEN = 4  # the blog's hidden width, used when neither the file nor sizes give the widths
 DEFAULT_STEPS = 1_000  # as for a random problem
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # the first bytes of a zip archive, and of an empty one
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of a single .npy array
 
 
 def _two_d(name: str, a: np.ndarray, file: str) -> np.ndarray:
@@ -126,15 +130,51 @@ def _check_params(layers: list, x: np.ndarray, t: np.ndarray, file: str) -> list
 
 def read_npz(path: str) -> tuple[np.ndarray, np.ndarray, list | None]:
     file = Path(path).name
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FcgradError(f"{file}: expected a readable .npz file, got {type(exc).__name__}: {exc}") from None
+    arrays = _npz_arrays(path, file)
     missing = [k for k in ("X", "T") if k not in arrays]
     if missing:
         raise FcgradError(f"{file}: expected arrays X (in, N) and T (out, N), missing {missing}; has {sorted(arrays)}")
     return _two_d("X", arrays["X"], file), _two_d("T", arrays["T"], file), _params_from(arrays, file)
+
+
+def _npz_arrays(path: str, file: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (a zip of ``.npy`` files, as ``np.savez`` writes it), read as numbers only.
+
+    A pickle is never loaded: an array of Python objects is refused by its header before any of it is read, and
+    no message passes on NumPy's own words, which suggest loading the file unsafely.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if not head.startswith(ZIP_MAGIC):
+        got = (
+            "an empty file" if not head
+            else "a single .npy array (np.save); save X and T together with np.savez" if head == NPY_MAGIC
+            else "a file that is not a zip archive"
+        )  # fmt: skip
+        raise FcgradError(f"{file}: expected an .npz archive of arrays (np.savez), got {got}")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                name = member.removesuffix(".npy")
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                        np.lib.format.read_array_header_2_0)  # fmt: skip
+                    dtype = read_header(f)[2]
+                if dtype.hasobject:
+                    raise FcgradError(
+                        f"{file}: {name}: expected an array of numbers, got dtype {dtype} (Python objects, stored as "
+                        "a pickle, which fcgrad never loads)"
+                    )
+                with archive.open(member) as f:
+                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except FcgradError:
+        raise
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
+        why = "its compressed data is corrupt" if isinstance(exc, zlib.error) else type(exc).__name__
+        raise FcgradError(f"{file}: expected an .npz archive of arrays (np.savez), got a damaged one ({why})") from None
+    return arrays
 
 
 def read_csv(path: str, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +182,14 @@ def read_csv(path: str, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
     file = Path(path).name
     if not targets:
         raise FcgradError(f"{file}: expected the names of the target columns (e.g. --targets y), got none")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is dropped
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as exc:
+        raise FcgradError(f"{file}: expected comma-separated text (UTF-8), got a byte that is not text at offset "
+                          f"{exc.start}") from None  # fmt: skip
+    except csv.Error as exc:
+        raise FcgradError(f"{file}: expected comma-separated text, got {exc}") from None
     if len(rows) < 2:
         raise FcgradError(f"{file}: expected a header row and at least one sample row, got {len(rows)} row(s)")
     header = [h.strip() for h in rows[0]]

@@ -143,12 +143,19 @@ def described_problem(args: argparse.Namespace):
 
 
 def check_code_file(path: str) -> None:
-    """``--code FILE.py`` refused in one line, before JAX is imported, unless it names an existing ``.py`` file."""
+    """``--code FILE.py`` refused in one line, before JAX is imported, unless it names an existing ``.py`` file that
+    Python can compile (a syntax error is named at its line, as the audit itself names it)."""
     from pathlib import Path
+
+    from fcgrad.engine.user_code import user_error
 
     file = Path(path)
     if file.suffix != ".py" or not file.is_file():
         raise FcgradError(f"--code: expected an existing .py file, got {path!r}")
+    try:
+        compile(file.read_bytes(), str(file), "exec")  # compiled only: nothing of the file runs here
+    except (SyntaxError, ValueError) as exc:
+        raise user_error(f"loading {file.name}", exc, str(file)) from None
 
 
 def cmd_code(args: argparse.Namespace) -> int:

@@ -106,9 +106,10 @@ def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
     save = None if args.save is None else check_output_path(args.save, "--save", ".npz")
     json_path = None if args.json in (None, "-") else check_output_path(args.json, "--json", ".json")
     if getattr(args, "plot", None) is not None:
+        target = check_output_path(args.plot, "--plot", ".png")
         from fcgrad.reports.plots import check_plot_target
 
-        check_plot_target(check_output_path(args.plot, "--plot", ".png"))  # matplotlib too, before the run
+        check_plot_target(target)  # matplotlib too, before the run
     return save, json_path
 
 

@@ -133,10 +133,27 @@ def prepare(command: str, args: argparse.Namespace, p, save: str | None):
     chunk_bytes = getattr(run, "CHUNK_BYTES", budget.DEFAULT_CHUNK_BYTES)
     est = budget.estimate(p, keep_history=save is not None, chunk_bytes=chunk_bytes)
     disk = None if save is None else budget.free_disk(os.path.dirname(os.path.abspath(save)))
-    budget.require_fit(est, save_path=save, memory=budget.available_memory(), disk=disk)
+    budget.require_fit(est, save_path=save, memory=budget.available_memory(), disk=disk, knobs=memory_knobs(args))
     if save is not None and budget.save_note(est, save):
         terminal.say(f"{command}: {budget.save_note(est, save)}")
     return terminal.Progress(command) if terminal.progress_enabled(args.quiet) else None
+
+
+def memory_knobs(args: argparse.Namespace) -> dict[str, str]:
+    """The options that drive each part of the memory estimate (``fcgrad.engine.budget``), as this run was given."""
+    data, example = getattr(args, "data", None), getattr(args, "example", None)
+    if getattr(args, "spec", None) or getattr(args, "sizes", None) or data is None:
+        widths = f"smaller {'--spec' if getattr(args, 'spec', None) else '--sizes'}"
+    else:
+        widths = f"narrower layers than {data}'s"
+    if data is not None:
+        samples = f"a --data file with fewer samples than {data}"
+    elif example is not None:
+        samples = f"fewer samples (--example {example} fixes its N)"
+    else:
+        samples = "a smaller --batch"
+    steps = "fewer --epochs" if getattr(args, "epochs", None) is not None else "fewer --steps"
+    return {"comparison": widths, "samples": samples, "histories": f"{steps} or no --save"}
 
 
 def save_archive(path: str, p, histories: dict, meta: dict) -> None:
@@ -381,8 +398,8 @@ def _run(argv: list[str] | None, where: list[str]) -> int:
         if not _out_of_memory(exc):
             raise
         terminal.say(
-            f"{where[0]}: error: out of memory ({type(exc).__name__}); expected fewer --steps, smaller --sizes, "
-            "or no --save"
+            f"{where[0]}: error: out of memory ({type(exc).__name__}); expected a smaller run: smaller --sizes or "
+            "--spec, a smaller --batch, fewer --steps, or no --save"
         )
         return 2
 

@@ -57,7 +57,9 @@ def add_problem_options(parser: argparse.ArgumentParser, *, audit: bool = False)
         f"{rates})",
     )
     digits = "" if audit else "; digits 5 epochs"
-    g.add_argument("--steps", type=int, help=f"training steps (default: 10000 for and, xor, mazur; else 1000{digits})")
+    g.add_argument(
+        "--steps", type=int, help=f"training steps (default: 10000 for and, xor, mazur; 1000 otherwise{digits})"
+    )
     g.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
     g.add_argument(
         "--data",

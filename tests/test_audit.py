@@ -247,3 +247,29 @@ def test_cli_audit_bad_departures_exits_2_with_a_clear_message(capsys):
     err = capsys.readouterr().err
     assert err.startswith("fcgrad audit: error: departures: expected a comma-separated list")
     assert "'scalar_bias'" in err and "Traceback" not in err
+
+
+def _audit_json(capsys, *argv) -> dict:
+    assert main(["audit", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_audit_rtol_and_atol_decide_what_is_found_and_when_the_runs_part(capsys):
+    strict = _audit_json(capsys, "--steps", "20")
+    assert {f["cause"] for f in strict["findings"]} == set(DEPARTURES)
+    assert strict["combined"]["first_step_params_differ"] == 1
+    # the largest step-0 rel on AND is the missing 1/N's 3.0; 20 steps move the parameters apart by about 0.06
+    loose = _audit_json(capsys, "--steps", "20", "--rtol", "10", "--atol", "1")
+    assert loose["tolerances"] == loose["meta"]["tolerances"] == {"step0_rel": 10.0, "trajectory_abs": 1.0}
+    assert loose["findings"] == [] and set(loose["not_found"]) == set(DEPARTURES)
+    assert loose["combined"]["first_step_params_differ"] is None
+    assert loose["meta"]["problem"]["rtol"] == 10.0 and loose["meta"]["problem"]["atol"] == 1.0
+
+
+def test_audit_runs_the_blogs_code_on_a_spec_of_plain_layers_and_epochs_of_the_full_batch(capsys):
+    out = _audit_json(capsys, "--spec", "3-5:tanh-2:sigmoid", "--loss", "square", "--epochs", "5")
+    run = out["meta"]["problem"]
+    assert (run["spec"], run["engine"], run["epochs"], run["steps"]) == ("3-5:tanh-2:sigmoid", "network", 5, 5)
+    assert out["problem"]["activations"] == ["tanh", "sigmoid"] and out["combined"]["steps"] == 5
+    found = {(f["cause"], f["layer"], f["quantity"]) for f in out["findings"]}
+    assert ("scalar_bias_grad", 1, "grad_b") in found  # two outputs: the scalar bias is wrong there too

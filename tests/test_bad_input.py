@@ -214,10 +214,19 @@ def test_cli_process_exits_2_with_one_line_and_no_traceback(case):
     assert proc.stderr.count("\n") == 1, proc.stderr
 
 
-# Answered before JAX is imported (a second, not one): help, argparse's errors, and bad values the run description
-# refuses before any work. Run one after another in one fresh process, as ``python -m fcgrad`` runs each.
+# Answered before JAX is imported (a second, not one): help, argparse's errors, bad values the run description
+# refuses before any work, the output paths, a data file and a network file that cannot be used, and the options
+# audit cannot honour. Run one after another in one fresh process, as ``python -m fcgrad`` runs each.
 BEFORE_JAX = [["--help"], ["check", "--help"], ["check", "--loss", "huber"], ["check", "--sizes", "2,0,1"],
-              ["check", "--spec", "3-x"], ["audit", "--departures", "bogus"], ["bench", "--help"]]  # fmt: skip
+              ["check", "--spec", "3-x"], ["audit", "--departures", "bogus"], ["bench", "--help"],
+              ["check", "--plot", "x.jpg"], ["audit", "--plot", "x.jpg"], ["check", "--save", "x.txt"],
+              ["audit", "--code", "missing.py"], ["audit", "--code", "SYNTAX_ERROR.py"],
+              ["check", "--sizes", "3,2", "--batch", "2", "--devices", "3"], ["check", "--devices", "8"],
+              ["check", "--data", "missing.npz"], ["check", "--example", "mazur", "--seed", "3"],
+              ["check", "--optimizer", "adam", "--optimizer", "sgd"],
+              ["audit", "--optimizer", "adam", "--devices", "2"],
+              ["audit", "--spec", "3-4:bn-2"], ["audit", "--code", "examples/blog_shaped_net.py", "--spec", "3-4-2"],
+              ["check", "--spec", "3-4:bn-2", "--plot", "x.png"]]  # fmt: skip
 _EACH_AS_THE_COMMAND = """
 import contextlib, io, json, runpy, sys
 seen = []
@@ -234,12 +243,15 @@ print(json.dumps(seen))
 """
 
 
-def test_help_and_usage_errors_answer_without_importing_jax():
-    done = subprocess.run([sys.executable, "-c", _EACH_AS_THE_COMMAND, json.dumps(BEFORE_JAX)], cwd=REPO_ROOT,
+def test_help_and_usage_errors_answer_without_importing_jax(tmp_path):
+    broken = tmp_path / "broken_net.py"
+    broken.write_text("class Net:\n    def forward(self, x)\n        return x\n")  # a colon missing: line 2
+    asked = [[str(broken) if a == "SYNTAX_ERROR.py" else a for a in argv] for argv in BEFORE_JAX]
+    done = subprocess.run([sys.executable, "-c", _EACH_AS_THE_COMMAND, json.dumps(asked)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    assert [argv for argv, *_ in seen] == BEFORE_JAX
+    assert [argv for argv, *_ in seen] == asked
     for argv, code, error_lines, jax_loaded in seen:
         assert code == (0 if argv[-1] == "--help" else 2), argv
         assert error_lines == (0 if code == 0 else 1), argv  # an error is one line on stderr

@@ -51,7 +51,46 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(tmp_path, ca
     assert out == "" and err.count("\n") == 1
     assert err.startswith("fcgrad check: error: memory: this run needs about 862.2 GB")
     assert "64.0 GB is available" in err and "--save histories" in err
+    assert err.endswith("expected fewer --steps or no --save\n") and "--batch" not in err  # the histories drive it
     assert list(tmp_path.iterdir()) == []
+
+
+# (options, what the refusal must ask for): each run is too large by one part of the estimate alone, and the
+# refusal names the options that drive that part, not the others'
+DRIVERS = {
+    "samples": (["--sizes", "2,4,1", "--batch", "100000000"], "expected a smaller --batch"),
+    "widths": (["--sizes", "30000,30000,1"], "expected smaller --sizes"),
+    "spec-widths": (["--spec", "30000-30000-1", "--optimizer", "adam"], "expected smaller --spec"),
+    "epochs": (
+        ["--sizes", "784-256-256-10", "--epochs", "100000", "--save", "SAVE"],
+        "expected fewer --epochs or no --save",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DRIVERS))
+def test_a_run_that_cannot_fit_names_the_options_that_drive_its_estimate(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("fcgrad.engine.check_run.build", _no_run)
+    monkeypatch.setattr(budget, "available_memory", lambda: 10 * 10**9)
+    options, asked = DRIVERS[case]
+    assert main(["check", *[str(tmp_path / "run.npz") if o == "SAVE" else o for o in options]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fcgrad check: error: memory: this run needs about"), err
+    assert err.endswith(f"; {asked}\n"), err
+
+
+def test_audit_names_the_options_that_drive_its_estimate_too(capsys, monkeypatch):
+    monkeypatch.setattr("fcgrad.audits.blog.audit", _no_run)
+    monkeypatch.setattr(budget, "available_memory", lambda: 10 * 10**9)
+    assert main(["audit", "--sizes", "2,4,1", "--batch", "100000000"]) == 2
+    assert capsys.readouterr().err.endswith("; expected a smaller --batch\n")
+
+
+def test_every_part_of_the_estimate_that_drives_it_is_named_largest_first():
+    est = budget.Estimate(comparison_bytes=3 * 10**9, samples_bytes=4 * 10**9, history_bytes=10**8, save_bytes=0)
+    knobs = {"comparison": "WIDTHS", "samples": "N", "histories": "STEPS"}
+    with pytest.raises(FcgradError, match=r"needs about 7.1 GB .*; expected N, or WIDTHS$"):
+        budget.require_fit(est, save_path=None, memory=10**9, disk=None, knobs=knobs)
 
 
 def test_a_run_that_fits_runs(capsys, monkeypatch):
@@ -67,7 +106,7 @@ def test_audit_is_estimated_too(tmp_path, capsys, monkeypatch):
 
 
 def test_a_file_larger_than_the_free_disk_is_refused():
-    est = budget.Estimate(working_bytes=1, history_bytes=1, save_bytes=5 * 10**9)
+    est = budget.Estimate(comparison_bytes=1, samples_bytes=0, history_bytes=1, save_bytes=5 * 10**9)
     with pytest.raises(FcgradError, match=r"--save: the file will take about 5.0 GB, but the disk .* has 1.0 GB free"):
         budget.require_fit(est, save_path="run.npz", memory=None, disk=10**9)
     budget.require_fit(est, save_path=None, memory=None, disk=10**9)  # no --save: the disk does not matter

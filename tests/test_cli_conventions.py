@@ -3,6 +3,7 @@
 import importlib.metadata
 import io
 import json
+import re
 import tomllib
 
 import numpy as np
@@ -102,6 +103,45 @@ def test_bench_errors_are_one_line_too(capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+# an option given twice with different values: (argv, the option the refusal names); each would otherwise run with
+# the last value in silence
+REPEATED = {
+    "check-optimizer": (["check", "--optimizer", "adam", "--optimizer", "sgd"], "--optimizer"),
+    "check-lr": (["check", "--lr", "0.5", "--lr", "0.1"], "--lr"),
+    "check-sizes": (["check", "--sizes", "2,4,1", "--sizes", "2-5-1"], "--sizes"),
+    "check-json": (["check", "--json", "--json", "run.json"], "--json"),
+    "audit-steps": (["audit", "--steps", "3", "--steps", "4"], "--steps"),
+    "audit-departures": (["audit", "--departures", "none", "--departures", "all"], "--departures"),
+    "bench-device": (["bench", "--device", "cpu", "--device", "auto"], "--device"),
+    "bench-sizes": (["bench", "--sizes", "2,4,1", "--sizes", "3-4-1"], "--sizes"),
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATED))
+def test_an_option_given_twice_with_different_values_is_refused_naming_it(case, capsys, monkeypatch):
+    argv, option = REPEATED[case]
+    monkeypatch.setattr(fcgrad.engine.run, "check", lambda *a, **k: pytest.fail("the run started"))
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"fcgrad {argv[0]}: error: argument {option}: given twice with different values"), err
+
+
+def test_an_option_given_twice_with_the_same_value_is_taken_once(capsys):
+    assert main(["check", "--sizes", "2,4,1", "--sizes", "2-4-1", "--lr", "0.3", "--lr", "0.3", "--steps", "2",
+                 "--json"]) == 0  # fmt: skip
+    run = json.loads(capsys.readouterr().out)["meta"]["problem"]
+    assert run["sizes"] == [2, 4, 1] and run["lr"] == pytest.approx(0.3, rel=0, abs=0) and run["steps"] == 2
+
+
+def test_bench_refuses_a_repeated_option_as_its_own_program_too(capsys):
+    with pytest.raises(SystemExit) as info:
+        bench_main(["--quick", "--dtypes", "float32", "--dtypes", "float64"])
+    assert info.value.code == 2
+    assert "argument --dtypes: given twice with different values" in capsys.readouterr().err
+
+
 def _break_bias(monkeypatch):
     def bias_summed_everywhere(residual_y, w, cache, activation):
         g = manual.layer.fc_backward(residual_y, w, cache, activation)
@@ -144,6 +184,25 @@ def test_audit_help_speaks_of_the_blogs_code(capsys):
     out = capsys.readouterr().out
     assert "the blog's code" in " ".join(out.split())
     assert "seed" not in out.replace("--seed SEED", "").replace("--seed", "").replace("random seed", "")
+
+
+def _readme_audit_options() -> set[str]:
+    """The options of README's ``fcgrad audit [...]`` synopsis."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```\n(fcgrad audit \[.*?)^```", readme, flags=re.S | re.M).group(1)
+    return set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", block))
+
+
+def test_audit_help_and_readme_list_exactly_the_options_audit_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    out = capsys.readouterr().out
+    usage = out.split("\n\n")[0]
+    assert set(re.findall(r"\[(--?[a-z][a-z0-9-]*)", usage)) - {"-h"} == _readme_audit_options()
+    text = " ".join(out.split())
+    for stale in ("digits", "mini-batch", "dropout", "adam", "{in,out,out,in}", "--optimizer", "--devices", "-v,"):
+        assert stale not in text, stale
+    assert "--weights in,out|out,in" in text
 
 
 def test_json_header_holds_seed_problem_final_loss_tolerances_and_versions(capsys):

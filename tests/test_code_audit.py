@@ -122,6 +122,19 @@ def test_a_syntax_error_names_the_users_file_and_line(tmp_path):
         audit_code(path)
 
 
+def test_a_missing_file_is_named_by_the_python_argument_and_by_the_option_on_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # a relative name, looked for from a folder that does not hold it
+    with pytest.raises(FcgradError) as info:
+        audit_code("examples/blog_shaped_net.py")
+    message = str(info.value)
+    assert message.startswith("path: expected an existing .py file, got 'examples/blog_shaped_net.py'"), message
+    assert "--code" not in message and repr(str(tmp_path)) in message  # where the relative name was looked for
+    assert main(["audit", "--code", "examples/blog_shaped_net.py"]) == 2
+    assert capsys.readouterr().err.startswith("fcgrad audit: error: --code: expected an existing .py file")
+
+
 def test_an_exception_inside_the_users_backward_names_its_line(tmp_path, correct):
     wrong = "        residual_x = self.w.T @ residual_z  # wrong shape"
     source = Path(correct).read_text().replace("        residual_x = self.w @ residual_z", wrong)

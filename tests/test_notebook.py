@@ -2,7 +2,9 @@
 
 ``examples/check_in_a_notebook.ipynb`` is executed by a real Jupyter kernel (nbclient and ipykernel,
 the ``test`` extra), and each of its three report cells must have produced ``text/html`` holding the
-report's table, its verdict and, with matplotlib present, the figure as an inline PNG.
+report's table, its verdict and, with matplotlib present, the figure as an inline PNG. It runs twice: with
+the kernel started in ``examples/``, as Jupyter and ``jupyter nbconvert --execute`` start it (in the
+notebook's folder), and with the kernel started in the repository's root.
 """
 
 import re
@@ -17,10 +19,14 @@ NOTEBOOK = ROOT / "examples" / "check_in_a_notebook.ipynb"
 KERNEL_TIMEOUT_S = 300  # JAX's import and compiles in a fresh kernel: about 15 s on a busy 2-core machine
 
 
-@pytest.fixture(scope="module")
-def html_outputs() -> list[str]:
+KERNEL_FOLDERS = {"notebook-folder": NOTEBOOK.parent, "repository-root": ROOT}
+
+
+@pytest.fixture(scope="module", params=list(KERNEL_FOLDERS))
+def html_outputs(request) -> list[str]:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=KERNEL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": ROOT}})
+    folder = {"metadata": {"path": KERNEL_FOLDERS[request.param]}}  # the kernel's working directory
+    client = NotebookClient(nb, timeout=KERNEL_TIMEOUT_S, kernel_name="python3", resources=folder)
     client.execute()
     outputs = []
     for cell in nb.cells:

@@ -12,6 +12,7 @@ import math
 
 import pytest
 
+from fcgrad.cli.audit import audit_description
 from fcgrad.cli.main import build_parser, description_from_args, main, refuse_outputs
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.spec import format_spec, parse_spec
@@ -60,7 +61,7 @@ def _outcome(command: str, parts: list[str], data_file, tmp_path):
     """("ok", description, args) or ("refused", one-line message)."""
     args = PARSER.parse_args([command, *_argv(parts, data_file, tmp_path)])
     try:
-        d = description_from_args(args)
+        d = description_from_args(args) if command == "check" else audit_description(args)
         if command == "check":
             refuse_outputs(d, args)
     except FcgradError as exc:
@@ -111,10 +112,13 @@ PAIRS = list(itertools.combinations(CHECK_SAMPLES, 2))
 
 
 @pytest.mark.parametrize("a,b", PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
-def test_every_pair_of_check_options_runs_as_asked_or_is_refused_naming_both(a, b, data_file, tmp_path):
+def test_every_pair_of_check_options_runs_as_asked_or_is_refused_naming_both(a, b, data_file, tmp_path, capsys):
     alone = {n: _outcome("check", CHECK_SAMPLES[n], data_file, tmp_path)[0] for n in (a, b)}
-    if "--optimizer" in CHECK_SAMPLES[a] and "--optimizer" in CHECK_SAMPLES[b]:
-        pytest.skip("two optimizers: the last --optimizer wins, as argparse reads any repeated option")
+    if "--optimizer" in CHECK_SAMPLES[a] and "--optimizer" in CHECK_SAMPLES[b]:  # two optimizers: neither wins
+        with pytest.raises(SystemExit) as info:
+            PARSER.parse_args(["check", *CHECK_SAMPLES[a], *CHECK_SAMPLES[b]])
+        assert info.value.code == 2 and "argument --optimizer: given twice" in capsys.readouterr().err
+        return
     got = _outcome("check", CHECK_SAMPLES[a] + CHECK_SAMPLES[b], data_file, tmp_path)
     if got[0] == "ok":
         d = got[1]
@@ -158,8 +162,10 @@ def test_every_output_with_every_option_is_written_or_refused_naming_both(name, 
 
 # ---- audit ----------------------------------------------------------------------------------------------------
 
-AUDIT_SAMPLES = {k: CHECK_SAMPLES[k] for k in ("example", "sizes", "activation", "loss", "batch", "data", "seed",
-                                               "lr", "steps", "dtype")}  # fmt: skip
+AUDIT_SAMPLES = {k: CHECK_SAMPLES[k] for k in ("example", "sizes", "activation", "spec", "loss", "batch", "data",
+                                               "seed", "lr", "steps", "epochs", "dtype", "rtol", "atol")}  # fmt: skip
+# check's options that leave the blog's full-batch SGD on plain layers (and -v): audit refuses each, naming it
+NOT_FOR_AUDIT = {**{k: v for k, v in CHECK_SAMPLES.items() if k not in AUDIT_SAMPLES}, "verbose": ["-v"]}
 AUDIT_PAIRS = list(itertools.combinations(AUDIT_SAMPLES, 2))
 
 
@@ -172,6 +178,40 @@ def test_every_pair_of_audit_options_runs_as_asked_or_is_refused_naming_both(a, 
         assert got[1].kind == "network"
     elif alone == {a: "ok", b: "ok"}:
         _names_both(got[1], AUDIT_SAMPLES[a], AUDIT_SAMPLES[b])
+
+
+@pytest.mark.parametrize("name", list(NOT_FOR_AUDIT))
+def test_every_check_option_audit_cannot_honour_is_refused_in_one_line_naming_it(name, capsys, monkeypatch):
+    monkeypatch.setattr("fcgrad.audits.blog.audit", lambda *a, **k: pytest.fail("the audit ran"))
+    parts = NOT_FOR_AUDIT[name]
+    assert main(["audit", *parts]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "unrecognized" not in err, err
+    assert err.startswith("fcgrad audit: error: ") and all(p in err for p in parts if p.startswith("-")), err
+
+
+def test_every_refused_option_given_together_is_named_in_one_line(capsys):
+    given = ["--optimizer", "adam"]  # a hyperparameter's sample brings its own --optimizer: left out here
+    given += [part for parts in NOT_FOR_AUDIT.values() if parts[0] != "--optimizer" for part in parts]
+    given += [part for parts in NOT_FOR_AUDIT.values() if parts[0] == "--optimizer" for part in parts[2:]]
+    assert main(["audit", *given]) == 2
+    err = capsys.readouterr().err
+    named = [p for p in given if p.startswith("-")]
+    assert len(named) == len(NOT_FOR_AUDIT) and err.count("\n") == 1 and all(p in err for p in named), err
+
+
+@pytest.mark.parametrize("name", ["spec", "epochs", "rtol", "atol"])
+def test_audit_code_refuses_the_options_its_file_decides(name, capsys):
+    assert main(["audit", "--code", "examples/blog_shaped_net.py", *AUDIT_SAMPLES[name]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{AUDIT_SAMPLES[name][0]} " in err, err
+    assert "with --code" in err
+
+
+def test_audit_refuses_a_spec_that_is_not_of_the_blogs_plain_layers(capsys):
+    assert main(["audit", "--spec", "3-4:bn-2", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--spec 3-4:bn-2: the blog's code has plain layers" in err
 
 
 def test_audit_code_refuses_the_departures_of_the_blogs_code(capsys):

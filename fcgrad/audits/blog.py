@@ -87,9 +87,11 @@ def _reference(p: Problem, params) -> dict:
     return reference.gradients(params, p.x, p.t, activations=p.activations, loss=p.loss, dtype=p.dtype)
 
 
-def _local_differences(p: Problem, ref: dict, departures: BlogDepartures) -> dict[tuple[int, str], tuple[float, float]]:
-    """(layer, quantity) -> (max_abs, rel) where the blog's formulas, fed JAX's inputs, differ from JAX."""
-    limit = tol.grad_rel_tol(p.dtype)
+def _local_differences(
+    p: Problem, ref: dict, departures: BlogDepartures, limit: float
+) -> dict[tuple[int, str], tuple[float, float]]:
+    """(layer, quantity) -> (max_abs, rel) where the blog's formulas, fed JAX's inputs, differ from JAX beyond ``limit``
+    (relative)."""
     y, caches = manual.forward(p.params, p.x, p.activations)
     top = len(p.params) - 1
     found = {}
@@ -156,18 +158,28 @@ def _offset(progress, start: int, total: int):
 
 
 def audit(
-    p: Problem, departures: BlogDepartures | None = None, *, keep_history: bool = False, progress=None
+    p: Problem,
+    departures: BlogDepartures | None = None,
+    *,
+    keep_history: bool = False,
+    progress=None,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> AuditReport:
     """Run the blog-code variant (chosen departures on) and JAX from ``p.params``; find and attribute each.
 
     ``progress(done, total)`` counts the steps of every training run the audit makes (one per
-    departure found, and the combined one).
+    departure found, and the combined one). ``rtol``: the relative error at step 0 beyond which a departure
+    changes a number; ``atol``: the parameters' drift beyond which the runs part (default: both by dtype,
+    ``fcgrad.engine.tolerances``).
     """
     p = audit_problem(p)
+    step0_tol = tol.grad_rel_tol(p.dtype) if rtol is None else rtol
+    trajectory_tol = tol.traj_abs_tol(p.dtype) if atol is None else atol
     departures = BlogDepartures() if departures is None else departures
     ref = _reference(p, p.params)
     findings, not_found, claimed = [], {}, {}
-    local = {cause: _local_differences(p, ref, BlogDepartures.only(cause)) for cause in departures.on}
+    local = {cause: _local_differences(p, ref, BlogDepartures.only(cause), step0_tol) for cause in departures.on}
     runs = sum(1 for found in local.values() if found) + 1
     total = runs * p.steps
     started = 0
@@ -176,13 +188,13 @@ def audit(
         if not local[cause]:
             not_found[cause] = _no_finding_reason(cause, p)
             continue
-        trajectory, _ = diverge(p, only, progress=_offset(progress, started, total))
+        trajectory, _ = diverge(p, only, progress=_offset(progress, started, total), atol=trajectory_tol)
         started += p.steps
         for layer, quantity in sorted(local[cause], key=backward_order):
             claimed.setdefault((layer, quantity), []).append(cause)
             max_abs, rel = _end_to_end(p, ref, only, layer, quantity)
             findings.append(Finding(cause, layer, quantity, max_abs, rel, explain(cause, p, layer), trajectory))
-    combined_local = _local_differences(p, ref, departures)
+    combined_local = _local_differences(p, ref, departures, step0_tol)
     attribution = [
         {"layer": layer, "quantity": q, "causes": claimed.get((layer, q), [])}
         for layer, q in sorted(combined_local, key=backward_order)
@@ -193,7 +205,9 @@ def audit(
         for (layer, q), c in claimed.items()
         if (layer, q) not in combined_local
     ]
-    combined, histories = diverge(p, departures, keep_history=keep_history, progress=_offset(progress, started, total))
+    combined, histories = diverge(
+        p, departures, keep_history=keep_history, progress=_offset(progress, started, total), atol=trajectory_tol
+    )
     return AuditReport(
         problem=p,
         departures=departures,
@@ -202,8 +216,8 @@ def audit(
         attribution=attribution,
         unexplained=unexplained,
         combined=combined,
-        step0_tol=tol.grad_rel_tol(p.dtype),
-        trajectory_tol=tol.traj_abs_tol(p.dtype),
+        step0_tol=step0_tol,
+        trajectory_tol=trajectory_tol,
         histories=histories,
     )
 

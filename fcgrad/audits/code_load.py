@@ -20,6 +20,7 @@ one ``FcgradError`` line naming the user's file and line.
 import ast
 import contextlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def load_module(path: str):
     """Execute the user's file as a fresh module; its own syntax or import errors name its line."""
     file = Path(path)
     if file.suffix != ".py" or not file.is_file():
-        raise FcgradError(f"--code: expected an existing .py file, got {path!r}")
+        where = "" if file.is_absolute() else f" (looked for from the working directory {os.getcwd()!r})"
+        raise FcgradError(f"path: expected an existing .py file, got {path!r}{where}")
     name = f"fcgrad_user_code_{abs(hash(file.resolve()))}"
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)

@@ -85,16 +85,17 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def diverge(
-    p: Problem, departures: BlogDepartures, *, keep_history: bool = False, progress=None
+    p: Problem, departures: BlogDepartures, *, keep_history: bool = False, progress=None, atol: float | None = None
 ) -> tuple[Divergence, dict]:
     """Train the blog-code variant and the JAX reference ``p.steps`` steps from ``p.params`` and compare every step.
 
     Runs in chunks so a large network's history is never held whole (unless ``keep_history``).
     Returns the divergence and, when kept, both sides' histories under the ``--save`` keys
     (``{w,b}{i}_blog``, ``loss_blog`` for the blog's code; ``{w,b}{i}_reference``, ``loss_reference`` for JAX).
-    ``progress(done, p.steps)`` is called after each chunk.
+    ``progress(done, p.steps)`` is called after each chunk. ``atol``: the parameters' difference, scaled by
+    max(1, max|param|), beyond which the two runs part (default: by dtype).
     """
-    limit = tol.traj_abs_tol(p.dtype)
+    limit = tol.traj_abs_tol(p.dtype) if atol is None else atol
     per_step = sum(v.size for layer in p.params for v in layer.values()) * np.dtype(p.dtype).itemsize
     chunk = max(1, CHUNK_BYTES // per_step)
     common = dict(activations=p.activations, loss=p.loss, lr=p.lr, dtype=p.dtype)

@@ -49,8 +49,36 @@ exit codes (every command):
 SIZES_EXAMPLE = "2,4,1 or 2-4-1"
 
 
+_GIVEN = "_options_given"  # the namespace's record of the options read so far, removed once parsing ends
+
+
+def _shown(value) -> str:
+    """A value as the user wrote it, near enough: widths as ``2-4-1``, a list space-separated."""
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "-".join(map(str, value))
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+class StoreOnce(argparse._StoreAction):
+    """argparse's ``store``, except that an option given twice with different values is refused, naming it: the
+    last one would otherwise win in silence (``--optimizer adam --optimizer sgd`` running SGD)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(_GIVEN, {})
+        said = option_string if self.nargs == "?" and values is self.const else f"{option_string} {_shown(values)}"
+        if self.dest in given and given[self.dest][1] != values:
+            raise argparse.ArgumentError(
+                self, f"given twice with different values ({given[self.dest][0]}, then {said}); expected it once"
+            )
+        given[self.dest] = (said, values)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line on stderr, ``PROG: error: MESSAGE``, and exit 2.
+    """An ``ArgumentParser`` whose errors are one line on stderr, ``PROG: error: MESSAGE``, and exit 2; an option
+    given twice with different values is one of them (the same value twice is taken).
 
     ``add_subparsers`` builds subcommands with ``type(self)``, so they inherit this behaviour.
     """
@@ -58,6 +86,13 @@ class OneLineParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+        self.register("action", None, StoreOnce)
+        self.register("action", "store", StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extra = super().parse_known_args(args, namespace)
+        parsed.__dict__.pop(_GIVEN, None)
+        return parsed, extra
 
     def error(self, message: str):
         one_line = " ".join(message.split())

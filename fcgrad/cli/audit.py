@@ -7,24 +7,46 @@ or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
 import argparse
 from typing import TYPE_CHECKING
 
-from fcgrad.cli.args import EXIT_AUDIT
+from fcgrad.cli.args import EXIT_AUDIT, positive_float
 from fcgrad.cli.main import (
     add_output_options,
     add_problem_options,
-    described_problem,
+    description_from_args,
     emit_results,
     finite_or_none,
     output_paths,
     prepare,
-    problem_from_args,
     save_archive,
     write_plot,
 )
+from fcgrad.engine.description import HYPER_OPTIONS, flag
 from fcgrad.manual.blog_code import DEPARTURES, BlogDepartures
 from fcgrad.manual.errors import FcgradError
 
 if TYPE_CHECKING:  # the audit itself imports JAX: on first use, so that --help and a usage error need none
     from fcgrad.audits.blog import AuditReport
+
+SGD_ONLY = "plain SGD"
+# check's options that the audit cannot honour, each with the reason: it runs the blog's code, full-batch SGD on
+# plain layers on one device. Parsed (never "unrecognized arguments") but left out of --help, and refused in one
+# line naming every one given.
+NOT_FOR_AUDIT = {
+    "optimizer": SGD_ONLY,
+    **{name: SGD_ONLY for name in HYPER_OPTIONS},
+    "batch_size": "every column at every step",
+    "l2": "no L2 term",
+    "devices": "one device",
+    "verbose": "no phase timings",
+}
+# audit's options that do not apply to --code, each with the reason
+NOT_WITH_CODE = {
+    "spec": "the layers and activations are your file's (--sizes gives their widths)",
+    "epochs": "it counts --steps",
+    "rtol": "each quantity is judged by the audit's own tolerances",
+    "atol": "each quantity is judged by the audit's own tolerances",
+}
+NOT_FOR_AUDIT_SAID = "{}: audit runs the blog's code ({}); expected them with fcgrad check, not audit"
+NOT_WITH_CODE_SAID = "{} with --code: {}; expected none of them"
 
 
 def register(subparsers) -> None:
@@ -33,12 +55,21 @@ def register(subparsers) -> None:
         help="find where the blog's code departs from its math, against JAX",
         description=(
             "Run the blog's code (its published backward, as a variant of the manual path) and the JAX reference "
-            "from the same parameters, both training every w and b, and report each departure that changes "
-            "a number: its cause, the layer and quantity it corrupts, the error at step 0, and how training drifts."
+            "from the same parameters, both training every w and b by full-batch SGD, and report each departure "
+            "that changes a number: its cause, the layer and quantity it corrupts, the error at step 0, and how "
+            "training drifts."
         ),
         epilog=EXIT_AUDIT,
     )
-    add_problem_options(a)
+    g = add_problem_options(a, audit=True)
+    g.add_argument("--spec", help="a network of plain layers, such as 3-8:tanh-2:sigmoid (the blog's: no bn, ln, drop)")
+    g.add_argument("--epochs", type=int, help="passes over the data, instead of --steps: full batch, one step each")
+    a.add_argument(
+        "--rtol", type=positive_float, help="the step-0 relative error that finds a departure (default: by dtype)"
+    )
+    a.add_argument(
+        "--atol", type=positive_float, help="the parameter drift at which the two runs part (default: by dtype)"
+    )
     a.add_argument(
         "--departures",
         metavar="NAMES",
@@ -56,6 +87,7 @@ def register(subparsers) -> None:
     a.add_argument(
         "--weights",
         choices=["in,out", "out,in"],
+        metavar="in,out|out,in",
         help="with --code: your w is (in, out), the blog's (default), or (out, in), PyTorch's; or WEIGHTS in the file",
     )
     a.add_argument(
@@ -67,17 +99,69 @@ def register(subparsers) -> None:
     a.add_argument(
         "--strict", action="store_true", help="exit 1 when the audit finds anything (to gate CI on the blog's code)"
     )
+    for name in NOT_FOR_AUDIT:  # taken as text, whatever it is, so that the refusal names it
+        names = ["-v", "--verbose"] if name == "verbose" else [flag(name)]
+        action = "store_true" if name == "verbose" else "store"
+        a.add_argument(*names, dest=name, action=action, default=None, help=argparse.SUPPRESS)
     a.set_defaults(run=cmd_audit)
+
+
+def _refuse_given(args: argparse.Namespace, reasons: dict[str, str], said_as: str) -> None:
+    """One line naming every option of ``reasons`` that was given, with its value, and why it cannot be honoured
+    (``said_as``: the line, with a place for the options and one for the reasons)."""
+    given = [name for name in reasons if getattr(args, name, None) not in (None, False)]
+    if not given:
+        return
+    said = []
+    for name in given:
+        value = getattr(args, name)
+        said.append("-v" if name == "verbose" else flag(name) if value is True else f"{flag(name)} {value}")
+    why = ", ".join(dict.fromkeys(reasons[name] for name in given))
+    raise FcgradError(said_as.format(", ".join(said), why))
+
+
+def audit_description(args: argparse.Namespace):
+    """``audit``'s run description, checked whole before JAX is imported: every option of check that the blog's
+    full-batch SGD on plain layers cannot honour is refused in one line, then the description's own refusals."""
+    _refuse_given(args, NOT_FOR_AUDIT, NOT_FOR_AUDIT_SAID)
+    d = description_from_args(args)
+    if d.kind != "network":  # the options above are refused: only a spec's layers can leave the blog's form
+        raise FcgradError(
+            f"--spec {args.spec}: the blog's code has plain layers (z = wᵀx + b, then an activation); expected no bn, "
+            "ln or drop in audit's --spec"
+        )
+    return d
+
+
+def described_problem(args: argparse.Namespace):
+    """``audit``'s run: (the description, its ``network`` form's problem: full-batch SGD on plain layers)."""
+    d = audit_description(args)
+    from fcgrad.engine.check_run import network_problem
+    from fcgrad.engine.description import build
+
+    return d, network_problem(d, *build(d))
+
+
+def check_code_file(path: str) -> None:
+    """``--code FILE.py`` refused in one line, before JAX is imported, unless it names an existing ``.py`` file that
+    Python can compile (a syntax error is named at its line, as the audit itself names it)."""
+    from pathlib import Path
+
+    from fcgrad.engine.user_code import user_error
+
+    file = Path(path)
+    if file.suffix != ".py" or not file.is_file():
+        raise FcgradError(f"--code: expected an existing .py file, got {path!r}")
+    try:
+        compile(file.read_bytes(), str(file), "exec")  # compiled only: nothing of the file runs here
+    except (SyntaxError, ValueError) as exc:
+        raise user_error(f"loading {file.name}", exc, str(file)) from None
 
 
 def cmd_code(args: argparse.Namespace) -> int:
     """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
-    from fcgrad.audits import report as code_audit_report
-    from fcgrad.audits.code import audit_code
-    from fcgrad.engine.description import describe_problem
-    from fcgrad.files.meta import run_meta
-    from fcgrad.reports.plots import plot_code_audit
-
+    check_code_file(args.code)
+    _refuse_given(args, NOT_WITH_CODE, NOT_WITH_CODE_SAID)
     if args.save is not None:
         raise FcgradError("--save with --code: expected no --save (the audit of your code keeps no archive)")
     if args.departures is not None:
@@ -88,8 +172,14 @@ def cmd_code(args: argparse.Namespace) -> int:
     if args.dtype not in (None, "float64"):
         raise FcgradError(f"--dtype {args.dtype} with --code: the audit runs your file in float64; expected no --dtype")
     given = args.example is not None or args.sizes is not None or args.data is not None
-    problem = problem_from_args(args) if given else None
+    problem = described_problem(args)[1] if given else None
     _, json_path = output_paths(args)
+    from fcgrad.audits import report as code_audit_report
+    from fcgrad.audits.code import audit_code
+    from fcgrad.engine.description import describe_problem
+    from fcgrad.files.meta import run_meta
+    from fcgrad.reports.plots import plot_code_audit
+
     chosen = {} if given else {"lr": args.lr, "batch": args.batch, "seed": args.seed}
     activations = args.activation.split(",") if args.activation and "," in args.activation else args.activation
     report = audit_code(args.code, problem, steps=args.steps, weights=args.weights, samples=args.samples,
@@ -103,20 +193,25 @@ def cmd_code(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    _refuse_given(args, NOT_FOR_AUDIT, NOT_FOR_AUDIT_SAID)
     if args.code is not None:
         return cmd_code(args)
     if args.weights is not None or args.samples is not None:
         raise FcgradError("--weights/--samples without --code: they are your file's layout; expected --code FILE.py")
     command = "fcgrad audit"
     departures = BlogDepartures.from_names(args.departures or "all")  # bad names fail before any work (and JAX)
+    d = audit_description(args)
+    save, json_path = output_paths(args)
     from fcgrad.audits.blog import as_json, audit
+    from fcgrad.engine.check_run import network_problem
+    from fcgrad.engine.description import build
     from fcgrad.files.meta import run_meta
 
-    d, p = described_problem(args)
-    save, json_path = output_paths(args)
+    p = network_problem(d, *build(d))
     progress = prepare(command, args, p, save)
     try:
-        report = audit(p, departures, keep_history=save is not None or args.plot is not None, progress=progress)
+        kept = save is not None or args.plot is not None
+        report = audit(p, departures, keep_history=kept, progress=progress, rtol=d.rtol, atol=d.atol)
     finally:
         if progress is not None:
             progress.close()

@@ -13,10 +13,11 @@ import sys
 from fcgrad.cli.args import EXIT_CHECK, EXIT_TOP, OneLineParser, positive_float, seed_arg, sizes_arg
 
 
-def add_problem_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose a problem; shared by ``check`` and ``audit``. Every default is None here:
-    the run description (``fcgrad.engine.description``) fills in the defaults below, so it can tell what
-    was given and refuse what it cannot honour."""
+def add_problem_options(parser: argparse.ArgumentParser, *, audit: bool = False):
+    """The options that choose a problem; shared by ``check`` and ``audit`` (whose help speaks of the blog's
+    full-batch SGD on plain layers, and lists no digits). Every default is None here: the run description
+    (``fcgrad.engine.description``) fills in the defaults below, so it can tell what was given and refuse what it
+    cannot honour. Returns the group, for a command's own problem options."""
     from fcgrad.engine.description import EXAMPLES
     from fcgrad.manual.activations import ACTIVATIONS
     from fcgrad.manual.losses import LOSSES
@@ -24,8 +25,9 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("problem")
     g.add_argument(
         "--example",
-        choices=EXAMPLES,
-        help="a built-in problem (default: and, the blog's; digits: scikit-learn's 8x8 digits, check only)",
+        choices=[e for e in EXAMPLES if not (audit and e == "digits")],
+        help="a built-in problem (default: and, the blog's"
+        + (")" if audit else "; digits: scikit-learn's 8x8 digits, check only)"),
     )
     g.add_argument("--sizes", type=sizes_arg, help="layer widths for a random problem: 3,7,5,2 or 3-7-5-2")
     g.add_argument(
@@ -41,20 +43,22 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--batch", type=int, help="samples of a random problem (default: 8 with --sizes, 64 with --spec)"
     )
+    drawn = "data and initial parameters" if audit else "data, initial parameters, mini-batches and dropout masks"
     g.add_argument(
         "--seed",
         type=seed_arg,
-        help="random seed for data, initial parameters, mini-batches and dropout masks (default 0; refused when "
-        "nothing is drawn, as for mazur)",
+        help=f"random seed for {drawn} (default 0; refused when nothing is drawn, as for mazur)",
     )
+    rates = "else 0.1" if audit else "else 0.1 for sgd, momentum and nesterov, 0.001 for rmsprop, adam and adamw"
     g.add_argument(
         "--lr",
         type=float,
-        help="learning rate (default: the example's: and, xor 0.1, mazur 0.5, digits 0.01; else 0.1 for sgd, "
-        "momentum and nesterov, 0.001 for rmsprop, adam and adamw)",
+        help=f"learning rate (default: the example's: and, xor 0.1, mazur 0.5{'' if audit else ', digits 0.01'}; "
+        f"{rates})",
     )
+    digits = "" if audit else "; digits 5 epochs"
     g.add_argument(
-        "--steps", type=int, help="training steps (default: 10000 for and, xor, mazur; 1000 otherwise; digits 5 epochs)"
+        "--steps", type=int, help=f"training steps (default: 10000 for and, xor, mazur; 1000 otherwise{digits})"
     )
     g.add_argument("--dtype", choices=["float64", "float32"], help="default float64")
     g.add_argument(
@@ -63,6 +67,7 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
         help="your data: .npz with X (in, N), T (out, N) and optional w0, b0, w1, b1, ...; or .csv with --targets",
     )
     g.add_argument("--targets", metavar="NAMES", help="the CSV's target column names, comma-separated")
+    return g
 
 
 def add_output_options(parser: argparse.ArgumentParser, save_help: str) -> None:
@@ -96,22 +101,6 @@ def description_from_args(args: argparse.Namespace):
     return describe(given)
 
 
-def described_problem(args: argparse.Namespace):
-    """``audit``'s run: (the description, its ``network`` form's problem: full-batch SGD on plain layers)."""
-    from fcgrad.engine.check_run import network_problem
-    from fcgrad.engine.description import build
-    from fcgrad.manual.errors import FcgradError
-
-    if args.example == "digits":
-        raise FcgradError("--example digits: expected it with fcgrad check (it trains a spec network), got audit")
-    d = description_from_args(args)
-    return d, network_problem(d, *build(d))
-
-
-def problem_from_args(args: argparse.Namespace):
-    return described_problem(args)[1]
-
-
 def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(--save, --json file) checked before any work, --plot too; a --json that prints gives None."""
     from fcgrad.files.output import check_output_path
@@ -119,9 +108,10 @@ def output_paths(args: argparse.Namespace) -> tuple[str | None, str | None]:
     save = None if args.save is None else check_output_path(args.save, "--save", ".npz")
     json_path = None if args.json in (None, "-") else check_output_path(args.json, "--json", ".json")
     if getattr(args, "plot", None) is not None:
+        target = check_output_path(args.plot, "--plot", ".png")
         from fcgrad.reports.plots import check_plot_target
 
-        check_plot_target(check_output_path(args.plot, "--plot", ".png"))  # matplotlib too, before the run
+        check_plot_target(target)  # matplotlib too, before the run
     return save, json_path
 
 
@@ -145,10 +135,27 @@ def prepare(command: str, args: argparse.Namespace, p, save: str | None):
     chunk_bytes = getattr(run, "CHUNK_BYTES", budget.DEFAULT_CHUNK_BYTES)
     est = budget.estimate(p, keep_history=save is not None, chunk_bytes=chunk_bytes)
     disk = None if save is None else budget.free_disk(os.path.dirname(os.path.abspath(save)))
-    budget.require_fit(est, save_path=save, memory=budget.available_memory(), disk=disk)
+    budget.require_fit(est, save_path=save, memory=budget.available_memory(), disk=disk, knobs=memory_knobs(args))
     if save is not None and budget.save_note(est, save):
         terminal.say(f"{command}: {budget.save_note(est, save)}")
     return terminal.Progress(command) if terminal.progress_enabled(args.quiet) else None
+
+
+def memory_knobs(args: argparse.Namespace) -> dict[str, str]:
+    """The options that drive each part of the memory estimate (``fcgrad.engine.budget``), as this run was given."""
+    data, example = getattr(args, "data", None), getattr(args, "example", None)
+    if getattr(args, "spec", None) or getattr(args, "sizes", None) or data is None:
+        widths = f"smaller {'--spec' if getattr(args, 'spec', None) else '--sizes'}"
+    else:
+        widths = f"narrower layers than {data}'s"
+    if data is not None:
+        samples = f"a --data file with fewer samples than {data}"
+    elif example is not None:
+        samples = f"fewer samples (--example {example} fixes its N)"
+    else:
+        samples = "a smaller --batch"
+    steps = "fewer --epochs" if getattr(args, "epochs", None) is not None else "fewer --steps"
+    return {"comparison": widths, "samples": samples, "histories": f"{steps} or no --save"}
 
 
 def save_archive(path: str, p, histories: dict, meta: dict) -> None:
@@ -393,8 +400,8 @@ def _run(argv: list[str] | None, where: list[str]) -> int:
         if not _out_of_memory(exc):
             raise
         terminal.say(
-            f"{where[0]}: error: out of memory ({type(exc).__name__}); expected fewer --steps, smaller --sizes, "
-            "or no --save"
+            f"{where[0]}: error: out of memory ({type(exc).__name__}); expected a smaller run: smaller --sizes or "
+            "--spec, a smaller --batch, fewer --steps, or no --save"
         )
         return 2
 

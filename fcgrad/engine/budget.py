@@ -8,7 +8,9 @@ c steps (the comparison holds c steps per side at once, ``chunk_bytes // B``):
 - with ``--save``: both sides' whole histories (2·(S+1)·B, and as much again for each optimizer moment kept
   beside the parameters), held twice while the chunks are joined;
 - the file: both histories, both loss curves, the data.
-It is an estimate within a small factor, meant to refuse runs that cannot fit, not to size exact ones.
+It is an estimate within a small factor, meant to refuse runs that cannot fit, not to size exact ones. A refusal
+names the options that drive the parts that make it up (``require_fit``'s ``knobs``): the widths drive the
+comparison, N the samples through the layers, the steps and ``--save`` the histories.
 """
 
 import os
@@ -21,17 +23,33 @@ from fcgrad.manual.errors import FcgradError
 
 LARGE_SAVE_BYTES = 100 * 10**6  # a --save file above this size is announced on stderr before the run
 DEFAULT_CHUNK_BYTES = 64 * 2**20  # the comparison's chunk, when the engine does not state its own
+# A part of the estimate that holds at least this share of it is one of its causes, and a refusal names the options
+# that drive it. Of the three parts the largest holds at least a third, so it is always named; a part of a quarter
+# or more changes the total by as much as the memory a run misses by is often short of.
+DRIVER_SHARE = 0.25
+# the options that drive each part, when the caller names none of its own
+KNOBS = {"comparison": "smaller widths", "samples": "fewer samples", "histories": "fewer steps or no --save"}
 
 
 @dataclass(frozen=True)
 class Estimate:
-    working_bytes: int  # held at once while comparing, without the kept histories
-    history_bytes: int  # kept for --save (0 without it)
+    comparison_bytes: int  # the steps compared at once, both sides and their differences: grows with the widths
+    samples_bytes: int  # N samples through every width, on both sides: grows with N (and the widths)
+    history_bytes: int  # kept for --save (0 without it): grows with the steps and the widths
     save_bytes: int  # size of the --save file (0 without it)
+
+    @property
+    def working_bytes(self) -> int:
+        """Held at once while comparing, without the kept histories."""
+        return self.comparison_bytes + self.samples_bytes
 
     @property
     def memory_bytes(self) -> int:
         return self.working_bytes + self.history_bytes
+
+    def parts(self) -> dict[str, int]:
+        """The estimate's parts, by the name ``KNOBS`` gives each."""
+        return {"comparison": self.comparison_bytes, "samples": self.samples_bytes, "histories": self.history_bytes}
 
 
 def human(n: float) -> str:
@@ -56,14 +74,14 @@ def estimate(p, *, keep_history: bool, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -
     itemsize = np.dtype(p.dtype).itemsize
     per_step = n_params * itemsize
     chunk = min(max(p.steps, 1), max(1, chunk_bytes // per_step))
-    working = chunk * (3 * per_step + 3 * n_params * 8)
-    working += 2 * 4 * samples * sum(p.sizes) * itemsize  # x, z, y and a residual per layer, per side
+    comparison = chunk * (3 * per_step + 3 * n_params * 8)
+    through = 2 * 4 * samples * sum(p.sizes) * itemsize  # x, z, y and a residual per layer, per side
     if not keep_history:
-        return Estimate(working, 0, 0)
+        return Estimate(comparison, through, 0, 0)
     histories = 2 * (p.steps + 1) * per_step * (1 + moment_trees(p))
     data = ((p.sizes[0] + p.sizes[-1]) * samples + n_params) * itemsize
     save = histories + 2 * p.steps * itemsize + data
-    return Estimate(working, 2 * histories, save)
+    return Estimate(comparison, through, 2 * histories, save)
 
 
 def moment_trees(p) -> int:
@@ -98,15 +116,24 @@ def free_disk(folder: str) -> int | None:
         return None
 
 
-def require_fit(est: Estimate, *, save_path: str | None, memory: int | None, disk: int | None) -> None:
-    """Refuse (``FcgradError``) a run whose estimate exceeds the memory available, or a file the disk cannot hold."""
+def require_fit(
+    est: Estimate, *, save_path: str | None, memory: int | None, disk: int | None, knobs: dict[str, str] | None = None
+) -> None:
+    """Refuse (``FcgradError``) a run whose estimate exceeds the memory available, or a file the disk cannot hold.
+
+    ``knobs``: what to ask for to shrink each part (``KNOBS``' names), in the caller's options; the refusal asks for
+    those of the parts that hold at least ``DRIVER_SHARE`` of the estimate, largest first.
+    """
     if memory is not None and est.memory_bytes > memory:
-        parts = f"comparison {human(est.working_bytes)}"
+        knobs = {**KNOBS, **(knobs or {})}
+        parts = [f"comparison {human(est.comparison_bytes)}", f"samples through the layers {human(est.samples_bytes)}"]
         if est.history_bytes:
-            parts += f", --save histories {human(est.history_bytes)}"
+            parts.append(f"--save histories {human(est.history_bytes)}")
+        causes = sorted((n for n, b in est.parts().items() if b >= DRIVER_SHARE * est.memory_bytes),
+                        key=lambda n: -est.parts()[n])  # fmt: skip
         raise FcgradError(
-            f"memory: this run needs about {human(est.memory_bytes)} ({parts}), "
-            f"but {human(memory)} is available; expected fewer --steps, smaller --sizes, or no --save"
+            f"memory: this run needs about {human(est.memory_bytes)} ({', '.join(parts)}), "
+            f"but {human(memory)} is available; expected {', or '.join(knobs[n] for n in causes)}"
         )
     if save_path is not None and disk is not None and est.save_bytes > disk:
         raise FcgradError(

@@ -420,6 +420,13 @@ def _check_description(d: RunDescription, given: dict) -> None:
         )
     if d.devices is not None and (isinstance(d.devices, bool) or not isinstance(d.devices, int) or d.devices < 1):
         _refuse(f"--devices: expected a positive number of devices, got {d.devices!r}")
+    if d.kind == "sharded" and d.samples < d.devices:
+        n = d.samples
+        if d.source == "random":
+            n_from = f"--batch {n}" if "batch" in given else f"the default --batch {n}"
+        else:
+            n_from = f"--data {d.data_file} (N = {n})" if d.data_file else f"--example {d.source} (N = {n})"
+        _refuse(f"--devices {d.devices} and {n_from}: expected at most {n} devices, one sample each")
 
 
 def build(d: RunDescription) -> tuple[np.ndarray, np.ndarray, list]:

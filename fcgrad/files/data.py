@@ -10,11 +10,14 @@
   into the by-column layout.
 
 Every check runs before any work and fails with one line saying what was expected and what came:
-the orientation (samples by row where by column was expected), shapes against the parameters,
+the orientation (samples by row where by column was expected), each parameter's shape against the
+data and the layer before (the wrong array named, and said to look transposed when it does),
 NaN or Inf (with its index, or its CSV line and column), an empty batch.
 """
 
 import csv
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from fcgrad.manual.network import init_params
 
 BLOG_HIDDEN = 4  # the blog's hidden width, used when neither the file nor sizes give the widths
 DEFAULT_STEPS = 1_000  # as for a random problem
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # the first bytes of a zip archive, and of an empty one
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of a single .npy array
 
 
 def _two_d(name: str, a: np.ndarray, file: str) -> np.ndarray:
@@ -58,35 +63,118 @@ def _orientation(x: np.ndarray, t: np.ndarray, file: str) -> None:
     raise FcgradError(f"{file}: X has {x.shape[1]} columns (samples), T has {t.shape[1]}; expected the same N")
 
 
-def _params_from(arrays: dict, file: str) -> list | None:
-    """``w0``, ``b0``, ... (or ``w0_init``, ...) in order, or None when the file has none."""
+def _params_from(arrays: dict, file: str) -> list[tuple[str, np.ndarray, str, np.ndarray]] | None:
+    """``[(name, w, name, b), ...]``: ``w0``, ``b0``, ... (or ``w0_init``, ...) in order; None when the file has
+    none. Only their presence is checked here; their shapes are judged against the data (``_check_params``)."""
     for suffix in ("", "_init"):
         if f"w0{suffix}" not in arrays:
             continue
-        params, i = [], 0
+        layers, i = [], 0
         while f"w{i}{suffix}" in arrays:
             if f"b{i}{suffix}" not in arrays:
                 raise FcgradError(f"{file}: has w{i}{suffix} but no b{i}{suffix}; expected both for every layer")
-            params.append({"w": arrays[f"w{i}{suffix}"], "b": arrays[f"b{i}{suffix}"]})
+            layers.append((f"w{i}{suffix}", arrays[f"w{i}{suffix}"], f"b{i}{suffix}", arrays[f"b{i}{suffix}"]))
             i += 1
-        try:
-            return validate.check_params(params, np.float64)[0]
-        except FcgradError as exc:
-            raise FcgradError(f"{file}: {exc}") from None
+        return layers
     return None
+
+
+def _numbers(name: str, a: np.ndarray, file: str) -> np.ndarray:
+    """A parameter array of real, finite numbers, as float64; refused naming the file's array."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise FcgradError(f"{file}: {name}: expected real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise FcgradError(f"{file}: {name}: expected finite values, got {a[bad]} at index {bad}")
+    return a
+
+
+def _check_params(layers: list, x: np.ndarray, t: np.ndarray, file: str) -> list[dict]:
+    """The file's parameters against its data, layer by layer: ``w{i}`` (in, out) takes the rows of X (or the
+    columns of ``w{i-1}``), ``b{i}`` is (out, 1), the last ``w`` gives the rows of T. The array that is wrong is the
+    one named, and a ``w`` stored (out, in), or a ``b`` stored as a row, is said to look transposed."""
+    params = []
+    n_in, feeds = x.shape[0], f"X {x.shape} has {x.shape[0]} rows"
+    for w_name, w, b_name, b in layers:
+        w, b = _numbers(w_name, w, file), _numbers(b_name, b, file)
+        if w.ndim != 2:
+            raise FcgradError(f"{file}: {w_name}: expected a 2-D array (in, out), got shape {w.shape}")
+        if w.shape[0] != n_in:
+            if w.shape[1] == n_in:
+                raise FcgradError(
+                    f"{file}: {w_name}: expected ({n_in}, {w.shape[0]}) as (in, out), one row per input ({feeds}), "
+                    f"got {w.shape}: it looks transposed, stored (out, in); transpose it"
+                )
+            raise FcgradError(
+                f"{file}: {w_name}: expected {n_in} rows as (in, out), one per input ({feeds}), got shape {w.shape}"
+            )
+        n_out = w.shape[1]
+        if b.shape != (n_out, 1):
+            hint = "; it looks transposed: the blog's b is a column" if b.shape == (1, n_out) else ""
+            raise FcgradError(
+                f"{file}: {b_name}: expected shape ({n_out}, 1), one per output of {w_name} {w.shape}, "
+                f"got {b.shape}{hint}"
+            )
+        params.append({"w": w, "b": b})
+        n_in, feeds = n_out, f"{w_name} {w.shape} has {n_out} outputs"
+    w_name = layers[-1][0]
+    if n_in != t.shape[0]:
+        raise FcgradError(
+            f"{file}: {w_name}: expected {t.shape[0]} columns as (in, out), one per row of T {t.shape}, "
+            f"got shape {params[-1]['w'].shape}"
+        )
+    return params
 
 
 def read_npz(path: str) -> tuple[np.ndarray, np.ndarray, list | None]:
     file = Path(path).name
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FcgradError(f"{file}: expected a readable .npz file, got {type(exc).__name__}: {exc}") from None
+    arrays = _npz_arrays(path, file)
     missing = [k for k in ("X", "T") if k not in arrays]
     if missing:
         raise FcgradError(f"{file}: expected arrays X (in, N) and T (out, N), missing {missing}; has {sorted(arrays)}")
     return _two_d("X", arrays["X"], file), _two_d("T", arrays["T"], file), _params_from(arrays, file)
+
+
+def _npz_arrays(path: str, file: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (a zip of ``.npy`` files, as ``np.savez`` writes it), read as numbers only.
+
+    A pickle is never loaded: an array of Python objects is refused by its header before any of it is read, and
+    no message passes on NumPy's own words, which suggest loading the file unsafely.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if not head.startswith(ZIP_MAGIC):
+        got = (
+            "an empty file" if not head
+            else "a single .npy array (np.save); save X and T together with np.savez" if head == NPY_MAGIC
+            else "a file that is not a zip archive"
+        )  # fmt: skip
+        raise FcgradError(f"{file}: expected an .npz archive of arrays (np.savez), got {got}")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                name = member.removesuffix(".npy")
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                        np.lib.format.read_array_header_2_0)  # fmt: skip
+                    dtype = read_header(f)[2]
+                if dtype.hasobject:
+                    raise FcgradError(
+                        f"{file}: {name}: expected an array of numbers, got dtype {dtype} (Python objects, stored as "
+                        "a pickle, which fcgrad never loads)"
+                    )
+                with archive.open(member) as f:
+                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except FcgradError:
+        raise
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
+        why = "its compressed data is corrupt" if isinstance(exc, zlib.error) else type(exc).__name__
+        raise FcgradError(f"{file}: expected an .npz archive of arrays (np.savez), got a damaged one ({why})") from None
+    return arrays
 
 
 def read_csv(path: str, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +182,14 @@ def read_csv(path: str, targets: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
     file = Path(path).name
     if not targets:
         raise FcgradError(f"{file}: expected the names of the target columns (e.g. --targets y), got none")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark is dropped
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as exc:
+        raise FcgradError(f"{file}: expected comma-separated text (UTF-8), got a byte that is not text at offset "
+                          f"{exc.start}") from None  # fmt: skip
+    except csv.Error as exc:
+        raise FcgradError(f"{file}: expected comma-separated text, got {exc}") from None
     if len(rows) < 2:
         raise FcgradError(f"{file}: expected a header row and at least one sample row, got {len(rows)} row(s)")
     header = [h.strip() for h in rows[0]]
@@ -136,7 +230,9 @@ def read_file(path: str, targets: Sequence[str] | None = None) -> tuple[np.ndarr
         raise FcgradError(f"--data: expected a .npz or .csv file, got {file.suffix or 'no suffix'} ({file.name})")
     _orientation(x, t, file.name)
     if params is not None:
-        try:
+        params = _check_params(params, x, t, file.name)
+        try:  # what the checks above leave to the library's own (none, for a file that passed them)
+            params = validate.check_params(params, np.float64)[0]
             validate.check_data(x, t, params, np.dtype(np.float64))
         except FcgradError as exc:
             raise FcgradError(f"{file.name}: {exc}") from None

@@ -130,8 +130,18 @@ def _problem_for(sizes, problem: Problem | None, file: str, *, lr=None, batch=No
     return p.with_options(lr=lr)
 
 
-def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
-    """``stepper(params) -> (loss, new params)`` and JAX, ``p.steps`` steps from ``p.params``, every step compared."""
+def _scaled(ref: dict, scale: float) -> dict:
+    """JAX's gradients of ``scale`` × the library's loss: every residual and gradient times ``scale``."""
+    if scale == 1.0:
+        return ref
+    layers = [{q: scale * v for q, v in layer.items()} for layer in ref["layers"]]
+    return {**ref, "loss": scale * ref["loss"], "residual_y": scale * ref["residual_y"], "layers": layers}
+
+
+def drift(stepper, p: Problem, scale: float = 1.0) -> tuple[Divergence, dict]:
+    """``stepper(params) -> (loss, new params)`` and JAX, ``p.steps`` steps from ``p.params``, every step compared.
+
+    ``scale``: the file's loss is that × the library's, so JAX steps with ``scale·lr`` on the library's loss."""
     params, losses, history, diverged = p.params, [], [p.params], None
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(p.steps):
@@ -143,7 +153,7 @@ def drift(stepper, p: Problem) -> tuple[Divergence, dict]:
             history.append(params)
     done = len(losses)
     common = dict(activations=p.activations, loss=p.loss)
-    r = reference.train(p.params, p.x, p.t, lr=p.lr, steps=done, **common)
+    r = reference.train(p.params, p.x, p.t, lr=p.lr * scale, steps=done, **common)
     if diverged is None:  # entry k of each: the loss at the parameters after k steps
         with np.errstate(over="ignore", invalid="ignore"):
             losses.append(stepper(params)[0])
@@ -227,13 +237,13 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     if problem is None and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
         p = with_classes(p, 0 if seed is None else seed)
     p = p.with_options(steps=steps, dtype="float64")
-    ref = reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss)
+    ref = _scaled(reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss), model.scale)
     cannot_tell = reasons(p, ref)
     with recording(str(Path(path).resolve().parent)) as rec:
         chained = driver.chain(p)
     own = chained[1]
     after = chained[2] if len(chained) > 2 else (driver.params(p.params) if hasattr(driver, "params") else None)
-    trace = trace_of(rec.records, p, ref, layout, after=after)
+    trace = trace_of(rec.records, p, ref, layout, after=after)  # ref: already at the file's loss scale
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update
@@ -253,7 +263,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
             f"the file's residuals are per sample (N × JAX's, its gradients carry the 1/N): each is read "
             f"divided by N = {p.batch}"
         )
-    div, histories = drift(driver.stepper(p), p)
+    div, histories = drift(driver.stepper(p), p, model.scale)
     findings = merge(result.findings, trace, e2e.rows + iso_rows, updated, own)
     unjudged = set() if trace.lines else e2e.unjudged | result.unjudged  # traced: each judged from its inputs
     inherited = _inherited([e2e.rows, iso_rows], findings, unjudged)

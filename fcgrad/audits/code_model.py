@@ -28,11 +28,44 @@ FORMULA_MATCH_TOL = 1e-9
 MAX_COMBINATIONS = 1024
 
 
+class LossName(str):
+    """A library loss's name, carrying the constant by which the file's own loss differs from it (``scale``)."""
+
+    scale: float = 1.0
+    words: str = ""
+
+
+# A file's loss may be the library's times a constant and still be the same objective, written another way:
+# the square loss without its ½, or averaged over the outputs as well as the samples (MSE over every entry).
+# A sum over the samples is not among them: its update is N × the mean's, the missing 1/N the audit names.
+def _conventions(loss: str, outputs: int) -> list[tuple[float, str]]:
+    if loss == "square":
+        out = [(2.0, "no ½: Σ (y − t)² / N")]
+        if outputs > 1:
+            out += [
+                (2.0 / outputs, f"a mean over the {outputs} outputs too: Σ (y − t)² / (N·{outputs})"),
+                (1.0 / outputs, f"a mean over the {outputs} outputs too, with the ½"),
+            ]
+        return out
+    if loss == "mae" and outputs > 1:
+        return [(1.0 / outputs, f"a mean over the {outputs} outputs too")]
+    return []
+
+
 @dataclass(frozen=True)
 class Model:
     activations: tuple[str, ...]
     loss: str
     notes: tuple[str, ...] = ()  # where each came from when the file did not say it plainly
+    scale: float = 1.0  # the file's loss is this × the library's (its own convention: no ½, a mean over outputs)
+
+    def __post_init__(self):
+        scale = getattr(self.loss, "scale", 1.0)
+        if scale != 1.0:
+            said = f"the file's loss is {scale:.6g} × the library's {self.loss} loss ({self.loss.words}): its own"
+            object.__setattr__(self, "scale", float(scale))
+            object.__setattr__(self, "notes", (*self.notes, said + "; the gradients it should compute are scaled so"))
+        object.__setattr__(self, "loss", str(self.loss))
 
 
 def _close(a, b) -> bool:
@@ -49,15 +82,22 @@ def match_activation(y, z, what: str, file: str) -> str:
 
 
 def match_loss(value: float, y, t, what: str, file: str) -> str | None:
-    """The library loss with ``L(y, t) = value`` (blog layout); None when none does."""
+    """The library loss with ``L(y, t) = value`` (blog layout), or a constant times it that is a convention of
+    its own (a ``LossName`` with that ``scale``); None when none does."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for name, loss in LOSSES.items():
-            try:
-                expected = float(loss.forward(y, t))
-            except (ValueError, FloatingPointError):
-                continue
-            if np.isfinite(expected) and _close(np.float64(value), np.float64(expected)):
-                return name
+        for scaled in (False, True):
+            for name, loss in LOSSES.items():
+                try:
+                    expected = float(loss.forward(y, t))
+                except (ValueError, FloatingPointError):
+                    continue
+                if not np.isfinite(expected):
+                    continue
+                for c, words in _conventions(name, np.shape(y)[0]) if scaled else [(1.0, "")]:
+                    if _close(np.float64(value), np.float64(c * expected)):
+                        found = LossName(name)
+                        found.scale, found.words = c, words
+                        return found
     return None
 
 

@@ -108,11 +108,16 @@ def test_a_returned_residual_z_gets_a_row_of_its_own_beside_the_three_it_spoils(
     with pytest.raises(AssertionError) as failure:
         assert_backward_matches(sigmoid_forward, backward, SHAPES)
     message = str(failure.value)
-    assert [line.split()[0] for line in message.splitlines() if line.startswith("  ") and line[2] != " "] == [
+    rows = [line for line in message.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert [line.split()[0] for line in rows if not line.startswith("  line ")] == [
         "residual_x", "grad_w", "grad_b", "residual_z",
     ]  # fmt: skip
     assert "residual_z   max|Δ|" in message and "looks like σ' written as y" in message
     assert "suspect" not in message  # residual_z was compared: no need to suspect it
+    # the trace: the one statement that computed the wrong residual_z, named once more
+    assert [line.split(":")[1].strip() for line in rows if line.startswith("  line ")] == [
+        "residual_z = residual_y * derivative(y)  (`residual_z`)"
+    ]
 
 
 @pytest.mark.parametrize("returns_residual_z", [True, False], ids=["residual_z-returned", "not-returned"])

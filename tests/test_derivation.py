@@ -5,6 +5,7 @@ import pytest
 
 from fcgrad.derivation.checker import check_derivation
 from fcgrad.derivation.report import assert_derivation_matches, text
+from fcgrad.diagnosis import catalogue
 from fcgrad.manual.activations import sigmoid
 from fcgrad.manual.errors import FcgradError
 
@@ -64,6 +65,21 @@ def test_a_flipped_sign_is_the_origin_and_everything_below_inherits_it():
     assert {k for k, x in v.items() if x == "inherited"} == {"w2", "b2", "y1", "z1", "w1", "b1"}
     assert all(r.inherits_from == ("z2",) for r in report.rows if r.verdict == "inherited")
     assert [d.name for d in report.origins[0].diagnoses] == ["flipped_sign"]
+
+
+def test_the_names_are_the_catalogues_own_not_a_copy(monkeypatch):
+    # an entry added to fcgrad.diagnosis.catalogue names the derivation's origin at once, with its context:
+    # the checker asks the one catalogue, and tells it which layer quantity the term is
+    seen = []
+
+    def planted_entry(m, r, ctx, tol):
+        seen.append(ctx.quantity)
+        return "planted_entry", "looks like the planted entry", 0.0
+
+    monkeypatch.setitem(catalogue.CATALOGUE, "planted_entry", planted_entry)
+    report = _check(sign_z2=-1.0)
+    assert "planted_entry" in [d.name for d in report.origins[0].diagnoses]
+    assert seen == ["residual_z"]  # z2 is a layer's z: its ∂L/∂z is the catalogue's residual_z
 
 
 def test_several_independent_mistakes_are_all_found_in_one_run():

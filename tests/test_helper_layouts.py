@@ -55,6 +55,13 @@ def test_a_correct_layer_passes_in_its_own_layout(view):
     assert [c.name for c in checks] == ["residual_x", "grad_w", "grad_b"] and all(c.ok for c in checks)
 
 
+# the statement each of these plants is made in, as the trace of a failing backward quotes it
+TRACED = {
+    "activation_derivative_dropped": 'grads["residual_x"] = RESIDUAL_X[key](w, residual_y)',
+    "transposed": 'grads["grad_w"] = grads["grad_w"].T',
+}
+
+
 @pytest.mark.parametrize("view", LAYOUTS, ids=LAYOUT_IDS)
 @pytest.mark.parametrize(
     "plant, row, words",
@@ -72,9 +79,12 @@ def test_a_planted_mistake_is_named_on_its_row_in_the_users_layout(view, plant, 
     with pytest.raises(AssertionError) as failure:
         assert_backward_matches(forward, backward, shapes, weights=view.weights, samples=view.samples)
     message = str(failure.value)
-    failing = [line.split()[0] for line in message.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    rows = [line for line in message.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    failing = [line.split()[0] for line in rows if not line.startswith("  line ")]  # not the traced lines
     assert failing == [row], message
     assert words in message, message
+    if plant in TRACED:  # a mistake made in a statement of its own: the trace names that statement
+        assert f"{TRACED[plant]}  (`" in message, message
     if plant == "transposed":
         assert f"JAX's {shapes['w']}ᵀ" in message  # the user's shape of w, not the blog's
     else:

@@ -108,11 +108,16 @@ def test_a_returned_residual_z_gets_a_row_of_its_own_beside_the_three_it_spoils(
     with pytest.raises(AssertionError) as failure:
         assert_backward_matches(sigmoid_forward, backward, SHAPES)
     message = str(failure.value)
-    assert [line.split()[0] for line in message.splitlines() if line.startswith("  ") and line[2] != " "] == [
+    rows = [line for line in message.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert [line.split()[0] for line in rows if not line.startswith("  line ")] == [
         "residual_x", "grad_w", "grad_b", "residual_z",
     ]  # fmt: skip
     assert "residual_z   max|Δ|" in message and "looks like σ' written as y" in message
     assert "suspect" not in message  # residual_z was compared: no need to suspect it
+    # the trace: the one statement that computed the wrong residual_z, named once more
+    assert [line.split(":")[1].strip() for line in rows if line.startswith("  line ")] == [
+        "residual_z = residual_y * derivative(y)  (`residual_z`)"
+    ]
 
 
 @pytest.mark.parametrize("returns_residual_z", [True, False], ids=["residual_z-returned", "not-returned"])
@@ -158,3 +163,51 @@ def test_a_hidden_residual_that_skips_w_is_named_though_its_shape_is_wrong():
 
     with pytest.raises(AssertionError, match="looks like a hidden residual that reuses the error above"):
         assert_backward_matches(sigmoid_forward, backward, SHAPES)
+
+
+# ---- a layer that ends in its loss: y is one number, z is still (out, N) ----
+
+LOSS_SHAPES = {"x": (3, 5), "w": (3, 2), "b": (2, 1), "t": (2, 5)}
+LOSS_WRT = {"residual_x": "x", "grad_w": "w", "grad_b": "b"}  # the targets t are data, not differentiated
+
+
+def square_loss_forward(x, w, b, t):
+    """A linear layer and the blog's square loss: L = Σ (z − t)² / N / 2, one number."""
+    return jnp.sum((w.T @ x + b - t) ** 2) / x.shape[1] / 2
+
+
+def square_loss_backward(residual_y, x, w, b, t, *, per_sample=False):
+    """∂L/∂z = residual_y · (z − t)/N; ``per_sample`` forgets the 1/N."""
+    z = w.T @ x + b  # (out, N)
+    residual_z = residual_y * (z - t) / (1 if per_sample else x.shape[1])  # (out, N)
+    grads = {"residual_x": w @ residual_z, "grad_w": x @ residual_z.T, "grad_b": residual_z.sum(1, keepdims=True)}
+    return {**grads, "residual_z": residual_z}
+
+
+def test_a_layer_that_ends_in_its_loss_passes_with_its_residual_z_compared():
+    checks = assert_backward_matches(square_loss_forward, square_loss_backward, LOSS_SHAPES, wrt=LOSS_WRT)
+    assert [c.name for c in checks] == ["residual_x", "grad_w", "grad_b"]
+
+
+def test_a_layer_that_ends_in_its_loss_has_its_returned_residual_z_compared_with_jax():
+    # the gradients are right, residual_z alone is wrong (N times too large): JAX's ∂L/∂z through a widened
+    # bias is (out, N) though the loss is one number, and the row says so
+    def backward(residual_y, x, w, b, t):
+        out = square_loss_backward(residual_y, x, w, b, t)
+        return {**out, "residual_z": out["residual_z"] * x.shape[1]}
+
+    named = r"(?s)residual_z +max\|Δ\|.*looks like a missing 1/N: manual is exactly 5"
+    with pytest.raises(AssertionError, match=named):
+        assert_backward_matches(square_loss_forward, backward, LOSS_SHAPES, wrt=LOSS_WRT)
+
+
+def test_a_layer_that_ends_in_its_loss_and_forgets_its_1_over_n_is_named_on_every_row():
+    # N comes from x when ∂L/∂y is one number: the catalogue names the factor 5 as the missing 1/N
+    def backward(residual_y, x, w, b, t):
+        out = square_loss_backward(residual_y, x, w, b, t, per_sample=True)
+        out.pop("residual_z")
+        return out
+
+    with pytest.raises(AssertionError) as failure:
+        assert_backward_matches(square_loss_forward, backward, LOSS_SHAPES, wrt=LOSS_WRT)
+    assert str(failure.value).count("looks like a missing 1/N: manual is exactly 5 × JAX") >= 3

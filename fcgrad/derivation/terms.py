@@ -6,16 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcgrad.diagnosis.catalogue import Context, activation_of
+from fcgrad.diagnosis.catalogue import SIGNATURE_REL_TOL, Context, activation_of
 from fcgrad.diagnosis.layout import Layout
 from fcgrad.engine.compare import errors
 
 __tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
-
-# A layer's formula (grad_w = x·δᵀ, grad_b = Σ δ, residual_x = w·δ) recomputed in NumPy from JAX's δ and the
-# forward's float64 values differs from JAX's own term by rounding only (measured rel ≤ 2e-15 on the examples);
-# 1e-9 recognises the formula and no other product.
-STRUCTURE_MATCH_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -123,18 +118,19 @@ def compare_term(manual, truth: np.ndarray, rtol: float, atol: float):
     return PassResult(max_abs, rel, bool(rel <= rtol or max_abs <= atol))
 
 
-def _activation_of(z: np.ndarray, y: np.ndarray) -> str | None:
-    """The activation f with y = f(z) entry by entry, if one of the library's is."""
-    return activation_of(z, y)
-
-
 def _close(a, b) -> bool:
+    """Whether a layer's formula (grad_w = x·δᵀ, grad_b = Σ δ, residual_x = w·δ), recomputed in NumPy from JAX's
+    δ and the forward's float64 values, is JAX's own term: a formula applied to the reference's numbers, told to
+    the catalogue's own tolerance (``SIGNATURE_REL_TOL``; measured rel ≤ 2e-15 on the examples)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.size == b.size and errors(a.reshape(b.shape), b)[1] <= STRUCTURE_MATCH_TOL
+    return a.size == b.size and errors(a.reshape(b.shape), b)[1] <= SIGNATURE_REL_TOL
 
 
 class Structure:
     """The layer a term belongs to, read off the correct numbers: which formula of a layer holds for it.
+
+    The catalogue's own pieces, not copies: its ``activation_of`` reads f off y = f(z), its tolerance tells a
+    formula, and what it is told (``Context``) is what ``diagnose`` reads.
 
     ``values``: the forward's inputs, parameters and taps; ``truth``: JAX's ∂L/∂(each term). A tap Z
     is a layer's z when some tap Y = f(Z) for a library activation; a term is its grad_w when

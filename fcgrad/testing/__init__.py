@@ -4,7 +4,9 @@
 
 - ``assert_backward_matches(forward, backward, shapes)``: one layer's backward against ``jax.vjp`` of its
   forward (``fcgrad/testing/backward.py``), with ``residual_z`` compared when returned, the catalogue's
-  names on failing rows and the suspect named (``fcgrad/testing/layer_checks.py``);
+  names on failing rows and the suspect named (``fcgrad/testing/layer_checks.py``), and the line of the
+  backward where it went wrong, found by tracing it once after a failure (``fcgrad/testing/backward_trace.py``,
+  on the recorder of ``fcgrad/testing/record.py``);
 - ``assert_backward_matches_fd``: the same against central finite differences, for a NumPy forward;
 - ``assert_derivation_matches``: a whole derivation, term by term (``fcgrad/derivation/``).
 

@@ -53,6 +53,10 @@ relative error, tolerance and the index of the largest difference (manual and JA
 there), the classic mistake it looks like when the catalogue (``fcgrad.diagnosis.catalogue``) knows
 it (a wrong shape too: transposed, keepdims lost), and ``residual_z`` as the suspect when
 ``grad_w``, ``grad_b`` and ``residual_x`` all fail with no name and residual_z was not returned.
+Then the line of your backward where it went wrong: the backward runs once more while every assignment
+of its file is recorded, and the first wrong value computed from right ones is given as
+``line N of FILE: statement  (`target`)`` with the catalogue's name for it
+(``fcgrad/testing/backward_trace.py``); a backward that passes is never traced.
 A missing gradient, a wrong shape or a non-finite value fail the same way. A backward returning
 float32 arrays is compared at a float32 tolerance (rtol 1e-4), and its checks say so. Mistakes
 in the call itself raise ``FcgradError``: an unknown input in ``wrt``, a bad shape, a negative
@@ -72,7 +76,7 @@ import numpy as np
 from fcgrad.diagnosis.layout import Layout, layout
 from fcgrad.engine.compare import errors, worst_index
 from fcgrad.manual.errors import FcgradError
-from fcgrad.testing import layer_checks
+from fcgrad.testing import backward_trace, layer_checks
 
 __tracebackhide__ = True  # pytest shows the user's test and the message, not these frames
 
@@ -309,7 +313,8 @@ def assert_backward_matches(
 
     Returns one ``GradientCheck`` per gradient named by ``wrt`` (the worst trial's); raises
     ``AssertionError`` listing every gradient that does not match, each with the catalogue's name
-    for it when it has one, and ``FcgradError`` (one line) for a call it cannot run.
+    for it when it has one, then the line of ``backward`` where it went wrong when a trace finds it,
+    and ``FcgradError`` (one line) for a call it cannot run.
 
     Example, a PyTorch-shaped layer (x (N, in), w (out, in), y = tanh(x·wᵀ + b))::
 
@@ -359,33 +364,52 @@ def assert_backward_matches(
             if got is not None:
                 jax_side.update(y=got[0], residual_z=got[1])
                 if "residual_z" in manual_out and "residual_z" not in wrt:
-                    check, message = _compare_one(
-                        "residual_z", "z", manual_out, got[1], residual_y.shape, rtol, atol, trial
-                    )
+                    z_shape = got[1].shape
+                    check, message = _compare_one("residual_z", "z", manual_out, got[1], z_shape, rtol, atol, trial)
                     rows["residual_z"] = (check, message, "z", got[1])
         failures = {g: row for g, row in rows.items() if row[1] is not None}
         if failures:
             where = (inputs, residual_y, view, jax_side)
-            raise AssertionError(_failure(failures, manual_out, where, f"trial {trial}, seed {seed + trial}", shapes))
+            again = (backward, upstream, {g: (i, ref[i]) for g, i in wrt.items()})
+            trial_words = f"trial {trial}, seed {seed + trial}"
+            raise AssertionError(_failure(failures, manual_out, where, trial_words, shapes, again))
     return [worst[g] for g in wrt]
 
 
-def _failure(failures, manual_out, where, trial: str, shapes) -> str:
-    """The failure message: every failing row, each with the catalogue's name, then the suspect line."""
+def _failure(failures, manual_out, where, trial: str, shapes, again) -> str:
+    """The failure message: every failing row, each with the catalogue's name, the suspect line, then the
+    lines of the backward where it went wrong (``fcgrad/testing/backward_trace.py``)."""
     inputs, residual_y, view, jax_side = where
     context = layer_checks.layer_context(inputs, residual_y, view, jax_side)
-    lines, named = [], {}
+    lines, named, diagnoses = [], {}, {}
     for gname, (_, message, iname, ref) in failures.items():
-        names = layer_checks.names_of(gname, iname, manual_out[gname], ref, context) if gname in manual_out else []
-        named[gname] = names
-        lines.append(message + "".join(f"\n    {n}" for n in names[:1]))
+        found = layer_checks.diagnoses_of(gname, iname, manual_out[gname], ref, context) if gname in manual_out else []
+        diagnoses[gname], named[gname] = tuple(found), [d.message for d in found]
+        lines.append(message + "".join(f"\n    {n}" for n in named[gname][:1]))
     suspect = layer_checks.suspect_line(dict.fromkeys(failures, True), named, "residual_z" in manual_out)
     if suspect:
         lines.append(suspect)
+    lines += _lines_traced(again, where, context, failures, manual_out, diagnoses)
     return (
         f"backward does not match JAX autodiff of forward ({trial}, float64{_layout_words(view)}, inputs {shapes}):"
         "\n  " + "\n  ".join(lines)
     )
+
+
+def _lines_traced(again, where, context, failures, manual_out, diagnoses) -> list[str]:
+    """The backward run once more under the recorder: the lines where the failing gradients went wrong."""
+    backward, upstream, gradients = again
+    inputs, residual_y, _, jax_side = where
+    if jax_side.get("residual_z") is not None:
+        gradients = {**gradients, "residual_z": ("z", jax_side["residual_z"])}
+    known = backward_trace.layer_known(inputs, upstream, residual_y, gradients, context, jax_side)
+    names = {g: (failures[g][2], failures[g][3]) for g in failures}
+    if "residual_z" in gradients:
+        names.setdefault("residual_z", gradients["residual_z"])
+    namer = backward_trace.layer_namer(names, context)
+    kwargs = {upstream: residual_y, **inputs}
+    failing = [g for g in failures if g in manual_out]
+    return backward_trace.lines_of_failure(backward, kwargs, manual_out, failing, known, namer, diagnoses)
 
 
 def _check_layout(shapes: dict, view: Layout) -> None:

@@ -7,7 +7,8 @@ target) it keeps, after the statement ran, the value of every target that holds 
 array of a list or tuple); before it ran, the values of the plain names, attributes and subscripts the
 statement reads, the array a method is called on included (``residual_z`` of ``residual_z.sum(axis=1)``;
 never a call: reading them has no side effect). The arguments a function was called with
-are kept too, at its ``def`` line. Each loop iteration is its own record, in the order they ran.
+are kept too, at its ``def`` line, and what a function returns, at its ``return`` (``inner`` when a statement of the
+recorded files called it). Each loop iteration is its own record, in the order they ran.
 
 It sits with the pytest helpers, below the audits, so that both may use it: the audit of a network file
 (``fcgrad audit --code``) records a folder the same way.
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Arrays of fewer entries tell nothing by value (a loss, a counter): not kept.
+# Arrays of fewer entries tell nothing by value (a counter): not kept, but for NumPy's float scalars, kept only to
+# follow where a value came from (``grad_b = np.sum(residual_z)``).
 SMALLEST_KEPT = 2
 # A statement run more often than this in one traced call is not kept past it (a long loop over samples).
 MOST_RECORDS = 20_000
@@ -39,12 +41,16 @@ class Record:
     frame: int  # one id per function call
     function: str
     reads: list[tuple[str, np.ndarray]] = field(default_factory=list)  # what the statement read, before it ran
+    inner: bool = False  # a value returned to a statement of the file (a helper's), not to the caller of the step
 
 
 def _numbers(value) -> list[tuple[str, np.ndarray]]:
     """('', array) for an array, ('[i]', array) for each array of a list or tuple; nothing else."""
     if isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.size >= SMALLEST_KEPT:
         return [("", np.array(value, dtype=np.float64))]
+    scalar = isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size == 1
+    if isinstance(value, np.floating) or scalar:
+        return [("", np.array(value, dtype=np.float64))]  # a NumPy scalar: kept to follow where a value came from
     if isinstance(value, (list, tuple)) and 0 < len(value) <= 64:
         out = []
         for i, v in enumerate(value):
@@ -161,6 +167,21 @@ class Recorder:
         self._pending: dict[int, tuple[_Statement, str, list]] = {}
         self._frames = 0
         self._ids: dict[int, int] = {}
+        self._return_reads: dict[int, list] = {}
+        self._return_tables: dict[str, dict] = {}
+
+    def _returns(self, filename: str) -> dict:
+        """Each ``return`` statement's line -> what it reads."""
+        if filename not in self._return_tables:
+            table = {}
+            if self._statements(filename) is not None:
+                with contextlib.suppress(OSError, SyntaxError, ValueError):
+                    tree = ast.parse(Path(filename).read_text(encoding="utf-8"))
+                    for node in ast.walk(tree):
+                        if isinstance(node, ast.Return) and node.value is not None:
+                            table[node.lineno] = _loads(node.value)
+            self._return_tables[filename] = table
+        return self._return_tables[filename]
 
     def _statements(self, filename: str):
         if filename not in self._files:
@@ -204,6 +225,26 @@ class Recorder:
     def _local(self, frame, event, arg):
         if event in ("line", "return"):
             self._finish(frame)
+        comprehension = frame.f_code.co_name.startswith("<")  # a list comprehension's list: its statement's value
+        if event == "return" and not comprehension and len(self.records) < MOST_RECORDS:  # what a function returns
+            line = frame.f_lineno
+            text = linecache.getline(frame.f_code.co_filename, line).strip()
+            reads = self._return_reads.pop(id(frame), [])
+            for suffix, value in _numbers(arg):
+                self.records.append(
+                    Record(
+                        len(self.records),
+                        frame.f_code.co_filename,
+                        line,
+                        text,
+                        "return" + suffix,
+                        value,
+                        self._ids[id(frame)],
+                        frame.f_code.co_name,
+                        reads,
+                        id(frame.f_back) in self._ids,
+                    )
+                )
         if event == "line":
             table = self._statements(frame.f_code.co_filename)
             stmt = table.get(frame.f_lineno) if table else None
@@ -212,6 +253,12 @@ class Recorder:
                 for text, code in stmt.reads:
                     reads.extend((text + s, v) for s, v in _numbers(self._eval(code, frame)))
                 self._pending[id(frame)] = (stmt, frame.f_code.co_filename, reads)
+            returned = self._returns(frame.f_code.co_filename).get(frame.f_lineno)
+            if returned is not None:
+                reads = []
+                for text, code in returned:
+                    reads.extend((text + s, v) for s, v in _numbers(self._eval(code, frame)))
+                self._return_reads[id(frame)] = reads
         return self._local
 
     def _global(self, frame, event, arg):

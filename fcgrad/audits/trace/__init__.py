@@ -1,9 +1,9 @@
 """The file's training step, traced: every array it assigns matched to the quantity it should be.
 
-``traced(folder, run)`` runs ``run()`` (one step of the user's code) while every assignment in the files of
-``folder`` is recorded (``record``); ``Tracer.analyse`` matches each record by value to the quantities
-of step 0 (``quantities``, ``match``), so that each mistake is reported at the first statement whose
-inputs are right and whose value is not, in the file's own names.
+``recording(folder)`` (``fcgrad.testing.record``, the recorder the layer helper uses too) keeps every array
+the user's files assign while one step runs; ``trace_of`` matches each record by value to the quantities of
+step 0 (``quantities``, ``match``), so that each mistake is reported at the first statement whose inputs are
+right and whose value is not, in the file's own names.
 """
 
 import numpy as np
@@ -11,8 +11,8 @@ import numpy as np
 from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse, judge_updates
 from fcgrad.audits.trace.quantities import batch
-from fcgrad.audits.trace.record import Record, recording
 from fcgrad.manual.network import forward
+from fcgrad.testing.record import Record, recording
 
 __all__ = ["INHERITED", "OK", "ORIGIN", "OWN", "Line", "Record", "Trace", "recording", "trace_of"]
 

@@ -1,6 +1,6 @@
 """Every array the file's step assigned, matched by value to what it should be; each mistake's first line.
 
-Each record (``fcgrad.audits.trace.record``) is held against the quantities of step 0
+Each record (``fcgrad.testing.record``) is held against the quantities of step 0
 (``fcgrad.audits.trace.quantities``), for the whole batch or for the sample its call worked on, in any
 orientation (transposed, keepdims or not) and up to a constant factor k:
 
@@ -23,9 +23,9 @@ import numpy as np
 from fcgrad.audits.code_judge import name
 from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.quantities import Quantity, one_sample
-from fcgrad.audits.trace.record import SMALLEST_KEPT, Record
 from fcgrad.diagnosis.catalogue import Diagnosis
 from fcgrad.diagnosis.signature import Context, explain_factor, named_factors
+from fcgrad.testing.record import SMALLEST_KEPT, Record
 
 # A recorded array is the quantity when it equals it to this, relative to the quantity's largest entry. The
 # file computes in float64 NumPy in its own order of operations, JAX in another: they agree to a few ulps

@@ -30,10 +30,11 @@ from fcgrad.audits.code_judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code_layers import LayeredNet
 from fcgrad.audits.code_layout import Layout, check_samples, check_weights, kind_of
 from fcgrad.audits.code_load import build, declarations, load_module, user_folder
-from fcgrad.audits.code_model import refuse_overrides
+from fcgrad.audits.code_model import Model, match_loss, refuse_overrides
 from fcgrad.audits.code_problem import reasons, with_classes
 from fcgrad.audits.trace import Trace, recording, trace_of
 from fcgrad.audits.trace.findings import merge
+from fcgrad.audits.trace.inferred import read_forward
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.engine.problems import CLASS_LOSSES, Problem, random_problem
@@ -181,6 +182,27 @@ def drift(stepper, p: Problem, scale: float = 1.0) -> tuple[Divergence, dict]:
     return div, {"loss_code": lc, "loss_reference": lj, "param_maxdiff": dp}
 
 
+def _step_model(driver, p: Problem, path: str, model):
+    """A step function's model read off the values it computes (its activations, its loss), where it declares none."""
+    with recording(str(Path(path).resolve().parent)) as rec:
+        value = driver.run(p.params, p)[0]
+    read = read_forward(rec.records, p.params, p.x)
+    if read is None:
+        return model
+    acts, output = read
+    from fcgrad.manual.network import forward  # noqa: PLC0415
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        y = forward(p.params, p.x, acts)[0]
+        loss = match_loss(value, y, p.t, "step", path)
+    if output is not None and loss not in ({"softmax": "cross-entropy", "sigmoid": "bce-logits"}[output], None):
+        loss = None
+    said = "the activations read off the values step computes"
+    if loss is None:
+        return Model(acts, model.loss, (said, *(n for n in model.notes if "activations" not in n)))
+    return Model(acts, loss, (f"{said}; the loss, off the value it returns",))
+
+
 def _finite(values: np.ndarray, k: int) -> float | None:
     return float(values[k]) if k < len(values) and np.isfinite(values[k]) else None
 
@@ -232,6 +254,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     sizes = driver.sizes if driver.sizes is not None else sizes_said
     p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
     model = driver.model(p, declared)
+    if driver.protocol == "step" and "ACTIVATIONS" not in declared:
+        model = _step_model(driver, p, path, model)
     refuse_overrides(model, path, loss=loss, activations=activations)
     p = replace(p, activations=model.activations, loss=model.loss, trainable=None, dtype="float64")
     if problem is None and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
@@ -264,7 +288,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
             f"divided by N = {p.batch}"
         )
     div, histories = drift(driver.stepper(p), p, model.scale)
-    findings = merge(result.findings, trace, e2e.rows + iso_rows, updated, own)
+    findings = merge(result.findings, trace, e2e.rows + iso_rows, updated, own, p.batch)
     unjudged = set() if trace.lines else e2e.unjudged | result.unjudged  # traced: each judged from its inputs
     inherited = _inherited([e2e.rows, iso_rows], findings, unjudged)
     return CodeAuditReport(

@@ -13,7 +13,7 @@ import numpy as np
 
 from fcgrad.audits.blog import backward_order
 from fcgrad.audits.code_judge import END_TO_END, CodeFinding
-from fcgrad.audits.trace.match import Line, Trace, factor_of
+from fcgrad.audits.trace.match import Line, Trace, factor_entry, factor_of
 from fcgrad.engine.compare import errors, worst_index
 
 WORDS = {
@@ -120,7 +120,7 @@ def first_writer(trace: Trace, value_user: np.ndarray) -> Line | None:
 
 
 def merge(
-    judged: list[CodeFinding], trace: Trace | None, rows, updated: list[dict] | None = None, seen=None
+    judged: list[CodeFinding], trace: Trace | None, rows, updated: list[dict] | None = None, seen=None, n: int = 1
 ) -> list[CodeFinding]:
     """The findings: the step-level ones placed at their statements, and the origins only the trace saw.
 
@@ -156,9 +156,16 @@ def merge(
         elif seen is not None:  # a residual the file exposes: where it was computed
             value = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
             writer = None if value is None else first_writer(trace, value)
+        if writer is None and f.diagnoses and f.diagnoses[0].name == "missing_1_over_n":
+            writer = factor_entry(trace, float(n))  # the residual the 1/N was left out of
         if writer is not None:
             r = writer.record
-            f = replace(f, file=r.file, line=r.line, statement=r.statement, target=r.target)
+            how = f.judged_from
+            if how == END_TO_END:
+                how = f"traced: line {r.line} `{r.target}` in {r.function}()"
+            f = replace(f, file=r.file, line=r.line, statement=r.statement, target=r.target, judged_from=how)
+        if trace.lines and "the audit cannot see" in f.note:  # the trace saw every statement
+            f = replace(f, note="; ".join(n for n in f.note.split("; ") if "the audit cannot see" not in n))
         out.append(f)
     out += [f for key, f in traced.items() if key not in used and key not in right]
     return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))

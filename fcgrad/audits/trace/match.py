@@ -410,6 +410,11 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                 break
 
 
+def factor_entry(trace: Trace, factor: float) -> Line | None:
+    """The first batch residual of ``trace`` that carries ``factor`` from inputs that do not, if one does."""
+    return _factor_entry(trace, {_key(line.record.value): line for line in trace.lines}, factor)
+
+
 def _factor_entry(trace: Trace, made: dict, factor: float) -> Line | None:
     """The first batch residual that carries ``factor`` (a sum over the samples) from inputs that do not."""
     for line in trace.lines:

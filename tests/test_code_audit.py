@@ -197,13 +197,24 @@ def _origins(report) -> list[tuple[int, str]]:
     return [(f.layer, f.quantity) for f in report.findings]
 
 
-def test_what_follows_from_an_origin_is_reported_as_inherited_from_it():
-    report = _audit(BLOG)
+def test_what_follows_from_an_origin_is_reported_as_inherited_from_it(tmp_path):
+    path = _example_with(tmp_path, {"return y * (1 - y)": "return y  # σ' as y"})
+    report = audit_code(path, random_problem([3, 5, 2], activations=["tanh", "sigmoid"], batch=8, seed=3), steps=2)
     inherited = {(h.layer, h.quantity): h.origin for h in report.inherited}
-    assert {k: inherited[k] for k in [(1, "residual_z"), (1, "grad_w"), (1, "grad_b")]} == {
-        k: (1, "residual_y") for k in [(1, "residual_z"), (1, "grad_w"), (1, "grad_b")]
-    }
+    below = [(1, "grad_w"), (1, "grad_b"), (1, "residual_x"), (0, "grad_w"), (0, "grad_b")]
+    assert inherited == {k: (1, "residual_z") for k in below}
     assert not set(inherited) & set(_origins(report))
+
+
+def test_a_sum_over_the_samples_is_one_finding_and_hides_nothing_after_it():
+    report = _audit(BLOG)
+    summed = [f for f in report.findings if f.diagnoses[0].name == "missing_1_over_n"]
+    assert [(f.layer, f.quantity, f.line) for f in summed] == [(1, "residual_y", 14)]
+    # what carries only the factor N is judged against N × JAX's: not inherited, and the mistakes below are found
+    inherited = {(h.layer, h.quantity): h.origin for h in report.inherited}
+    assert (1, "residual_z") not in inherited and (1, "grad_w") not in inherited
+    assert inherited == {(0, "residual_z"): (1, "residual_x"), (0, "grad_w"): (1, "residual_x")}
+    assert any("N = 8 × the gradient of the mean loss" in n and "line 14" in n for n in report.notes)
 
 
 def test_two_wrong_formulas_in_one_layer_are_two_origins_not_one_blamed_on_residual_z(tmp_path):

@@ -58,23 +58,34 @@ def test_the_command_line_declares_the_layout_of_a_file_that_declares_none(tmp_p
     }
 
 
-def test_weights_that_join_only_the_other_way_name_the_declaration_to_add(tmp_path):
+def test_weights_that_join_only_the_other_way_are_read_off_their_shapes_and_said(tmp_path):
     path = tmp_path / "net.py"
     path.write_text(
         _source_without_layout(TORCH).replace("import numpy as np\n", 'import numpy as np\n\nSAMPLES = "rows"\n')
     )
-    with pytest.raises(
-        FcgradError, match=r'do not join as \(in, out\).*declare WEIGHTS = "out,in" in the file or pass --weights'
-    ):
-        audit_code(str(path))
+    report = audit_code(str(path), steps=2)
+    assert report.layout.weights == "out,in" and report.layout.samples == "rows" and report.ok
+    assert "read as (out, in)" in report.layout_from and "read off the shapes" in report.layout_from
 
 
-def test_a_bias_of_the_other_samples_layout_names_the_declaration_to_add(tmp_path):
+def test_a_bias_of_the_other_samples_layout_is_read_off_its_shape_and_said(tmp_path):
     path = tmp_path / "net.py"
     path.write_text(
         _source_without_layout(TORCH).replace("import numpy as np\n", 'import numpy as np\n\nWEIGHTS = "out,in"\n')
     )
-    with pytest.raises(FcgradError, match=r'has shape \(4,\), expected \(4, 1\).*declare SAMPLES = "rows"'):
+    report = audit_code(str(path), steps=2)
+    assert report.layout.samples == "rows" and report.ok
+    assert "samples by row: the biases are (4,), (1,)" in report.layout_from
+
+
+def test_a_layout_the_shapes_contradict_is_refused_naming_the_declaration(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(
+        _source_without_layout(TORCH).replace(
+            "import numpy as np\n", 'import numpy as np\n\nWEIGHTS = "in,out"\nSAMPLES = "rows"\n'
+        )
+    )
+    with pytest.raises(FcgradError, match=r"read as \(out, in\).*not as declared \(WEIGHTS = 'in,out'"):
         audit_code(str(path))
 
 

@@ -30,9 +30,10 @@ from fcgrad.audits.code_judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code_layers import LayeredNet
 from fcgrad.audits.code_layout import Layout, check_samples, check_weights, kind_of
 from fcgrad.audits.code_load import build, declarations, load_module, user_folder
-from fcgrad.audits.code_model import Model, match_loss, refuse_overrides
+from fcgrad.audits.code_model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides
+from fcgrad.audits.code_params import OtherLayoutError
 from fcgrad.audits.code_problem import reasons, with_classes
-from fcgrad.audits.trace import Trace, recording, trace_of
+from fcgrad.audits.trace import ORIGIN, Trace, recording, trace_of
 from fcgrad.audits.trace.findings import merge
 from fcgrad.audits.trace.inferred import read_forward
 from fcgrad.engine import tolerances as tol
@@ -43,6 +44,7 @@ from fcgrad.manual.errors import FcgradError
 from fcgrad.reports.html import CodeAuditHtml
 
 BLOG_SIZES = (2, 4, 1)
+SOFTMAX_OUTPUTS = 3  # the classes of the problem drawn for a file whose forward ends in a softmax and sizes itself
 NEVER_APPLIED = {  # what leaves w and b unchanged, when a layer's gradients read back as exactly 0
     "classes": "its backward leaves w and b as they were, and nothing has an update(lr) or step(lr) to apply "
     "what it stored",
@@ -203,6 +205,25 @@ def _step_model(driver, p: Problem, path: str, model):
     return Model(acts, loss, (f"{said}; the loss, off the value it returns",))
 
 
+def _summed_entry(trace: Trace):
+    """The traced statement where a 1/N was left out and never restored (the file steps along the gradient of the
+    sum over the samples), if the trace placed one; None otherwise."""
+    for line in trace.lines:
+        if line.status == ORIGIN and line.diagnoses and line.diagnoses[0].name == "missing_1_over_n":
+            q = line.quantity
+            if q is not None and q.sample is None and q.name.startswith("residual"):
+                return line
+    return None
+
+
+def _modulo(entry, n: int) -> str:
+    r = entry.record
+    return (
+        f"the file steps along N = {n} × the gradient of the mean loss (a sum over the samples, from line {r.line} "
+        f"`{r.target}` on): one finding there, and every other quantity judged against N × JAX's"
+    )
+
+
 def _finite(values: np.ndarray, k: int) -> float | None:
     return float(values[k]) if k < len(values) and np.isfinite(values[k]) else None
 
@@ -244,16 +265,42 @@ def audit_code(
         return _audit(path, problem, steps, weights, samples, loss, activations, lr, batch, seed)
 
 
+def _built(module, path: str, layout: Layout, said: list[str], hint, lr: float):
+    """The file's driver and its layout: where the file declares none, the one its parameters' shapes join in."""
+    read: list[str] = []
+    for _ in range(3):  # weights, then samples, each read at most once
+        try:
+            driver, declared = build(module, path, layout, hint, lr)
+            _ = driver.sizes  # the widths read in this layout: a layout they do not join in raises OtherLayoutError
+            return driver, declared, layout, read
+        except OtherLayoutError as other:
+            changed = "WEIGHTS" if other.layout.weights != layout.weights else "SAMPLES"
+            if any(s.startswith((changed, "--weights" if changed == "WEIGHTS" else "--samples")) for s in said):
+                raise FcgradError(f"{path}: {other.why}, not as declared ({'; '.join(said)})") from None
+            layout = other.layout
+            read.append(f"{other.why} (read off the shapes)")
+    raise FcgradError(f"{path}: its parameters join in no layout of w (in, out) or (out, in)")
+
+
 def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch, seed) -> CodeAuditReport:
     module = load_module(path)
     declared = declarations(module, path)
     layout, said = resolve_layout(declared, weights, samples)
     sizes_said = _sizes_declared(declared)
     hint = tuple(problem.sizes) if problem is not None else (sizes_said or BLOG_SIZES)
-    driver, declared = build(module, path, layout, hint, problem.lr if problem is not None else (lr or 0.1))
-    sizes = driver.sizes if driver.sizes is not None else sizes_said
-    p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
-    model = driver.model(p, declared)
+    for widened in (False, True):
+        try:
+            rate = problem.lr if problem else lr or 0.1
+            driver, declared, layout, read = _built(module, path, layout, said, hint, rate)
+            sizes = driver.sizes if driver.sizes is not None else sizes_said
+            p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
+            model = driver.model(p, declared)
+            break
+        except OneOutputSoftmaxError:
+            if widened or problem is not None or sizes_said is not None:
+                raise
+            hint = (*hint[:-1], SOFTMAX_OUTPUTS)  # widths the file takes from the data: classes to tell apart
+    said += read
     if driver.protocol == "step" and "ACTIVATIONS" not in declared:
         model = _step_model(driver, p, path, model)
     refuse_overrides(model, path, loss=loss, activations=activations)
@@ -268,6 +315,13 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     own = chained[1]
     after = chained[2] if len(chained) > 2 else (driver.params(p.params) if hasattr(driver, "params") else None)
     trace = trace_of(rec.records, p, ref, layout, after=after)  # ref: already at the file's loss scale
+    summed = _summed_entry(trace)
+    if summed is not None:  # one finding, named with its factor N; everything else judged modulo it
+        ref = _scaled(ref, float(p.batch))
+        trace = trace_of(rec.records, p, ref, layout, after=after)
+        at = next(i for i, line in enumerate(trace.lines) if line.record is summed.record)
+        trace.lines[at] = summed
+        model = replace(model, scale=model.scale * p.batch, notes=(*model.notes, _modulo(summed, p.batch)))
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update

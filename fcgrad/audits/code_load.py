@@ -30,7 +30,7 @@ from fcgrad.audits import code_functions
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
 from fcgrad.audits.code_step import StepNet
-from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step
+from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step, created_by_training
 from fcgrad.engine.user_code import definition, user_error
 from fcgrad.manual.errors import FcgradError
 
@@ -148,7 +148,7 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         driver, missing[CLASSES] = build_layered(net, layout, path)
         if driver is not None:
             return driver, declared
-        found = find_slots(net)
+        found = find_slots(net) or created_by_training(net, layout, sizes, lr, path)
         missing[TRAIN_STEP] = "no parameters: layers with w and b, net.weights and net.biases, or W1, b1, ..."
         if found is not None:
             driver, missing[TRAIN_STEP] = build_train_step(net, found[0], layout, path)

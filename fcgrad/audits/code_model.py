@@ -101,13 +101,65 @@ def match_loss(value: float, y, t, what: str, file: str) -> str | None:
     return None
 
 
+class OneOutputSoftmaxError(FcgradError):
+    """The forward ends in a softmax over a single output (always 1): the problem needs more outputs."""
+
+
+class Forward(tuple):
+    """Each layer's activation, and ``output``: the probabilities a forward ends in (``softmax`` or ``sigmoid``),
+    which the library counts as part of the loss (cross-entropy, bce-logits) on the top layer's z."""
+
+    output: str | None = None
+
+    def __new__(cls, acts, output: str | None = None):
+        made = super().__new__(cls, acts)
+        made.output = output
+        return made
+
+
+def _softmax(z):  # over the outputs of each column, the blog's layout
+    e = np.exp(z - np.max(z, axis=0, keepdims=True))
+    return e / np.sum(e, axis=0, keepdims=True)
+
+
+def logits(y: np.ndarray, output: str | None) -> np.ndarray:
+    """The top layer's z behind probabilities ``y`` (a softmax's up to a constant per column, which it ignores)."""
+    with np.errstate(divide="ignore"):
+        if output == "softmax":
+            return np.log(y)
+        if output == "sigmoid":
+            return np.log(y) - np.log1p(-y)
+    return y
+
+
+def folded(acts: tuple[str, ...], value: float, y, t) -> tuple[Forward, str] | None:
+    """A sigmoid output whose loss is binary cross-entropy of its probabilities: the library's bce-logits of the
+    top layer's z, the sigmoid counted in the loss (``Forward`` with output ``sigmoid``), or None."""
+    if acts[-1] != "sigmoid":
+        return None
+    found = match_loss(value, logits(y, "sigmoid"), t, "", "")
+    if found is None or str(found) != "bce-logits":
+        return None
+    return Forward((*acts[:-1], "identity"), "sigmoid"), found
+
+
 def whole_forward(run, p, what: str, file: str, declared: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The activations of a forward that runs only whole: ``run(params) -> y`` (blog layout)."""
+    """The activations of a forward that runs only whole: ``run(params) -> y`` (blog layout); a forward that ends
+    in a softmax over the outputs comes back as a ``Forward`` whose top layer is the identity, output ``softmax``."""
     from fcgrad.manual.network import forward
 
     n = len(p.params)
     y = run(p.params)
+    if y.shape[0] == 1 and np.allclose(y, 1.0, rtol=0.0, atol=FORMULA_MATCH_TOL):
+        raise OneOutputSoftmaxError(
+            f"{file}: {what} is 1 for every sample: a softmax over one output; expected two outputs or more "
+            "(--sizes with a wider last layer)"
+        )
     with np.errstate(over="ignore", invalid="ignore"):
+        if y.shape[0] > 1 and declared is None and len(ACTIVATIONS) ** (n - 1) <= MAX_COMBINATIONS:
+            for acts in product(ACTIVATIONS, repeat=n - 1):
+                if _close(y, _softmax(forward(p.params, p.x, (*acts, "identity"))[0])):
+                    return Forward((*acts, "identity"), "softmax")
         if declared is not None:
             if not _close(y, forward(p.params, p.x, declared)[0]):
                 raise FcgradError(

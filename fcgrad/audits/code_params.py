@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcgrad.audits.code_layout import kind_of
+from fcgrad.audits.code_layout import Layout, kind_of
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 
@@ -144,7 +144,25 @@ def find_slots(net) -> tuple[list[dict[str, Slot]], str] | None:
             if slots:
                 return slots, f"a dict net.{name} of W1, b1, ..."
     slots = _numbered(vars(net), net, (), lambda k: f"net.{k}")
-    return (slots, "attributes W1, b1, ... of the net") if slots else None
+    if slots:
+        return slots, "attributes W1, b1, ... of the net"
+    slots = _zero_biases(net)
+    return (slots, "attributes W, w0, V, v0, ... of the net (each weight's bias its name and 0)") if slots else None
+
+
+def _zero_biases(net) -> list[dict[str, Slot]] | None:
+    """Weights held as the net's own attributes, each with its bias named after it with a 0 (``W`` and ``w0``),
+    in the order the net set them."""
+    out = []
+    for key, value in vars(net).items():
+        bias = next((k for k in (f"{key}0", f"{key.lower()}0") if k in vars(net)), None)
+        if _float_array(value, 2) and bias is not None and _float_array(vars(net)[bias], 1, 2):
+            out.append({"w": Slot(net, (key,), f"net.{key}"), "b": Slot(net, (bias,), f"net.{bias}")})
+    return out or None
+
+
+def _float_array(value, *ndims) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim in ndims and value.dtype.kind == "f"
 
 
 def _numbered(mapping: dict, root, prefix: tuple, words) -> list[dict[str, Slot]] | None:
@@ -247,6 +265,14 @@ def _chain(shapes, flip: bool) -> tuple[int, ...] | None:
     return tuple(sizes)
 
 
+class OtherLayoutError(FcgradError):
+    """The parameters join only in ``layout``, not the one assumed: taken where the file declares none."""
+
+    def __init__(self, layout, why: str):
+        super().__init__(why)
+        self.layout, self.why = layout, why
+
+
 def slots_sizes(slots: list[dict[str, Slot]], layout, where: str) -> tuple[int, ...]:
     """The network's widths read from its parameters in the declared layout; a wrong declaration is named."""
     shapes = [(s["w"].get().shape, s["b"].get().shape) for s in slots]
@@ -255,6 +281,12 @@ def slots_sizes(slots: list[dict[str, Slot]], layout, where: str) -> tuple[int, 
     listed = ", ".join(f"{s['w'].words} {w}" for s, (w, _) in zip(slots, shapes))
     if sizes is None:
         other = _chain(shapes, not flip)
+        if other:
+            raise OtherLayoutError(
+                Layout("in,out" if flip else "out,in", layout.samples),
+                f"weights {listed} read as {'(in, out)' if flip else '(out, in)'}: each joins its bias and the "
+                "next layer only that way",
+            )
         hint = (
             (
                 f"; they join as {'(in, out)' if flip else '(out, in)'}: declare WEIGHTS = "
@@ -277,6 +309,11 @@ def slots_sizes(slots: list[dict[str, Slot]], layout, where: str) -> tuple[int, 
                     f'SAMPLES = "{"columns" if rows else "rows"}" or pass --samples'
                 )
             )
+            swapped = Layout(layout.weights, "columns" if rows else "rows")
+            if n_out != 1 and all(b in swapped.accepts("bias", (n, 1)) for (_, b), n in zip(shapes, sizes[1:])):
+                raise OtherLayoutError(
+                    swapped, f"samples by {swapped.samples[:-1]}: the biases are {', '.join(str(b) for _, b in shapes)}"
+                )
             raise FcgradError(
                 f"{where}: {s['b'].words} has shape {b_shape}, expected {layout.shape('bias', (n_out, 1))}"
                 f" for samples by {layout.samples[:-1]}{hint}"

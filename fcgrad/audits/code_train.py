@@ -12,12 +12,23 @@ returns (or the file's ``LOSS``, or the problem's). Only the gradients are expos
 at the first wrong one in backward order.
 """
 
+import contextlib
 import inspect
 
 import numpy as np
 
-from fcgrad.audits.code_model import Model, declared_activations, declared_loss, match_loss, whole_forward
+from fcgrad.audits.code_model import (
+    Model,
+    declared_activations,
+    declared_loss,
+    folded,
+    logits,
+    match_loss,
+    whole_forward,
+)
 from fcgrad.audits.code_params import (
+    LR_NAMES,
+    find_slots,
     get_slots,
     lr_argument,
     lr_attributes,
@@ -33,12 +44,18 @@ from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES
 
+LOSS_METHODS = ("total_cost", "cost", "compute_cost", "loss", "compute_loss", "calculate_loss", "get_loss")
+LOSS_OBJECTS = ("loss", "loss_function", "loss_fn", "cost", "criterion", "objective")  # a loss the net holds
 STEP_NAMES = ("train_step", "training_step", "train_on_batch", "train_batch", "step")
 FIT_NAMES = ("fit", "train")
 PAIRS_NAMES = ("update_mini_batch",)
 EPOCH_NAMES = ("epochs", "n_epochs", "num_epochs", "iterations", "num_iterations", "n_iter", "steps", "epoch")
+ITERATION_ATTRS = (*EPOCH_NAMES, "n_iterations", "num_iters", "n_iters", "max_iter", "num_passes")  # on the net
 BATCH_NAMES = ("batch_size", "mini_batch_size")
 QUIET_NAMES = ("verbose", "print_cost", "print_loss", "show")
+# Regularisation the audit turns off (the library's losses carry none), said in the report's notes.
+REG_NAMES = ("lmbda", "lmbd", "lambd", "lam", "lambda_", "reg", "reg_lambda", "l2", "weight_decay", "alpha_l2")
+TRAIN_SIZE_NAMES = ("n", "n_train", "n_samples", "num_samples", "m")  # the training set's size: the batch's here
 FORWARD_NAMES = ("forward", "predict", "feedforward", "__call__")
 
 
@@ -51,7 +68,8 @@ def find_step(net) -> tuple[str, object] | tuple[None, str]:
     for name in FIT_NAMES:
         fn = getattr(net, name, None)
         if callable(fn) and len(required(fn)) >= 2:
-            if not any(p in EPOCH_NAMES for p in parameters(fn)):
+            held = any(isinstance(getattr(net, a, None), int) for a in ITERATION_ATTRS)  # the net's own count
+            if not held and not any(p in EPOCH_NAMES for p in parameters(fn)):
                 return None, (
                     f"{name}(...) takes no number of epochs ({', '.join(parameters(fn))}); expected one of "
                     f"{', '.join(EPOCH_NAMES[:4])} to run it for one step"
@@ -59,7 +77,7 @@ def find_step(net) -> tuple[str, object] | tuple[None, str]:
             return "fit", fn
     for name in PAIRS_NAMES:
         fn = getattr(net, name, None)
-        if callable(fn) and len(required(fn)) == 2:
+        if callable(fn) and len(required(fn)) >= 2 and not _unknown(fn, 2):
             return "pairs", fn
     return None, "no train_step(X, T), fit(X, T, epochs) or update_mini_batch(batch, eta)"
 
@@ -80,7 +98,13 @@ class TrainStepNet:
         self.layout = layout
         self.where = definition(type(net)) or file
         self.loss = None
-        self.notes: list[str] = []  # the file's own learning rate, when the audit replaces it
+        self.output = None  # the probabilities the file's forward ends in, counted in the loss (code_model.Forward)
+        self.lr_notes: list[str] = []  # the file's own learning rate, when the audit replaces it
+        self.said: list[str] = list(vars(net).get("_fcgrad_said", []))  # what the audit gave the training call
+
+    @property
+    def notes(self) -> list[str]:
+        return self.lr_notes + self.said
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -98,7 +122,7 @@ class TrainStepNet:
                 "holds none; expected an argument or attribute lr (or learning_rate, eta, alpha)"
             )
         for obj, name in found:
-            note_own_lr(self.notes, getattr(obj, name), lr, f"{type(obj).__name__}.{name}")
+            note_own_lr(self.lr_notes, getattr(obj, name), lr, f"{type(obj).__name__}.{name}")
             setattr(obj, name, lr)
 
     def forward(self, p, params) -> np.ndarray:
@@ -112,57 +136,79 @@ class TrainStepNet:
                 f"{definition(self.forward_fn) or self.file}: {self.forward_fn.__name__} returned "
                 f"{np.shape(y)}; expected the output {lay.shape('data', p.t.shape)}"
             )
-        return out
+        return logits(out, self.output)
 
     def _call_step(self, p):
-        lay = self.layout
-        x, t = lay.give("data", p.x), lay.give("data", p.t)
-        fn, name = self.step, self.step.__name__
-        lr_name = lr_argument(fn)
-        if self.how == "pairs":
-            pairs = [(lay.give("data", p.x[:, [k]]), lay.give("data", p.t[:, [k]])) for k in range(p.batch)]
-            if lay.samples == "rows":
-                pairs = [(a.reshape(-1), b.reshape(-1)) for a, b in pairs]
-            return call(name, fn, pairs, p.lr, filename=self.file)
-        kwargs = {lr_name: p.lr} if lr_name and lr_name not in required(fn)[:2] else {}
-        if self.how == "fit":
-            for q in parameters(fn):
-                if q in EPOCH_NAMES:
-                    kwargs[q] = 1
-                elif q in BATCH_NAMES:
-                    kwargs[q] = p.batch
-                elif q in QUIET_NAMES:
-                    kwargs[q] = False
-        args = [x, t]
-        if lr_name and lr_name in required(fn)[2:]:
-            args.append(p.lr)
-            kwargs.pop(lr_name, None)
-        return call(name, fn, *args, filename=self.file, **kwargs)
+        return call_step(self.how, self.step, p, self.layout, self.file, self.said)
 
     def model(self, p, declared: dict) -> Model:
         acts_said = declared_activations(*declared.get("ACTIVATIONS", (None, "")), len(p.params))
         what = f"{self.forward_fn.__name__}(X)"
         acts = whole_forward(lambda params: self.forward(p, params), p, what, self.file, acts_said)
+        self.output = getattr(acts, "output", None)
         said = declared_loss(*declared.get("LOSS", (None, "")))
-        y = self.forward(p, p.params)
+        y = self.forward(p, p.params)  # logits, where the forward ends in probabilities
         self.set_params(p.params, p.lr)
         value = self._call_step(p)
-        notes = ()
-        read = match_loss(float(value), y, p.t, "", self.file) if _is_number(value) else None
+        notes = []
+        whence = f"the value {self.step.__name__} returns"
+        if not _is_number(value):
+            value, whence = self._own_loss(p)
+        read = None
+        if value is not None:
+            read = match_loss(float(value), y, p.t, "", self.file)
+            fold = folded(acts, float(value), y, p.t) if read is None else None
+            if fold is not None:
+                acts, read = fold
+                self.output = acts.output
+                notes.append("the sigmoid output and its binary cross-entropy: the library's bce-logits of the top z")
+            if read is not None:
+                notes.append(f"the loss: {read}, read off {whence}")
         if said is not None and read is not None and said != read:
             raise FcgradError(
-                f"{declared['LOSS'][1]}: LOSS = {said!r} but {self.step.__name__} returns the {read} "
-                "loss; expected the loss it computes"
+                f"{declared['LOSS'][1]}: LOSS = {said!r} but {whence} is the {read} loss; expected the loss it computes"
             )
         loss = read or said
+        if loss is None and self.output == "softmax":
+            loss = "cross-entropy"
+            notes.append(f"the loss: cross-entropy, the one a softmax output implies ({what} ends in a softmax)")
         if loss is None:
             loss = p.loss
-            notes = (
-                f"the loss: {loss}, the problem's ({self.step.__name__} returns no loss value and the file "
-                "declares no LOSS)",
+            notes.append(
+                f"the loss: {loss}, the problem's ({self.step.__name__} returns no loss value, the net has no loss "
+                "the audit could call and the file declares no LOSS)"
             )
         self.loss = loss
-        return Model(acts, loss, notes)
+        return Model(tuple(acts), loss, tuple(notes))
+
+    def _own_loss(self, p) -> tuple[float | None, str]:
+        """The loss the file computes for the problem's batch at its parameters, by a method of the net or a loss
+        object it holds, and where it was read; (None, "") when it has none the audit can call."""
+        lay, net = self.layout, self.net
+        y = self.forward(p, p.params)
+        mine = lay.give("data", np.exp(y) if self.output == "softmax" else y)  # the probabilities it computes
+        if self.output == "sigmoid":
+            mine = lay.give("data", 1.0 / (1.0 + np.exp(-y)))
+        t = lay.give("data", p.t)
+        for name in LOSS_METHODS:
+            fn = getattr(net, name, None)
+            if inspect.ismethod(fn) and fn is not self.step and not _unknown(fn, 1 if self.how == "pairs" else 2):
+                with contextlib.suppress(FcgradError):
+                    value = call_step(self.how, fn, p, lay, self.file, [])
+                    if _is_number(value) and np.isfinite(float(value)):
+                        return float(value), f"{type(net).__name__}.{name}"
+        for name in LOSS_OBJECTS:
+            obj = getattr(net, name, None)
+            fn = getattr(obj, "loss", None) if not callable(obj) or isinstance(obj, type) else obj
+            if obj is None or inspect.ismethod(obj) or not callable(fn):
+                continue
+            for a, b in ((t, mine), (mine, t)):
+                with contextlib.suppress(Exception), np.errstate(all="ignore"):
+                    value = np.asarray(fn(a, b), dtype=np.float64)
+                    total = float(np.sum(value)) / (p.batch if value.size > 1 else 1)
+                    if np.isfinite(total):
+                        return total, f"{type(net).__name__}.{name} (its sum over a sample, averaged over N)"
+        return None, ""
 
     def chain(self, p, params=None) -> tuple[float, Seen, list]:
         params = p.params if params is None else params
@@ -181,6 +227,92 @@ class TrainStepNet:
 
     def stepper(self, p):
         return chain_stepper(self, p)
+
+
+def created_by_training(net, layout, sizes: tuple[int, ...], lr: float, file: str):
+    """A net whose training makes its parameters (``fit`` sizing them from the data): one step of it on a problem
+    of ``sizes`` makes them; then every method that made them (one whose name says it initialises) keeps them as
+    they are, so that each step starts from the parameters the audit sets. (slots, form), or None."""
+    how, step = find_step(net)
+    if how is None:
+        return None
+    said: list[str] = []
+    for name in ITERATION_ATTRS:
+        if isinstance(getattr(net, name, None), int) and not isinstance(getattr(net, name), bool):
+            setattr(net, name, 1)
+            said.append(f"{type(net).__name__}.{name}: 1, one step each time the audit calls {step.__name__}")
+    for obj, name in lr_attributes(net):
+        setattr(obj, name, lr)
+    from fcgrad.engine.problems import random_problem  # noqa: PLC0415
+
+    p = random_problem(list(sizes), batch=8, seed=0).with_options(lr=lr)
+    with np.errstate(all="ignore"):
+        call_step(how, step, p, layout, file, [])
+    found = find_slots(net)
+    if found is None:
+        return None
+    kept = [
+        name
+        for name, fn in inspect.getmembers(type(net), inspect.isfunction)
+        if "init" in name.lower() and not name.startswith("__")
+    ]
+    for name in kept:
+        setattr(net, name, lambda *args, **kwargs: None)
+    if kept:
+        said.append(
+            f"the parameters {step.__name__} makes ({', '.join(f'{type(net).__name__}.{k}' for k in kept)}): made "
+            "once, then kept, so that each step starts from the problem's"
+        )
+    net.__dict__.setdefault("_fcgrad_said", []).extend(said)
+    return found
+
+
+def _unknown(fn, data: int) -> list[str]:
+    """The arguments ``fn`` needs after its ``data`` ones that the audit has no value for."""
+    known = (*LR_NAMES, *EPOCH_NAMES, *BATCH_NAMES, *QUIET_NAMES, *REG_NAMES, *TRAIN_SIZE_NAMES)
+    return [q for q in required(fn)[data:] if q not in known]
+
+
+def _extras(fn, data: int, p, said: list[str]) -> dict:
+    """Keyword arguments for every parameter of ``fn`` after its ``data`` ones that the audit has a value for."""
+    defaults = {k: v.default for k, v in inspect.signature(fn).parameters.items()}
+    out = {}
+    for q in parameters(fn)[data:]:
+        if q in LR_NAMES:
+            out[q] = p.lr
+        elif q in EPOCH_NAMES:
+            out[q] = 1
+        elif q in BATCH_NAMES:
+            out[q] = p.batch
+        elif q in QUIET_NAMES:
+            out[q] = False
+        elif q in TRAIN_SIZE_NAMES:
+            out[q] = p.batch
+            _say(said, f"{fn.__name__}'s {q}: N = {p.batch}, the size of the audit's training set")
+        elif q in REG_NAMES:
+            out[q] = 0.0
+            if defaults.get(q) is inspect.Parameter.empty or defaults.get(q):
+                _say(said, f"{fn.__name__}'s {q}: 0, no regularisation (the library's losses carry none)")
+    return out
+
+
+def _say(said: list[str], words: str) -> None:
+    if words not in said:
+        said.append(words)
+
+
+def call_step(how: str, fn, p, layout, file: str, said: list[str]):
+    """One step of the file's own training call, each argument by its name: the data (pairs of columns for
+    ``update_mini_batch``), the learning rate, one epoch over one batch of all N, no printing, no regularisation."""
+    lay = layout
+    if how == "pairs":
+        pairs = [(lay.give("data", p.x[:, [k]]), lay.give("data", p.t[:, [k]])) for k in range(p.batch)]
+        if lay.samples == "rows":
+            pairs = [(a.reshape(-1), b.reshape(-1)) for a, b in pairs]
+        args = [pairs]
+    else:
+        args = [lay.give("data", p.x), lay.give("data", p.t)]
+    return call(fn.__name__, fn, *args, filename=file, **_extras(fn, len(args), p, said))
 
 
 def _is_number(value) -> bool:

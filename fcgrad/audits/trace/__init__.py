@@ -10,7 +10,7 @@ import numpy as np
 
 from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse, judge_updates
-from fcgrad.audits.trace.quantities import batch
+from fcgrad.audits.trace.quantities import batch, output_probabilities
 from fcgrad.manual.network import forward
 from fcgrad.testing.record import Record, recording
 
@@ -36,6 +36,9 @@ def contexts_for(p, ref: dict, caches, scale: float):
         }
         others = [("the network's input X", p.x)] if i > 0 else []
         others += [(f"layer {k}'s output", caches[k].y) for k in range(top + 1) if k not in (i, i - 1)]
+        probabilities = output_probabilities(p, caches[top].y)
+        if i == top and probabilities is not None:  # the output the file computes, its loss's softmax or sigmoid
+            others.append((f"the layer's output {probabilities[0]}", probabilities[1]))
         if n is not None:
             full = {k: v[:, [n]] * (p.batch if k in ("upstream", "residual_z") else 1.0) for k, v in full.items()}
             others = [(words, a[:, [n]]) for words, a in others]

@@ -167,5 +167,6 @@ def merge(
         if trace.lines and "the audit cannot see" in f.note:  # the trace saw every statement
             f = replace(f, note="; ".join(n for n in f.note.split("; ") if "the audit cannot see" not in n))
         out.append(f)
-    out += [f for key, f in traced.items() if key not in used and key not in right]
+    summed = {key for key, f in traced.items() if f.diagnoses and f.diagnoses[0].name == "missing_1_over_n"}
+    out += [f for key, f in traced.items() if key not in used and (key not in right or key in summed)]
     return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))

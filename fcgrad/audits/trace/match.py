@@ -50,6 +50,7 @@ WORDS = {
     "y": "the output",
     "f'(z)": "f'(z)",
     "softmax(y)": "softmax of the output",
+    "sigmoid(y)": "sigmoid of the output",
 }
 
 
@@ -369,6 +370,7 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
     whatever that gradient carried from above; ``before``/``after``: each layer's w and b, the file's layout."""
     made = {_key(line.record.value): line for line in trace.lines}
     p = matcher.p
+    entries: dict[str, Line | None] = {}  # the residual a 1/N was left out of, once found
     for i, (old, new) in enumerate(zip(before, after)):
         for q in ("w", "b"):
             writer = next((ln for ln in reversed(trace.lines) if _same(ln.record.value, new[q])), None)
@@ -395,7 +397,12 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                     ctx = Context(quantity=quantity.name, n=p.batch, w=p.params[i]["w"])
                     cause, words, _ = explain_factor(k, ctx, MATCH_REL_TOL)
                     message = f"looks like {words}: the update applies {k:.6g} × the gradient it was handed"
-                    entry = _factor_entry(trace, made, k * matcher.c) if _close(k, float(p.batch)) else None
+                    entry = None
+                    if _close(k, float(p.batch)):
+                        entry = entries.get("N") or _factor_entry(trace, made, k * matcher.c)
+                        entries["N"] = entry
+                    if entry is not None and entry.status == ORIGIN:
+                        continue  # the same residual without its 1/N, placed already: one finding
                     if entry is not None:  # a residual without its 1/N, never divided afterwards: made there
                         message = f"looks like {words}: ∂L/∂{entry.quantity.name[9:]} is {k:.6g} × JAX's from here on"
                         entry.status, entry.diagnoses = ORIGIN, (Diagnosis(cause, message, 0.0),)

@@ -55,9 +55,21 @@ def batch(p, ref: dict, caches, scale: float = 1.0) -> list[Quantity]:
         with np.errstate(over="ignore", invalid="ignore"):
             slope = ACTIVATIONS[p.activations[i]].backward(np.ones_like(c.z), c.z, c.y)  # (out, N) f'(z)
         out.append(Quantity(i, "f'(z)", slope))
-    if p.loss == "cross-entropy":
-        out.append(Quantity(top, "softmax(y)", _softmax(caches[-1].y)))
+    probabilities = output_probabilities(p, caches[-1].y)
+    if probabilities is not None:
+        out.append(Quantity(top, probabilities[0], probabilities[1]))
     return out
+
+
+def output_probabilities(p, y) -> tuple[str, np.ndarray] | None:
+    """The probabilities a file computes from the top layer's z where the library's loss takes them in:
+    softmax(y) under cross-entropy, sigmoid(y) under bce-logits (a file's forward often ends in them)."""
+    if p.loss == "cross-entropy":
+        return "softmax(y)", _softmax(y)
+    if p.loss == "bce-logits":
+        with np.errstate(over="ignore"):
+            return "sigmoid(y)", ACTIVATIONS["sigmoid"].forward(y)
+    return None
 
 
 def one_sample(quantities: list[Quantity], n: int, size: int) -> list[Quantity]:

@@ -128,20 +128,62 @@ class Matcher:
         self.quantities, self.p, self.layout, self.c = quantities, p, layout, loss_scale
         self.contexts = contexts  # (layer, sample or None) -> the catalogue's context of that layer, blog layout
         self._per_sample: dict[int, list[Quantity]] = {}
+        self._by_size: dict[object, dict[int, list[Quantity]]] = {}
+        self._stacked: dict[tuple, list] = {}  # (sample, size) -> the candidates stacked by shape
 
     def sample_quantities(self, n: int) -> list[Quantity]:
         if n not in self._per_sample:
             self._per_sample[n] = one_sample(self.quantities, n, self.p.batch)
         return self._per_sample[n]
 
+    def _sized(self, key, quantities: list[Quantity], size: int) -> list[Quantity]:
+        """The quantities of ``quantities`` with ``size`` entries (no other can be a value of that size)."""
+        if key not in self._by_size:
+            table: dict[int, list[Quantity]] = {}
+            for q in quantities:
+                table.setdefault(q.value.size, []).append(q)
+            self._by_size[key] = table
+        return self._by_size[key].get(size, [])
+
     def candidates(self, v: np.ndarray, sample: int | None) -> list[Quantity]:
+        """The quantities ``v`` may be a value of: the batch's, and one sample's where the frame works on one."""
+        mine = self._sized("batch", self.quantities, v.size)
         if sample is not None:
-            return self.sample_quantities(sample) + self.quantities
-        out = list(self.quantities)
+            return self._sized(sample, self.sample_quantities(sample), v.size) + mine
+        out = list(mine)
         columns = {q.value.shape[0] for q in self.quantities if q.name not in ("grad_w", "grad_b")}
         if self.p.batch > 1 and v.size in columns:  # one sample's column, in a call not told which
             for n in range(self.p.batch):
-                out += [q for q in self.sample_quantities(n) if q.name not in ("grad_w", "grad_b")]
+                mine = self._sized(n, self.sample_quantities(n), v.size)
+                out += [q for q in mine if q.name not in ("grad_w", "grad_b")]
+        return out
+
+    def fitting(self, v: np.ndarray, sample: int | None) -> list[Quantity]:
+        """The candidates ``v`` is a multiple of, all tested at once: what ``factor_of`` would accept, and a few
+        more at the tolerance's edge (``factor_of`` decides those)."""
+        if not np.all(np.isfinite(v)):
+            return []
+        key = (sample, v.size)
+        if key not in self._stacked:
+            groups: dict[tuple, list[Quantity]] = {}
+            for q in self.candidates(v, sample):
+                groups.setdefault(q.value.shape, []).append(q)
+            stacked = []
+            for shape, qs in groups.items():
+                values = np.stack([q.value.reshape(-1) for q in qs])  # (m, size)
+                scale = np.maximum(np.max(np.abs(values), axis=1), np.finfo(np.float64).tiny)
+                stacked.append((shape, qs, values, np.einsum("ij,ij->i", values, values), scale))
+            self._stacked[key] = stacked
+        out = []
+        for shape, qs, values, qq, scale in self._stacked[key]:
+            keep = np.zeros(len(qs), dtype=bool)
+            for a in orientations(v, shape):
+                flat = a.reshape(-1)
+                k = (values @ flat) / np.where(qq > 0, qq, 1.0)
+                miss = np.max(np.abs(flat[None, :] - k[:, None] * values), axis=1)
+                edge = 2 * MATCH_REL_TOL * np.maximum(scale, scale * np.abs(k))  # 2×: rounding of the stacked sums
+                keep |= (qq > 0) & (miss <= edge) | (qq == 0) & (np.max(np.abs(flat), initial=0.0) == 0.0)
+            out += [q for q, kept in zip(qs, keep) if kept]
         return out
 
     def allowed(self, q: Quantity, k: float) -> bool:
@@ -167,7 +209,7 @@ class Matcher:
         one sample's ∂L/∂x is a multiple of w, and that says nothing.
         """
         best = None
-        for q in self.candidates(v, sample):
+        for q in self.fitting(v, sample):
             hit = factor_of(v, q.value)
             if hit is None:
                 continue

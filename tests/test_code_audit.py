@@ -206,6 +206,22 @@ def test_what_follows_from_an_origin_is_reported_as_inherited_from_it(tmp_path):
     assert not set(inherited) & set(_origins(report))
 
 
+def test_a_row_is_inherited_from_the_finding_whose_error_it_carries_not_the_nearest_one_above(tmp_path):
+    path = _example_with(
+        tmp_path,
+        {
+            "return (self.y - self.t) / self.y.shape[1]": "return 4 * (self.y - self.t) / self.y.shape[1]",
+            "grad_w = self.x @ r_z.T": "grad_w = self.x @ r_z.T * (3 if isinstance(self, TanhLayer) else 1)",
+        },
+    )
+    report = audit_code(path, random_problem([3, 5, 2], activations=["tanh", "sigmoid"], batch=8, seed=3), steps=2)
+    assert _origins(report) == [(1, "residual_y"), (0, "grad_w")]
+    inherited = {(h.layer, h.quantity): h.origin for h in report.inherited}
+    # layer 0's grad_b is computed from its residual_z, which carries the loss's factor 4, never from grad_w
+    assert inherited[(0, "grad_b")] == (1, "residual_y")
+    assert inherited[(1, "grad_w")] == (1, "residual_y")
+
+
 def test_a_sum_over_the_samples_is_one_finding_and_hides_nothing_after_it():
     report = _audit(BLOG)
     summed = [f for f in report.findings if f.diagnoses[0].name == "missing_1_over_n"]

@@ -33,7 +33,7 @@ from fcgrad.audits.code_load import build, declarations, load_module, user_folde
 from fcgrad.audits.code_model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides
 from fcgrad.audits.code_params import OtherLayoutError
 from fcgrad.audits.code_problem import reasons, with_classes
-from fcgrad.audits.trace import ORIGIN, Trace, recording, trace_of
+from fcgrad.audits.trace import INHERITED, ORIGIN, Trace, recording, trace_of
 from fcgrad.audits.trace.findings import merge
 from fcgrad.audits.trace.inferred import read_forward
 from fcgrad.engine import tolerances as tol
@@ -228,8 +228,28 @@ def _finite(values: np.ndarray, k: int) -> float | None:
     return float(values[k]) if k < len(values) and np.isfinite(values[k]) else None
 
 
-def _inherited(tables: list[list[Row]], findings: list[CodeFinding], unjudged: set) -> list[Inherited]:
+def _carried_from(trace: Trace | None, findings: list[CodeFinding]) -> dict[tuple, tuple]:
+    """(layer, quantity) -> the finding whose error the trace saw it carry: the origin of the statement that
+    computed it, where that origin is a finding's statement."""
+    if trace is None:
+        return {}
+    at_line = {(f.file, f.line): (f.layer, f.quantity) for f in findings if f.line is not None}
+    out: dict[tuple, tuple] = {}
+    for line in trace.lines:
+        q, origin = line.quantity, line.origin
+        if line.status != INHERITED or q is None or origin is None or not q.backward:
+            continue
+        found = at_line.get((origin.record.file, origin.record.line))
+        if found is not None and (q.sample is None or (q.layer, q.name) not in out):
+            out[(q.layer, q.name)] = found
+    return out
+
+
+def _inherited(tables: list[list[Row]], findings: list[CodeFinding], unjudged: set, trace=None) -> list[Inherited]:
+    """Each wrong row that is no origin, with the finding it inherits from: the one whose error the trace saw it
+    carry, else the nearest origin above it in backward order."""
     origins = sorted(((f.layer, f.quantity) for f in findings), key=backward_order)
+    carried = _carried_from(trace, findings)
     out, seen = [], set(origins)
     for r in (r for rows in tables for r in rows):
         key = (r.layer, r.quantity)
@@ -237,7 +257,8 @@ def _inherited(tables: list[list[Row]], findings: list[CodeFinding], unjudged: s
             continue
         seen.add(key)
         above = [o for o in origins if backward_order(o) <= backward_order(key)]
-        out.append(Inherited(r.layer, r.quantity, above[-1] if above else None, key not in unjudged))
+        origin = carried.get(key, above[-1] if above else None)
+        out.append(Inherited(r.layer, r.quantity, origin, key not in unjudged))
     return sorted(out, key=lambda h: backward_order((h.layer, h.quantity)))
 
 
@@ -344,7 +365,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     div, histories = drift(driver.stepper(p), p, model.scale)
     findings = merge(result.findings, trace, e2e.rows + iso_rows, updated, own, p.batch)
     unjudged = set() if trace.lines else e2e.unjudged | result.unjudged  # traced: each judged from its inputs
-    inherited = _inherited([e2e.rows, iso_rows], findings, unjudged)
+    inherited = _inherited([e2e.rows, iso_rows], findings, unjudged, trace)
     return CodeAuditReport(
         path,
         driver.protocol,

@@ -143,8 +143,9 @@ def merge(
         if key not in traced and f.diagnoses and f.diagnoses[0].name in by_name:
             key = by_name[f.diagnoses[0].name]  # the same mistake, placed by the trace at another layer's line
         if key in traced:
-            if key not in used:
-                out.append(_at(f, traced[key]))
+            if key not in used:  # the traced origin of a quantity that feeds this one (a residual): the trace's own
+                upstream = backward_order(key) < backward_order((f.layer, f.quantity))
+                out.append(traced[key] if upstream else _at(f, traced[key]))
                 used.add(key)
             continue
         if traced and f.judged_from == END_TO_END and backward_order(key) > min(backward_order(k) for k in traced):

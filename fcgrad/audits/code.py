@@ -118,6 +118,17 @@ def _sizes_declared(declared: dict) -> tuple[int, ...] | None:
         raise FcgradError(f"{where}: SIZES: expected the layer widths, e.g. (2, 4, 1); {exc}") from None
 
 
+def _layout_shown(driver, layout: Layout, said: list[str]) -> tuple[Layout, list[str]]:
+    """The layout the file's own arrays showed the driver, where nothing declared one; a declared one they contradict
+    is refused."""
+    shown = getattr(driver, "layout", layout)
+    if shown == layout:
+        return layout, said
+    if said:
+        raise FcgradError(f"{'; '.join(said)}: the file's own arrays are {shown.describe()}; expected that layout")
+    return shown, [getattr(driver, "layout_from", None) or "the file's own arrays"]
+
+
 def _problem_for(sizes, problem: Problem | None, file: str, *, lr=None, batch=None, seed=None) -> Problem:
     if problem is not None:
         if sizes is not None and tuple(problem.sizes) != tuple(sizes):
@@ -254,6 +265,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     sizes = driver.sizes if driver.sizes is not None else sizes_said
     p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
     model = driver.model(p, declared)
+    layout, said = _layout_shown(driver, layout, said)
     if driver.protocol == "step" and "ACTIVATIONS" not in declared:
         model = _step_model(driver, p, path, model)
     refuse_overrides(model, path, loss=loss, activations=activations)
@@ -267,7 +279,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         chained = driver.chain(p)
     own = chained[1]
     after = chained[2] if len(chained) > 2 else (driver.params(p.params) if hasattr(driver, "params") else None)
-    trace = trace_of(rec.records, p, ref, layout, after=after)  # ref: already at the file's loss scale
+    trace = trace_of(rec.records, p, ref, layout, after=after, output=model.output)  # ref: at the file's loss scale
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update

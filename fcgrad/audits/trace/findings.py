@@ -13,7 +13,7 @@ import numpy as np
 
 from fcgrad.audits.blog import backward_order
 from fcgrad.audits.code_judge import END_TO_END, CodeFinding
-from fcgrad.audits.trace.match import Line, Trace, factor_entry, factor_of
+from fcgrad.audits.trace.match import INHERITED, Line, Trace, factor_entry, factor_of
 from fcgrad.engine.compare import errors, worst_index
 
 WORDS = {
@@ -147,15 +147,20 @@ def merge(
                 out.append(_at(f, traced[key]))
                 used.add(key)
             continue
-        if traced and f.judged_from == END_TO_END and backward_order(key) > min(backward_order(k) for k in traced):
+        after_origin = traced and backward_order(key) > min(backward_order(k) for k in traced)
+        if after_origin and f.judged_from == END_TO_END:
             continue  # judged only end to end, after a traced origin: the trace judged its statements from their inputs
+        exposed = None  # the value the file exposes for it (a residual, or a gradient it returns), where it does
+        if seen is not None:
+            exposed = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
+        made = None if exposed is None else first_writer(trace, exposed)
+        if after_origin and made is not None and made.status == INHERITED:
+            continue  # the statement that made it read a traced origin's error: it carries that one
         writer = None
         if updated is not None and f.quantity in ("grad_w", "grad_b"):
             writer = writer_of(trace, updated[f.layer][f.quantity[-1]])
             writer = _gradient_it_read(trace, writer, updated[f.layer][f.quantity[-1]]) or writer
-        elif seen is not None:  # a residual the file exposes: where it was computed
-            value = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
-            writer = None if value is None else first_writer(trace, value)
+        writer = writer or made  # a value the file exposes: where it was computed
         if writer is None and f.diagnoses and f.diagnoses[0].name == "missing_1_over_n":
             writer = factor_entry(trace, float(n))  # the residual the 1/N was left out of
         if writer is not None:
@@ -168,4 +173,9 @@ def merge(
             f = replace(f, note="; ".join(n for n in f.note.split("; ") if "the audit cannot see" not in n))
         out.append(f)
     out += [f for key, f in traced.items() if key not in used and key not in right]
+    named = {(f.file, f.line): f.diagnoses for f in out if f.line is not None and f.diagnoses}
+    out = [  # one statement, one mistake: a quantity it made wrong without a name of its own takes the statement's
+        f if f.diagnoses or (f.file, f.line) not in named else replace(f, diagnoses=named[(f.file, f.line)])
+        for f in out
+    ]
     return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))

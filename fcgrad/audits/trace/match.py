@@ -16,7 +16,9 @@ Values are followed by identity: a statement's inputs are the arrays it read, an
 produced an array is the latest one with exactly that value.
 """
 
-from dataclasses import dataclass, field
+import ast
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -282,6 +284,7 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             line = _where_the_alias_was_made(line, lines)
             line = _where_the_derivative_belonged(line, r, made, matcher)
             line = _where_the_factor_was_made(line, made, matcher)
+            line = _where_the_divisor_was_made(line)
         lines.append(line)
         made[_key(r.value)] = line
     return Trace(lines, dict(current))
@@ -310,6 +313,56 @@ def _where_the_factor_was_made(line: Line, made: dict, matcher: "Matcher") -> Li
                 moved = Line(src.record, ORIGIN, q, line.factor, line.diagnoses, expected=line.expected)
                 moved.shown = v  # the residual_z it made wrong, against the right one
                 return moved
+    return line
+
+
+def _divisor_assignment(file: str, line: int, name: str) -> tuple[int, str] | None:
+    """(line, source) of the last ``name = <expr>`` (one target alone) before ``line`` in the function around it."""
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    around = [
+        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.lineno <= line <= n.end_lineno
+    ]
+    if not around:
+        return None
+    best = None
+    for n in ast.walk(around[-1]):
+        one = isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+        if one and n.targets[0].id == name and n.lineno < line and (best is None or n.lineno > best.lineno):
+            best = n
+    if best is None:
+        return None
+    return best.lineno, " ".join(ast.get_source_segment(Path(file).read_text(encoding="utf-8"), best).split())
+
+
+def _where_the_divisor_was_made(line: Line) -> Line:
+    """A wrong N (1/M where 1/N belongs) divided by a plain number the function computed on a line of its own
+    (``m = A_prev.shape[0]``) was made there: a Python number is not recorded, so that line is read from the file."""
+    if not line.diagnoses or line.diagnoses[0].name != "one_over_wrong_n":
+        return line
+    r = line.record
+    arrays = {text for text, _ in r.reads}
+    try:
+        rhs = ast.parse(r.statement.split("#")[0].strip()).body[0]
+    except (SyntaxError, IndexError):
+        return line
+    value = rhs.value if isinstance(rhs, (ast.Assign, ast.AugAssign)) else None
+    divisors = [
+        n.right.id
+        for n in ast.walk(rhs)
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and isinstance(n.right, ast.Name)
+    ]
+    if isinstance(rhs, ast.AugAssign) and isinstance(rhs.op, ast.Div) and isinstance(value, ast.Name):
+        divisors.append(value.id)
+    for name_ in (d for d in divisors if d not in arrays):
+        found = _divisor_assignment(r.file, r.line, name_)
+        if found is not None:
+            moved = Line(replace(r, line=found[0], statement=found[1], target=name_), ORIGIN, line.quantity,
+                         line.factor, line.diagnoses, expected=line.expected)  # fmt: skip
+            moved.shown = r.value if line.shown is None else line.shown
+            return moved
     return line
 
 

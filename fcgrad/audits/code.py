@@ -270,7 +270,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         model = _step_model(driver, p, path, model)
     refuse_overrides(model, path, loss=loss, activations=activations)
     p = replace(p, activations=model.activations, loss=model.loss, trainable=None, dtype="float64")
-    if problem is None and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
+    drawn_for_another = problem is None or problem.loss not in CLASS_LOSSES  # --sizes draws square-loss targets
+    if drawn_for_another and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
         p = with_classes(p, 0 if seed is None else seed)
     p = p.with_options(steps=steps, dtype="float64")
     ref = _scaled(reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss), model.scale)

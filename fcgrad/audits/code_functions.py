@@ -272,7 +272,7 @@ class FunctionsNet:
         out = self._call(self.backward_fn, BACKWARD_ROLES, given)
         residual_y, layers = self._grads(out, len(params))
         new = []
-        for i, (old, seen) in enumerate(zip(params, layers)):
+        for old, seen in zip(params, layers):
             layer = {}
             for q, g in (("w", "grad_w"), ("b", "grad_b")):
                 grad = self.layout.read(kind_of(q), seen.values[g], old[q].shape)

@@ -29,6 +29,7 @@ import numpy as np
 from fcgrad.audits import code_functions
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
+from fcgrad.audits.code_returns import build_returns
 from fcgrad.audits.code_step import StepNet
 from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step
 from fcgrad.engine.user_code import definition, user_error
@@ -158,6 +159,8 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         return StepNet(module, path, layout), declared
     if code_functions.fits(module):
         return code_functions.FunctionsNet(module, path, layout, declared), declared
+    if cls is not None and (returns := build_returns(net, layout, path)) is not None:
+        return returns, declared
     found_words = [_methods(c) for c in _own_classes(module)] + [f"function {f}" for f in _functions(module)]
     closest = _closest(module, cls)
     raise FcgradError(

@@ -57,6 +57,11 @@ def _finding(o: Line) -> CodeFinding:
     )
 
 
+def _named_own(f: CodeFinding) -> bool:
+    """A finding named by the catalogue as a mistake of its own kind, not merely a constant factor off."""
+    return bool(f.diagnoses) and f.diagnoses[0].name not in ("scaled", "constant_factor")
+
+
 def _oriented(value: np.ndarray, expected: np.ndarray):
     if value.shape == expected.shape:
         yield value
@@ -154,8 +159,8 @@ def merge(
         if seen is not None:
             exposed = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
         made = None if exposed is None else first_writer(trace, exposed)
-        if after_origin and made is not None and made.status == INHERITED:
-            continue  # the statement that made it read a traced origin's error: it carries that one
+        if after_origin and made is not None and made.status == INHERITED and not _named_own(f):
+            continue  # made from a traced origin's error, with no name of its own: it carries that one
         writer = None
         if updated is not None and f.quantity in ("grad_w", "grad_b"):
             writer = writer_of(trace, updated[f.layer][f.quantity[-1]])

@@ -322,9 +322,8 @@ def _divisor_assignment(file: str, line: int, name: str) -> tuple[int, str] | No
         tree = ast.parse(Path(file).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return None
-    around = [
-        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.lineno <= line <= n.end_lineno
-    ]
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    around = [n for n in functions if n.lineno <= line <= n.end_lineno]
     if not around:
         return None
     best = None

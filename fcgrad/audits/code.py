@@ -266,6 +266,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
     model = driver.model(p, declared)
     layout, said = _layout_shown(driver, layout, said)
+    if getattr(driver, "own_params", None) is not None:  # the file makes its weights itself: both sides start there
+        p = replace(p, params=driver.own_params)
     if driver.protocol == "step" and "ACTIVATIONS" not in declared:
         model = _step_model(driver, p, path, model)
     refuse_overrides(model, path, loss=loss, activations=activations)

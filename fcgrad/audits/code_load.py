@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fcgrad.audits import code_functions
+from fcgrad.audits.code_build import build_build
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
 from fcgrad.audits.code_returns import build_returns
@@ -161,6 +162,8 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         return code_functions.FunctionsNet(module, path, layout, declared), declared
     if cls is not None and (returns := build_returns(net, layout, path)) is not None:
         return returns, declared
+    if (made := build_build(module, path, layout, sizes)) is not None:
+        return made, declared
     found_words = [_methods(c) for c in _own_classes(module)] + [f"function {f}" for f in _functions(module)]
     closest = _closest(module, cls)
     raise FcgradError(

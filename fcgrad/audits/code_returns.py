@@ -49,7 +49,7 @@ class ReturnsNet:
     def __init__(self, file: str, net, slots, method, target: str, layout):
         self.file, self.net, self.slots, self.method, self.target = file, net, slots, method, target
         self.where = definition(method) or definition(type(net)) or file
-        self.layout = _layout_of(slots, layout)
+        self.layout = layout_of_arrays(slots[0]["w"].get(), slots[0]["b"].get(), layout)
         self.layout_from = None if self.layout == layout else f"the arrays in {slots[0]['w'].words} and its bias"
         self.labels = False  # the targets go in as integer labels
         self.notes: list[str] = []
@@ -163,10 +163,9 @@ def _default(fn, name: str):
     return inspect.signature(fn).parameters[name].default
 
 
-def _layout_of(slots, layout):
-    """The layout the first w and its bias show: w (in, out) when the bias has w's second width, (out, in) when
+def layout_of_arrays(w: np.ndarray, b: np.ndarray, layout):
+    """The layout a first w and its bias show: w (in, out) when the bias has w's second width, (out, in) when
     its first; samples by row for a bias (n,) or (1, n). ``layout`` where they cannot tell (a square w)."""
-    w, b = slots[0]["w"].get(), slots[0]["b"].get()
     if w.ndim != 2 or w.shape[0] == w.shape[1] or b.size not in w.shape:
         return layout
     weights = "in,out" if b.size == w.shape[1] else "out,in"

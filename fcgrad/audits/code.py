@@ -286,7 +286,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update
-    if driver.protocol != "functions":
+    if driver.protocol not in ("functions", "loss_grads"):
         step = getattr(getattr(driver, "step", None), "__name__", "its step")
         words = NEVER_APPLIED.get(driver.protocol, f"{step} leaves w and b as they were")
     e2e = judge(own, p, ref, layout, scale=scale, never_applied=words)

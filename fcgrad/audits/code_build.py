@@ -298,8 +298,8 @@ def _loop_line(fn, steps_name: str) -> int | None:
     except (OSError, TypeError, SyntaxError):
         return None
     for node in ast.walk(tree):
-        reads = isinstance(node, ast.For) and any(isinstance(n, ast.Name) and n.id == steps_name for n in ast.walk(node.iter))
-        if reads:
+        names = [n.id for n in ast.walk(node.iter) if isinstance(n, ast.Name)] if isinstance(node, ast.For) else []
+        if steps_name in names:
             return first + node.lineno - 1
     return None
 

@@ -44,7 +44,7 @@ def _key(slot) -> str:
 
 
 class ReturnsNet:
-    protocol = "returns"
+    protocol = "loss_grads"
 
     def __init__(self, file: str, net, slots, method, target: str, layout):
         self.file, self.net, self.slots, self.method, self.target = file, net, slots, method, target

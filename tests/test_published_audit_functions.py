@@ -1,0 +1,81 @@
+"""Three published shapes audited as written: the course's functions, a loss method returning (loss, grads), and a
+function that makes its network and trains it.
+
+``fcgrad audit --code FILE`` runs each file of tests/fixtures/published/ with no declaration added and no flag but
+``--sizes`` where the file cannot say its widths (its init takes them): the correct file gets no finding, and each
+mistake of planted.py, planted in a copy of the folder, is reported at the planted line, with that line's statement
+in the JSON, under the catalogue's name for it.
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from fcgrad.cli.main import main
+
+PUBLISHED = Path(__file__).parent / "fixtures" / "published"
+sys.path.insert(0, str(PUBLISHED))
+from planted import PLANTED, plant  # noqa: E402
+
+STEPS = 2  # the trace reads step 0; the drift needs only a step or two here
+# The flags each shape needs: none but the widths where the file's init takes them. N is 8: every fan-in differs
+# from it by a factor that is no named constant (8/3, 8/5), so that a 1/fan-in where 1/N belongs is told apart
+# from a dropped ½ or a missing 1/N.
+FLAGS = {"dnn_app_utils": ["--sizes", "3,5,1"], "two_layer_net": ["--sizes", "3,5,4"], "nn_from_scratch": []}
+CATALOGUE_NAME = {  # the catalogue's name for each planted mistake, where it words it otherwise
+    "wrong_n": "one_over_wrong_n",
+    "update_sign": "flipped_sign",
+}
+PROTOCOL = {"dnn_app_utils": "functions", "two_layer_net": "loss_grads", "nn_from_scratch": "build"}
+
+
+def _audit(path: Path, shape: str, capsys) -> dict:
+    assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", *FLAGS[shape]]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _planted_copy(tmp_path: Path, shape: str, k: int) -> tuple[Path, int]:
+    mistake = PLANTED[shape][k]
+    for f in PUBLISHED.glob("*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    source = plant((PUBLISHED / mistake.file).read_text(encoding="utf-8"), mistake)
+    (tmp_path / mistake.file).write_text(source, encoding="utf-8")
+    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if s.strip() == mistake.replacement.strip()]
+    return tmp_path / f"{shape}.py", line
+
+
+@pytest.mark.parametrize("shape", list(FLAGS))
+def test_the_published_file_as_written_has_no_finding(shape, capsys):
+    out = _audit(PUBLISHED / f"{shape}.py", shape, capsys)
+    assert out["protocol"] == PROTOCOL[shape]
+    assert out["ok"] and out["findings"] == [] and out["cannot_tell"] == []
+
+
+MISTAKES = [(shape, k) for shape in FLAGS for k in range(3)]
+
+
+@pytest.mark.parametrize(("shape", "k"), MISTAKES, ids=[f"{s}-{PLANTED[s][k].name}" for s, k in MISTAKES])
+def test_each_planted_mistake_is_at_its_line_and_named(shape, k, tmp_path, capsys):
+    path, line = _planted_copy(tmp_path, shape, k)
+    mistake = PLANTED[shape][k]
+    findings = _audit(path, shape, capsys)["findings"]
+    assert findings
+    for f in findings:  # one mistake: every finding is that line (a statement may make two layers' values wrong)
+        assert (Path(f["file"]).name, f["line"]) == (mistake.file, line)
+        assert f["statement"].startswith(mistake.replacement.split("#")[0].strip())
+        assert f["diagnoses"][0]["name"] == CATALOGUE_NAME.get(mistake.name, mistake.name)
+
+
+def test_what_the_audit_gave_a_file_in_its_own_terms_is_said(capsys):
+    notes = " | ".join(_audit(PUBLISHED / "nn_from_scratch.py", "nn_from_scratch", capsys)["notes"])
+    assert "Config.epsilon = 0.01 (its learning rate) replaced by the problem's 0.1" in notes
+    assert "Config.reg_lambda = 0.01 set to 0" in notes and "integer labels" in notes
+    assert "8 × the library's cross-entropy loss (a sum over the 8 samples" in notes
+    notes = " | ".join(_audit(PUBLISHED / "two_layer_net.py", "two_layer_net", capsys)["notes"])
+    assert "reg (the regularisation strength" in notes and "integer labels" in notes
+    out = _audit(PUBLISHED / "dnn_app_utils.py", "dnn_app_utils", capsys)
+    assert out["problem"]["loss"] == "bce-logits" and out["problem"]["activations"] == ["relu", "identity"]
+    assert (out["layout"]["weights"], out["layout"]["samples"]) == ("out,in", "columns")

@@ -6,7 +6,11 @@ The protocols (README, "The protocols of audit --code", has an example of each):
 - **train_step**: a network class with ``train_step(X, T)``, ``fit(X, T, epochs)`` or
   ``update_mini_batch(batch, eta)`` (``fcgrad.audits.code_train``);
 - **step**: a function ``step(params, X, T, lr)`` (``fcgrad.audits.code_step``);
-- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)`` (``fcgrad.audits.code_functions``).
+- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)``, or the courses' ``L_model_forward``
+  and ``L_model_backward`` (``fcgrad.audits.code_functions``);
+- **loss_grads**: a network class whose ``loss(X, y=None, reg)`` returns (loss, grads) (``fcgrad.audits.code_returns``);
+- **build**: a function ``build_model(X, y, nn_hdim, num_passes)`` that makes its weights and trains
+  (``fcgrad.audits.code_build``).
 The network class is ``Net`` (or ``Network``, ``NeuralNetwork``, ``Model``, ``MLP``), else the one class of
 the file that has a training method. The file's folder is importable while it is audited, so it may import
 a sibling module of its own. Module-level declarations, each optional: ``WEIGHTS`` and ``SAMPLES`` (its

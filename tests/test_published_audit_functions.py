@@ -79,3 +79,13 @@ def test_what_the_audit_gave_a_file_in_its_own_terms_is_said(capsys):
     out = _audit(PUBLISHED / "dnn_app_utils.py", "dnn_app_utils", capsys)
     assert out["problem"]["loss"] == "bce-logits" and out["problem"]["activations"] == ["relu", "identity"]
     assert (out["layout"]["weights"], out["layout"]["samples"]) == ("out,in", "columns")
+
+
+def test_a_wrong_n_is_named_so_where_it_makes_a_plain_factor_of_two_too(tmp_path, capsys):
+    # a 3-5-4-1 net: the top layer's fan-in 4 makes 1/4 where 1/8 belongs, a factor 2 that alone reads as a dropped ½
+    path, line = _planted_copy(tmp_path, "dnn_app_utils", 1)
+    assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", "--sizes", "3,5,4,1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(f["line"], f["diagnoses"][0]["name"]) for f in out["findings"]] == [(line, "one_over_wrong_n")]
+    assert "the fan-in 4 where 1/N = 1/8 belongs" in out["findings"][0]["diagnoses"][0]["message"]
+    assert all(r["ok"] for r in out["end_to_end"] if r["quantity"].startswith("residual"))  # read per sample

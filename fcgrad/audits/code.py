@@ -33,7 +33,7 @@ from fcgrad.audits.code_load import build, declarations, load_module, user_folde
 from fcgrad.audits.code_model import Model, match_loss, refuse_overrides
 from fcgrad.audits.code_problem import reasons, with_classes
 from fcgrad.audits.trace import Trace, recording, trace_of
-from fcgrad.audits.trace.findings import merge
+from fcgrad.audits.trace.findings import merge, per_sample
 from fcgrad.audits.trace.inferred import read_forward
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
@@ -285,6 +285,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     trace = trace_of(rec.records, p, ref, layout, after=after, output=model.output)  # ref: at the file's loss scale
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
+    if scale == 1.0 and per_sample(trace, own, ref, layout, p.batch):  # its gradients wrong, its residuals right
+        scale = float(p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update
     if driver.protocol not in ("functions", "loss_grads"):
         step = getattr(getattr(driver, "step", None), "__name__", "its step")

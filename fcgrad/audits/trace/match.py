@@ -26,7 +26,7 @@ from fcgrad.audits.code_judge import name
 from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.quantities import Quantity, one_sample
 from fcgrad.diagnosis.catalogue import Diagnosis
-from fcgrad.diagnosis.signature import Context, explain_factor, named_factors
+from fcgrad.diagnosis.signature import Context, explain_factor, named_factors, wrong_n_words
 from fcgrad.testing.record import SMALLEST_KEPT, Record
 
 # A recorded array is the quantity when it equals it to this, relative to the quantity's largest entry. The
@@ -68,6 +68,7 @@ class Line:
     expected: np.ndarray | None = None  # the file's layout: what correct inputs give
     handed_on: Quantity | None = None  # the right quantity an origin computed where another belonged
     shown: np.ndarray | None = None  # what to compare with ``expected`` when it is not the value assigned
+    moved_from: tuple[str, int] | None = None  # (file, line) of the statement it was found at, before it was placed
 
 
 @dataclass
@@ -287,6 +288,7 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             line = _where_the_divisor_was_made(line)
         lines.append(line)
         made[_key(r.value)] = line
+    _with_its_divisor(lines, matcher)
     return Trace(lines, dict(current))
 
 
@@ -361,8 +363,29 @@ def _where_the_divisor_was_made(line: Line) -> Line:
             moved = Line(replace(r, line=found[0], statement=found[1], target=name_), ORIGIN, line.quantity,
                          line.factor, line.diagnoses, expected=line.expected)  # fmt: skip
             moved.shown = r.value if line.shown is None else line.shown
+            moved.moved_from = (r.file, r.line)
             return moved
     return line
+
+
+def _with_its_divisor(lines: list[Line], matcher: "Matcher") -> None:
+    """The other origins of a statement whose wrong N was placed where that N was computed (the same statement run
+    for another layer, where N/M happens to be a named constant such as 2) placed there too, as a wrong N."""
+    placed = {ln.moved_from: ln for ln in lines if ln.moved_from is not None}
+    for i, ln in enumerate(lines):
+        key, q = (ln.record.file, ln.record.line), ln.quantity
+        if ln.status != ORIGIN or ln.moved_from is not None or key not in placed or q is None or not q.backward:
+            continue
+        there = placed[key]
+        p = matcher.p
+        ctx = Context(quantity=q.name, n=1 if q.sample is not None else p.batch, w=p.params[q.layer]["w"])
+        words = wrong_n_words(ln.factor / matcher.c, ctx, MATCH_REL_TOL, widths_only=True)
+        diagnoses = there.diagnoses
+        if words is not None:
+            diagnoses = (Diagnosis("one_over_wrong_n", f"looks like {words}: {ln.factor:.6g} × JAX's", 0.0),)
+        moved = Line(there.record, ORIGIN, q, ln.factor, diagnoses, expected=ln.expected)
+        moved.shown, moved.moved_from = (ln.record.value if ln.shown is None else ln.shown), key
+        lines[i] = moved
 
 
 def _where_the_alias_was_made(line: Line, lines: list[Line]) -> Line:

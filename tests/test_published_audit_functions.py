@@ -89,3 +89,13 @@ def test_a_wrong_n_is_named_so_where_it_makes_a_plain_factor_of_two_too(tmp_path
     assert [(f["line"], f["diagnoses"][0]["name"]) for f in out["findings"]] == [(line, "one_over_wrong_n")]
     assert "the fan-in 4 where 1/N = 1/8 belongs" in out["findings"][0]["diagnoses"][0]["message"]
     assert all(r["ok"] for r in out["end_to_end"] if r["quantity"].startswith("residual"))  # read per sample
+
+
+def test_a_function_that_trains_is_followed_pass_by_pass(tmp_path, capsys):
+    # 30 of its own passes, each against JAX's step: the same trajectory; a bias stepping up parts at the first
+    assert main(["audit", "--code", str(PUBLISHED / "nn_from_scratch.py"), "--steps", "30", "--json"]) == 0
+    drift = json.loads(capsys.readouterr().out)["drift"]
+    assert drift["steps"] == 30 and drift["first_step_params_differ"] is None
+    path, _ = _planted_copy(tmp_path, "nn_from_scratch", 2)
+    assert main(["audit", "--code", str(path), "--steps", "30", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["drift"]["first_step_params_differ"] == 1

@@ -285,9 +285,10 @@ class BuildNet:
             final = self._run(p, n)
         finally:
             sys.settrace(before)
-        states = [s for s in seen if all(v.dtype != object for v in s.values())][1:] or []
-        out = [self._read(s) for s in states[:n]]
-        return out if len(out) == n else [self._read(final)] * max(n, 1)
+        states = [s for s in seen if all(v.dtype != object for v in s.values())][1:]
+        if len(states) >= n:
+            return [self._read(s) for s in states[: n - 1]] + [self._read(final)]
+        return [self._read(self._run(p, k)) for k in range(1, n + 1)]  # no loop seen: each pass count run afresh
 
 
 def _loop_line(fn, steps_name: str) -> int | None:

@@ -99,3 +99,46 @@ def test_a_function_that_trains_is_followed_pass_by_pass(tmp_path, capsys):
     path, _ = _planted_copy(tmp_path, "nn_from_scratch", 2)
     assert main(["audit", "--code", str(path), "--steps", "30", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["drift"]["first_step_params_differ"] == 1
+
+
+TWO_LAYER_COURSE = '''
+import numpy as np
+
+
+def initialize_parameters(n_x, n_h, n_y):
+    rng = np.random.default_rng(2)
+    return {"W1": rng.standard_normal((n_h, n_x)) * 0.5, "b1": np.zeros((n_h, 1)),
+            "W2": rng.standard_normal((n_y, n_h)) * 0.5, "b2": np.zeros((n_y, 1))}
+
+
+def forward_propagation(X, parameters):
+    A1 = np.tanh(parameters["W1"] @ X + parameters["b1"])
+    A2 = 1 / (1 + np.exp(-(parameters["W2"] @ A1 + parameters["b2"])))
+    return A2, {"A1": A1, "A2": A2}
+
+
+def compute_cost(A2, Y, parameters):
+    return float(-np.sum(Y * np.log(A2) + (1 - Y) * np.log(1 - A2)) / Y.shape[1])
+
+
+def backward_propagation(parameters, cache, X, Y):
+    m = X.shape[1]
+    dZ2 = cache["A2"] - Y
+    dZ1 = (parameters["W2"].T @ dZ2) * (1 - cache["A1"] ** 2)
+    return {"dW1": dZ1 @ X.T / m, "db1": np.sum(dZ1, axis=1, keepdims=True) / m,
+            "dW2": dZ2 @ cache["A1"].T / m, "db2": np.sum(dZ2, axis=1, keepdims=True) / m}
+'''
+
+
+def test_the_courses_two_layer_functions_take_their_arguments_by_name(tmp_path, capsys):
+    # init(n_x, n_h, n_y), forward(X, parameters), cost(A2, Y, parameters), backward(parameters, cache, X, Y)
+    path = tmp_path / "planar.py"
+    path.write_text(TWO_LAYER_COURSE, encoding="utf-8")
+    assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", "--sizes", "3,5,1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["problem"]["activations"] == ["tanh", "identity"]
+    wrong = TWO_LAYER_COURSE.replace('(1 - cache["A1"] ** 2)', '(1 - np.tanh(cache["A1"]) ** 2)')
+    path.write_text(wrong, encoding="utf-8")
+    assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", "--sizes", "3,5,1"]) == 0
+    (f,) = json.loads(capsys.readouterr().out)["findings"]
+    assert f["statement"].startswith("dZ1 = ") and f["diagnoses"][0]["name"] == "derivative_at_y"

@@ -4,15 +4,15 @@ The functions may carry the courses' names instead: ``L_model_forward(X, paramet
 ``forward_propagation``) and ``L_model_backward(AL, Y, caches)`` (or ``model_backward``, ``backward_propagation``).
 Their arguments are given by their names, in any order: the parameters (``params``, ``parameters``), the input
 (``X``), the cache (``cache``, ``caches``), the targets (``T``, ``Y``, ``y``) and the output the forward
-returned (``AL``, ``Y_hat``, ``output``); a plain ``forward``/``backward`` with other names takes them in the
-order above.
+returned (``AL``, ``A2``, ``Y_hat``); a backward may take X too, a loss the parameters. A plain ``forward``/
+``backward`` with other names takes them in the order above, a ``loss`` of two arguments (Y, T).
 
 ``params`` is, as the file declares with ``PARAMS`` (or as its ``init_params(sizes)`` / ``initialize_parameters
-(sizes)`` / ``initialize_parameters_deep(layer_dims)`` returns): ``"list"`` (the default), one dict per layer
-``{"w": ..., "b": ...}`` (the keys as the file's init writes them: ``W``, ``weight``, ...); or ``"numbered"``,
-one dict ``{"W1": ..., "b1": ..., "W2": ...}`` (the courses' form). ``forward`` may return Y alone; the cache
-passed back is then Y. Where the file declares no layout, the shapes its init makes say it: w (out, in) when
-the first w is (n1, n0), samples by row when a bias is (n,) or (1, n).
+(sizes)`` / ``initialize_parameters_deep(layer_dims)`` / ``initialize_parameters(n_x, n_h, n_y)`` returns):
+``"list"`` (the default), one dict per layer ``{"w": ..., "b": ...}`` (the keys as the file's init writes them:
+``W``, ``weight``, ...); or ``"numbered"``, one dict ``{"W1": ..., "b1": ..., "W2": ...}`` (the courses' form).
+``forward`` may return Y alone; the cache passed back is then Y. Where the file declares no layout, the shapes
+its init makes say it: w (out, in) when the first w is (n1, n0), samples by row when a bias is (n,) or (1, n).
 
 The gradients come back in the same form: a list of per-layer dicts with ``grad_w`` and ``grad_b`` (or
 ``dw``/``dW``, ``db``), optionally ``residual_z`` (``dz``/``dZ``) and ``residual_x`` (``dx``/``dA_prev``);
@@ -50,9 +50,10 @@ ROLES = {  # an argument's name -> what the audit passes for it
     "x": ("X", "x", "X_batch", "inputs", "input", "data"),
     "cache": ("cache", "caches", "cache_list", "memory"),
     "t": ("T", "t", "Y", "y", "targets", "labels", "y_true", "Y_true"),
-    "y": ("AL", "Y_hat", "y_hat", "yhat", "A_last", "output", "outputs", "out", "y_pred", "Y_pred", "predictions"),
+    "y": ("AL", "A2", "A3", "Y_hat", "y_hat", "yhat", "A_last", "output", "outputs", "out", "y_pred", "predictions"),
 }
 FORWARD_ROLES, BACKWARD_ROLES = ("params", "x"), ("params", "cache", "t")  # a plain forward/backward's order
+LOSS_ROLES = ("y", "t")  # a loss(Y, T) of other names takes them in this order
 INIT_NAMES = ("init_params", "init_parameters", "initialize_parameters", "initialize_parameters_deep", "init")
 LOSS_FN_NAMES = ("loss", "cost", "compute_cost", "compute_loss")
 ALIASES = {  # the blog's name -> the names a list-form gradient dict may use
@@ -70,8 +71,8 @@ def roles(fn, plain: tuple[str, ...]) -> tuple[str, ...] | None:
     whose names say nothing; None when neither reads. A backward may go without the parameters (it has the cache)."""
     names = required(fn)
     read = tuple(next((r for r, said in ROLES.items() if n in said), "") for n in names)
-    needed = set(plain) - ({"params"} if "cache" in plain else set())
-    if all(read) and len(set(read)) == len(read) and needed <= set(read) <= {*plain, "y"}:
+    needed = set(plain) - ({"params"} if plain != FORWARD_ROLES else set())
+    if all(read) and len(set(read)) == len(read) and needed <= set(read) <= {*plain, "y", "x", "params"}:
         return read
     plain_name = getattr(fn, "__name__", "") in ("forward", "backward")
     return plain if plain_name and len(names) == len(plain) else None
@@ -126,11 +127,12 @@ class FunctionsNet:
                 raise FcgradError(f"{said[1]}: PARAMS: expected one of {', '.join(FORMS)}, got {said[0]!r}")
             self.form = said[0]
         init = next((getattr(self.module, n) for n in INIT_NAMES if callable(getattr(self.module, n, None))), None)
-        if init is None or len(required(init)) != 1:
+        if init is None or len(required(init)) not in (1, len(sizes)):
             return
+        widths = [list(sizes)] if len(required(init)) == 1 else [int(n) for n in sizes]  # a list, or one per width
         state = np.random.get_state()
         try:
-            made = call(init.__name__, init, list(sizes), filename=self.file)
+            made = call(init.__name__, init, *widths, filename=self.file)
         finally:
             np.random.set_state(state)
         if isinstance(made, dict) and said is None:
@@ -201,11 +203,13 @@ class FunctionsNet:
         said = declared_loss(*declared.get("LOSS", (None, "")))
         fn = next((getattr(self.module, n) for n in LOSS_FN_NAMES if callable(getattr(self.module, n, None))), None)
         read = None
-        if fn is not None and len(required(fn)) == 2:
+        loss_roles = None if fn is None else roles(fn, LOSS_ROLES)
+        if loss_roles is None and fn is not None and len(required(fn)) == 2:
+            loss_roles = LOSS_ROLES  # loss(Y, T) whatever its names
+        if loss_roles is not None:
             y = self._forward(p.params, p)[0]
-            value = call(
-                fn.__name__, fn, self.layout.give("data", y), self.layout.give("data", p.t), filename=self.file
-            )
+            given = {"y": self._y_file, "t": self.layout.give("data", p.t), "params": self.params_for_file(p.params)}
+            value = call(fn.__name__, fn, *(given[r] for r in loss_roles), filename=self.file)
             read = match_loss(float(np.asarray(value)), y, p.t, fn.__name__, self.file)
             if read is None:
                 raise FcgradError(
@@ -268,6 +272,7 @@ class FunctionsNet:
             "cache": cache,
             "t": self.layout.give("data", p.t),
             "y": self._y_file,
+            "x": self.layout.give("data", p.x),
         }
         out = self._call(self.backward_fn, BACKWARD_ROLES, given)
         residual_y, layers = self._grads(out, len(params))

@@ -169,3 +169,12 @@ def test_a_layout_asked_for_that_the_files_own_arrays_contradict_is_refused(tmp_
     path.write_text(_source_without_layout(FIXTURES / "course_style_net.py"))
     with pytest.raises(FcgradError, match=r"--weights in,out: the file's own arrays are w \(out, in\)"):
         audit_code(str(path), weights="in,out")
+
+
+def test_a_layout_read_off_the_arrays_keeps_the_part_asked_for_that_agrees(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(_source_without_layout(FIXTURES / "course_style_net.py"))
+    report = audit_code(str(path), weights="out,in", steps=2)  # the samples, not asked for, read off the arrays
+    assert report.layout_from.startswith("--weights out,in") and report.ok
+    with pytest.raises(FcgradError, match=r"--samples rows: the file's own arrays are .* samples by column"):
+        audit_code(str(path), weights="out,in", samples="rows")

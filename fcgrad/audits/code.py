@@ -124,9 +124,11 @@ def _layout_shown(driver, layout: Layout, said: list[str]) -> tuple[Layout, list
     shown = getattr(driver, "layout", layout)
     if shown == layout:
         return layout, said
-    if said:
-        raise FcgradError(f"{'; '.join(said)}: the file's own arrays are {shown.describe()}; expected that layout")
-    return shown, [getattr(driver, "layout_from", None) or "the file's own arrays"]
+    for part, words in (("weights", ("WEIGHTS", "--weights")), ("samples", ("SAMPLES", "--samples"))):
+        asked = [s for s in said if s.startswith(words)]
+        if asked and getattr(shown, part) != getattr(layout, part):
+            raise FcgradError(f"{asked[0]}: the file's own arrays are {shown.describe()}; expected that layout")
+    return shown, [*said, getattr(driver, "layout_from", None) or "the file's own arrays"]
 
 
 def _problem_for(sizes, problem: Problem | None, file: str, *, lr=None, batch=None, seed=None) -> Problem:

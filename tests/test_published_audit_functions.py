@@ -21,10 +21,11 @@ sys.path.insert(0, str(PUBLISHED))
 from planted import PLANTED, plant  # noqa: E402
 
 STEPS = 2  # the trace reads step 0; the drift needs only a step or two here
-# The flags each shape needs: none but the widths where the file's init takes them. N is 8: every fan-in differs
-# from it by a factor that is no named constant (8/3, 8/5), so that a 1/fan-in where 1/N belongs is told apart
-# from a dropped ½ or a missing 1/N.
-FLAGS = {"dnn_app_utils": ["--sizes", "3,5,1"], "two_layer_net": ["--sizes", "3,5,4"], "nn_from_scratch": []}
+# The flags each shape needs: none but the widths where the default 2-4-1 problem cannot tell right from wrong (a
+# softmax classifier of one class). The course's functions run on that default: N 8 and the fan-ins 2 and 4 make a
+# 1/fan-in where 1/N belongs a factor 4 and 2, a wrong N all the same, placed where m is computed. two_layer_net's
+# D = 3 makes its 1/D where 1/N belongs 8/3, no named constant.
+FLAGS = {"dnn_app_utils": [], "two_layer_net": ["--sizes", "3,5,4"], "nn_from_scratch": []}
 CATALOGUE_NAME = {  # the catalogue's name for each planted mistake, where it words it otherwise
     "wrong_n": "one_over_wrong_n",
     "update_sign": "flipped_sign",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcgrad.audits.code_model import LossName, Model, declared_activations
+from fcgrad.audits.code_model import LossName, Model, declared_activations, declared_loss
 from fcgrad.audits.code_params import parameters, required
 from fcgrad.audits.code_returns import layout_of_arrays
 from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, read_back
@@ -213,7 +213,14 @@ class BuildNet:
                 "expected ACTIVATIONS = [...] in the file"
             )
         acts, output = (acts_said, None) if acts_said is not None else read
-        loss = {"softmax": "cross-entropy", "sigmoid": "bce-logits"}.get(output, "square")
+        read_loss = {"softmax": "cross-entropy", "sigmoid": "bce-logits"}.get(output)
+        said = declared_loss(*declared.get("LOSS", (None, "")))
+        if said is not None and read_loss is not None and said != read_loss:
+            raise FcgradError(
+                f"{declared['LOSS'][1]}: LOSS = {said!r} but {self.fn.__name__} ends in a {output}, the {read_loss} "
+                "loss; expected the loss it computes"
+            )
+        loss = read_loss or said or "square"
         t = np.eye(p.t.shape[0])[:, np.argmax(p.t, axis=0)] if self.labels else p.t
         grads = [{q: read_back(a[q], b[q], p.lr) for q in ("w", "b")} for a, b in zip(start, after)]
         truth = reference.gradients(start, p.x, t, activations=acts, loss=loss)["layers"]
@@ -221,11 +228,13 @@ class BuildNet:
         named = LossName(loss)
         named.scale = self.scale
         named.words = f"a sum over the {p.batch} samples: its step carries no 1/N" if self.scale != 1.0 else ""
-        said = "the activations and the loss read off the values its pass computes"
+        words = "the activations and the loss read off the values its pass computes"
+        if read_loss is None:
+            words = f"{words}; the loss: {loss}, {'its LOSS' if said else 'the default'} (no softmax or sigmoid output)"
         lr_words = f"{_words(*self.lr)} = {getattr(*self.lr)} (its learning rate) replaced by the problem's {p.lr:g}"
         regs = [f"{_words(*c)} = {getattr(*c)} set to 0 (the regularisation)" for c in self.regs if getattr(*c) != 0]
         self.notes += [lr_words, *regs]
-        return Model(tuple(acts), named, (said,))
+        return Model(tuple(acts), named, (words,))
 
     def chain(self, p, params=None) -> tuple[float, Seen, list]:
         from fcgrad.manual.losses import LOSSES  # noqa: PLC0415

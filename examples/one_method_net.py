@@ -1,3 +1,4 @@
+# ruff: noqa: N803  (X and T, the names the protocols use)
 """A network that trains in one method, the way most published NumPy code does, with one classic mistake.
 
 ``Net(sizes)`` holds ``weights`` (in, out) and ``biases`` (1, out); samples are rows, X (N, in). ``train_step(X, T,

@@ -166,12 +166,26 @@ def test_a_transposed_residual_is_told_in_the_files_shapes(tmp_path):
     assert "JAX's (8, 5)ᵀ" in finding.diagnoses[0].message  # (N, in) as the file holds it, not the blog's (5, 8)
 
 
-def test_functions_whose_own_init_makes_the_other_weights_layout_name_the_declaration_to_add(tmp_path):
+def test_functions_whose_own_init_makes_the_other_weights_layout_are_read_in_it(tmp_path):
     path = tmp_path / "net.py"
     path.write_text(_source_without_layout(FIXTURES / "course_style_net.py"))
-    with pytest.raises(
-        FcgradError,
-        match=r":\d+: initialize_parameters makes the first w \(4, 2\), that is \(out, in\); "
-        r'declare WEIGHTS = "out,in"',
-    ):
-        audit_code(str(path))
+    report = audit_code(str(path), steps=2)
+    assert (report.layout.weights, report.layout.samples) == ("out,in", "columns")
+    assert "initialize_parameters" in report.layout_from
+    assert report.findings == [] and report.ok
+
+
+def test_a_layout_asked_for_that_the_files_own_arrays_contradict_is_refused(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(_source_without_layout(FIXTURES / "course_style_net.py"))
+    with pytest.raises(FcgradError, match=r"--weights in,out: the file's own arrays are w \(out, in\)"):
+        audit_code(str(path), weights="in,out")
+
+
+def test_a_layout_read_off_the_arrays_keeps_the_part_asked_for_that_agrees(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(_source_without_layout(FIXTURES / "course_style_net.py"))
+    report = audit_code(str(path), weights="out,in", steps=2)  # the samples, not asked for, read off the arrays
+    assert report.layout_from.startswith("--weights out,in") and report.ok
+    with pytest.raises(FcgradError, match=r"--samples rows: the file's own arrays are .* samples by column"):
+        audit_code(str(path), weights="out,in", samples="rows")

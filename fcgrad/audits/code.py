@@ -34,7 +34,7 @@ from fcgrad.audits.code_model import Model, OneOutputSoftmaxError, match_loss, r
 from fcgrad.audits.code_params import OtherLayoutError
 from fcgrad.audits.code_problem import reasons, with_classes
 from fcgrad.audits.trace import INHERITED, ORIGIN, Trace, recording, trace_of
-from fcgrad.audits.trace.findings import merge
+from fcgrad.audits.trace.findings import merge, per_sample
 from fcgrad.audits.trace.inferred import read_forward
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
@@ -118,6 +118,19 @@ def _sizes_declared(declared: dict) -> tuple[int, ...] | None:
         return tuple(validate.check_sizes(list(value)))
     except (FcgradError, TypeError) as exc:
         raise FcgradError(f"{where}: SIZES: expected the layer widths, e.g. (2, 4, 1); {exc}") from None
+
+
+def _layout_shown(driver, layout: Layout, said: list[str]) -> tuple[Layout, list[str]]:
+    """The layout the file's own arrays showed the driver, where nothing declared one; a declared one they contradict
+    is refused."""
+    shown = getattr(driver, "layout", layout)
+    if shown == layout:
+        return layout, said
+    for part, words in (("weights", ("WEIGHTS", "--weights")), ("samples", ("SAMPLES", "--samples"))):
+        asked = [s for s in said if s.startswith(words)]
+        if asked and getattr(shown, part) != getattr(layout, part):
+            raise FcgradError(f"{asked[0]}: the file's own arrays are {shown.describe()}; expected that layout")
+    return shown, [*said, getattr(driver, "layout_from", None) or "the file's own arrays"]
 
 
 def _problem_for(sizes, problem: Problem | None, file: str, *, lr=None, batch=None, seed=None) -> Problem:
@@ -322,11 +335,15 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
                 raise
             hint = (*hint[:-1], SOFTMAX_OUTPUTS)  # widths the file takes from the data: classes to tell apart
     said += read
+    layout, said = _layout_shown(driver, layout, said)
+    if getattr(driver, "own_params", None) is not None:  # the file makes its weights itself: both sides start there
+        p = replace(p, params=driver.own_params)
     if driver.protocol == "step" and "ACTIVATIONS" not in declared:
         model = _step_model(driver, p, path, model)
     refuse_overrides(model, path, loss=loss, activations=activations)
     p = replace(p, activations=model.activations, loss=model.loss, trainable=None, dtype="float64")
-    if problem is None and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
+    drawn_for_another = problem is None or problem.loss not in CLASS_LOSSES  # --sizes draws square-loss targets
+    if drawn_for_another and p.loss in CLASS_LOSSES:  # the targets drawn for the file's loss: classes, each present
         p = with_classes(p, 0 if seed is None else seed)
     p = p.with_options(steps=steps, dtype="float64")
     ref = _scaled(reference.gradients(p.params, p.x, p.t, activations=p.activations, loss=p.loss), model.scale)
@@ -335,18 +352,21 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         chained = driver.chain(p)
     own = chained[1]
     after = chained[2] if len(chained) > 2 else (driver.params(p.params) if hasattr(driver, "params") else None)
-    trace = trace_of(rec.records, p, ref, layout, after=after)  # ref: already at the file's loss scale
+    output = model.output or ("sigmoid" if getattr(driver, "output", None) == "sigmoid" else None)
+    trace = trace_of(rec.records, p, ref, layout, after=after, output=output)  # ref: at the file's loss scale
     summed = _summed_entry(trace)
     if summed is not None:  # one finding, named with its factor N; everything else judged modulo it
         ref = _scaled(ref, float(p.batch))
-        trace = trace_of(rec.records, p, ref, layout, after=after)
+        trace = trace_of(rec.records, p, ref, layout, after=after, output=output)
         at = next(i for i, line in enumerate(trace.lines) if line.record is summed.record)
         trace.lines[at] = summed
         model = replace(model, scale=model.scale * p.batch, notes=(*model.notes, _modulo(summed, p.batch)))
     updated = None if after is None else [{q: layout.give(kind_of(q), a[q]) for q in ("w", "b")} for a in after]
     scale = residual_scale(own, ref, layout, p.batch)
+    if scale == 1.0 and per_sample(trace, own, ref, layout, p.batch):  # its gradients wrong, its residuals right
+        scale = float(p.batch)
     words = None  # the functions protocol returns its gradients: nothing is read back from an update
-    if driver.protocol != "functions":
+    if driver.protocol not in ("functions", "loss_grads"):
         step = getattr(getattr(driver, "step", None), "__name__", "its step")
         words = NEVER_APPLIED.get(driver.protocol, f"{step} leaves w and b as they were")
     e2e = judge(own, p, ref, layout, scale=scale, never_applied=words)

@@ -1,16 +1,26 @@
 """The functions protocol: ``forward(params, X) -> (Y, cache)`` and ``backward(params, cache, T) -> gradients``.
 
+The functions may carry the courses' names instead: ``L_model_forward(X, parameters)`` (or ``model_forward``,
+``forward_propagation``) and ``L_model_backward(AL, Y, caches)`` (or ``model_backward``, ``backward_propagation``).
+Their arguments are given by their names, in any order: the parameters (``params``, ``parameters``), the input
+(``X``), the cache (``cache``, ``caches``), the targets (``T``, ``Y``, ``y``) and the output the forward
+returned (``AL``, ``A2``, ``Y_hat``); a backward may take X too, a loss the parameters. A plain ``forward``/
+``backward`` with other names takes them in the order above, a ``loss`` of two arguments (Y, T).
+
 ``params`` is, as the file declares with ``PARAMS`` (or as its ``init_params(sizes)`` / ``initialize_parameters
-(sizes)`` returns): ``"list"`` (the default), one dict per layer ``{"w": ..., "b": ...}`` (the keys as the
-file's init writes them: ``W``, ``weight``, ...); or ``"numbered"``, one dict ``{"W1": ..., "b1": ..., "W2": ...}``
-(the courses' form). ``forward`` may return Y alone; the cache passed back is then Y.
+(sizes)`` / ``initialize_parameters_deep(layer_dims)`` / ``initialize_parameters(n_x, n_h, n_y)`` returns):
+``"list"`` (the default), one dict per layer ``{"w": ..., "b": ...}`` (the keys as the file's init writes them:
+``W``, ``weight``, ...); or ``"numbered"``, one dict ``{"W1": ..., "b1": ..., "W2": ...}`` (the courses' form).
+``forward`` may return Y alone; the cache passed back is then Y. Where the file declares no layout, the shapes
+its init makes say it: w (out, in) when the first w is (n1, n0), samples by row when a bias is (n,) or (1, n).
 
 The gradients come back in the same form: a list of per-layer dicts with ``grad_w`` and ``grad_b`` (or
 ``dw``/``dW``, ``db``), optionally ``residual_z`` (``dz``/``dZ``) and ``residual_x`` (``dx``/``dA_prev``);
 or one dict with ``dW1``, ``db1``, ..., optionally ``dZ1``, ... and ``dA0``, ``dA1``, ... (``dA{l-1}`` is
 layer l's residual_x, ``dA{L}`` the output's residual_y). The file's gradients are applied by the audit as
 plain gradient descent. The loss is read from the file's ``loss(Y, T)`` (or ``cost``, ``compute_cost``), else
-its ``LOSS``, else the problem's; the activations from ``forward``, or its ``ACTIVATIONS``.
+its ``LOSS``, else the problem's (binary cross-entropy on a sigmoid output is bce-logits on the logits,
+``fcgrad.audits.code_model``); the activations from ``forward``, or its ``ACTIVATIONS``.
 """
 
 import re
@@ -18,7 +28,14 @@ import re
 import numpy as np
 
 from fcgrad.audits.code_layout import kind_of
-from fcgrad.audits.code_model import Model, declared_activations, declared_loss, match_loss, whole_forward
+from fcgrad.audits.code_model import (
+    Model,
+    declared_activations,
+    declared_loss,
+    loss_value,
+    match_loss,
+    whole_forward,
+)
 from fcgrad.audits.code_params import required
 from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, chain_stepper
 from fcgrad.engine.user_code import call, definition
@@ -26,6 +43,17 @@ from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES
 
 FORMS = ("list", "numbered")
+FORWARD_NAMES = ("forward", "L_model_forward", "model_forward", "forward_propagation", "forward_prop")
+BACKWARD_NAMES = ("backward", "L_model_backward", "model_backward", "backward_propagation", "backward_prop")
+ROLES = {  # an argument's name -> what the audit passes for it
+    "params": ("params", "parameters", "model", "weights", "network", "net"),
+    "x": ("X", "x", "X_batch", "inputs", "input", "data"),
+    "cache": ("cache", "caches", "cache_list", "memory"),
+    "t": ("T", "t", "Y", "y", "targets", "labels", "y_true", "Y_true"),
+    "y": ("AL", "A2", "A3", "Y_hat", "y_hat", "yhat", "A_last", "output", "outputs", "out", "y_pred", "predictions"),
+}
+FORWARD_ROLES, BACKWARD_ROLES = ("params", "x"), ("params", "cache", "t")  # a plain forward/backward's order
+LOSS_ROLES = ("y", "t")  # a loss(Y, T) of other names takes them in this order
 INIT_NAMES = ("init_params", "init_parameters", "initialize_parameters", "initialize_parameters_deep", "init")
 LOSS_FN_NAMES = ("loss", "cost", "compute_cost", "compute_loss")
 ALIASES = {  # the blog's name -> the names a list-form gradient dict may use
@@ -38,9 +66,29 @@ WEIGHT_KEYS = ("w", "W", "weight", "weights")
 BIAS_KEYS = ("b", "bias", "biases")
 
 
+def roles(fn, plain: tuple[str, ...]) -> tuple[str, ...] | None:
+    """What each required argument of ``fn`` is, read off its name; ``plain``'s order for a plain forward/backward
+    whose names say nothing; None when neither reads. A backward may go without the parameters (it has the cache)."""
+    names = required(fn)
+    read = tuple(next((r for r, said in ROLES.items() if n in said), "") for n in names)
+    needed = set(plain) - ({"params"} if plain != FORWARD_ROLES else set())
+    if all(read) and len(set(read)) == len(read) and needed <= set(read) <= {*plain, "y", "x", "params"}:
+        return read
+    plain_name = getattr(fn, "__name__", "") in ("forward", "backward")
+    return plain if plain_name and len(names) == len(plain) else None
+
+
+def _found(module, names: tuple[str, ...], plain: tuple[str, ...]):
+    for n in names:
+        fn = getattr(module, n, None)
+        if callable(fn) and not isinstance(fn, type) and roles(fn, plain) is not None:
+            return fn
+    return None
+
+
 def fits(module) -> bool:
-    fw, bw = getattr(module, "forward", None), getattr(module, "backward", None)
-    return callable(fw) and callable(bw) and len(required(fw)) == 2 and len(required(bw)) == 3
+    forward = _found(module, FORWARD_NAMES, FORWARD_ROLES)
+    return forward is not None and _found(module, BACKWARD_NAMES, BACKWARD_ROLES) is not None
 
 
 def _picked(found_in: dict, names: dict) -> dict:
@@ -62,6 +110,15 @@ class FunctionsNet:
         self.form, self.keys = "list", ("w", "b")
         self.declared = declared
         self.loss = None
+        self.model_read: Model | None = None
+        self.forward_fn = _found(module, FORWARD_NAMES, FORWARD_ROLES)
+        self.backward_fn = _found(module, BACKWARD_NAMES, BACKWARD_ROLES)
+        self.notes: list[str] = []
+        self.layout_from = None  # where the layout was read, when the file's own arrays showed it
+
+    def _call(self, fn, plain: tuple[str, ...], given: dict):
+        """``fn`` called with each argument its name asks for, from ``given`` (role -> value)."""
+        return call(fn.__name__, fn, *(given[r] for r in roles(fn, plain)), filename=self.file)
 
     def _init_form(self, sizes) -> None:
         said = self.declared.get("PARAMS")
@@ -70,11 +127,12 @@ class FunctionsNet:
                 raise FcgradError(f"{said[1]}: PARAMS: expected one of {', '.join(FORMS)}, got {said[0]!r}")
             self.form = said[0]
         init = next((getattr(self.module, n) for n in INIT_NAMES if callable(getattr(self.module, n, None))), None)
-        if init is None or len(required(init)) != 1:
+        if init is None or len(required(init)) not in (1, len(sizes)):
             return
+        widths = [list(sizes)] if len(required(init)) == 1 else [int(n) for n in sizes]  # a list, or one per width
         state = np.random.get_state()
         try:
-            made = call(init.__name__, init, list(sizes), filename=self.file)
+            made = call(init.__name__, init, *widths, filename=self.file)
         finally:
             np.random.set_state(state)
         if isinstance(made, dict) and said is None:
@@ -83,7 +141,22 @@ class FunctionsNet:
             w = next((k for k in WEIGHT_KEYS if k in made[0]), "w")
             self.keys = (w, next((k for k in BIAS_KEYS if k in made[0]), "b"))
         first = made.get("W1") if isinstance(made, dict) else (made[0].get(self.keys[0]) if made else None)
+        bias = made.get("b1") if isinstance(made, dict) else (made[0].get(self.keys[1]) if made else None)
+        self._layout_of_init(np.shape(first), np.shape(bias), sizes, init)
         self._check_layout(np.shape(first), sizes, init)
+
+    def _layout_of_init(self, w: tuple, b: tuple, sizes, init) -> None:
+        """The layout the file's init shows, where the file declares none: w (out, in) when its first w is
+        (n1, n0) (and n0 ≠ n1), samples by row when its bias is (n1,) or (1, n1) (and n1 > 1)."""
+        weights, samples = self.layout.weights, self.layout.samples
+        n0, n1 = sizes[0], sizes[1]
+        if "WEIGHTS" not in self.declared and n0 != n1 and w in ((n0, n1), (n1, n0)):
+            weights = "out,in" if w == (n1, n0) else "in,out"
+        if "SAMPLES" not in self.declared and n1 > 1 and b in ((n1,), (1, n1), (n1, 1)):
+            samples = "columns" if b == (n1, 1) else "rows"
+        shown = type(self.layout)(weights, samples)
+        if shown != self.layout:
+            self.layout, self.layout_from = shown, f"the arrays {init.__name__} makes"
 
     def _check_layout(self, shape: tuple, sizes, init) -> None:
         """The file's own init makes w in the declared layout, or the declaration to add is named."""
@@ -110,34 +183,33 @@ class FunctionsNet:
         return [{self.keys[0]: w, self.keys[1]: b} for w, b in mine]
 
     def _forward(self, params, p):
-        out = call(
-            "forward",
-            self.module.forward,
-            self.params_for_file(params),
-            self.layout.give("data", p.x),
-            filename=self.file,
-        )
+        given = {"params": self.params_for_file(params), "x": self.layout.give("data", p.x)}
+        out = self._call(self.forward_fn, FORWARD_ROLES, given)
         y, cache = (out[0], out[1]) if isinstance(out, tuple) and len(out) == 2 else (out, out)
         y_blog = self.layout.read("data", np.asarray(y, dtype=np.float64), p.t.shape)
         if y_blog is None:
             raise FcgradError(
-                f"{definition(self.module.forward) or self.file}: forward returned Y {np.shape(y)}; "
+                f"{definition(self.forward_fn) or self.file}: {self.forward_fn.__name__} returned Y {np.shape(y)}; "
                 f"expected {self.layout.shape('data', p.t.shape)} (and its cache)"
             )
+        self._y_file = y
         return y_blog, cache
 
     def model(self, p, declared: dict) -> Model:
         self._init_form(p.sizes)
         acts_said = declared_activations(*declared.get("ACTIVATIONS", (None, "")), len(p.params))
-        acts = whole_forward(lambda params: self._forward(params, p)[0], p, "forward(params, X)", self.file, acts_said)
+        what = f"{self.forward_fn.__name__}({', '.join(required(self.forward_fn))})"
+        acts = whole_forward(lambda params: self._forward(params, p)[0], p, what, self.file, acts_said)
         said = declared_loss(*declared.get("LOSS", (None, "")))
         fn = next((getattr(self.module, n) for n in LOSS_FN_NAMES if callable(getattr(self.module, n, None))), None)
         read = None
-        if fn is not None and len(required(fn)) == 2:
+        loss_roles = None if fn is None else roles(fn, LOSS_ROLES)
+        if loss_roles is None and fn is not None and len(required(fn)) == 2:
+            loss_roles = LOSS_ROLES  # loss(Y, T) whatever its names
+        if loss_roles is not None:
             y = self._forward(p.params, p)[0]
-            value = call(
-                fn.__name__, fn, self.layout.give("data", y), self.layout.give("data", p.t), filename=self.file
-            )
+            given = {"y": self._y_file, "t": self.layout.give("data", p.t), "params": self.params_for_file(p.params)}
+            value = call(fn.__name__, fn, *(given[r] for r in loss_roles), filename=self.file)
             read = match_loss(float(np.asarray(value)), y, p.t, fn.__name__, self.file)
             if read is None:
                 raise FcgradError(
@@ -155,12 +227,13 @@ class FunctionsNet:
             if (read or said)
             else (f"the loss: {self.loss}, the problem's (the file has no loss(Y, T) and declares no LOSS)",)
         )
-        return Model(acts, self.loss, notes)
+        self.model_read = Model(acts, self.loss, notes)
+        return self.model_read
 
     # ---- the gradients ----
 
     def _grads(self, out, n: int) -> tuple[np.ndarray | None, list[LayerSeen]]:
-        where = definition(self.module.backward) or self.file
+        where = definition(self.backward_fn) or self.file
         if isinstance(out, dict) and any(re.match(r"^d[Ww]\d+$", str(k)) for k in out):
             first = 1 if any(k in out for k in ("dW1", "dw1")) else 0
             layers = []
@@ -193,26 +266,23 @@ class FunctionsNet:
     def chain(self, p, params=None) -> tuple[float, Seen, list]:
         params = p.params if params is None else params
         y, cache = self._forward(params, p)
-        value = float(LOSSES[self.loss].forward(y, p.t))
-        out = call(
-            "backward",
-            self.module.backward,
-            self.params_for_file(params),
-            cache,
-            self.layout.give("data", p.t),
-            filename=self.file,
-        )
+        value = loss_value(self.model_read, y, p.t) if self.model_read else float(LOSSES[self.loss].forward(y, p.t))
+        given = {
+            "params": self.params_for_file(params),
+            "cache": cache,
+            "t": self.layout.give("data", p.t),
+            "y": self._y_file,
+            "x": self.layout.give("data", p.x),
+        }
+        out = self._call(self.backward_fn, BACKWARD_ROLES, given)
         residual_y, layers = self._grads(out, len(params))
         new = []
-        for i, (old, seen) in enumerate(zip(params, layers)):
+        for old, seen in zip(params, layers):
             layer = {}
             for q, g in (("w", "grad_w"), ("b", "grad_b")):
                 grad = self.layout.read(kind_of(q), seen.values[g], old[q].shape)
-                if grad is None:
-                    raise FcgradError(
-                        f"{definition(self.module.backward) or self.file}: layer {i} {g} has shape "
-                        f"{seen.values[g].shape}; expected {self.layout.shape(kind_of(q), old[q].shape)}"
-                    )
+                if grad is None:  # a gradient of another shape cannot be applied: the step ends the training
+                    grad = np.full(old[q].shape, np.nan)
                 layer[q] = old[q] - p.lr * grad
             new.append(layer)
         return value, Seen(FED_OWN, residual_y, layers), new

@@ -6,7 +6,11 @@ The protocols (README, "The protocols of audit --code", has an example of each):
 - **train_step**: a network class with ``train_step(X, T)``, ``fit(X, T, epochs)`` or
   ``update_mini_batch(batch, eta)`` (``fcgrad.audits.code_train``);
 - **step**: a function ``step(params, X, T, lr)`` (``fcgrad.audits.code_step``);
-- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)`` (``fcgrad.audits.code_functions``).
+- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)``, or the courses' ``L_model_forward``
+  and ``L_model_backward`` (``fcgrad.audits.code_functions``);
+- **loss_grads**: a network class whose ``loss(X, y=None, reg)`` returns (loss, grads) (``fcgrad.audits.code_returns``);
+- **build**: a function ``build_model(X, y, nn_hdim, num_passes)`` that makes its weights and trains
+  (``fcgrad.audits.code_build``).
 The network class is ``Net`` (or ``Network``, ``NeuralNetwork``, ``Model``, ``MLP``), else the one class of
 the file that has a training method. The file's folder is importable while it is audited, so it may import
 a sibling module of its own. Module-level declarations, each optional: ``WEIGHTS`` and ``SAMPLES`` (its
@@ -27,8 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from fcgrad.audits import code_functions
+from fcgrad.audits.code_build import build_build
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
+from fcgrad.audits.code_returns import build_returns
 from fcgrad.audits.code_step import StepNet
 from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step, created_by_training
 from fcgrad.engine.user_code import definition, user_error
@@ -158,6 +164,10 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         return StepNet(module, path, layout), declared
     if code_functions.fits(module):
         return code_functions.FunctionsNet(module, path, layout, declared), declared
+    if cls is not None and (returns := build_returns(net, layout, path)) is not None:
+        return returns, declared
+    if (made := build_build(module, path, layout, sizes)) is not None:
+        return made, declared
     found_words = [_methods(c) for c in _own_classes(module)] + [f"function {f}" for f in _functions(module)]
     closest = _closest(module, cls)
     raise FcgradError(

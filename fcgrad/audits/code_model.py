@@ -29,10 +29,12 @@ MAX_COMBINATIONS = 1024
 
 
 class LossName(str):
-    """A library loss's name, carrying the constant by which the file's own loss differs from it (``scale``)."""
+    """A library loss's name, carrying the constant by which the file's own loss differs from it (``scale``), and
+    the function the file's output applies to the library's y before its loss (``output``: ``"sigmoid"``)."""
 
     scale: float = 1.0
     words: str = ""
+    output: str | None = None
 
 
 # A file's loss may be the library's times a constant and still be the same objective, written another way:
@@ -52,14 +54,32 @@ def _conventions(loss: str, outputs: int) -> list[tuple[float, str]]:
     return []
 
 
+# Binary cross-entropy written on a sigmoid output, −Σ (t·log a + (1 − t)·log(1 − a)) / N with a = σ(z), is the
+# library's bce-logits on the logits z: the same objective, its σ folded into the loss. The file's output is then
+# σ of the library's y (``Model.output``).
+BCE_WORDS = "binary cross-entropy on the sigmoid output, the library's bce-logits on the logits"
+
+
+def bce_on_probabilities(a, t) -> float:
+    """−Σ (t·log a + (1 − t)·log(1 − a)) / N of outputs ``a`` in (0, 1), blog layout (out, N)."""
+    a, t = np.asarray(a, np.float64), np.asarray(t, np.float64)
+    return float(-np.sum(t * np.log(a) + (1 - t) * np.log(1 - a)) / a.shape[1])
+
+
 @dataclass(frozen=True)
 class Model:
     activations: tuple[str, ...]
     loss: str
     notes: tuple[str, ...] = ()  # where each came from when the file did not say it plainly
     scale: float = 1.0  # the file's loss is this × the library's (its own convention: no ½, a mean over outputs)
+    output: str | None = None  # "sigmoid": the file's output is σ of the library's y, folded into bce-logits
 
     def __post_init__(self):
+        if getattr(self.loss, "output", None) == "sigmoid" and self.activations and self.activations[-1] == "sigmoid":
+            object.__setattr__(self, "activations", (*self.activations[:-1], "identity"))
+            object.__setattr__(self, "output", "sigmoid")
+            said = f"the loss: {BCE_WORDS} (the output layer's sigmoid taken into the loss)"
+            object.__setattr__(self, "notes", (*self.notes, said))
         scale = getattr(self.loss, "scale", 1.0)
         if scale != 1.0:
             said = f"the file's loss is {scale:.6g} × the library's {self.loss} loss ({self.loss.words}): its own"
@@ -81,9 +101,28 @@ def match_activation(y, z, what: str, file: str) -> str:
     raise FcgradError(f"{file}: {what} matches none of {', '.join(ACTIVATIONS)}; expected one of the library's")
 
 
+def loss_value(model: Model, y, t) -> float:
+    """The file's loss at its own output ``y`` (blog layout), in the library's terms (σ folded where it is)."""
+    if model.output == "sigmoid":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return bce_on_probabilities(y, t)
+    return float(LOSSES[model.loss].forward(y, t))
+
+
 def match_loss(value: float, y, t, what: str, file: str) -> str | None:
     """The library loss with ``L(y, t) = value`` (blog layout), or a constant times it that is a convention of
-    its own (a ``LossName`` with that ``scale``); None when none does."""
+    its own (a ``LossName`` with that ``scale``); binary cross-entropy of outputs in (0, 1) is bce-logits on their
+    logits (``output`` ``"sigmoid"``: ``Model`` folds the top sigmoid into it); None when none does."""
+    found = _library_loss(value, y, t)
+    if found is None and np.all((np.asarray(y) > 0) & (np.asarray(y) < 1)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if _close(np.float64(value), np.float64(bce_on_probabilities(y, t))):
+                found = LossName("bce-logits")
+                found.output, found.words = "sigmoid", BCE_WORDS
+    return found
+
+
+def _library_loss(value: float, y, t) -> str | None:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for scaled in (False, True):
             for name, loss in LOSSES.items():

@@ -12,7 +12,11 @@ from fcgrad.reports.check import describe
 READ = {
     "functions": "gradients as the file's backward returns them, applied by plain gradient descent",
     "train_step": "gradients read back from each of its steps",
+    "loss_grads": "gradients as the file's loss method returns them, applied by plain gradient descent",
+    "build": "gradients read back from its passes",
 }
+PROBLEM_START = "the problem's parameters"
+START = {"build": "the weights the file makes itself"}  # where both sides start, when not the problem's parameters
 
 
 def _result(r: Row, origins: set) -> str:
@@ -87,7 +91,7 @@ def text(report: CodeAuditReport, *, quiet: bool = False) -> str:
         f"the file's layout: {report.layout.describe()} ({report.layout_from})",
         *report.notes,
         *(f"this problem cannot tell right from wrong: {why}" for why in report.cannot_tell),
-        f"both sides start from the problem's parameters and train every w and b; {read}",
+        f"both sides start from {START.get(report.protocol, PROBLEM_START)} and train every w and b; {read}",
         "",
         *_rows("step 0, end to end (the file's own numbers flowing down), vs JAX", report.end_to_end, origins),
         "",

@@ -129,9 +129,23 @@ def _target_exprs(target) -> list:
     if isinstance(target, ast.Starred):
         return _target_exprs(target.value)
     if _readable(target):
-        node = ast.parse(ast.unparse(target), mode="eval").body  # the same expression, as a load
-        return [_expr(node)]
+        return [_expr(_as_load(target))]
+    if isinstance(target, ast.Subscript) and _readable(target.value):  # ``dz[z <= 0] = 0``: the array it changed
+        return [_expr(_as_load(target.value))]
     return []
+
+
+def _as_load(node):
+    return ast.parse(ast.unparse(node), mode="eval").body  # the same expression, as a load
+
+
+def _item_reads(targets) -> list:
+    """What an item assignment reads besides its value: the array it changes, as it was, and its index."""
+    out = []
+    for t in targets:
+        if isinstance(t, ast.Subscript):
+            out += _loads(_as_load(t))
+    return out
 
 
 def statements(path: str) -> dict[int, _Statement]:
@@ -140,8 +154,10 @@ def statements(path: str) -> dict[int, _Statement]:
     lines = source.splitlines()
     out = {}
     for node in ast.walk(ast.parse(source)):
+        extra = []
         if isinstance(node, ast.Assign):
             targets, value = [e for t in node.targets for e in _target_exprs(t)], node.value
+            extra = _item_reads(node.targets)
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets, value = _target_exprs(node.target), node.value
             if isinstance(node, ast.AugAssign):
@@ -155,7 +171,9 @@ def statements(path: str) -> dict[int, _Statement]:
         text = " ".join(part.strip() for part in lines[node.lineno - 1 : getattr(node, "end_lineno", node.lineno)])
         if isinstance(node, ast.For):
             text = lines[node.lineno - 1].strip()
-        out[node.lineno] = _Statement(node.lineno, text, targets, _loads(value))
+        reads = _loads(value)
+        reads += [e for e in extra if e[0] not in {r[0] for r in reads}]
+        out[node.lineno] = _Statement(node.lineno, text, targets, reads)
     return out
 
 

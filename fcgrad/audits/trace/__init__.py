@@ -6,6 +6,8 @@ step 0 (``quantities``, ``match``), so that each mistake is reported at the firs
 right and whose value is not, in the file's own names.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from fcgrad.audits.code_layout import Layout
@@ -58,9 +60,24 @@ def contexts_for(p, ref: dict, caches, scale: float):
     return ctx
 
 
-def trace_of(records: list[Record], p, ref: dict, layout: Layout, scale: float = 1.0, after=None) -> Trace:
+def unfolded(p, ref: dict):
+    """A model whose top sigmoid was folded into bce-logits, as the file computes it: the top layer's output
+    a = σ(z) and its loss's residual ∂L/∂a = ∂L/∂z / σ'(z), for the file's values to be read against."""
+    acts = (*p.activations[:-1], "sigmoid")
+    _, caches = forward(p.params, p.x, acts)
+    a = caches[-1].y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return replace(p, activations=acts), {**ref, "residual_y": ref["residual_y"] / (a * (1 - a))}
+
+
+def trace_of(
+    records: list[Record], p, ref: dict, layout: Layout, scale: float = 1.0, after=None, output: str | None = None
+) -> Trace:
     """The records of one step of the file at ``p.params`` on ``p.x``, matched (``scale``: its loss's factor;
-    ``after``: the parameters the step left, the blog's layout, to judge the statements that wrote them)."""
+    ``after``: the parameters the step left, the blog's layout, to judge the statements that wrote them;
+    ``output``: ``"sigmoid"`` where the file's output is σ of the model's, folded into its bce-logits loss)."""
+    if output == "sigmoid":
+        p, ref = unfolded(p, ref)
     _, caches = forward(p.params, p.x, p.activations)
     quantities = batch(p, ref, caches, scale)
     matcher = Matcher(quantities, p, layout, scale, contexts_for(p, ref, caches, scale))

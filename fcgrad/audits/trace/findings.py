@@ -13,7 +13,7 @@ import numpy as np
 
 from fcgrad.audits.blog import backward_order
 from fcgrad.audits.code_judge import END_TO_END, CodeFinding
-from fcgrad.audits.trace.match import Line, Trace, factor_entry, factor_of
+from fcgrad.audits.trace.match import INHERITED, OK, Line, Trace, factor_entry, factor_of
 from fcgrad.engine.compare import errors, worst_index
 
 WORDS = {
@@ -57,6 +57,11 @@ def _finding(o: Line) -> CodeFinding:
     )
 
 
+def _named_own(f: CodeFinding) -> bool:
+    """A finding named by the catalogue as a mistake of its own kind, not merely a constant factor off."""
+    return bool(f.diagnoses) and f.diagnoses[0].name not in ("scaled", "constant_factor")
+
+
 def _oriented(value: np.ndarray, expected: np.ndarray):
     if value.shape == expected.shape:
         yield value
@@ -88,9 +93,17 @@ def writer_of(trace: Trace, value_user: np.ndarray) -> Line | None:
     return None
 
 
+# Names that say only what constant a value is off by; the trace's wrong N (1/M where 1/N belongs, placed where M
+# was computed) tells more about the same factor when M happens to make it 2 or N.
+FACTOR_NAMES = ("scaled", "constant_factor", "square_loss_half", "missing_1_over_n")
+
+
 def _at(f: CodeFinding, o: CodeFinding) -> CodeFinding:
-    """``f`` placed at the statement of ``o``; ``o``'s names where ``f`` has none."""
-    names = f.diagnoses or o.diagnoses
+    """``f`` placed at the statement of ``o``; ``o``'s names where ``f`` has none, or only a constant factor's that
+    the trace traced to a wrong N."""
+    wrong_n = bool(o.diagnoses) and o.diagnoses[0].name == "one_over_wrong_n"
+    factor_only = bool(f.diagnoses) and f.diagnoses[0].name in FACTOR_NAMES
+    names = o.diagnoses if wrong_n and factor_only else (f.diagnoses or o.diagnoses)
     return replace(
         f, diagnoses=names, judged_from=o.judged_from, file=o.file, line=o.line, statement=o.statement, target=o.target
     )
@@ -117,6 +130,31 @@ def first_writer(trace: Trace, value_user: np.ndarray) -> Line | None:
         if line.record.value.shape == value_user.shape and np.array_equal(line.record.value, value_user):
             return line
     return None
+
+
+# A factor read off two arrays equal to rounding (the trace's MATCH_REL_TOL is 1e-8): 1e-9 relative tells N from
+# any other constant a backward carries.
+SAME_FACTOR_REL = 1e-9
+
+
+def per_sample(trace: Trace, seen, ref: dict, layout, n: int) -> bool:
+    """Whether the file's residuals are per sample (N × JAX's) though its top layer's gradients are not right: the
+    statement that made the top residual it exposes is right at N × JAX's, and its grad_w is no N × JAX's (a 1/N
+    left out everywhere below that residual is a mistake, not a convention)."""
+    if n < 2 or seen is None or not trace.lines:
+        return False
+    top = seen.layers[-1].values
+    truth = ref["layers"][-1]["grad_w"]
+    grad_w = layout.read("weight", top["grad_w"], truth.shape) if "grad_w" in top else None
+    hit = None if grad_w is None else factor_of(grad_w, truth)
+    if grad_w is None or (hit is not None and abs(hit[0] - n) <= SAME_FACTOR_REL * n):
+        return False
+    for value in (seen.residual_y, top.get("residual_z"), top.get("residual_x")):
+        made = None if value is None else first_writer(trace, value)
+        q = None if made is None else made.quantity
+        if made is not None and made.status == OK and q is not None and q.sample is None and q.name.startswith("resid"):
+            return abs(made.factor - n) <= SAME_FACTOR_REL * n
+    return False
 
 
 def merge(
@@ -148,15 +186,20 @@ def merge(
                 out.append(traced[key] if upstream else _at(f, traced[key]))
                 used.add(key)
             continue
-        if traced and f.judged_from == END_TO_END and backward_order(key) > min(backward_order(k) for k in traced):
+        after_origin = traced and backward_order(key) > min(backward_order(k) for k in traced)
+        if after_origin and f.judged_from == END_TO_END:
             continue  # judged only end to end, after a traced origin: the trace judged its statements from their inputs
+        exposed = None  # the value the file exposes for it (a residual, or a gradient it returns), where it does
+        if seen is not None:
+            exposed = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
+        made = None if exposed is None else first_writer(trace, exposed)
+        if after_origin and made is not None and made.status == INHERITED and not _named_own(f):
+            continue  # made from a traced origin's error, with no name of its own: it carries that one
         writer = None
         if updated is not None and f.quantity in ("grad_w", "grad_b"):
             writer = writer_of(trace, updated[f.layer][f.quantity[-1]])
             writer = _gradient_it_read(trace, writer, updated[f.layer][f.quantity[-1]]) or writer
-        elif seen is not None:  # a residual the file exposes: where it was computed
-            value = seen.residual_y if f.quantity == "residual_y" else seen.layers[f.layer].values.get(f.quantity)
-            writer = None if value is None else first_writer(trace, value)
+        writer = writer or made  # a value the file exposes: where it was computed
         if writer is None and f.diagnoses and f.diagnoses[0].name == "missing_1_over_n":
             writer = factor_entry(trace, float(n))  # the residual the 1/N was left out of
         if writer is not None:
@@ -170,4 +213,9 @@ def merge(
         out.append(f)
     summed = {key for key, f in traced.items() if f.diagnoses and f.diagnoses[0].name == "missing_1_over_n"}
     out += [f for key, f in traced.items() if key not in used and (key not in right or key in summed)]
+    named = {(f.file, f.line): f.diagnoses for f in out if f.line is not None and f.diagnoses}
+    out = [  # one statement, one mistake: a quantity it made wrong without a name of its own takes the statement's
+        f if f.diagnoses or (f.file, f.line) not in named else replace(f, diagnoses=named[(f.file, f.line)])
+        for f in out
+    ]
     return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))

@@ -16,7 +16,9 @@ Values are followed by identity: a statement's inputs are the arrays it read, an
 produced an array is the latest one with exactly that value.
 """
 
-from dataclasses import dataclass, field
+import ast
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +26,7 @@ from fcgrad.audits.code_judge import name
 from fcgrad.audits.code_layout import Layout
 from fcgrad.audits.trace.quantities import Quantity, one_sample
 from fcgrad.diagnosis.catalogue import Diagnosis
-from fcgrad.diagnosis.signature import Context, explain_factor, named_factors
+from fcgrad.diagnosis.signature import Context, explain_factor, named_factors, wrong_n_words
 from fcgrad.testing.record import SMALLEST_KEPT, Record
 
 # A recorded array is the quantity when it equals it to this, relative to the quantity's largest entry. The
@@ -67,6 +69,7 @@ class Line:
     expected: np.ndarray | None = None  # the file's layout: what correct inputs give
     handed_on: Quantity | None = None  # the right quantity an origin computed where another belonged
     shown: np.ndarray | None = None  # what to compare with ``expected`` when it is not the value assigned
+    moved_from: tuple[str, int] | None = None  # (file, line) of the statement it was found at, before it was placed
 
 
 @dataclass
@@ -325,8 +328,10 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             line = _where_the_alias_was_made(line, lines)
             line = _where_the_derivative_belonged(line, r, made, matcher)
             line = _where_the_factor_was_made(line, made, matcher)
+            line = _where_the_divisor_was_made(line)
         lines.append(line)
         made[_key(r.value)] = line
+    _with_its_divisor(lines, matcher)
     return Trace(lines, dict(current))
 
 
@@ -354,6 +359,76 @@ def _where_the_factor_was_made(line: Line, made: dict, matcher: "Matcher") -> Li
                 moved.shown = v  # the residual_z it made wrong, against the right one
                 return moved
     return line
+
+
+def _divisor_assignment(file: str, line: int, name: str) -> tuple[int, str] | None:
+    """(line, source) of the last ``name = <expr>`` (one target alone) before ``line`` in the function around it."""
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    around = [n for n in functions if n.lineno <= line <= n.end_lineno]
+    if not around:
+        return None
+    best = None
+    for n in ast.walk(around[-1]):
+        one = isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+        if one and n.targets[0].id == name and n.lineno < line and (best is None or n.lineno > best.lineno):
+            best = n
+    if best is None:
+        return None
+    return best.lineno, " ".join(ast.get_source_segment(Path(file).read_text(encoding="utf-8"), best).split())
+
+
+def _where_the_divisor_was_made(line: Line) -> Line:
+    """A wrong N (1/M where 1/N belongs) divided by a plain number the function computed on a line of its own
+    (``m = A_prev.shape[0]``) was made there: a Python number is not recorded, so that line is read from the file."""
+    if not line.diagnoses or line.diagnoses[0].name != "one_over_wrong_n":
+        return line
+    r = line.record
+    arrays = {text for text, _ in r.reads}
+    try:
+        rhs = ast.parse(r.statement.split("#")[0].strip()).body[0]
+    except (SyntaxError, IndexError):
+        return line
+    value = rhs.value if isinstance(rhs, (ast.Assign, ast.AugAssign)) else None
+    divisors = [
+        n.right.id
+        for n in ast.walk(rhs)
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div) and isinstance(n.right, ast.Name)
+    ]
+    if isinstance(rhs, ast.AugAssign) and isinstance(rhs.op, ast.Div) and isinstance(value, ast.Name):
+        divisors.append(value.id)
+    for name_ in (d for d in divisors if d not in arrays):
+        found = _divisor_assignment(r.file, r.line, name_)
+        if found is not None:
+            moved = Line(replace(r, line=found[0], statement=found[1], target=name_), ORIGIN, line.quantity,
+                         line.factor, line.diagnoses, expected=line.expected)  # fmt: skip
+            moved.shown = r.value if line.shown is None else line.shown
+            moved.moved_from = (r.file, r.line)
+            return moved
+    return line
+
+
+def _with_its_divisor(lines: list[Line], matcher: "Matcher") -> None:
+    """The other origins of a statement whose wrong N was placed where that N was computed (the same statement run
+    for another layer, where N/M happens to be a named constant such as 2) placed there too, as a wrong N."""
+    placed = {ln.moved_from: ln for ln in lines if ln.moved_from is not None}
+    for i, ln in enumerate(lines):
+        key, q = (ln.record.file, ln.record.line), ln.quantity
+        if ln.status != ORIGIN or ln.moved_from is not None or key not in placed or q is None or not q.backward:
+            continue
+        there = placed[key]
+        p = matcher.p
+        ctx = Context(quantity=q.name, n=1 if q.sample is not None else p.batch, w=p.params[q.layer]["w"])
+        words = wrong_n_words(ln.factor / matcher.c, ctx, MATCH_REL_TOL, widths_only=True)
+        diagnoses = there.diagnoses
+        if words is not None:
+            diagnoses = (Diagnosis("one_over_wrong_n", f"looks like {words}: {ln.factor:.6g} × JAX's", 0.0),)
+        moved = Line(there.record, ORIGIN, q, ln.factor, diagnoses, expected=ln.expected)
+        moved.shown, moved.moved_from = (ln.record.value if ln.shown is None else ln.shown), key
+        lines[i] = moved
 
 
 def _where_the_alias_was_made(line: Line, lines: list[Line]) -> Line:

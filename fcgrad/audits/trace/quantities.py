@@ -66,7 +66,7 @@ def output_probabilities(p, y) -> tuple[str, np.ndarray] | None:
     softmax(y) under cross-entropy, sigmoid(y) under bce-logits (a file's forward often ends in them)."""
     if p.loss == "cross-entropy":
         return "softmax(y)", _softmax(y)
-    if p.loss == "bce-logits":
+    if p.loss == "bce-logits" and p.activations[-1] == "identity":  # not where the trace unfolded the sigmoid
         with np.errstate(over="ignore"):
             return "sigmoid(y)", ACTIVATIONS["sigmoid"].forward(y)
     return None

@@ -48,11 +48,25 @@ def _planted_copy(tmp_path: Path, shape: str, k: int) -> tuple[Path, int]:
     return tmp_path / f"{shape}.py", line
 
 
-@pytest.mark.parametrize("shape", list(FLAGS))
+# nn_from_scratch.py steps along the gradient of the sum over its samples while its calculate_loss is the mean:
+# one finding, named with its factor N, at the statement that makes the residual without the 1/N.
+SUMMED = {"nn_from_scratch": 73}
+
+
+@pytest.mark.parametrize("shape", [s for s in FLAGS if s not in SUMMED])
 def test_the_published_file_as_written_has_no_finding(shape, capsys):
     out = _audit(PUBLISHED / f"{shape}.py", shape, capsys)
     assert out["protocol"] == PROTOCOL[shape]
     assert out["ok"] and out["findings"] == [] and out["cannot_tell"] == []
+
+
+def test_a_function_that_steps_along_the_sum_over_its_samples_gets_that_one_finding(capsys):
+    out = _audit(PUBLISHED / "nn_from_scratch.py", "nn_from_scratch", capsys)
+    assert out["protocol"] == "build" and out["cannot_tell"] == []
+    (f,) = out["findings"]
+    assert (f["line"], f["layer"], f["quantity"]) == (SUMMED["nn_from_scratch"], 1, "residual_y")
+    assert f["diagnoses"][0]["name"] == "missing_1_over_n" and "8 × JAX's" in f["diagnoses"][0]["message"]
+    assert all(r["ok"] for r in out["end_to_end"])  # every other quantity judged against N × JAX's: right
 
 
 MISTAKES = [(shape, k) for shape in FLAGS for k in range(3)]
@@ -64,6 +78,8 @@ def test_each_planted_mistake_is_at_its_line_and_named(shape, k, tmp_path, capsy
     mistake = PLANTED[shape][k]
     findings = _audit(path, shape, capsys)["findings"]
     assert findings
+    if shape in SUMMED:  # the file's own sum over the samples, besides the planted mistake
+        findings = [f for f in findings if f["line"] != SUMMED[shape]]
     for f in findings:  # one mistake: every finding is that line (a statement may make two layers' values wrong)
         assert (Path(f["file"]).name, f["line"]) == (mistake.file, line)
         assert f["statement"].startswith(mistake.replacement.split("#")[0].strip())
@@ -74,7 +90,7 @@ def test_what_the_audit_gave_a_file_in_its_own_terms_is_said(capsys):
     notes = " | ".join(_audit(PUBLISHED / "nn_from_scratch.py", "nn_from_scratch", capsys)["notes"])
     assert "Config.epsilon = 0.01 (its learning rate) replaced by the problem's 0.1" in notes
     assert "Config.reg_lambda = 0.01 set to 0" in notes and "integer labels" in notes
-    assert "8 × the library's cross-entropy loss (a sum over the 8 samples" in notes
+    assert "N = 8 × the gradient of the mean loss (a sum over the samples, from line 73" in notes
     notes = " | ".join(_audit(PUBLISHED / "two_layer_net.py", "two_layer_net", capsys)["notes"])
     assert "reg (the regularisation strength" in notes and "integer labels" in notes
     out = _audit(PUBLISHED / "dnn_app_utils.py", "dnn_app_utils", capsys)

@@ -7,9 +7,9 @@ strength ``reg_lambda``). The audit runs it as written: with 0 passes for the we
 the problem's parameters, so that both sides start where the file does), with 1 pass for the step it takes
 (the gradients read back from it, ``(before − after) / lr``), its learning rate set to the problem's, its
 regularisation 0, its prints off, the hidden width from the problem; the targets one-hot, or integer labels
-where one-hot ones fail. The activations and the loss are read off the values its pass computes; where the
-step descends the sum over the samples rather than the mean (no 1/N in any gradient), that sum is its
-objective, said in the notes.
+where one-hot ones fail. The activations and the loss are read off the values its pass computes; a step that
+descends the sum over the samples rather than the mean (no 1/N in any gradient) is one finding, where the
+trace sees the 1/N left out, named with its factor N.
 """
 
 import ast
@@ -198,13 +198,12 @@ class BuildNet:
         return self.own_params
 
     def model(self, p, declared: dict) -> Model:
-        from fcgrad import reference  # noqa: PLC0415
         from fcgrad.audits.trace import recording  # noqa: PLC0415
         from fcgrad.audits.trace.inferred import read_forward  # noqa: PLC0415
 
         start = self.start(p)
         with recording(str(Path(self.file).resolve().parent)) as rec:
-            after = self._read(self._run(p, 1))
+            self._run(p, 1)
         acts_said = declared_activations(*declared.get("ACTIVATIONS", (None, "")), len(start))
         read = read_forward(rec.records, start, p.x)
         if acts_said is None and read is None:
@@ -221,13 +220,7 @@ class BuildNet:
                 "loss; expected the loss it computes"
             )
         loss = read_loss or said or "square"
-        t = np.eye(p.t.shape[0])[:, np.argmax(p.t, axis=0)] if self.labels else p.t
-        grads = [{q: read_back(a[q], b[q], p.lr) for q in ("w", "b")} for a, b in zip(start, after)]
-        truth = reference.gradients(start, p.x, t, activations=acts, loss=loss)["layers"]
-        self.scale = _sum_or_mean(grads, truth, p.batch)
-        named = LossName(loss)
-        named.scale = self.scale
-        named.words = f"a sum over the {p.batch} samples: its step carries no 1/N" if self.scale != 1.0 else ""
+        named = LossName(loss)  # a step along the sum over the samples is the trace's one finding, named with N
         words = "the activations and the loss read off the values its pass computes"
         if read_loss is None:
             words = f"{words}; the loss: {loss}, {'its LOSS' if said else 'the default'} (no softmax or sigmoid output)"
@@ -312,18 +305,6 @@ def _loop_line(fn, steps_name: str) -> int | None:
         if steps_name in names:
             return first + node.lineno - 1
     return None
-
-
-def _sum_or_mean(grads: list[dict], truth: list[dict], n: int) -> float:
-    """N when the step's gradients are, array by array (the median of them), nearer N × the mean loss's than 1 ×."""
-    ks = []
-    for g, r in zip(grads, truth):
-        for q in ("w", "b"):
-            rr = float(np.vdot(r[f"grad_{q}"], r[f"grad_{q}"]))
-            if rr > 0:
-                ks.append(float(np.vdot(g[q].reshape(r[f"grad_{q}"].shape), r[f"grad_{q}"])) / rr)
-    k = float(np.median(ks)) if ks else 1.0
-    return float(n) if k > 0 and abs(np.log(k / n)) < abs(np.log(k)) else 1.0
 
 
 def build_build(module, path: str, layout, hint: tuple[int, ...]) -> BuildNet | None:

@@ -79,3 +79,24 @@ def test_a_class_that_fits_nothing_does_not_hide_a_step_function_that_fits(tmp_p
     path.write_text(STEP_NET.read_text() + helper)
     report = audit_code(str(path), steps=3)
     assert report.protocol == "step" and report.ok
+
+
+ONE_METHOD = Path(__file__).parents[1] / "examples" / "one_method_net.py"
+
+
+def test_the_report_reads_the_files_backward_in_its_own_names():
+    from fcgrad.audits.report import as_json, text
+
+    report = audit_code(str(ONE_METHOD), steps=2)
+    source = ONE_METHOD.read_text().splitlines()
+    (origin,) = [i for i, s in enumerate(source, 1) if "MISTAKE" in s and "delta =" in s]
+    traced = {(e["line"], e["target"]): e for e in as_json(report)["traced"]}
+    top = traced[(origin - 5, "delta")]  # the output layer's delta, five lines above
+    assert top["is"] == ["∂L/∂z of layer 1"] and top["status"] == "ok"
+    assert traced[(origin, "delta")]["status"] == "origin"
+    assert "∂L/∂z of layer 0" in traced[(origin, "delta")]["is"]
+    carried = [e for e in traced.values() if e["status"] == "inherited"]
+    assert carried and all(e["from_line"] == origin for e in carried)
+    lines = text(report).splitlines()
+    assert f"  one_method_net.py:{origin - 5} `delta` = ∂L/∂z of layer 1 ✓" in lines
+    assert any(s.startswith(f"  one_method_net.py:{origin} `delta` = ") and s.endswith("✗ origin") for s in lines)

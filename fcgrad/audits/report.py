@@ -5,6 +5,7 @@ from dataclasses import asdict
 from fcgrad.audits.blog import _json_safe
 from fcgrad.audits.code import CodeAuditReport
 from fcgrad.audits.drift import drift_lines
+from fcgrad.audits.trace.reading import reading, reading_lines
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.reports.check import describe
@@ -96,6 +97,9 @@ def text(report: CodeAuditReport, *, quiet: bool = False) -> str:
         *_rows("step 0, end to end (the file's own numbers flowing down), vs JAX", report.end_to_end, origins),
         "",
     ]
+    traced = reading_lines(report.trace)
+    if traced:
+        parts += ["step 0, the file's backward read in its own names (each statement, what its value is)", *traced, ""]
     if report.isolated:
         title = "step 0, each layer fed JAX's upstream (where a mistake originates)"
         parts += [*_rows(title, report.isolated, origins), ""]
@@ -149,6 +153,7 @@ def as_json(report: CodeAuditReport) -> dict:
                 }
                 for h in report.inherited
             ],
+            "traced": reading(report.trace),
             "drift": asdict(report.drift),
         }
     )

@@ -237,7 +237,7 @@ def test_json_header_holds_seed_problem_final_loss_tolerances_and_versions(capsy
         "devices": None,
         "engine": "network",
     }
-    assert head["final_loss"] == pytest.approx(report["final_loss"]["manual"], rel=0, abs=0)
+    assert head["final_loss"] == pytest.approx(report["extras"]["output"]["loss"], rel=0, abs=0)
     assert set(head["tolerances"]) >= {"gradient_rel", "trajectory_abs"}
     assert all(isinstance(head["versions"][k], str) for k in ("fcgrad", "numpy", "jax", "python"))
 

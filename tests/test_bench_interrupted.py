@@ -95,4 +95,5 @@ def test_checkpoint_keeps_what_was_measured_marked_partial(tmp_path):
 def test_checkpoint_without_json_is_refused_in_one_line(capsys):
     assert main(["bench", "--quick", "--checkpoint"]) == 2
     err = capsys.readouterr().err
-    assert err == "fcgrad bench: error: --checkpoint: expected --json PATH to rewrite after every workload, got no --json\n"
+    expected = "--checkpoint: expected --json PATH to rewrite after every workload, got no --json"
+    assert err == f"fcgrad bench: error: {expected}\n"

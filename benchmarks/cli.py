@@ -96,8 +96,9 @@ def settings_from_args(args: argparse.Namespace, platform: str) -> "suite.Settin
 
 def _write(path: str, result: dict) -> None:
     from fcgrad.files.output import write_json
+    from fcgrad.reports.numbers import without_negative_zero
 
-    write_json(path, result)  # atomically: a write cut short leaves the path as it was
+    write_json(path, without_negative_zero(result))  # atomically: a write cut short leaves the path as it was
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -171,7 +172,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print()
         print(report.device_text(rows))
     print()
-    print(report.goals_text(rows))
+    print(report.goals_text(rows, result["machine"]))
     if args.plot:
         from fcgrad.benchmarks.plot import plot
         from fcgrad.files.output import atomic_path

@@ -279,12 +279,39 @@ def helper_failure() -> str:
     raise AssertionError("the planted layer-normalisation mistake passed")
 
 
+def snippet_shapes(doc: Path = README) -> dict:
+    """The shapes README's softplus snippet hands ``assert_backward_matches``."""
+    import ast
+
+    code = _snippet(doc, "def test_softplus_layer")
+    call = re.search(r"assert_backward_matches\(forward, backward, (\{[^}]*\})\)", code)
+    if call is None:
+        raise LookupError("README's softplus snippet no longer calls assert_backward_matches(forward, backward, {...})")
+    return ast.literal_eval(call[1])
+
+
+@functools.cache
+def softplus_failure() -> str:
+    """examples/test_softplus_layer.py's planted mistake on README's softplus snippet's shapes, as the helper
+    reports it: the sample after that snippet."""
+    from fcgrad.testing import assert_backward_matches
+
+    spec = importlib.util.spec_from_file_location("softplus_example", ROOT / "examples" / "test_softplus_layer.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    try:
+        assert_backward_matches(example.forward, example.backward_with_exp_derivative, snippet_shapes(), seed=0)
+    except AssertionError as failure:
+        return f"AssertionError: {failure}\n"
+    raise AssertionError("the planted softplus mistake passed")
+
+
 SAMPLES = [
     Sample("check", README, "Sample output (`fcgrad check`", check_output, (OK_ROW, OK_STEP_ROW, WORST_REL)),
     Sample("audit", README, "On the blog's AND example:", audit_output, excerpt=True, shared="blog_audit"),
     Sample("derivation-failure", README, "the failure reads:", derivation_failure, (OK_TERM, MATCH_RESIDUAL)),
     Sample("audit-code", README, "report = audit_code(", audit_code_lines, (MATCH_RESIDUAL,)),
-    Sample("helper-failure", README, "fails with a message that names the gradient:", helper_failure),
+    Sample("helper-failure", README, "fails with a message that names the gradient", softplus_failure),
     Sample("examples-helper-failure", EXAMPLES_README, "A failure names every wrong gradient", helper_failure),
     Sample("examples-derivation-failure", EXAMPLES_README, "the failure reads:", derivation_failure,
            (OK_TERM, MATCH_RESIDUAL)),

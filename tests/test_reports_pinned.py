@@ -261,3 +261,26 @@ def test_a_one_row_bias_gradient_is_refused_for_samples_by_column():
     refused = "grad_b (∂L/∂b): expected shape (2,) (the shape of b), got (1, 2)"
     with pytest.raises(AssertionError, match=re.escape(refused)):
         assert_backward_matches(_forward_columns, _backward_columns, {"x": (3, 5), "w": (3, 2), "b": (2,)})
+
+
+# ---- --devices: the step a data-parallel finding names, in the text and the JSON ---------------------------------
+
+
+def test_the_step_replicas_part_is_one_number_in_the_text_and_the_json(monkeypatch):
+    from conftest import HOST_DEVICES
+
+    from fcgrad.engine.report_forms import from_sharded
+    from fcgrad.engine.sharded import LOCAL_UPDATES, sharded_check
+    from fcgrad.reports.sharded import text as sharded_text
+
+    def no_all_reduce(local):  # each replica updates from its own shard's gradients
+        return [[{"w": g.grad_w, "b": g.grad_b} for g in grads] for grads in local]
+
+    monkeypatch.setattr(manual.sharded, "reduce_gradients", no_all_reduce)
+    p = random_problem((3, 4, 4, 2), batch=10, seed=3, steps=6)
+    report = sharded_check(p, min(4, HOST_DEVICES), platform="cpu")
+    [finding] = report.findings
+    assert (finding.mistake, finding.step) == (LOCAL_UPDATES, 1)  # the replicas part after the first update
+    assert f"FOUND {LOCAL_UPDATES} in manual-sharded (first after step 1)" in sharded_text(report)
+    data = from_sharded(describe_problem(p), report, 0.0, free=True).as_json()
+    assert [(f["name"], f["side"], f["step"]) for f in data["findings"]] == [(LOCAL_UPDATES, "manual-sharded", 1)]

@@ -210,6 +210,11 @@ def test_a_match_is_kept_within_its_signature_tolerance_and_dropped_beyond_it(ca
 # ---- --devices, free form: each dtype judged at its own tolerance ------------------------------------------------
 
 
+# the 3-4-2 net's N(0, 1/in) parameters after 3 steps stay below 10 (about 2 here): a bound scaled by them stays within
+# 10× the tolerance, while the other dtype's tolerance is 1e8 times away (1e-12 against 1e-4)
+LARGEST_PARAM = 10.0
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_sharded_form_judges_each_dtype_at_its_own_tolerance(dtype, capsys):
     import json
@@ -224,8 +229,8 @@ def test_a_sharded_form_judges_each_dtype_at_its_own_tolerance(dtype, capsys):
     assert data["meta"]["tolerances"]["trajectory_abs"] == pytest.approx(traj, rel=0)
     assert data["meta"]["tolerances"]["gradient_rel"] == pytest.approx(grad, rel=0)
     rows = [r for c in data["trajectories"] for r in c["rows"]]
-    # a row's bound: the tolerance × max(1, max|param|); this net's parameters and loss stay below 10
-    assert rows and all(traj <= r["tol"] <= 10 * traj for r in rows), sorted({r["tol"] for r in rows})
+    # a row's bound: the tolerance × max(1, max|param|), at most LARGEST_PARAM × the tolerance here
+    assert rows and all(traj <= r["tol"] <= LARGEST_PARAM * traj for r in rows), sorted({r["tol"] for r in rows})
     grads = [r for c in data["gradients"] for r in c["rows"]]
     assert all(r["tol"] == pytest.approx(grad, rel=0) for r in grads)
     assert grads or data["form"] == "sharded local"  # the local form compares steps only

@@ -53,13 +53,21 @@ def test_the_helper_failure_after_the_softplus_snippet_shows_that_snippets_input
 WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
-def test_the_examples_readme_counts_the_files_its_table_lists():
+def _examples_table() -> tuple[str, list[str]]:
     text = (ROOT / "examples" / "README.md").read_text(encoding="utf-8")
-    table = re.findall(r"^\| `([^`]+)` \|", text, flags=re.M)
-    assert sorted(table) == sorted(p.name for p in (ROOT / "examples").glob("*.py"))
+    return text, re.findall(r"^\| `([^`]+)` \|", text, flags=re.M)
+
+
+def test_the_examples_readme_counts_the_files_its_table_lists():
+    text, table = _examples_table()
     after = text[text.index(table[-1]) :]
     count = re.search(r"^(All \w+|Both|Each) ", after.split("\n\n")[1])
     assert count is not None and count[1] == f"All {WORDS[len(table)]}", after.split("\n\n")[1][:80]
+
+
+def test_every_example_file_has_a_row_in_the_examples_table():
+    _, table = _examples_table()
+    assert sorted(table) == sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 
 
 QUIET = {"loadavg_at_start": [0.2, 0.1, 0.1], "loadavg_at_end": [1.1, 0.4, 0.2], "cpu_count": 4}

@@ -96,8 +96,9 @@ def settings_from_args(args: argparse.Namespace, platform: str) -> "suite.Settin
 
 def _write(path: str, result: dict) -> None:
     from fcgrad.files.output import write_json
+    from fcgrad.reports.numbers import without_negative_zero
 
-    write_json(path, result)  # atomically: a run cut short leaves the last whole checkpoint
+    write_json(path, without_negative_zero(result))  # atomically: a write cut short leaves the path as it was
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -105,6 +106,8 @@ def check_outputs(args: argparse.Namespace) -> None:
     and is writable, the name ends in .json and .png, and matplotlib is there for the plot."""
     from fcgrad.files.output import check_output_path
 
+    if args.checkpoint and args.json is None:
+        raise FcgradError("--checkpoint: expected --json PATH to rewrite after every workload, got no --json")
     if args.json is not None:
         check_output_path(args.json, "--json", ".json")
     if args.plot is not None:
@@ -140,11 +143,13 @@ def run_bench(args: argparse.Namespace) -> int:
     }
 
     def checkpoint(rows: list[dict]) -> None:
-        """Write what is measured so far, so a run cut short still leaves its rows."""
-        if args.json:
-            _write(args.json, {**result, "rows": rows, "partial": True})
+        """--checkpoint: write what is measured so far, whole and marked partial, so a run cut short keeps it."""
+        _write(args.json, {**result, "rows": rows, "partial": True})
 
-    checkpoint([])  # a run cut short leaves its JSON, marked partial
+    # without --checkpoint, --json is written once, whole, at the end: a run cut short (Ctrl-C, SIGTERM) leaves no
+    # file of its own and a file already at the path as it was, as every command leaves the file it was writing
+    if args.checkpoint:
+        checkpoint([])
     if args.drift:  # first: quick, and then in every checkpoint
         from fcgrad.benchmarks.drift import gradient_drift
 
@@ -153,7 +158,7 @@ def run_bench(args: argparse.Namespace) -> int:
             sizes, batch = parse_spec(spec)
             progress(f"gradient drift: {spec} N={batch}")
             result["drift"].append(gradient_drift(sizes, batch, platform, precisions=s.precisions))
-    result["rows"] = rows = suite.run(s, progress, checkpoint)
+    result["rows"] = rows = suite.run(s, progress, checkpoint if args.checkpoint else None)
     result["machine"]["loadavg_at_end"] = machine.load_average()
     result["goals"] = report.goals(rows)
     if args.json:
@@ -167,7 +172,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print()
         print(report.device_text(rows))
     print()
-    print(report.goals_text(rows))
+    print(report.goals_text(rows, result["machine"]))
     if args.plot:
         from fcgrad.benchmarks.plot import plot
         from fcgrad.files.output import atomic_path
@@ -182,6 +187,12 @@ def run_bench(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats: a smoke run of under a minute")
     p.add_argument("--json", metavar="PATH", help="write {machine, device, versions, date, rows, ...} here")
+    p.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="rewrite --json after every workload, marked partial until the run ends, so a run cut short keeps what "
+        "it measured (without it: written once at the end; a run cut short leaves none)",
+    )
     p.add_argument(
         "--plot", metavar="PATH.png", help="time per step against size, and the blog's loss curves (needs matplotlib)"
     )

@@ -2,7 +2,7 @@
 # The GPU benchmark in one command, from the repository root, on a machine with CUDA JAX:
 #     PYTHONPATH=. bash benchmarks/gpu.sh OUTDIR
 # Needs no network. Writes into OUTDIR: nvidia-smi.txt, gpu.log (progress), gpu.json (rows, drift and
-# the performance goals; rewritten after every workload, so a run cut short keeps what it measured),
+# the performance goals; rewritten after every workload (--checkpoint), so a run cut short keeps what it measured),
 # gpu.txt (tables, drift, goals) and gpu.png when matplotlib is installed. Within 7 minutes: the benchmark is cut at 360 s.
 # JAX variants on the GPU: float32 with the default matmul precision (TF32) and "highest", and float64;
 # JAX also on the host CPU for nets up to 1024 wide; NumPy variants on the host CPU up to 1024 wide.
@@ -47,7 +47,7 @@ say "1/4 the machine: nvidia-smi, JAX's devices"
 
 say "2/4 the benchmark (at most $LIMIT s): python -m fcgrad.benchmarks ${ARGS[*]}"
 status=0
-timeout "$LIMIT" "$PY" -m fcgrad.benchmarks "${ARGS[@]}" --json "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" \
+timeout "$LIMIT" "$PY" -m fcgrad.benchmarks "${ARGS[@]}" --checkpoint --json "$OUTDIR/gpu.json" >"$OUTDIR/gpu.txt" \
     2> >(tee -a "$OUTDIR/gpu.log" >&2) || status=$?
 if [[ $status == 124 ]]; then
     say "the benchmark reached its time limit: gpu.json keeps the workloads measured so far"

@@ -125,12 +125,38 @@ def goals(rows: list[dict]) -> list[dict]:
     return out
 
 
-def goals_text(rows: list[dict]) -> str:
+# Other work already running when the benchmark starts: a 1-minute load average of half a process per core or
+# more. Every timed variant uses all the cores (BLAS threads, XLA's pool), so from there on it shares them and its
+# times, and every goal judged on them, are the load's as much as the code's. Half: a quiet machine here reads
+# 0.0-0.3 per core, and two people's test suites on the 2-core VM read 1-2 per core.
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def load_text(machine: dict | None) -> str:
+    """The machine's load around the run, as the JSON keeps it, and when it was busy, what that means for the goals.
+    Empty when the run kept no load (an older JSON, a platform without ``os.getloadavg``)."""
+    machine = machine or {}
+    start, end, cores = machine.get("loadavg_at_start"), machine.get("loadavg_at_end"), machine.get("cpu_count")
+    if not start or not cores:
+        return ""
+    at_end = f", {end[0]:.2f} at the end" if end else ""
+    line = f"the machine's 1-minute load average: {start[0]:.2f} at the start{at_end}, on {cores} cores"
+    if start[0] < BUSY_LOAD_PER_CORE * cores:
+        return line
+    return (
+        f"{line}: the machine was busy before the run began (≥ {BUSY_LOAD_PER_CORE:g} per core), so these times "
+        "are shared with other work and a goal MISSED here may be the load's, not the code's; rerun on a quiet machine"
+    )
+
+
+def goals_text(rows: list[dict], machine: dict | None = None) -> str:
+    """Each goal met or MISSED; then the machine's load (``result["machine"]``), which every timing depends on."""
     lines = ["the project's performance goals:"]
     for g in goals(rows):
         verdict = "met   " if g["met"] else "MISSED"
         lines.append(f"  {verdict}  {g['goal']:<48} {g['case']:<28} {g['value']:.3g} (limit {g['limit']:g})")
-    return "\n".join(lines)
+    load = load_text(machine)
+    return "\n".join(lines + ([load] if load else []))
 
 
 def device_text(rows: list[dict]) -> str:
@@ -189,7 +215,7 @@ def main(argv=None) -> int:
         print()
         print(device_text(rows))
     print()
-    print(goals_text(rows))
+    print(goals_text(rows, result.get("machine")))
     return 0
 
 

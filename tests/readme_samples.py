@@ -1,6 +1,6 @@
 """The documents' fenced blocks: Python snippets run against an install, sample outputs compared with fresh runs.
 
-A sample output is the first plain fenced block after a sentence of README.md or examples/README.md,
+A sample output is the first plain fenced block after a sentence of README.md, a page of docs/ or examples/README.md,
 and a command or snippet that prints it now. It is compared line by line: exactly, except the numbers
 that are rounding noise (an ok row's max|Δ| and rel, a catalogue match's residual "(to X)", the verdict's
 worst rel). Those differ from machine to machine, so on each side they only have to be within their
@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 EXAMPLES_README = ROOT / "examples" / "README.md"
+CHECK_DOC = ROOT / "docs" / "check.md"  # README's reference of `fcgrad check`, moved there
+AUDIT_DOC = ROOT / "docs" / "audit.md"  # `fcgrad audit` on the blog's code
 RUN_TIMEOUT_S = 600  # a fresh `fcgrad check` or `fcgrad audit` of 10,000 steps: about 10 s on a busy 2-core machine
 
 # --- fenced blocks ----------------------------------------------------------------------------------------------
@@ -256,12 +258,17 @@ def derivation_failure() -> str:
 
 
 @functools.cache
-def audit_code_lines() -> str:
-    """What README's audit_code snippet prints, run from the repository root."""
+def audit_code_lines(containing: str = "audit_code") -> str:
+    """What README's first audit_code snippet (or the first holding ``containing``) prints, run from the root."""
     printed = io.StringIO()
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(printed):
-        exec(compile(_snippet(README, "audit_code"), "README.md", "exec"), {})
+        exec(compile(_snippet(README, containing), "README.md", "exec"), {})
     return printed.getvalue()
+
+
+def audit_code_section_lines() -> str:
+    """What the snippet of README's section on ``audit --code`` prints (the one that asserts the names)."""
+    return audit_code_lines("assert [f.diagnoses[0].name for f in report.findings]")
 
 
 @functools.cache
@@ -279,12 +286,40 @@ def helper_failure() -> str:
     raise AssertionError("the planted layer-normalisation mistake passed")
 
 
+def snippet_shapes(doc: Path = README) -> dict:
+    """The shapes README's softplus snippet hands ``assert_backward_matches``."""
+    import ast
+
+    code = _snippet(doc, "def test_softplus_layer")
+    call = re.search(r"assert_backward_matches\(forward, backward, (\{[^}]*\})\)", code)
+    if call is None:
+        raise LookupError("README's softplus snippet no longer calls assert_backward_matches(forward, backward, {...})")
+    return ast.literal_eval(call[1])
+
+
+@functools.cache
+def softplus_failure() -> str:
+    """examples/test_softplus_layer.py's planted mistake on README's softplus snippet's shapes, as the helper
+    reports it: the sample after that snippet."""
+    from fcgrad.testing import assert_backward_matches
+
+    spec = importlib.util.spec_from_file_location("softplus_example", ROOT / "examples" / "test_softplus_layer.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    try:
+        assert_backward_matches(example.forward, example.backward_with_exp_derivative, snippet_shapes(), seed=0)
+    except AssertionError as failure:
+        return f"AssertionError: {failure}\n"
+    raise AssertionError("the planted softplus mistake passed")
+
+
 SAMPLES = [
-    Sample("check", README, "Sample output (`fcgrad check`", check_output, (OK_ROW, OK_STEP_ROW, WORST_REL)),
-    Sample("audit", README, "On the blog's AND example:", audit_output, excerpt=True, shared="blog_audit"),
+    Sample("check", CHECK_DOC, "Sample output (`fcgrad check`", check_output, (OK_ROW, OK_STEP_ROW, WORST_REL)),
+    Sample("audit", AUDIT_DOC, "On the blog's AND example:", audit_output, excerpt=True, shared="blog_audit"),
     Sample("derivation-failure", README, "the failure reads:", derivation_failure, (OK_TERM, MATCH_RESIDUAL)),
     Sample("audit-code", README, "report = audit_code(", audit_code_lines, (MATCH_RESIDUAL,)),
-    Sample("helper-failure", README, "fails with a message that names the gradient:", helper_failure),
+    Sample("audit-code-section", README, "and the catalogue names it:", audit_code_section_lines, (MATCH_RESIDUAL,)),
+    Sample("helper-failure", README, "fails with a message that names the gradient", softplus_failure),
     Sample("examples-helper-failure", EXAMPLES_README, "A failure names every wrong gradient", helper_failure),
     Sample("examples-derivation-failure", EXAMPLES_README, "the failure reads:", derivation_failure,
            (OK_TERM, MATCH_RESIDUAL)),

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,7 @@ ROW_KEYS = {
     "vs_minimal",
     "speedup_vs_manual",
 }
+NEGATIVE_ZERO = re.compile(r"-0\.0(?![\de])")  # as json.dumps writes −0.0; -0.01 and -0.0e-5 are not it
 POSITIVE = ("step_s_median", "gflops", "floor_ratio", "floor_needed_ratio", "vs_minimal", "speedup_vs_manual")
 
 
@@ -73,6 +75,14 @@ def test_quick_run_exits_0_and_prints_table_and_goals(quick_run):
     assert "the project's performance goals:" in stdout
     assert "blog's size: manual <= 1.3x minimal-numpy" in stdout
     assert "blog's size: jit-fused <= 1.1x minimal-jax" in stdout
+
+
+@pytest.mark.slow
+def test_quick_run_states_the_machines_load_under_its_goals(quick_run):
+    _, stdout, result = quick_run
+    start = result["machine"]["loadavg_at_start"][0]
+    assert f"the machine's 1-minute load average: {start:.2f} at the start" in stdout.split("performance goals:")[1]
+    assert not NEGATIVE_ZERO.findall(json.dumps(result))  # no negative zero in the JSON
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def test_json_has_the_documented_keys_within_tolerance(capsys):
     assert 1e-12 <= param_tol <= 1e-11 and max(r["max_abs_err"] for r in params) <= param_tol  # max|param| < 10
     [loss] = [r for r in traj["rows"] if r["quantity"] == "loss"]
     assert loss["tol"] == pytest.approx(1e-12, rel=1e-9) and loss["max_abs_err"] <= tol.TRAJ_ABS_TOL_F64
-    assert all(isinstance(v, float) and v > 0 for v in report["final_loss"].values())
+    assert all(isinstance(v, float) and v > 0 for v in report["last_step_loss"].values())
     output = report["extras"]["output"]  # manual's loss and output after the last step
     assert isinstance(output["loss"], float) and output["y_is"] == "network output"
 

@@ -77,9 +77,9 @@ def _cited_paths():
 
 
 def _layout_files():
-    """The files the README's layout tree names under each top-level folder."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    tree = re.search(r"^## Layout\s+```\n(.*?)```", readme, flags=re.S | re.M).group(1)
+    """The files the layout tree (docs/design.md, "Layout", once README's) names under each top-level folder."""
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    tree = re.search(r"^## Layout\s+```\n(.*?)```", design, flags=re.S | re.M).group(1)
     folder = None
     for line in tree.splitlines():
         top = re.match(r"^([\w.]+/)", line)
@@ -95,7 +95,7 @@ def test_prose_cites_links_and_paths():
 
 @pytest.mark.parametrize("path", list(_layout_files()))
 def test_every_file_of_the_readme_layout_exists(path):
-    assert (ROOT / path).is_file(), f"README's layout names {path}, which is not in the repository"
+    assert (ROOT / path).is_file(), f"docs/design.md's layout names {path}, which is not in the repository"
 
 
 @pytest.mark.parametrize("doc,target", list(_links()))

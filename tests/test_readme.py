@@ -1,4 +1,5 @@
-"""README's Python snippets run against fcgrad installed from its wheel, and its sample outputs are the code's own.
+"""README's Python snippets (and docs/check.md's) run against fcgrad installed from its wheel; the sample outputs
+of README.md, docs/ and examples/README.md are the code's own.
 
 The snippets run in a fresh virtual environment holding only the built wheel (and this environment's NumPy,
 JAX and pytest), from the repository's root as a user who cloned it runs them; the one that loads run.npz,
@@ -9,20 +10,22 @@ outputs are compared, and ``python -m tests.readme_samples --write`` rewrites th
 import pytest
 import readme_samples
 from conftest import user_env
-from readme_samples import OK_ROW, OK_STEP_ROW, README, SAMPLES, Sample, differences, python_snippets
+from readme_samples import CHECK_DOC, OK_ROW, OK_STEP_ROW, README, SAMPLES, Sample, differences, python_snippets
 
 TIMEOUT_S = 600  # the snippets audit a network and check two: about 15 s here; generous for a busy machine
 
 
 def test_readme_has_python_snippets():
-    assert len(python_snippets(README)) >= 3
+    assert len(python_snippets(README)) >= 3 and len(python_snippets(CHECK_DOC)) >= 1
 
 
-def test_the_readmes_snippets_run_against_the_installed_wheel(fresh_python, tmp_path):
+@pytest.mark.parametrize("doc", [README, CHECK_DOC], ids=["README.md", "docs/check.md"])
+def test_the_readmes_snippets_run_against_the_installed_wheel(doc, fresh_python, tmp_path):
+    """README's snippets, and those of the page its reference of ``fcgrad check`` moved to (the --save archive's)."""
     env = user_env(tmp_path)
-    done = readme_samples.run_snippets(fresh_python, README, tmp_path, env, TIMEOUT_S)
+    done = readme_samples.run_snippets(fresh_python, doc, tmp_path, env, TIMEOUT_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.count(": ran\n") == len(python_snippets(README))
+    assert done.stdout.count(": ran\n") == len(python_snippets(doc))
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,9 @@ def emit_results(args: argparse.Namespace, json_path: str | None, data: dict, te
 
     from fcgrad.cli import terminal
     from fcgrad.files.output import write_json
+    from fcgrad.reports.numbers import without_negative_zero
 
+    data = without_negative_zero(data)
     if json_path is not None:
         write_json(json_path, data)
     terminal.write_out(json.dumps(data, indent=2) if args.json == "-" else text)

@@ -16,7 +16,7 @@ class Rendered(NamedTuple):
     text: str
     data: dict  # the JSON, without its meta
     tolerances: dict  # in force, for the meta
-    final_loss: float | None
+    final_loss: float | None  # manual's loss after the last step (the text's "final loss"); None if not computed
     timings: object  # a Timings, or None when the form keeps none
     arrays: dict  # the --save archive's arrays, less its meta
 
@@ -43,7 +43,7 @@ def render(done: CheckedRun, *, quiet: bool = False) -> Rendered:
              "sharded local": _sharded_toolbox}  # fmt: skip
     text, tolerances = forms[done.report.form](done, quiet)
     data = done.report.as_json()
-    return Rendered(text, data, tolerances, data["final_loss"]["manual"], done.report.timings, done.report.arrays())
+    return Rendered(text, data, tolerances, done.report.final_loss, done.report.timings, done.report.arrays())
 
 
 def _network(done: CheckedRun, quiet: bool) -> tuple[str, dict]:

@@ -54,7 +54,7 @@ def text(report: "ToolboxReport", gradient_rows, gradient_diagnoses: dict | None
             report.rows,
         ),
         "",
-        f"final loss: manual {report.losses_manual[-1]:.10g}, JAX {report.losses_reference[-1]:.10g}; "
+        f"loss at the last step: manual {report.losses_manual[-1]:.10g}, JAX {report.losses_reference[-1]:.10g}; "
         f"time {report.seconds:.1f} s",
         "",
     ]

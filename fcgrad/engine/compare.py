@@ -47,6 +47,12 @@ class Row:
 
     zero: bool = False  # gradients: both sides exactly zero everywhere
 
+    def __post_init__(self) -> None:  # no report states a negative zero: −0.0 + 0.0 is +0.0, nothing else changes
+        for name in ("max_abs_err", "rel_err", "tol", "ratio"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, value + 0.0)
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -252,8 +252,8 @@ def _check_together(given: dict) -> None:
         for o in ("loss", "batch", "activation"):
             if o in given:
                 _refuse(
-                    f"{flag(o)} needs --sizes, --spec or --data: the default run, the blog's example and, fixes its "
-                    f"network; got {flag(o)} without them"
+                    f"{flag(o)} needs --sizes, --spec or --data: the default run (--example and, the blog's) fixes "
+                    f"its network; got {flag(o)} without them"
                 )
     if "batch" in given and ("data" in given):
         _refuse("--batch draws the samples of a random problem: expected no --batch with --data (its N is the file's)")

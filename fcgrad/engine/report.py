@@ -4,7 +4,8 @@
 and, over devices, ``manual-sharded``, ``jax-jit-sharded``, ``jax-shard_map-sharded``); the gradients at
 the initial parameters, the finite differences and the trajectories, each a list of ``Comparison`` (a side
 held against its baseline under a rule, row by row); the catalogue's ``Finding``s; each side's history of
-every step; each side's final loss; the ``Extras`` of one form or another (held-out accuracy, devices and
+every step; the loss each side's last step computed; the final loss (manual's, after the last step,
+where the form computes it); the ``Extras`` of one form or another (held-out accuracy, devices and
 shard sizes, the network's output); the timings; ok. A thing a form does not compute is empty or None.
 
 ``as_json()`` is the object of ``--json`` less its ``meta`` (``JSON_KEYS``, ``docs/run.schema.json``);
@@ -19,7 +20,7 @@ from fcgrad.engine.compare import Row
 
 # the --json object's keys, every one present in every run (a thing that did not run: null or [])
 JSON_KEYS = ("meta", "form", "ok", "sides", "gradients", "finite_differences", "trajectories", "findings",
-             "final_loss", "divergence", "extras", "timings")  # fmt: skip
+             "last_step_loss", "divergence", "extras", "timings")  # fmt: skip
 FORMS = ("network", "toolbox", "digits", "sharded free", "sharded local")
 
 
@@ -106,7 +107,9 @@ class RunReport:
     finite_differences: list[Comparison]
     trajectories: list[Comparison]  # every step
     findings: list[Finding]
-    final_loss: dict  # side -> its loss at its last step (entry K-1 of its loss history), None if not finite
+    # side -> the loss its last step computed, at the parameters that step starts from (entry K-1 of its loss
+    # history), None if not finite. Not "the final loss": that is the loss after the last step (Extras.output)
+    last_step_loss: dict
     extras: Extras
     seconds: float  # the whole check, both sides
     divergence: tuple[str, int] | None = None  # (side or "both", step) where a loss stopped being finite
@@ -140,11 +143,17 @@ class RunReport:
             "finite_differences": [c.as_dict() for c in self.finite_differences],
             "trajectories": [c.as_dict() for c in self.trajectories],
             "findings": [f.as_dict() for f in self.findings],
-            "final_loss": {side: finite_or_none(self.final_loss.get(side)) for side in self.sides},
+            "last_step_loss": {side: finite_or_none(self.last_step_loss.get(side)) for side in self.sides},
             "divergence": divergence,
             "extras": self.extras.as_dict(),
             "timings": {"seconds": self.seconds, "phases": {k: float(v) for k, v in phases.items()}},
         }
+
+    @property
+    def final_loss(self) -> float | None:
+        """The final loss: manual's loss at its parameters after the last step, where the form computes it
+        (the network form: ``extras.output.loss``); None otherwise. The one number every report calls so."""
+        return None if self.extras.output is None else self.extras.output["loss"]
 
     def arrays(self) -> dict:
         """The ``--save`` archive less ``meta``: the data, the initial state, and every side's kept steps."""

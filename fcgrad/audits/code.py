@@ -32,7 +32,7 @@ from fcgrad.audits.code_layout import Layout, check_samples, check_weights, kind
 from fcgrad.audits.code_load import build, declarations, load_module, user_folder
 from fcgrad.audits.code_model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides
 from fcgrad.audits.code_params import OtherLayoutError
-from fcgrad.audits.code_problem import reasons, with_classes
+from fcgrad.audits.code_problem import BLOG_SIZES, reasons, with_classes
 from fcgrad.audits.trace import INHERITED, ORIGIN, Trace, recording, trace_of
 from fcgrad.audits.trace.findings import merge, per_sample
 from fcgrad.audits.trace.inferred import read_forward
@@ -43,7 +43,6 @@ from fcgrad.manual import validate
 from fcgrad.manual.errors import FcgradError
 from fcgrad.reports.html import CodeAuditHtml
 
-BLOG_SIZES = (2, 4, 1)
 SOFTMAX_OUTPUTS = 3  # the classes of the problem drawn for a file whose forward ends in a softmax and sizes itself
 NEVER_APPLIED = {  # what leaves w and b unchanged, when a layer's gradients read back as exactly 0
     "classes": "its backward leaves w and b as they were, and nothing has an update(lr) or step(lr) to apply "

@@ -24,6 +24,7 @@ import numpy as np
 
 from fcgrad.audits.code_model import LossName, Model, declared_activations, declared_loss
 from fcgrad.audits.code_params import parameters, required
+from fcgrad.audits.code_problem import BLOG_SIZES
 from fcgrad.audits.code_returns import layout_of_arrays
 from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, read_back
 from fcgrad.engine.user_code import call, definition
@@ -101,8 +102,6 @@ class BuildNet:
             )
 
     def _sizes(self, hint: tuple[int, ...]) -> tuple[int, ...]:
-        from fcgrad.audits.code import BLOG_SIZES  # noqa: PLC0415  (the default problem's widths)
-
         n_in, n_out = (getattr(*c) if c else None for c in self.widths)
         if len(hint) != 3 and self.hidden_name is not None:
             raise FcgradError(f"{self.where}: {self.fn.__name__} makes one hidden layer; expected --sizes IN,H,OUT")

@@ -20,6 +20,7 @@ import numpy as np
 from fcgrad.engine.problems import CLASS_LOSSES, Problem
 from fcgrad.manual.network import forward
 
+BLOG_SIZES = (2, 4, 1)  # the widths of the problem drawn for a file that says none: the blog's network
 # A sigmoid or tanh unit with |z| beyond this has f'(z) < 2e-6 (sigmoid: e^-13 ≈ 2.3e-6; tanh: 4e^-26), below
 # the gradient's rounding relative to its other terms: a wrong formula of f' changes nothing measurable there.
 SATURATED_Z = 13.0

@@ -3,8 +3,8 @@
 A file may run its training script at import (no ``if __name__ == "__main__":``): it is audited if it
 finishes loading within ``IMPORT_LIMIT_S``, else refused in one line naming the line it was running.
 The limit is a real-time timer (``SIGALRM``) whose handler raises a private exception into the user's
-code; it is armed only in the main thread and only when no other real-time timer is running (a test
-runner's, say), and the previous handler is put back afterwards.
+code; it is armed only in the main thread, a timer already running (a test runner's) keeps its time and its
+handler, and the previous handler is put back afterwards.
 
 Whatever the file changes of NumPy's global state while it loads (``np.seterr``, ``np.seterrcall``,
 ``np.set_printoptions``, the legacy random state) is put back as it was, so that the audit computes
@@ -12,8 +12,10 @@ as it would for any other file.
 """
 
 import contextlib
+import os
 import signal
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -29,6 +31,8 @@ IMPORT_LIMIT_S = 10.0
 # Once the limit is reached, the timer fires again at this interval: a file whose loop catches every
 # exception (a bare ``except:``) still stops at the next firing it does not catch.
 REFIRE_S = 0.5
+# The least delay a timer already running is re-armed with (setitimer's 0 would disarm it): it fires at once.
+REARM_S = 1e-3
 MAIN_GUARD = 'if __name__ == "__main__":'
 
 
@@ -56,30 +60,39 @@ def _running_line(exc: BaseException, path: Path) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else str(path)
 
 
-def _can_arm() -> bool:
+def execute(run, path: Path, limit: float | None = None) -> None:
+    """``run()`` (executing the file), refused in one line once it has run ``limit`` seconds (``IMPORT_LIMIT_S``).
+
+    A real-time timer already running (a test runner's time limit) keeps its time: if it is due first, its own
+    handler is called when it fires, and otherwise it is re-armed afterwards with what is left of it."""
+    limit = IMPORT_LIMIT_S if limit is None else limit
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        return False
-    return signal.getitimer(signal.ITIMER_REAL)[0] == 0.0  # another timer running: it is left alone
-
-
-def execute(run, path: Path, limit: float = IMPORT_LIMIT_S) -> None:
-    """``run()`` (executing the file), refused in one line once it has run ``limit`` seconds."""
-    if not _can_arm():
-        run()
+        run()  # signal handlers belong to the main thread: elsewhere the file loads without a limit
         return
-    armed = [True]  # cleared before the timer stops: a firing on the way out raises nothing
+    outer, outer_every = signal.getitimer(signal.ITIMER_REAL)
+    ours_first = outer == 0.0 or limit < outer
+    state = {"armed": True, "outer_fired": False}  # "armed" cleared before the timer stops: then nothing is raised
+    start = time.monotonic()
 
     def on_alarm(signum, frame):
-        if armed[0]:
+        if not state["armed"]:
+            return
+        if ours_first:
             raise _TooLong
+        state["outer_fired"] = True  # the other timer's time: its handler, as if this one were not there
+        signal.signal(signal.SIGALRM, previous)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGALRM)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     try:
-        signal.setitimer(signal.ITIMER_REAL, limit, REFIRE_S)
+        signal.setitimer(signal.ITIMER_REAL, *((limit, REFIRE_S) if ours_first else (outer, 0.0)))
         try:
             run()
         finally:
-            armed[0] = False
+            state["armed"] = False
             signal.setitimer(signal.ITIMER_REAL, 0.0)
     except _TooLong as exc:
         raise FcgradError(
@@ -88,6 +101,8 @@ def execute(run, path: Path, limit: float = IMPORT_LIMIT_S) -> None:
             "defines the network"
         ) from None
     finally:
-        armed[0] = False
+        state["armed"] = False
         signal.setitimer(signal.ITIMER_REAL, 0.0)
         signal.signal(signal.SIGALRM, previous)
+        if outer > 0.0 and not state["outer_fired"]:  # the other timer, with what is left of its time
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), REARM_S), outer_every)

@@ -5,6 +5,9 @@ or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
 """
 
 import argparse
+import contextlib
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from fcgrad.cli.args import EXIT_AUDIT, positive_float
@@ -158,6 +161,30 @@ def check_code_file(path: str) -> None:
         raise user_error(f"loading {file.name}", exc, str(file)) from None
 
 
+@contextlib.contextmanager
+def prints_to_stderr():
+    """Everything written to the standard output while the user's code runs goes to stderr instead, at the level
+    of the file descriptor: ``print``, ``sys.__stdout__`` and a C library's or a shell's writes alike, so that
+    stdout holds the report alone (``--json``: one JSON document)."""
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptor 1 or 2 to move: the redirection of sys.stdout in the audit is all there is
+        yield
+        return
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.__stdout__):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_code(args: argparse.Namespace) -> int:
     """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
     check_code_file(args.code)
@@ -182,8 +209,9 @@ def cmd_code(args: argparse.Namespace) -> int:
 
     chosen = {} if given else {"lr": args.lr, "batch": args.batch, "seed": args.seed}
     activations = args.activation.split(",") if args.activation and "," in args.activation else args.activation
-    report = audit_code(args.code, problem, steps=args.steps, weights=args.weights, samples=args.samples,
-                        loss=args.loss, activations=activations, **chosen)  # fmt: skip
+    with prints_to_stderr():
+        report = audit_code(args.code, problem, steps=args.steps, weights=args.weights, samples=args.samples,
+                            loss=args.loss, activations=activations, **chosen)  # fmt: skip
     write_plot(args.plot, plot_code_audit, report)
     meta = run_meta("fcgrad audit --code", describe_problem(report.problem), final_loss=None, tolerances={})
     meta["code"] = args.code

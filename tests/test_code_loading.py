@@ -187,9 +187,9 @@ def _refusal(tmp_path, body: str) -> str:
 
 
 def test_a_file_of_functions_only_is_closest_to_the_functions_protocol(tmp_path):
-    body = "def init(sizes):\n    return {}\n\n\ndef model_forward(params, X):\n    return X\n"
+    body = "def init(sizes):\n    return {}\n\n\ndef predict(params, X):\n    return X\n"
     message = _refusal(tmp_path, body)
-    assert "found function init; function model_forward; closest: functions" in message, message
+    assert "found function init; function predict; closest: functions" in message, message
 
 
 def test_inherited_methods_are_named_with_the_class_they_come_from(tmp_path):

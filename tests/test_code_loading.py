@@ -47,7 +47,8 @@ def short_limit(monkeypatch):
 
 
 def test_a_file_training_at_import_is_refused_in_seconds_at_the_line_it_was_running(tmp_path, short_limit):
-    path = _write(tmp_path, "net.py", "import numpy as np\n\nw = np.zeros(3)\nwhile True:\n    w = w - 0.1 * w  # train\n")
+    body = "import numpy as np\n\nw = np.zeros(3)\nwhile True:\n    w = w - 0.1 * w  # train\n"
+    path = _write(tmp_path, "net.py", body)
     start = time.monotonic()
     with pytest.raises(FcgradError) as info:
         _load(path)

@@ -68,7 +68,7 @@ def files_of(paths: list[str]) -> list[str]:
 
 
 def _imported_names(path: str) -> set[str]:
-    """The top-level module names a file imports (``import a.b``: ``a``; ``from .c import d``: ``c`` and ``d``)."""
+    """The top-level module names a file imports (``import a.b`` and ``from a.b import c``: ``a``), wherever in it."""
     try:
         tree = ast.parse(Path(path).read_bytes())
     except (OSError, SyntaxError, ValueError):
@@ -77,11 +77,8 @@ def _imported_names(path: str) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.module:
-                names.add(node.module.split(".")[0])
-            if node.level:  # from . import d: d may be a sibling module
-                names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
     return names
 
 

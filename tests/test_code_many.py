@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fcgrad.audits import code_many
+from fcgrad.audits.code_load import NO_PROTOCOL
 from fcgrad.cli.main import main
 from tests.conftest import REPO_ROOT
 
@@ -212,9 +213,9 @@ def test_a_module_imported_by_another_file_of_the_folder_is_found():
 
 
 def test_only_a_file_that_fits_no_protocol_is_taken_for_a_module(tmp_path):
-    no_protocol = code_many.Outcome("layers.py", code_many.REFUSED, error=f"layers.py: {code_many.NO_PROTOCOL}; ...")
+    no_protocol = code_many.Outcome("layers.py", code_many.REFUSED, error=f"layers.py: {NO_PROTOCOL}; ...")
     broken = code_many.Outcome("layers.py", code_many.REFUSED, error="layers.py:3: loading raised ZeroDivisionError")
     assert code_many._as_module(no_protocol, ["net.py"]).status == code_many.MODULE
     assert code_many._as_module(broken, ["net.py"]).status == code_many.REFUSED  # its own error is the user's news
-    lone = code_many.Outcome("layers.py", code_many.REFUSED, error=f"layers.py: {code_many.NO_PROTOCOL}; ...")
+    lone = code_many.Outcome("layers.py", code_many.REFUSED, error=f"layers.py: {NO_PROTOCOL}; ...")
     assert code_many._as_module(lone, []).status == code_many.REFUSED  # nothing imports it: a file that fits nothing

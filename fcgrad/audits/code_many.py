@@ -6,7 +6,7 @@ process still running after ``timeout`` seconds is killed and its file reported 
 stands for its ``*.py`` files. A file that fits no protocol and is imported by another file of the run
 (a sibling module of layers, say) is reported as a module of that file, not as a refusal.
 
-Imports nothing heavy: the processes do the audits.
+Imports nothing heavy (no NumPy, no JAX): the processes do the audits.
 """
 
 import ast
@@ -19,12 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fcgrad.audits.code_load import NO_PROTOCOL
 from fcgrad.manual.errors import FcgradError
 
-# Two minutes a file: a correct file's audit takes a few seconds here (about 2–3 s for the test fixtures, most of
-# it starting Python and JAX), so only a file that hangs or trains for far longer than an audit needs reaches it.
-DEFAULT_TIMEOUT_S = 120.0
 POLL_S = 0.05  # how often the running processes are looked at: a small delay on a run of seconds per file
 ERROR_PREFIX = "fcgrad audit: error: "  # how the one-file command says its refusal on stderr
 # statuses, in the summary's order; the first two are clean or not judged a failure
@@ -216,6 +212,8 @@ def audit_files(files: list[str], options: list[str], *, jobs: int, timeout: flo
 
 def _as_module(o: Outcome, imported_by: list[str]) -> Outcome:
     """A file refused for fitting no protocol, imported by another file of the run: a module of that file."""
+    from fcgrad.audits.code_load import NO_PROTOCOL  # here: the command starting the processes loads no NumPy
+
     if o.status == REFUSED and NO_PROTOCOL in (o.error or "") and imported_by:
         o.status, o.imported_by = MODULE, list(imported_by)
     return o
@@ -279,4 +277,4 @@ def as_json(outcomes: list[Outcome]) -> dict:
     return {"files": files, "summary": {"files": len(outcomes), **counts(outcomes), "exit": exit_status(outcomes)}}
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Outcome", "as_json", "audit_files", "exit_status", "files_of", "line", "summary"]
+__all__ = ["Outcome", "as_json", "audit_files", "exit_status", "files_of", "line", "summary"]

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fcgrad.audits.code_many import DEFAULT_TIMEOUT_S
 from fcgrad.cli.args import EXIT_AUDIT, positive_float
 from fcgrad.cli.main import (
     add_output_options,
@@ -58,6 +57,10 @@ with several --code files or a folder (each file one line, then a summary; --jso
 # the options of one --code file's audit that each file's process is given as they came
 FOR_EACH_FILE = ("example", "sizes", "activation", "loss", "batch", "seed", "lr", "steps", "dtype", "data", "targets",
                  "weights", "samples")  # fmt: skip
+# Two minutes a file: a correct file's audit takes a few seconds (2–10 s for the test fixtures on a busy 2-core
+# machine, most of it starting Python and JAX), so only a file that hangs, or trains far longer than its audit
+# needs, reaches it.
+DEFAULT_TIMEOUT_S = 120.0
 NOT_FOR_MANY = {"plot": "it draws one file's curves"}
 NOT_FOR_ONE = {"jobs": "they pace the audits of several files", "timeout": "they pace the audits of several files"}
 NOT_FOR_MANY_SAID = "{} with several --code files: {}; expected it with one file"

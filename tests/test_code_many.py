@@ -93,7 +93,7 @@ def test_a_folder_gets_one_line_per_file_and_a_summary(folder, folder_run):
     assert lines["sigmoid_layers.py"].endswith(f": a module of {folder / 'net.py'}, not a network")
     summary = done.stdout.splitlines()[-1]
     assert summary == (
-        "8 files: 3 clean, 1 with findings, 1 refused, 1 timed out, 1 crashed, 1 modules imported by another"
+        "8 files: 3 clean, 1 with findings, 1 refused, 1 timed out, 1 crashed, 1 module(s) of another file"
     )
     assert done.returncode == 2, done.stderr  # noqa: PLR2004  (a file refused, timed out or crashed)
 

@@ -29,7 +29,7 @@ CLEAN, MODULE, FINDINGS, UNDECIDED, REFUSED, TIMED_OUT, CRASHED = (
 )  # fmt: skip
 ORDER = (CLEAN, FINDINGS, UNDECIDED, REFUSED, TIMED_OUT, CRASHED, MODULE)
 SAID = {CLEAN: "clean", FINDINGS: "with findings", UNDECIDED: "that the problem cannot judge", REFUSED: "refused",
-        TIMED_OUT: "timed out", CRASHED: "crashed", MODULE: "modules imported by another"}  # fmt: skip
+        TIMED_OUT: "timed out", CRASHED: "crashed", MODULE: "module(s) of another file"}  # fmt: skip
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The ``fcgrad audit`` subcommand: options, the text report, ``--json`` and ``--save``.
 
 Exit status 0 when the audit ran, whatever it found; with ``--strict``, 1 when it found a departure
-or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
+or an unexplained difference; 2 for bad input; 130 on Ctrl-C. ``--code`` over several files or a folder
+(``fcgrad.audits.code_many``): 0 every file clean, 1 a finding, 2 a file refused, timed out or crashed.
 """
 
 import argparse

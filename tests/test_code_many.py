@@ -157,6 +157,8 @@ def test_the_json_on_stdout_is_pure_though_the_files_print(tmp_path):
     [
         (["--code", "tests/fixtures/step_net.py", "tests/fixtures/textbook_net.py", "--plot", "x.png"],
          "--plot x.png with several --code files: it draws one file's curves; expected it with one file"),
+        (["--code", "tests/fixtures/step_net.py", "--code", "tests/fixtures/textbook_net.py", "--plot", "x.png"],
+         "--plot x.png with several --code files"),
         (["--code", "tests/fixtures/step_net.py", "--jobs", "2"],
          "--jobs 2 with one --code file: they pace the audits of several files; expected several files or a folder"),
         (["--code", "tests/fixtures/step_net.py", "--timeout", "5"], "--timeout 5.0 with one --code file"),
@@ -166,7 +168,7 @@ def test_the_json_on_stdout_is_pure_though_the_files_print(tmp_path):
         (["--code", "tests/fixtures/step_net.py", "tests/fixtures/textbook_net.py", "--spec", "2-4-1"],
          "--spec 2-4-1 with --code"),
     ],
-    ids=["plot", "jobs-one-file", "timeout-one-file", "missing", "save", "spec"],
+    ids=["plot", "plot-code-twice", "jobs-one-file", "timeout-one-file", "missing", "save", "spec"],
 )  # fmt: skip
 def test_an_option_the_run_cannot_honour_is_refused_in_one_line(argv, said, capsys):
     assert main(["audit", *argv]) == 2  # noqa: PLR2004

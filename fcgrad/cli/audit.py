@@ -102,6 +102,7 @@ def register(subparsers) -> None:
     a.add_argument(
         "--code",
         nargs="+",
+        action="extend",  # --code a.py --code b.py: both
         metavar="PATH",
         help="audit your own NumPy network file: a class of layers, a class with train_step, step(params, X, T, lr), "
         "or forward(params, X) and backward(params, cache, T); several files or a folder (its .py files): each in "

@@ -2,6 +2,7 @@
 kept out of ``--json``, and the one line a file that fits no protocol gets."""
 
 import json
+import re
 import shutil
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 from fcgrad.audits import code_import
 from fcgrad.audits.code import audit_code
 from fcgrad.audits.code_load import load_module, user_folder
+from fcgrad.cli.main import main
 from fcgrad.manual.errors import FcgradError
 from tests.conftest import run_cli
 
@@ -229,3 +231,12 @@ def test_an_error_in_a_sibling_modules_backward_is_named_at_that_modules_line(tm
     line = _line_of(layers, "wrong shape")
     with pytest.raises(FcgradError, match=rf"^{layers}:{line}: .*raised ValueError"):
         audit_code(str(folder / "net.py"), steps=STEPS)
+
+
+def test_the_command_refuses_a_file_training_at_import_in_one_line(tmp_path, short_limit, capsys):
+    path = _write(tmp_path, "net.py", STEP.read_text() + "\nwhile True:  # the training script\n    pass\n")
+    assert main(["audit", "--code", str(path)]) == 2  # noqa: PLR2004
+    err = capsys.readouterr().err
+    line = _line_of(path, "# the training script")
+    assert re.match(rf"fcgrad audit: error: {path}:({line}|{line + 1}): loading net.py was still running", err), err
+    assert err.count("\n") == 1

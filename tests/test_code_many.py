@@ -221,3 +221,10 @@ def test_only_a_file_that_fits_no_protocol_is_taken_for_a_module(tmp_path):
     assert code_many._as_module(broken, ["net.py"]).status == code_many.REFUSED  # its own error is the user's news
     lone = code_many.Outcome("layers.py", code_many.REFUSED, error=f"layers.py: {NO_PROTOCOL}; ...")
     assert code_many._as_module(lone, []).status == code_many.REFUSED  # nothing imports it: a file that fits nothing
+
+
+def test_a_line_writes_the_paths_under_the_working_directory_from_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = "/elsewhere/net.py:3: raised"
+    o = code_many.Outcome("a.py", code_many.REFUSED, error=f"{tmp_path / 'a.py'}:3: raised; see {elsewhere}")
+    assert code_many.line(o) == f"a.py: refused: a.py:3: raised; see {elsewhere}"

@@ -220,7 +220,13 @@ def _as_module(o: Outcome, imported_by: list[str]) -> Outcome:
 
 
 def line(o: Outcome) -> str:
-    """The file's one line: clean and its protocol, its origins at their lines with their names, or why not."""
+    """The file's one line: clean and its protocol, its origins at their lines with their names, or why not; the
+    paths under the working directory written from it, as the files were given."""
+    here = os.path.join(os.getcwd(), "")
+    return _line(o).replace(here, "") if here != os.sep else _line(o)
+
+
+def _line(o: Outcome) -> str:
     protocol = f"{(o.report or {}).get('protocol')} protocol"
     if o.status == CLEAN:
         return f"{o.path}: clean ({protocol})"

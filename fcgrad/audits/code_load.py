@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcgrad.audits import code_functions
+from fcgrad.audits import code_functions, code_import, code_params
 from fcgrad.audits.code_build import build_build
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
@@ -63,7 +63,9 @@ def user_folder(path: str):
 
 
 def load_module(path: str):
-    """Execute the user's file as a fresh module; its own syntax or import errors name its line."""
+    """Execute the user's file as a fresh module; its own syntax or import errors name its line (a sibling
+    module's error, that module's line). Loading has a time limit and leaves NumPy's global state as it was
+    (``fcgrad.audits.code_import``)."""
     file = Path(path)
     if file.suffix != ".py" or not file.is_file():
         where = "" if file.is_absolute() else f" (looked for from the working directory {os.getcwd()!r})"
@@ -72,14 +74,15 @@ def load_module(path: str):
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # for dataclasses and the like inside the file
-    state = np.random.get_state()
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # SyntaxError, ImportError, anything at the file's top level
+        with code_import.numpy_state_kept():
+            code_import.execute(lambda: spec.loader.exec_module(module), file)
+    except FcgradError:
+        raise
+    except Exception as exc:  # SyntaxError, ImportError, anything at the file's top level or a sibling's
         raise user_error(f"loading {file.name}", exc, str(file)) from exc
     finally:
         sys.modules.pop(name, None)
-        np.random.set_state(state)
     return module
 
 
@@ -124,8 +127,17 @@ def _functions(module) -> list[str]:
 
 
 def _methods(cls) -> str:
-    names = [k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")]
-    return f"class {cls.__name__}({', '.join(names)})"
+    """``class Net(forward, backward; from Base: fit)``: its own methods, then each base's not overridden."""
+    seen: set[str] = set()
+    groups = []
+    for klass in cls.__mro__[:-1]:  # object's left out
+        names = [k for k, v in vars(klass).items() if callable(v) and not k.startswith("__") and k not in seen]
+        seen.update(names)
+        if klass is cls:
+            groups.append(", ".join(names))
+        elif names:
+            groups.append(f"from {klass.__name__}: {', '.join(names)}")
+    return f"class {cls.__name__}({'; '.join(g for g in groups if g)})"
 
 
 def _step_fits(module) -> bool:
@@ -155,7 +167,7 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         if driver is not None:
             return driver, declared
         found = find_slots(net) or created_by_training(net, layout, sizes, lr, path)
-        missing[TRAIN_STEP] = "no parameters: layers with w and b, net.weights and net.biases, or W1, b1, ..."
+        missing[TRAIN_STEP] = _no_parameters(net)
         if found is not None:
             driver, missing[TRAIN_STEP] = build_train_step(net, found[0], layout, path)
             if driver is not None:
@@ -168,10 +180,23 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         return returns, declared
     if (made := build_build(module, path, layout, sizes)) is not None:
         return made, declared
-    found_words = [_methods(c) for c in _own_classes(module)] + [f"function {f}" for f in _functions(module)]
+    raise refusal(module, path, cls, missing)
+
+
+# --- the refusal of a file that fits no protocol: what was found, the closest protocol and what it lacks ---------
+
+NO_PROTOCOL = "fits no protocol of audit --code"
+SHOWN_ATTRIBUTES = 8  # of the net's attributes, named in "no parameters" (the rest counted): one line stays readable
+
+
+def refusal(module, path: str, cls, missing: dict[str, str]) -> FcgradError:
+    classes = _own_classes(module)
+    if cls is not None and cls not in classes:  # the net class imported from a sibling module
+        classes.insert(0, cls)
+    found_words = [_methods(c) for c in classes] + [f"function {f}" for f in _functions(module)]
     closest = _closest(module, cls)
-    raise FcgradError(
-        f"{(definition(cls, path) or path) if cls is not None else path}: fits no protocol of audit --code; found "
+    return FcgradError(
+        f"{(definition(cls, path) or path) if cls is not None else path}: {NO_PROTOCOL}; found "
         f"{'; '.join(found_words) or 'nothing callable'}; closest: {closest}, but {missing[closest]}; "
         f"see {PROTOCOLS_HELP}"
     )
@@ -180,11 +205,40 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
 def _closest(module, cls) -> str:
     if cls is not None:
         return TRAIN_STEP if _has_training(cls) else CLASSES
-    if callable(getattr(module, "step", None)):
+    functions = _functions(module)
+    if callable(getattr(module, "step", None)) or any("step" in f.lower() for f in functions):
         return STEP
-    if callable(getattr(module, "forward", None)) or callable(getattr(module, "backward", None)):
+    passes = any(w in f.lower() for f in functions for w in ("forward", "backward"))
+    if functions and (passes or not _own_classes(module)):
         return FUNCTIONS
     return CLASSES
+
+
+def _shown(value) -> str:
+    """An attribute's value in a few words: an array's shape, a list's length, a dict's keys, else its type."""
+    if isinstance(value, np.ndarray):
+        return f"array {value.shape}"
+    if isinstance(value, (list, tuple)):
+        kinds = sorted({type(v).__name__ for v in value})
+        return f"{type(value).__name__} of {len(value)}" + (f" {'/'.join(kinds)}" if kinds else "")
+    if isinstance(value, dict):
+        keys = [str(k) for k in list(value)[:SHOWN_ATTRIBUTES]]
+        return f"dict of {', '.join(keys)}{', ...' if len(value) > SHOWN_ATTRIBUTES else ''}" if value else "empty dict"
+    return type(value).__name__
+
+
+def _no_parameters(net) -> str:
+    """Why no parameters were found: where they were looked for, and what the net holds instead."""
+    attributes = [(k, v) for k, v in vars(net).items() if not k.startswith("__")] if hasattr(net, "__dict__") else []
+    shown = [f"{k} ({_shown(v)})" for k, v in attributes[:SHOWN_ATTRIBUTES]]
+    more = len(attributes) - len(shown)
+    held = "; ".join(shown) + (f"; and {more} more" if more > 0 else "") if shown else "no attributes"
+    lists = ", ".join(f"{w}/{b}" for w, b in code_params.LIST_PAIRS)
+    return (
+        f"no parameters: looked for layers (in net.{'/'.join(code_params.MODULE_LISTS)} or as attributes) with "
+        f"arrays {'/'.join(code_params.WEIGHT_NAMES)} and {'/'.join(code_params.BIAS_NAMES)}, lists net.{lists}, "
+        f"and arrays W1, b1, W2, b2, ... in a dict or as attributes; found after {type(net).__name__}(...): {held}"
+    )
 
 
 __all__ = ["build", "declarations", "find_loss", "load_module", "net_class", "user_folder"]

@@ -1,10 +1,15 @@
 """The ``fcgrad audit`` subcommand: options, the text report, ``--json`` and ``--save``.
 
 Exit status 0 when the audit ran, whatever it found; with ``--strict``, 1 when it found a departure
-or an unexplained difference; 2 for bad input; 130 on Ctrl-C.
+or an unexplained difference; 2 for bad input; 130 on Ctrl-C. ``--code`` over several files or a folder
+(``fcgrad.audits.code_many``): 0 every file clean, 1 a finding, 2 a file refused, timed out or crashed.
 """
 
 import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fcgrad.cli.args import EXIT_AUDIT, positive_float
@@ -45,6 +50,22 @@ NOT_WITH_CODE = {
     "rtol": "each quantity is judged by the audit's own tolerances",
     "atol": "each quantity is judged by the audit's own tolerances",
 }
+EXIT_MANY = """\
+with several --code files or a folder (each file one line, then a summary; --json: one object per file):
+  0    every file clean (a module that other files of the run import is not counted)
+  1    no file refused, but one has a finding, or its problem cannot tell right from wrong
+  2    a file refused (one line each: why), timed out or crashed; or bad input"""
+# the options of one --code file's audit that each file's process is given as they came
+FOR_EACH_FILE = ("example", "sizes", "activation", "loss", "batch", "seed", "lr", "steps", "dtype", "data", "targets",
+                 "weights", "samples")  # fmt: skip
+# Two minutes a file: a correct file's audit takes a few seconds (2–10 s for the test fixtures on a busy 2-core
+# machine, most of it starting Python and JAX), so only a file that hangs, or trains far longer than its audit
+# needs, reaches it.
+DEFAULT_TIMEOUT_S = 120.0
+NOT_FOR_MANY = {"plot": "it draws one file's curves"}
+NOT_FOR_ONE = {"jobs": "they pace the audits of several files", "timeout": "they pace the audits of several files"}
+NOT_FOR_MANY_SAID = "{} with several --code files: {}; expected it with one file"
+NOT_FOR_ONE_SAID = "{} with one --code file: {}; expected several files or a folder"
 NOT_FOR_AUDIT_SAID = "{}: audit runs the blog's code ({}); expected them with fcgrad check, not audit"
 NOT_WITH_CODE_SAID = "{} with --code: {}; expected none of them"
 
@@ -59,7 +80,7 @@ def register(subparsers) -> None:
             "that changes a number: its cause, the layer and quantity it corrupts, the error at step 0, and how "
             "training drifts."
         ),
-        epilog=EXIT_AUDIT,
+        epilog=f"{EXIT_AUDIT}\n\n{EXIT_MANY}",
     )
     g = add_problem_options(a, audit=True)
     g.add_argument("--spec", help="a network of plain layers, such as 3-8:tanh-2:sigmoid (the blog's: no bn, ln, drop)")
@@ -80,9 +101,25 @@ def register(subparsers) -> None:
     )
     a.add_argument(
         "--code",
-        metavar="FILE.py",
+        nargs="+",
+        action="extend",  # --code a.py --code b.py: both
+        metavar="PATH",
         help="audit your own NumPy network file: a class of layers, a class with train_step, step(params, X, T, lr), "
-        "or forward(params, X) and backward(params, cache, T)",
+        "or forward(params, X) and backward(params, cache, T); several files or a folder (its .py files): each in "
+        "a process of its own, one line per file and a summary",
+    )
+    a.add_argument(
+        "--jobs",
+        type=positive_int,
+        metavar="N",
+        help="with several --code files: how many are audited at once (default: the machine's cores)",
+    )
+    a.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help=f"with several --code files: a file still running after this long is stopped and reported as timed "
+        f"out (default {DEFAULT_TIMEOUT_S:g})",
     )
     a.add_argument(
         "--weights",
@@ -158,9 +195,52 @@ def check_code_file(path: str) -> None:
         raise user_error(f"loading {file.name}", exc, str(file)) from None
 
 
+@contextlib.contextmanager
+def prints_to_stderr():
+    """Everything written to the standard output while the user's code runs goes to stderr instead, at the level
+    of the file descriptor: ``print``, ``sys.__stdout__`` and a C library's or a shell's writes alike, so that
+    stdout holds the report alone (``--json``: one JSON document)."""
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptor 1 or 2 to move: the redirection of sys.stdout in the audit is all there is
+        yield
+        return
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.__stdout__):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for ``--jobs``: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def cmd_code(args: argparse.Namespace) -> int:
-    """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
-    check_code_file(args.code)
+    """``audit --code PATH...``: one file, as always; several files or a folder, each in a process of its own."""
+    paths = args.code
+    if len(paths) == 1 and not Path(paths[0]).is_dir():
+        _refuse_given(args, NOT_FOR_ONE, NOT_FOR_ONE_SAID)
+        return cmd_one(args, paths[0])
+    return cmd_many(args, paths)
+
+
+def _refuse_for_code(args: argparse.Namespace) -> None:
+    """The options no audit of a user's file can honour, one line naming them."""
     _refuse_given(args, NOT_WITH_CODE, NOT_WITH_CODE_SAID)
     if args.save is not None:
         raise FcgradError("--save with --code: expected no --save (the audit of your code keeps no archive)")
@@ -171,6 +251,12 @@ def cmd_code(args: argparse.Namespace) -> int:
         )
     if args.dtype not in (None, "float64"):
         raise FcgradError(f"--dtype {args.dtype} with --code: the audit runs your file in float64; expected no --dtype")
+
+
+def cmd_one(args: argparse.Namespace, path: str) -> int:
+    """``audit --code FILE``: the user's network against JAX; exit as ``audit`` (``--strict``: 1 on a finding)."""
+    check_code_file(path)
+    _refuse_for_code(args)
     given = args.example is not None or args.sizes is not None or args.data is not None
     problem = described_problem(args)[1] if given else None
     _, json_path = output_paths(args)
@@ -182,14 +268,56 @@ def cmd_code(args: argparse.Namespace) -> int:
 
     chosen = {} if given else {"lr": args.lr, "batch": args.batch, "seed": args.seed}
     activations = args.activation.split(",") if args.activation and "," in args.activation else args.activation
-    report = audit_code(args.code, problem, steps=args.steps, weights=args.weights, samples=args.samples,
-                        loss=args.loss, activations=activations, **chosen)  # fmt: skip
+    with prints_to_stderr():
+        report = audit_code(path, problem, steps=args.steps, weights=args.weights, samples=args.samples,
+                            loss=args.loss, activations=activations, **chosen)  # fmt: skip
     write_plot(args.plot, plot_code_audit, report)
     meta = run_meta("fcgrad audit --code", describe_problem(report.problem), final_loss=None, tolerances={})
-    meta["code"] = args.code
+    meta["code"] = path
     shown = code_audit_report.text(report, quiet=args.quiet)
     emit_results(args, json_path, {"meta": meta, **code_audit_report.as_json(report)}, shown)
     return 1 if args.strict and (report.findings or report.cannot_tell) else 0
+
+
+def _shown_value(name: str, value) -> str:
+    return "-".join(map(str, value)) if name == "sizes" else str(value)
+
+
+def cmd_many(args: argparse.Namespace, paths: list[str]) -> int:
+    """``audit --code A.py B.py`` or ``--code FOLDER``: one line per file as each is done, then a summary (``-q``:
+    the files that are not clean, and the summary); ``--json``: one object per file. Exit: ``EXIT_MANY``."""
+    import json
+
+    from fcgrad.audits import code_many
+    from fcgrad.cli import terminal
+
+    _refuse_for_code(args)
+    _refuse_given(args, NOT_FOR_MANY, NOT_FOR_MANY_SAID)
+    if args.example is not None or args.sizes is not None or args.data is not None:
+        audit_description(args)  # a bad problem refused once here, not once per file
+    files = code_many.files_of(paths)
+    _, json_path = output_paths(args)
+    options = []
+    for name in FOR_EACH_FILE:
+        value = getattr(args, name, None)
+        if value is not None:
+            options += [flag(name), _shown_value(name, value)]
+    printing = args.json != "-"
+
+    def say(outcome) -> None:
+        if printing and not (args.quiet and outcome.status in (code_many.CLEAN, code_many.MODULE)):
+            terminal.write_out(code_many.line(outcome))
+
+    jobs = args.jobs or os.cpu_count() or 1
+    timeout = args.timeout or DEFAULT_TIMEOUT_S
+    outcomes = code_many.audit_files(files, options, jobs=jobs, timeout=timeout, on_each=say)
+    data = code_many.as_json(outcomes)
+    if json_path is not None:
+        from fcgrad.files.output import write_json
+
+        write_json(json_path, data)
+    terminal.write_out(code_many.summary(outcomes) if printing else json.dumps(data, indent=2))
+    return code_many.exit_status(outcomes)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

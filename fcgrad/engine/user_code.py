@@ -73,8 +73,14 @@ def definition(obj, file: str | None = None) -> str | None:
     return None if code is None else f"{code.co_filename}:{code.co_firstlineno}"
 
 
+def in_folder(filename: str, folder: Path) -> bool:
+    """Whether a frame's file lies directly in ``folder`` (never ``<frozen importlib._bootstrap>`` and the like)."""
+    return not filename.startswith("<") and Path(filename).resolve().parent == folder
+
+
 def where(exc: BaseException, filename: str | None, fallback: str | None = None) -> str:
-    """``path:line`` of the deepest frame of ``exc`` in ``filename``.
+    """``path:line`` of the deepest frame of ``exc`` in ``filename`` or in a module beside it (the user's own
+    sibling module, which the file imports: the error is where that module raised it).
 
     With no frame there (a call that failed before entering the user's code: wrong arguments), ``fallback``
     (the definition of what was called) or else ``filename`` itself; the deepest frame at all when
@@ -84,8 +90,8 @@ def where(exc: BaseException, filename: str | None, fallback: str | None = None)
         return f"{exc.filename}:{exc.lineno}"
     frames = traceback.extract_tb(exc.__traceback__)
     if filename is not None:
-        target = Path(filename).resolve()
-        mine = [f for f in frames if Path(f.filename).resolve() == target]
+        folder = Path(filename).resolve().parent
+        mine = [f for f in frames if in_folder(f.filename, folder)]
         if not mine:
             return fallback or filename
         frames = mine

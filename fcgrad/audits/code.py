@@ -328,6 +328,9 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
             sizes = driver.sizes if driver.sizes is not None else sizes_said
             p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
             model = driver.model(p, declared)
+            chosen = widened or problem is not None or sizes_said is not None
+            if not chosen and model.loss in CLASS_LOSSES and p.sizes[-1] == 1:
+                raise OneOutputSoftmaxError(f"{path}: a classifier of one output")  # drawn again, wider
             break
         except OneOutputSoftmaxError:
             if widened or problem is not None or sizes_said is not None:

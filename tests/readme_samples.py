@@ -272,6 +272,11 @@ def audit_code_section_lines() -> str:
 
 
 @functools.cache
+def one_method_output() -> str:
+    return command_output("audit", "--code", "examples/one_method_net.py")
+
+
+@functools.cache
 def helper_failure() -> str:
     """examples/test_layernorm.py's planted mistake, as assert_backward_matches reports it."""
     from fcgrad.testing import assert_backward_matches
@@ -319,6 +324,9 @@ SAMPLES = [
     Sample("derivation-failure", README, "the failure reads:", derivation_failure, (OK_TERM, MATCH_RESIDUAL)),
     Sample("audit-code", README, "report = audit_code(", audit_code_lines, (MATCH_RESIDUAL,)),
     Sample("audit-code-section", README, "and the catalogue names it:", audit_code_section_lines, (MATCH_RESIDUAL,)),
+    Sample(
+        "audit-code-one-method", README, "reads its backward in", one_method_output, (MATCH_RESIDUAL,), excerpt=True
+    ),
     Sample("helper-failure", README, "fails with a message that names the gradient", softplus_failure),
     Sample("examples-helper-failure", EXAMPLES_README, "A failure names every wrong gradient", helper_failure),
     Sample("examples-derivation-failure", EXAMPLES_README, "the failure reads:", derivation_failure,

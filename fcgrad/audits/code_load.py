@@ -29,6 +29,7 @@ import numpy as np
 from fcgrad.audits import code_functions
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
+from fcgrad.audits.code_script import build_script
 from fcgrad.audits.code_step import StepNet
 from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step
 from fcgrad.engine.user_code import definition, user_error
@@ -143,8 +144,14 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         STEP: "no function step(params, X, T, lr) (four arguments)",
         FUNCTIONS: "no functions forward(params, X) and backward(params, cache, T)",
     }
+    script = None  # the net the file's `if __name__ == "__main__":` block builds, when its class takes no sizes
     if cls is not None:
-        net = construct(cls, sizes, lr, path)
+        try:
+            net = construct(cls, sizes, lr, path)
+        except FcgradError:
+            if (script := build_script(module, path, layout)) is None:
+                raise
+            return script, declared
         driver, missing[CLASSES] = build_layered(net, layout, path)
         if driver is not None:
             return driver, declared
@@ -158,6 +165,8 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         return StepNet(module, path, layout), declared
     if code_functions.fits(module):
         return code_functions.FunctionsNet(module, path, layout, declared), declared
+    if (script := build_script(module, path, layout)) is not None:
+        return script, declared
     found_words = [_methods(c) for c in _own_classes(module)] + [f"function {f}" for f in _functions(module)]
     closest = _closest(module, cls)
     raise FcgradError(

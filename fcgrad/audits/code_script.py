@@ -339,6 +339,12 @@ class ScriptNet:
     # ---- the model it computes ----
 
     def model(self, p, declared: dict) -> Model:
+        one_hot = p.t.shape[0] > 1 and np.array_equal(p.t, np.eye(p.t.shape[0])[:, np.argmax(p.t, axis=0)])
+        if self.call.labels and not one_hot:
+            raise FcgradError(
+                f"{self.file}: the script trains on integer labels ({self.call.data[1]}); expected a problem whose "
+                "targets are classes (one-hot columns), got targets that are not"
+            )
         self._say_call(p)
         acts = declared_activations(*declared.get("ACTIVATIONS", (None, "")), len(p.params))
         x = p.x[:, :1] if self.call.online else p.x

@@ -9,7 +9,18 @@ right and whose value is not, in the file's own names.
 import numpy as np
 
 from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse, judge_updates
+from fcgrad.audits.trace.match import (
+    INHERITED,
+    OK,
+    ORIGIN,
+    OWN,
+    Line,
+    Matcher,
+    Trace,
+    analyse,
+    judge_updates,
+    place_arguments,
+)
 from fcgrad.audits.trace.quantities import batch
 from fcgrad.manual.network import forward
 from fcgrad.testing.record import Record, recording
@@ -67,4 +78,5 @@ def trace_of(records: list[Record], p, ref: dict, layout: Layout, scale: float =
             mine = [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in p.params]
             new = [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in after]
             judge_updates(trace, mine, new, matcher)
+    place_arguments(trace)
     return trace

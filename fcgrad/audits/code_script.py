@@ -20,7 +20,7 @@ import ast
 import contextlib
 import inspect
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -198,8 +198,13 @@ class ScriptNet:
         self.lr_holders = [(o, n) for o in reachable(self.net) for n in HELD_LR_NAMES if _number(getattr(o, n, None))]
         self.loss_name: str | None = None
         self.acts: tuple[str, ...] = ()
-        self.notes: list[str] = []
+        self.said: list[str] = []  # what the audit changed or chose, for the report's notes
+        self.lr_said: list[str] = []  # the file's own learning rate, once, when the problem's replaces it
         self._plain_sgd()
+
+    @property
+    def notes(self) -> list[str]:
+        return self.lr_said + self.said
 
     # ---- what the script set up ----
 
@@ -211,8 +216,8 @@ class ScriptNet:
                 if plain and _number(value) and value != 0:
                     setattr(obj, name, 0.0)
                     said = f"{type(obj).__name__}.{name} = {value:g} set to 0: the audit compares plain gradient steps"
-                    if said not in self.notes:
-                        self.notes.append(said)
+                    if said not in self.said:
+                        self.said.append(said)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -238,14 +243,14 @@ class ScriptNet:
             like = (1, n_out) if b.ndim == 2 and b.shape[0] == 1 and self.layout.rows else None
             s["w"].set(self.layout.give("weight", np.zeros((n_in, n_out))))
             s["b"].set(self.layout.give("bias", np.zeros((n_out, 1)), like=like))
-        self.notes.append(
+        self.said.append(
             f"the script builds {built}; its layers' arrays replaced by {'-'.join(map(str, sizes))} ones, as asked"
         )
 
     def set_params(self, params, lr: float) -> None:
         set_slots(self.slots, params, self.layout)
         for obj, name in self.lr_holders:
-            note_own_lr(self.notes, getattr(obj, name), lr, f"{type(obj).__name__}.{name}")
+            note_own_lr(self.lr_said, getattr(obj, name), lr, f"{type(obj).__name__}.{name}")
             setattr(obj, name, lr)
 
     # ---- the training call, as the script wrote it ----
@@ -289,7 +294,7 @@ class ScriptNet:
             said += f"; one sample at a time, each from the same parameters, the N = {p.batch} steps averaged"
         if self.call.labels:
             said += "; the targets as integer labels, as the script passes them"
-        self.notes.append(said)
+        self.said.append(said)
 
     def _grads(self, p, params) -> tuple[list[dict], list[bool], list[dict]]:
         """Each layer's gradients read back from the file's step at ``params`` (the file's layout), whether it
@@ -324,6 +329,7 @@ class ScriptNet:
             return float(LOSSES[self.loss_name].forward(forward(params, p.x, self.acts)[0], p.t))
 
     def chain(self, p, params=None) -> tuple[float, Seen, list]:
+        self._classes(p)
         params = p.params if params is None else params
         grads, unchanged, first = self._grads(p, params)
         layers = [LayerSeen({"grad_w": g["w"], "grad_b": g["b"]}, u) for g, u in zip(grads, unchanged)]
@@ -338,13 +344,17 @@ class ScriptNet:
 
     # ---- the model it computes ----
 
-    def model(self, p, declared: dict) -> Model:
-        one_hot = p.t.shape[0] > 1 and np.array_equal(p.t, np.eye(p.t.shape[0])[:, np.argmax(p.t, axis=0)])
-        if self.call.labels and not one_hot:
+    def _classes(self, p) -> None:
+        """A file that trains on integer labels can only be given classes: refused otherwise."""
+        if self.call.labels and not _one_hot(p.t):
             raise FcgradError(
                 f"{self.file}: the script trains on integer labels ({self.call.data[1]}); expected a problem whose "
                 "targets are classes (one-hot columns), got targets that are not"
             )
+
+    def model(self, p, declared: dict) -> Model:
+        if self.call.labels and not _one_hot(p.t):  # read on classes; the problem is drawn with classes after
+            p = replace(p, t=np.eye(p.t.shape[0])[:, np.argmax(p.t, axis=0)])
         self._say_call(p)
         acts = declared_activations(*declared.get("ACTIVATIONS", (None, "")), len(p.params))
         x = p.x[:, :1] if self.call.online else p.x
@@ -465,6 +475,10 @@ def _softmax(z):
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def _one_hot(t: np.ndarray) -> bool:
+    return t.shape[0] > 1 and np.array_equal(t, np.eye(t.shape[0])[:, np.argmax(t, axis=0)])
 
 
 def _number(value) -> bool:

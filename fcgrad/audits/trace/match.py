@@ -157,6 +157,8 @@ class Matcher:
         told = [f for f, _ in named_factors(n)] + [
             s * f for s in (1, -1) for m in (fan_in, fan_out) for f in (1 / m, n / m)
         ]
+        if q.name == "residual_y":  # a loss averaged over its outputs whose derivative left that mean out
+            told += [s * fan_out for s in (1, -1)]
         return any(_close(k / self.c, f) for f in told)
 
     def label(self, v: np.ndarray, sample: int | None) -> tuple[Quantity, float, bool] | None:
@@ -219,6 +221,15 @@ def _updates_a_parameter(r: Record, made: dict) -> bool:
         if text == r.target and src is not None and src.quantity is not None and src.quantity.name in ("w", "b"):
             return True
     return False
+
+
+def _mean_over_outputs(q: Quantity, k: float, matcher: "Matcher") -> tuple[Diagnosis, ...]:
+    """∂L/∂y of a loss averaged over its M outputs, M times too large: the mean's 1/M left out of its derivative."""
+    outputs = matcher.p.params[-1]["w"].shape[1]
+    if q.name != "residual_y" or outputs < 2 or not _close(k / matcher.c, float(outputs)):
+        return ()
+    words = f"the 1/{outputs} of the loss's mean over its {outputs} outputs left out: ∂L/∂y is {outputs} × JAX's"
+    return (Diagnosis("missing_1_over_n", f"looks like {words}", 0.0),)
 
 
 def _same_factor(lines: list[Line], k: float) -> Line | None:
@@ -291,7 +302,7 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
         elif hit is not None and hit[0].backward:
             q, k = hit[0], hit[1]
             named = matcher.name(r.value, q.sample, (q.layer, q.name))
-            diagnoses = named[1] if named else ()
+            diagnoses = _mean_over_outputs(q, k, matcher) or (named[1] if named else ())
             line = Line(r, ORIGIN, q, k, diagnoses, expected=matcher.layout.give(q.kind, q.value))
         else:
             quiet = hit is not None or r.function == "<module>" or r.inner  # a helper's value: named where it is used
@@ -532,15 +543,21 @@ def _handed(g: np.ndarray, i: int, q: str, made: dict, matcher: "Matcher", depth
 
 
 def _carried_scale(g: np.ndarray, i: int, q: str, matcher: "Matcher") -> float | None:
-    """Whether an inherited gradient is a mean (1) or a sum over the samples (N), read from its size, and whether
-    it is already the step −lr × it (``w += step``); or None."""
-    truth = next(c.value for c in matcher.quantities if (c.layer, c.name) == (i, f"grad_{q}"))
-    for a in orientations(g, truth.shape):
-        k = float(np.vdot(a, truth) / max(np.vdot(truth, truth), np.finfo(np.float64).tiny))
-        for scale in (matcher.c, matcher.c * matcher.p.batch):
-            for step in (1.0, -matcher.p.lr):
-                if k / step > 0 and abs(np.log(k / (step * scale))) < np.log(CARRIED_SCALE_RATIO):
-                    return step * scale
+    """Whether an inherited gradient is a mean (1) or a sum over the samples (N), or one sample's, read from its
+    size; or None."""
+    truths = [(c.value, (matcher.c, matcher.c * matcher.p.batch)) for c in matcher.quantities]
+    for n in range(matcher.p.batch):  # one sample's gradient, of an update made per sample (online)
+        truths += [(c.value, (matcher.c,)) for c in matcher.sample_quantities(n)]
+    names = [(c.layer, c.name) for c in matcher.quantities]
+    names += [(c.layer, c.name) for n in range(matcher.p.batch) for c in matcher.sample_quantities(n)]
+    for (truth, scales), key in zip(truths, names):
+        if key != (i, f"grad_{q}"):
+            continue
+        for a in orientations(g, truth.shape):
+            k = float(np.vdot(a, truth) / max(np.vdot(truth, truth), np.finfo(np.float64).tiny))
+            for scale in scales:
+                if k > 0 and abs(np.log(k / scale)) < np.log(CARRIED_SCALE_RATIO):
+                    return scale
     return None
 
 

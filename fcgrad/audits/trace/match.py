@@ -543,21 +543,13 @@ def _handed(g: np.ndarray, i: int, q: str, made: dict, matcher: "Matcher", depth
 
 
 def _carried_scale(g: np.ndarray, i: int, q: str, matcher: "Matcher") -> float | None:
-    """Whether an inherited gradient is a mean (1) or a sum over the samples (N), or one sample's, read from its
-    size; or None."""
-    truths = [(c.value, (matcher.c, matcher.c * matcher.p.batch)) for c in matcher.quantities]
-    for n in range(matcher.p.batch):  # one sample's gradient, of an update made per sample (online)
-        truths += [(c.value, (matcher.c,)) for c in matcher.sample_quantities(n)]
-    names = [(c.layer, c.name) for c in matcher.quantities]
-    names += [(c.layer, c.name) for n in range(matcher.p.batch) for c in matcher.sample_quantities(n)]
-    for (truth, scales), key in zip(truths, names):
-        if key != (i, f"grad_{q}"):
-            continue
-        for a in orientations(g, truth.shape):
-            k = float(np.vdot(a, truth) / max(np.vdot(truth, truth), np.finfo(np.float64).tiny))
-            for scale in scales:
-                if k > 0 and abs(np.log(k / scale)) < np.log(CARRIED_SCALE_RATIO):
-                    return scale
+    """Whether an inherited gradient is a mean (1) or a sum over the samples (N), read from its size; or None."""
+    truth = next(c.value for c in matcher.quantities if (c.layer, c.name) == (i, f"grad_{q}"))
+    for a in orientations(g, truth.shape):
+        k = float(np.vdot(a, truth) / max(np.vdot(truth, truth), np.finfo(np.float64).tiny))
+        for scale in (matcher.c, matcher.c * matcher.p.batch):
+            if k > 0 and abs(np.log(k / scale)) < np.log(CARRIED_SCALE_RATIO):
+                return scale
     return None
 
 

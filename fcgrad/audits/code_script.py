@@ -332,7 +332,11 @@ class ScriptNet:
         self._classes(p)
         params = p.params if params is None else params
         grads, unchanged, first = self._grads(p, params)
-        layers = [LayerSeen({"grad_w": g["w"], "grad_b": g["b"]}, u) for g, u in zip(grads, unchanged)]
+        bias = [self.layout.give("bias", layer["b"]).shape for layer in params]  # (1, out) read as the layout's
+        layers = [
+            LayerSeen({"grad_w": g["w"], "grad_b": g["b"].reshape(shape)}, u)
+            for g, u, shape in zip(grads, unchanged, bias)
+        ]
         return self._value(p, params), Seen(FED_OWN, None, layers), first
 
     def stepper(self, p):

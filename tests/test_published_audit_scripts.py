@@ -8,6 +8,7 @@ mistakes that need two equal sizes (w for wᵀ, a layer's output for its input) 
 three outputs, where a mean over the outputs is more than one number.
 """
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -83,6 +84,7 @@ def test_each_planted_mistake_is_one_finding_at_its_line_and_named(tmp_path, sha
     assert (Path(f.file).name, f.line) == (mistake.file, line)
     assert f.statement == mistake.replacement.strip()
     assert f.diagnoses[0].name == CATALOGUE_NAME[(shape, mistake.name)]
+    assert np.isfinite(f.max_abs_err) and f.max_abs_err > 0  # its numbers shown, in the file's layout
 
 
 def test_the_script_is_stopped_at_its_training_call_and_numpy_left_as_it_was(capsys):
@@ -120,3 +122,10 @@ def test_what_the_audit_changed_in_the_script_is_said():
 def test_a_script_on_integer_labels_refuses_targets_that_are_no_classes():
     with pytest.raises(FcgradError, match="integer labels"):
         audit_code(str(PUBLISHED / "nnfs_model.py"), random_problem((3, 3, 3), batch=8, seed=0), steps=1)
+
+
+def test_the_prints_of_the_file_stay_out_of_the_json(capsys):
+    path = str(PUBLISHED / "tutorial_layers.py")  # its fit prints a line per epoch
+    assert main(["audit", "--code", path, "--steps", str(STEPS), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["findings"] == [] and "epoch 1/1" in err

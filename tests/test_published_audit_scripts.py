@@ -129,3 +129,13 @@ def test_the_prints_of_the_file_stay_out_of_the_json(capsys):
     assert main(["audit", "--code", path, "--steps", str(STEPS), "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["findings"] == [] and "epoch 1/1" in err
+
+
+def test_a_script_that_fails_before_it_trains_is_named_at_its_line(tmp_path):
+    source = (PUBLISHED / "tutorial_layers.py").read_text(encoding="utf-8")
+    broken = source.replace("    net.add(FCLayer(2, 3))\n", "    net.add(FCLayer(2, 3, 4))\n")
+    assert broken != source
+    (tmp_path / "tutorial_layers.py").write_text(broken, encoding="utf-8")
+    line = broken.splitlines().index("    net.add(FCLayer(2, 3, 4))") + 1
+    with pytest.raises(FcgradError, match=rf"tutorial_layers.py:{line}: .*__main__.* raised TypeError"):
+        audit_code(str(tmp_path / "tutorial_layers.py"), steps=1)

@@ -189,7 +189,10 @@ class ScriptNet:
         names = parameters(self.step)
         given = inspect.signature(self.step).bind_partial(*caught.args, **caught.kwargs).arguments
         if len(names) < 2:
-            raise FcgradError(f"{definition(self.step) or file}: {caught.name} takes no inputs and targets")
+            raise FcgradError(
+                f"{definition(self.step) or file}: {caught.name}({', '.join(names)}) takes no inputs and targets; "
+                f"expected {caught.name}(X, y, ...) as the script calls it"
+            )
         x, t = given.get(names[0]), given.get(names[1])
         x, t = np.asarray(x) if x is not None else np.zeros(0), np.asarray(t) if t is not None else np.zeros(0)
         online = x.ndim == 3 and x.shape[1] == 1
@@ -287,7 +290,8 @@ class ScriptNet:
         asked = {q for q in parameters(self.step) if q in (*EPOCH_NAMES, *BATCH_NAMES, *HELD_LR_NAMES, *PRINT_NAMES)}
         said = f"the script's {self.step.__name__}(...) is called once per step"
         if asked:
-            said += f", with {', '.join(sorted(asked))} set for one step of the whole batch"
+            said += f", with {', '.join(sorted(asked))} set for one step"
+            said += "" if self.call.online else " of the whole batch"
         if kept := [k for k in kept if k not in asked and k not in QUIET_NAMES]:
             said += f"; kept as the script gave them: {', '.join(kept)}"
         if self.call.online:

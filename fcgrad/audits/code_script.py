@@ -357,7 +357,8 @@ class ScriptNet:
         if self.call.labels and not _one_hot(p.t):
             raise FcgradError(
                 f"{self.file}: the script trains on integer labels ({self.call.data[1]}); expected a problem whose "
-                "targets are classes (one-hot columns), got targets that are not"
+                "targets are classes (one-hot columns: with --sizes, add --loss cross-entropy), got targets that "
+                "are not"
             )
 
     def model(self, p, declared: dict) -> Model:

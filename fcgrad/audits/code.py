@@ -253,7 +253,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
     driver, declared = build(module, path, layout, hint, problem.lr if problem is not None else (lr or 0.1))
     if hasattr(driver, "settle"):  # a net the file's script built: its layout read off its arrays unless declared
         layout = driver.settle(layout if said else None, problem)
-        said = said or ["read off the arrays the file's script builds"]
+        said = said or [driver.layout_from]
     sizes = driver.sizes if driver.sizes is not None else sizes_said
     p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
     model = driver.model(p, declared)

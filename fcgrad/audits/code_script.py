@@ -198,6 +198,8 @@ class ScriptNet:
         online = x.ndim == 3 and x.shape[1] == 1
         self.call = _Call(self.step, dict(given), (names[0], names[1]), t.ndim == 1 and t.dtype.kind in "iu", online)
         self.read_layout = _read_layout(slots, x[:, 0] if online else x)
+        self.layout = self.read_layout or layout  # what the arrays show, unless a declaration overrides it (settle)
+        self.layout_from = "read off the arrays the file's script builds"
         self.lr_holders = [(o, n) for o in reachable(self.net) for n in HELD_LR_NAMES if _number(getattr(o, n, None))]
         self.loss_name: str | None = None
         self.acts: tuple[str, ...] = ()

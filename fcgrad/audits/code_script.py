@@ -232,11 +232,14 @@ class ScriptNet:
         """The layout (the one declared, else the one the arrays show) and, for a problem asked for, the net's
         arrays replaced by arrays of its widths."""
         self.layout = declared or self.read_layout or self.layout
-        if problem is not None and tuple(problem.sizes) != self.sizes:
+        if problem is not None:
             self.resize(tuple(problem.sizes))
         return self.layout
 
     def resize(self, sizes: tuple[int, ...]) -> None:
+        """The net's arrays replaced by zeros of ``sizes``' widths (the problem then sets them), when they differ."""
+        if tuple(sizes) == self.sizes:
+            return
         if len(sizes) != len(self.slots) + 1:
             raise FcgradError(
                 f"{self.file}: the script builds {len(self.slots)} layers; expected {len(self.slots) + 1} widths, "

@@ -223,6 +223,9 @@ def _updates_a_parameter(r: Record, made: dict) -> bool:
     return False
 
 
+UNNAMED = ("constant_factor", "scaled")  # the catalogue's words for a factor it cannot tell the cause of
+
+
 def _mean_over_outputs(q: Quantity, k: float, matcher: "Matcher") -> tuple[Diagnosis, ...]:
     """∂L/∂y of a loss averaged over its M outputs, M times too large: the mean's 1/M left out of its derivative."""
     outputs = matcher.p.params[-1]["w"].shape[1]
@@ -302,7 +305,9 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
         elif hit is not None and hit[0].backward:
             q, k = hit[0], hit[1]
             named = matcher.name(r.value, q.sample, (q.layer, q.name))
-            diagnoses = _mean_over_outputs(q, k, matcher) or (named[1] if named else ())
+            diagnoses = named[1] if named else ()
+            if not diagnoses or diagnoses[0].name in UNNAMED:  # a factor the catalogue has no story for
+                diagnoses = _mean_over_outputs(q, k, matcher) or diagnoses
             line = Line(r, ORIGIN, q, k, diagnoses, expected=matcher.layout.give(q.kind, q.value))
         else:
             quiet = hit is not None or r.function == "<module>" or r.inner  # a helper's value: named where it is used

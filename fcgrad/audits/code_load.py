@@ -6,7 +6,10 @@ The protocols (README, "The protocols of audit --code", has an example of each):
 - **train_step**: a network class with ``train_step(X, T)``, ``fit(X, T, epochs)`` or
   ``update_mini_batch(batch, eta)`` (``fcgrad.audits.code_train``);
 - **step**: a function ``step(params, X, T, lr)`` (``fcgrad.audits.code_step``);
-- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)`` (``fcgrad.audits.code_functions``).
+- **functions**: ``forward(params, X)`` and ``backward(params, cache, T)`` (``fcgrad.audits.code_functions``);
+- **script**: a net the file's ``if __name__ == "__main__":`` block assembles (``model.add(...)``) and trains,
+  where its class cannot be built from sizes alone or holds no parameters built bare
+  (``fcgrad.audits.code_script``).
 The network class is ``Net`` (or ``Network``, ``NeuralNetwork``, ``Model``, ``MLP``), else the one class of
 the file that has a training method. The file's folder is importable while it is audited, so it may import
 a sibling module of its own. Module-level declarations, each optional: ``WEIGHTS`` and ``SAMPLES`` (its
@@ -144,11 +147,10 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         STEP: "no function step(params, X, T, lr) (four arguments)",
         FUNCTIONS: "no functions forward(params, X) and backward(params, cache, T)",
     }
-    script = None  # the net the file's `if __name__ == "__main__":` block builds, when its class takes no sizes
     if cls is not None:
         try:
             net = construct(cls, sizes, lr, path)
-        except FcgradError:
+        except FcgradError:  # a class that takes more than sizes: the net its script builds, if it builds one
             if (script := build_script(module, path, layout)) is None:
                 raise
             return script, declared
@@ -156,6 +158,8 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         if driver is not None:
             return driver, declared
         found = find_slots(net)
+        if found is None and (script := build_script(module, path, layout)) is not None:
+            return script, declared  # a bare net the file's `if __name__ == "__main__":` block assembles
         missing[TRAIN_STEP] = "no parameters: layers with w and b, net.weights and net.biases, or W1, b1, ..."
         if found is not None:
             driver, missing[TRAIN_STEP] = build_train_step(net, found[0], layout, path)

@@ -172,7 +172,6 @@ def _read_layout(slots, x) -> Layout | None:
 
 @dataclass
 class _Call:
-    fn: object  # the bound training method
     given: dict  # its arguments as the script passed them, by name
     data: tuple[str, str]  # the names of its inputs and targets
     labels: bool  # the script passed integer labels (N,)
@@ -196,7 +195,7 @@ class ScriptNet:
         x, t = given.get(names[0]), given.get(names[1])
         x, t = np.asarray(x) if x is not None else np.zeros(0), np.asarray(t) if t is not None else np.zeros(0)
         online = x.ndim == 3 and x.shape[1] == 1
-        self.call = _Call(self.step, dict(given), (names[0], names[1]), t.ndim == 1 and t.dtype.kind in "iu", online)
+        self.call = _Call(dict(given), (names[0], names[1]), t.ndim == 1 and t.dtype.kind in "iu", online)
         self.read_layout = _read_layout(slots, x[:, 0] if online else x)
         self.layout = self.read_layout or layout  # what the arrays show, unless a declaration overrides it (settle)
         self.layout_from = "read off the arrays the file's script builds"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fcgrad.audits import code_script
 from fcgrad.audits.code import audit_code
 from fcgrad.audits.code_load import load_module, user_folder
 from fcgrad.audits.code_problem import with_classes
@@ -141,4 +142,16 @@ def test_a_script_that_fails_before_it_trains_is_named_at_its_line(tmp_path):
     (tmp_path / "tutorial_layers.py").write_text(broken, encoding="utf-8")
     line = broken.splitlines().index("    net.add(FCLayer(2, 3, 4))") + 1
     with pytest.raises(FcgradError, match=rf"tutorial_layers.py:{line}: .*__main__.* raised TypeError"):
+        audit_code(str(tmp_path / "tutorial_layers.py"), steps=1)
+
+
+def test_a_script_that_runs_long_before_any_training_call_is_refused_at_its_line(tmp_path, monkeypatch):
+    source = (PUBLISHED / "tutorial_layers.py").read_text(encoding="utf-8")
+    spin = "    while True:\n        x_train = x_train + 0.0\n"  # never reaches the net, nor its fit
+    slow = source.replace("    net = Network()\n", spin + "    net = Network()\n")
+    assert slow != source
+    (tmp_path / "tutorial_layers.py").write_text(slow, encoding="utf-8")
+    line = slow.splitlines().index("        x_train = x_train + 0.0") + 1
+    monkeypatch.setattr(code_script, "SCRIPT_SECONDS", 0.3)
+    with pytest.raises(FcgradError, match=rf"tutorial_layers.py:({line - 1}|{line}): .* ran 0.3 s without calling"):
         audit_code(str(tmp_path / "tutorial_layers.py"), steps=1)

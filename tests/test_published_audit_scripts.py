@@ -155,3 +155,15 @@ def test_a_script_that_runs_long_before_any_training_call_is_refused_at_its_line
     monkeypatch.setattr(code_script, "SCRIPT_SECONDS", 0.3)
     with pytest.raises(FcgradError, match=rf"tutorial_layers.py:({line - 1}|{line}): .* ran 0.3 s without calling"):
         audit_code(str(tmp_path / "tutorial_layers.py"), steps=1)
+
+
+def test_a_script_that_imports_its_framework_from_its_folder_is_audited(tmp_path):
+    for f in PUBLISHED.glob("*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    source = (PUBLISHED / "dense_framework.py").read_text(encoding="utf-8")
+    script = source[source.index('if __name__ == "__main__":') :]
+    head = "import numpy as np\nfrom dense_framework import NeuralNetwork, SquareLoss, StochasticGradientDescent\n"
+    head += "from dense_layers import Activation, Dense\n\n"
+    (tmp_path / "train_it.py").write_text(head + script, encoding="utf-8")
+    report = audit_code(str(tmp_path / "train_it.py"), steps=STEPS)
+    assert report.protocol == "script" and report.findings == [] and report.ok

@@ -128,8 +128,17 @@ def _time_limit(path: str):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _own_classes(module) -> list[type]:
-    return [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__]
+def _user_classes(module, path: str) -> list[type]:
+    """The classes the file defines, and those it imports from its own folder (a framework of the user's)."""
+    folder = Path(path).resolve().parent
+
+    def users(cls) -> bool:
+        if cls.__module__ == module.__name__:
+            return True
+        file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        return file is not None and Path(file).resolve().parent == folder
+
+    return [v for v in vars(module).values() if isinstance(v, type) and users(v)]
 
 
 def _interceptor(name: str):
@@ -152,12 +161,13 @@ def _numpy_kept():
 
 
 def catch_training(module, path: str) -> _Stopped | None:
-    """Run the file's ``__main__`` block until its first training call of an object of its own classes."""
+    """Run the file's ``__main__`` block until its first training call of an object of its own classes (or of
+    classes it imports from its folder)."""
     block = main_block(path)
     if not block:
         return None
     patched = []
-    for cls in _own_classes(module):
+    for cls in _user_classes(module, path):
         for name in TRAIN_NAMES:
             if callable(getattr(cls, name, None)):
                 patched.append((cls, name, vars(cls).get(name)))

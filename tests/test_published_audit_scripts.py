@@ -167,3 +167,9 @@ def test_a_script_that_imports_its_framework_from_its_folder_is_audited(tmp_path
     (tmp_path / "train_it.py").write_text(head + script, encoding="utf-8")
     report = audit_code(str(tmp_path / "train_it.py"), steps=STEPS)
     assert report.protocol == "script" and report.findings == [] and report.ok
+
+
+def test_a_crash_in_a_sibling_module_is_named_at_its_own_line(tmp_path):
+    path, line = _planted_copy(tmp_path, "dense_framework", 1)  # W for Wᵀ: the script's 4-8-3 layers do not fit it
+    with pytest.raises(FcgradError, match=rf"dense_layers.py:{line}: fit raised ValueError"):
+        audit_code(str(path), steps=1)

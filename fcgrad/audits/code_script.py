@@ -339,7 +339,12 @@ class ScriptNet:
                 values[q] = NEVER_PRINTS
             elif q in QUIET_NAMES:
                 values[q] = False
-        call(self.step.__name__, self.step, **values, filename=self.file)
+        try:
+            self.step(**values)
+        except FcgradError:
+            raise
+        except Exception as exc:  # the user's code may raise anything: said at the deepest line of their folder
+            raise user_error(self.step.__name__, exc, _deepest_file(exc, self.file)) from exc
 
     def _say_call(self, p) -> None:
         kept = [k for k in self.call.given if k not in self.call.data]
@@ -540,6 +545,16 @@ def _softmax(z):
 
 def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def _deepest_file(exc: BaseException, file: str) -> str:
+    """The file of the deepest frame ``exc`` passed through in ``file``'s folder (a sibling module's, perhaps)."""
+    folder, found, tb = Path(file).resolve().parent, file, exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve().parent == folder:
+            found = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return found
 
 
 def _one_hot(t: np.ndarray) -> bool:

@@ -325,6 +325,8 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         try:
             rate = problem.lr if problem else lr or 0.1
             driver, declared, layout, read = _built(module, path, layout, said, hint, rate)
+            if problem is not None and hasattr(driver, "resize"):  # a net the file's script built, at other widths
+                driver.resize(tuple(problem.sizes))
             sizes = driver.sizes if driver.sizes is not None else sizes_said
             p = _problem_for(sizes, problem, path, lr=lr, batch=batch, seed=seed)
             model = driver.model(p, declared)

@@ -11,6 +11,9 @@ The protocols (README, "The protocols of audit --code", has an example of each):
 - **loss_grads**: a network class whose ``loss(X, y=None, reg)`` returns (loss, grads) (``fcgrad.audits.code_returns``);
 - **build**: a function ``build_model(X, y, nn_hdim, num_passes)`` that makes its weights and trains
   (``fcgrad.audits.code_build``).
+- **script**: a net the file's ``if __name__ == "__main__":`` block assembles (``model.add(...)``) and trains,
+  where its class cannot be built from sizes alone or holds no parameters built bare
+  (``fcgrad.audits.code_script``).
 The network class is ``Net`` (or ``Network``, ``NeuralNetwork``, ``Model``, ``MLP``), else the one class of
 the file that has a training method. The file's folder is importable while it is audited, so it may import
 a sibling module of its own. Module-level declarations, each optional: ``WEIGHTS`` and ``SAMPLES`` (its
@@ -35,6 +38,7 @@ from fcgrad.audits.code_build import build_build
 from fcgrad.audits.code_layers import build_layered, find_loss
 from fcgrad.audits.code_params import construct, find_slots, required
 from fcgrad.audits.code_returns import build_returns
+from fcgrad.audits.code_script import build_script
 from fcgrad.audits.code_step import StepNet
 from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step, created_by_training
 from fcgrad.engine.user_code import definition, user_error
@@ -162,12 +166,20 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         FUNCTIONS: "no functions forward(params, X) and backward(params, cache, T)",
     }
     if cls is not None:
-        net = construct(cls, sizes, lr, path)
+        try:
+            net = construct(cls, sizes, lr, path)
+        except FcgradError:  # a class that takes more than sizes: the net its script builds, if it builds one
+            if (script := build_script(module, path, layout)) is None:
+                raise
+            return script, declared
         driver, missing[CLASSES] = build_layered(net, layout, path)
         if driver is not None:
             return driver, declared
-        found = find_slots(net) or created_by_training(net, layout, sizes, lr, path)
+        found = find_slots(net)
+        if found is None and (script := build_script(module, path, layout)) is not None:
+            return script, declared  # a bare net the file's `if __name__ == "__main__":` block assembles
         missing[TRAIN_STEP] = _no_parameters(net)
+        found = found or created_by_training(net, layout, sizes, lr, path)
         if found is not None:
             driver, missing[TRAIN_STEP] = build_train_step(net, found[0], layout, path)
             if driver is not None:
@@ -180,6 +192,8 @@ def build(module, path: str, layout, sizes: tuple[int, ...], lr: float):
         return returns, declared
     if (made := build_build(module, path, layout, sizes)) is not None:
         return made, declared
+    if (script := build_script(module, path, layout)) is not None:
+        return script, declared
     raise refusal(module, path, cls, missing)
 
 

@@ -344,3 +344,52 @@ def get_slots(slots: list[dict[str, Slot]], layout, params) -> list[dict[str, np
             layer[q] = np.array(value, dtype=np.float64)
         out.append(layer)
     return out
+
+
+SCRIPT_BIAS_NAMES = (*BIAS_NAMES, "w0", "b0")  # a framework's bias beside its weights W
+MOST_REACHED = 500  # objects walked from a net: far more than a network's layers, optimizers and losses
+
+
+def _plain(value) -> bool:
+    """An object of the user's with attributes of its own (not a module, class, function or NumPy value)."""
+    if isinstance(value, (type, np.ndarray, np.generic, np.random.Generator)) or inspect.ismodule(value):
+        return False
+    if inspect.isroutine(value) or not hasattr(value, "__dict__"):
+        return False
+    return type(value).__module__.split(".")[0] not in ("numpy", "builtins", "fcgrad")
+
+
+def reachable(net) -> list:
+    """``net`` and every object of the user's it holds, through attributes, lists, tuples and dicts."""
+    seen, out, todo = set(), [], [net]
+    while todo and len(out) < MOST_REACHED:
+        obj = todo.pop(0)
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            todo.extend(obj)
+        elif isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif _plain(obj):
+            out.append(obj)
+            todo.extend(v for v in vars(obj).values() if isinstance(v, (list, tuple, dict)) or _plain(v))
+    return out
+
+
+def script_slots(net) -> list[dict[str, Slot]]:
+    """Each layer's ``{"w": Slot, "b": Slot}`` of a net a script assembled: the first list attribute of the net
+    whose items hold a weight and a bias (``W``/``w0``, ``weights``/``bias``, ``weights``/``biases``), in its
+    order; [] when it has none."""
+    for name, value in vars(net).items():
+        if not isinstance(value, list):
+            continue
+        found = []
+        for i, layer in enumerate(value):
+            w, b = _array_attr(layer, WEIGHT_NAMES), _array_attr(layer, SCRIPT_BIAS_NAMES)
+            if w is not None and b is not None:
+                words = f"net.{name}[{i}]"
+                found.append({"w": Slot(layer, (w,), f"{words}.{w}"), "b": Slot(layer, (b,), f"{words}.{b}")})
+        if found:
+            return found
+    return []

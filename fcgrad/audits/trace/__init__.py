@@ -11,7 +11,18 @@ from dataclasses import replace
 import numpy as np
 
 from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, OWN, Line, Matcher, Trace, analyse, judge_updates
+from fcgrad.audits.trace.match import (
+    INHERITED,
+    OK,
+    ORIGIN,
+    OWN,
+    Line,
+    Matcher,
+    Trace,
+    analyse,
+    judge_updates,
+    place_arguments,
+)
 from fcgrad.audits.trace.quantities import batch, output_probabilities
 from fcgrad.manual.network import forward
 from fcgrad.testing.record import Record, recording
@@ -87,4 +98,5 @@ def trace_of(
             mine = [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in p.params]
             new = [{"w": layout.give("weight", a["w"]), "b": layout.give("bias", a["b"])} for a in after]
             judge_updates(trace, mine, new, matcher)
+    place_arguments(trace)
     return trace

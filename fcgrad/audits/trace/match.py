@@ -203,6 +203,8 @@ class Matcher:
         told = [f for f, _ in named_factors(n)] + [
             s * f for s in (1, -1) for m in (fan_in, fan_out) for f in (1 / m, n / m)
         ]
+        if q.name == "residual_y":  # a loss averaged over its outputs whose derivative left that mean out
+            told += [s * fan_out for s in (1, -1)]
         return any(_close(k / self.c, f) for f in told)
 
     def label(self, v: np.ndarray, sample: int | None) -> tuple[Quantity, float, bool] | None:
@@ -247,13 +249,15 @@ class Matcher:
         for q in self.candidates(v, sample):
             if not q.backward or (wanted is not None and (q.layer, q.name) != wanted):
                 continue
-            for a in orientations(v, q.value.shape) or ([v] if v.ndim == 2 else []):
+            fitting = orientations(v, q.value.shape)
+            for a in fitting or ([v] if v.ndim == 2 else []):
                 user = self.layout.give(q.kind, a) if a.shape == q.value.shape else a
                 ctx = self.contexts(q.layer, q.sample)
                 found = name(user, q.value, ctx, self.layout, q.name, 1.0)
-                if found and (best is None or found[0].residual < best[1][0].residual):
-                    best = (q, found, self.layout.give(q.kind, q.value))
-        return best
+                rank = (not fitting, found[0].residual) if found else None  # a quantity of v's own shape first
+                if found and (best is None or rank < best[0]):
+                    best = (rank, (q, found, self.layout.give(q.kind, q.value)))
+        return None if best is None else best[1]
 
 
 def _updates_a_parameter(r: Record, made: dict) -> bool:
@@ -263,6 +267,37 @@ def _updates_a_parameter(r: Record, made: dict) -> bool:
         if text == r.target and src is not None and src.quantity is not None and src.quantity.name in ("w", "b"):
             return True
     return False
+
+
+UNNAMED = ("constant_factor", "scaled")  # the catalogue's words for a factor it cannot tell the cause of
+
+
+def _mean_over_outputs(q: Quantity, k: float, matcher: "Matcher") -> tuple[Diagnosis, ...]:
+    """∂L/∂y of a loss averaged over its M outputs, M times too large: the mean's 1/M left out of its derivative."""
+    outputs = matcher.p.params[-1]["w"].shape[1]
+    if q.name != "residual_y" or outputs < 2 or not _close(k / matcher.c, float(outputs)):
+        return ()
+    words = f"the 1/{outputs} of the loss's mean over its {outputs} outputs left out: ∂L/∂y is {outputs} × JAX's"
+    return (Diagnosis("missing_1_over_n", f"looks like {words}", 0.0),)
+
+
+def _same_factor(lines: list[Line], k: float) -> Line | None:
+    """An earlier origin whose wrong factor is ``k`` (not 1): a value that carries it is inherited from there, though
+    what made it was not recorded (``dinputs[inputs <= 0] = 0`` changes it in place)."""
+    for line in lines:
+        if line.status == ORIGIN and not _close(k, 1.0) and _close(line.factor, k):
+            return line.origin or line
+    return None
+
+
+def _sent_back(earlier: Line, made: dict) -> bool:
+    """A function's return left unjudged (a helper's, quiet) that it made from a backward quantity it read: a layer's
+    backward returning the residual for the layer below. Judged where the caller binds it, placed at the return."""
+    r = earlier.record
+    if not (r.inner and r.target.startswith("return") and earlier.status == OWN and earlier.quantity is None):
+        return False
+    read = [made.get(_key(v)) for _, v in r.reads]
+    return any(s is not None and s.status == OK and s.quantity is not None and s.quantity.backward for s in read)
 
 
 def sample_keys(x_user: np.ndarray, rows: bool) -> dict[bytes, int]:
@@ -283,7 +318,8 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             current[r.frame] = n
         sample = current.get(r.frame)
         earlier = made.get(_key(r.value))
-        if earlier is not None or not np.any(r.value):  # a value passed on, or an array of zeros to fill
+        returned = earlier is not None and _sent_back(earlier, made)
+        if (earlier is not None and not returned) or not np.any(r.value):  # a value passed on, or zeros to fill
             status = OWN if earlier is None else (OK if earlier.status == OK else earlier.status)
             origin = None if earlier is None or status in (OK, OWN) else (earlier.origin or earlier)
             status = INHERITED if origin is not None else status
@@ -310,10 +346,14 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
         elif wrong_in:
             src = wrong_in[0]
             line = Line(r, INHERITED, hit[0] if hit else None, hit[1] if hit else 1.0, origin=src.origin or src)
+        elif hit is not None and hit[0].backward and (carried := _same_factor(lines, hit[1])) is not None:
+            line = Line(r, INHERITED, hit[0], hit[1], origin=carried)  # made where nothing recorded it (in place)
         elif hit is not None and hit[0].backward:
             q, k = hit[0], hit[1]
             named = matcher.name(r.value, q.sample, (q.layer, q.name))
             diagnoses = named[1] if named else ()
+            if not diagnoses or diagnoses[0].name in UNNAMED:  # a factor the catalogue has no story for
+                diagnoses = _mean_over_outputs(q, k, matcher) or diagnoses
             line = Line(r, ORIGIN, q, k, diagnoses, expected=matcher.layout.give(q.kind, q.value))
         else:
             quiet = hit is not None or r.function == "<module>" or r.inner  # a helper's value: named where it is used
@@ -327,7 +367,9 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
         if line.status == ORIGIN:
             line = _where_the_alias_was_made(line, lines)
             line = _where_the_derivative_belonged(line, r, made, matcher)
-            line = _where_the_factor_was_made(line, made, matcher)
+            line = _where_the_factor_was_made(line, made, matcher, _called(lines, r))
+            if returned and line.record is r:  # made by the function that returned it: placed at its return
+                line = Line(earlier.record, ORIGIN, line.quantity, line.factor, line.diagnoses, expected=line.expected)
             line = _where_the_divisor_was_made(line)
         lines.append(line)
         made[_key(r.value)] = line
@@ -341,15 +383,35 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
 PRODUCT_REL_TOL = 1e-12
 
 
-def _where_the_factor_was_made(line: Line, made: dict, matcher: "Matcher") -> Line:
-    """An origin ``residual_z = upstream ⊙ b`` moved to the statement that made ``b``, when the upstream is right."""
+# A helper that computes the right derivative of the wrong array (f'(y) or f'(∂L/∂y) where f'(z) belongs) is right in
+# itself: the mistake is the argument its caller chose, so the origin stays at the caller's statement.
+WRONG_ARGUMENT = ("derivative_at_y", "sigma_prime_of_upstream")
+
+
+def _called(lines: list[Line], r: Record) -> list[Line]:
+    """What the functions that ``r``'s statement called returned to it (``f'(z)`` of ``upstream * f'(z)``)."""
+    out = []
+    for earlier in reversed(lines):
+        if earlier.record.frame == r.frame:
+            break
+        if earlier.record.inner and earlier.record.target.startswith("return"):
+            out.append(earlier)
+    return out
+
+
+def _where_the_factor_was_made(line: Line, made: dict, matcher: "Matcher", called: list[Line] = ()) -> Line:
+    """An origin ``residual_z = upstream ⊙ b`` moved to the statement that made ``b``, when the upstream is right:
+    ``b`` read by the statement, or returned to it by a helper it called (unless the helper's argument was the
+    mistake)."""
     q = line.quantity
     if q is None or q.name != "residual_z":
         return line
     up = matcher.layout.give("data", matcher.contexts(q.layer, q.sample)["upstream"])
     v = line.record.value
-    for _, b in line.record.reads:
-        src = made.get(_key(b))
+    factors = [(made.get(_key(b)), b) for _, b in line.record.reads]
+    if not line.diagnoses or line.diagnoses[0].name not in WRONG_ARGUMENT:
+        factors += [(c, c.record.value) for c in called]
+    for src, b in factors:
         if src is None or src.status != OWN or b.size != v.size:
             continue
         for u in orientations(up, v.shape):
@@ -481,6 +543,29 @@ def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "
     return line
 
 
+def _is_argument(r: Record) -> bool:
+    return r.statement.lstrip().startswith(("def ", "async def "))
+
+
+def place_arguments(trace: Trace) -> None:
+    """An origin that first shows as a function's argument (at its ``def``) was made by the expression the caller
+    passed (``update(w0, -grad_w0)``): placed at the caller's statement, the first recorded once the call returned."""
+    lines = trace.lines
+    for line in lines:
+        r = line.record
+        if line.status != ORIGIN or not _is_argument(r):
+            continue
+        inside = [i for i, ln in enumerate(lines) if ln.record.frame == r.frame]
+        before = {ln.record.frame for ln in lines[: inside[0]]}  # the caller is a frame that ran before the call
+        at = next((ln for ln in lines[inside[-1] + 1 :] if ln.record.frame in before), None)
+        if at is None or _is_argument(at.record):
+            continue
+        if at.status != ORIGIN:
+            at.status, at.quantity, at.factor, at.diagnoses = ORIGIN, line.quantity, line.factor, line.diagnoses
+            at.expected, at.shown = line.expected, r.value
+        line.status, line.origin = INHERITED, at
+
+
 def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: "Matcher") -> None:
     """Each statement that wrote a parameter, judged from the gradient it read: an update applies −lr × it,
     or −lr/N × a sum over the samples. Another factor (the sign, a 1/N twice or never) is an origin there,
@@ -502,10 +587,9 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                 hit = factor_of(applied, g.reshape(applied.shape) if g.shape != applied.shape else g)
                 if hit is None:
                     continue
-                src = made.get(_key(g))
-                handed = src.factor if src is not None and src.status == OK and src.quantity.backward else None
-                if handed is None and src is not None and src.status == INHERITED:
-                    handed = _carried_scale(g, i, q, matcher)
+                handed = _handed(g, i, q, made, matcher)
+                if handed is None and _close(abs(hit[0]) * p.lr, 1.0):  # it adds a step −lr × g made elsewhere
+                    handed = -p.lr * matcher.c
                 k = hit[0] * (handed if handed is not None else 1.0) / matcher.c
                 wrong = (handed is not None and not _close(k, 1.0)) or (handed is None and k < 0)
                 if wrong:
@@ -558,6 +642,33 @@ def _factor_entry(trace: Trace, made: dict, factor: float) -> Line | None:
 # right gradient is within this ratio of 1 or N when the error it inherits is small beside that (a derivative
 # taken at the wrong point changes a gradient by a few percent; 1 and N ≥ 2 are a factor 2 or more apart).
 CARRIED_SCALE_RATIO = 1.25
+
+
+STEP_DEPTH = 3  # a step made from the gradient in a few statements (``update = -lr * g``; ``w += update``)
+
+
+def _handed(g: np.ndarray, i: int, q: str, made: dict, matcher: "Matcher", depth: int = 0) -> float | None:
+    """The factor ``g`` carries on layer ``i``'s gradient as the update reads it: a right gradient's own factor, a
+    wrong one's (an origin's, or the mean or sum an inherited one carries), or a step made from either by a constant
+    (``weight_updates = -lr * dweights``); None when its values do not say."""
+    src = made.get(_key(g))
+    if src is None:
+        return None
+    if src.status == OK and src.quantity is not None and src.quantity.backward:
+        return src.factor
+    if src.status == INHERITED and (carried := _carried_scale(g, i, q, matcher)) is not None:
+        return carried
+    if depth < STEP_DEPTH:
+        for _, v in src.record.reads:
+            if v.size != g.size or _same(v, g):
+                continue
+            hit = factor_of(g, v.reshape(g.shape) if v.shape != g.shape else v)
+            inner = None if hit is None else _handed(v, i, q, made, matcher, depth + 1)
+            if inner is not None:
+                return hit[0] * inner
+    if src.status == ORIGIN and src.quantity is not None and src.quantity.name == f"grad_{q}":
+        return src.factor  # the wrong gradient the file computed, applied as it is
+    return None
 
 
 def _carried_scale(g: np.ndarray, i: int, q: str, matcher: "Matcher") -> float | None:

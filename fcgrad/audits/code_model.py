@@ -182,6 +182,19 @@ def folded(acts: tuple[str, ...], value: float, y, t) -> tuple[Forward, str] | N
     return Forward((*acts[:-1], "identity"), "sigmoid"), found
 
 
+def summed_loss(value: float, y, t, n: int, file: str) -> LossName | None:
+    """A loss written one value per entry and summed over the samples too (no reduction of its own): the library's
+    loss (with the file's convention) times N, its objective, or None. Its gradient carries no 1/N, rightly."""
+    per_sample = match_loss(value / n, y, t, "the loss", file)
+    if per_sample is None:
+        return None
+    found = LossName(str(per_sample))
+    found.scale = n * per_sample.scale
+    found.words = "summed over the samples, as its per-entry loss adds up: its gradient carries no 1/N"
+    found.words += f"; {per_sample.words}" if per_sample.words else ""
+    return found
+
+
 def whole_forward(run, p, what: str, file: str, declared: tuple[str, ...] | None) -> tuple[str, ...]:
     """The activations of a forward that runs only whole: ``run(params) -> y`` (blog layout); a forward that ends
     in a softmax over the outputs comes back as a ``Forward`` whose top layer is the identity, output ``softmax``."""

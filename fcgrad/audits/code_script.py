@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.code_model import LossName, Model, declared_activations, match_loss, whole_forward
+from fcgrad.audits.code_model import Model, declared_activations, match_loss, summed_loss, whole_forward
 from fcgrad.audits.code_params import (
     LR_NAMES,
     get_slots,
@@ -476,12 +476,7 @@ class ScriptNet:
             y = forward(p.params, p.x, self.acts)[0]
         found = None if value is None else match_loss(value, y, p.t, "the loss", self.file)
         if found is None and value is not None and not self.call.online:
-            per_sample = match_loss(value / p.batch, y, p.t, "the loss", self.file)
-            if per_sample is not None:
-                found = LossName(str(per_sample))
-                found.scale = p.batch * per_sample.scale
-                found.words = "summed over the samples, as its per-entry loss adds up: its gradient carries no 1/N"
-                found.words += f"; {per_sample.words}" if per_sample.words else ""
+            found = summed_loss(value, y, p.t, p.batch, self.file)
         if found is not None and (output is None or str(found) == LABEL_CLASSES[output]):
             return found, ("the loss, off the file's own loss function at the network's output",)
         if output is not None:

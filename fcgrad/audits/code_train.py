@@ -24,6 +24,7 @@ from fcgrad.audits.code_model import (
     folded,
     logits,
     match_loss,
+    summed_loss,
     whole_forward,
 )
 from fcgrad.audits.code_params import (
@@ -156,7 +157,7 @@ class TrainStepNet:
             value, whence = self._own_loss(p)
         read = None
         if value is not None:
-            read = match_loss(float(value), y, p.t, "", self.file)
+            read = match_loss(float(value), y, p.t, "", self.file) or summed_loss(float(value), y, p.t, p.batch, "")
             fold = folded(acts, float(value), y, p.t) if read is None else None
             if fold is not None:
                 acts, read = fold
@@ -205,9 +206,9 @@ class TrainStepNet:
             for a, b in ((t, mine), (mine, t)):
                 with contextlib.suppress(Exception), np.errstate(all="ignore"):
                     value = np.asarray(fn(a, b), dtype=np.float64)
-                    total = float(np.sum(value)) / (p.batch if value.size > 1 else 1)
+                    total = float(np.sum(value))  # one value per entry, no reduction of its own: their sum
                     if np.isfinite(total):
-                        return total, f"{type(net).__name__}.{name} (its sum over a sample, averaged over N)"
+                        return total, f"{type(net).__name__}.{name}, summed over every entry"
         return None, ""
 
     def chain(self, p, params=None) -> tuple[float, Seen, list]:

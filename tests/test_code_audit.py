@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fcgrad.audits.code import audit_code
-from fcgrad.audits.report import as_json, text
+from fcgrad.audits.code.report import as_json, text
 from fcgrad.cli.main import main
 from fcgrad.engine.problems import and_example, random_problem
 from fcgrad.manual.errors import FcgradError

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcgrad.audits import code_import
 from fcgrad.audits.code import audit_code
-from fcgrad.audits.code_load import load_module, user_folder
+from fcgrad.audits.code import imports as code_import
+from fcgrad.audits.code.load import load_module, user_folder
 from fcgrad.cli.main import main
 from fcgrad.manual.errors import FcgradError
 from tests.conftest import run_cli

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fcgrad.audits import code_many
-from fcgrad.audits.code_load import NO_PROTOCOL
+from fcgrad.audits.code import many as code_many
+from fcgrad.audits.code.load import NO_PROTOCOL
 from fcgrad.cli.main import main
 from tests.conftest import REPO_ROOT
 

@@ -85,7 +85,7 @@ ONE_METHOD = Path(__file__).parents[1] / "examples" / "one_method_net.py"
 
 
 def test_the_report_reads_the_files_backward_in_its_own_names():
-    from fcgrad.audits.report import as_json, text
+    from fcgrad.audits.code.report import as_json, text
 
     report = audit_code(str(ONE_METHOD), steps=2)
     source = ONE_METHOD.read_text().splitlines()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fcgrad.audits.code import audit_code
-from fcgrad.audits.report import text
+from fcgrad.audits.code.report import text
 from fcgrad.cli.main import main
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
@@ -176,7 +176,7 @@ def test_a_problem_that_cannot_tell_right_from_wrong_is_never_a_pass(tmp_path, c
 
 
 def test_the_problem_drawn_for_a_classifier_holds_every_class():
-    from fcgrad.audits.code_problem import reasons, with_classes
+    from fcgrad.audits.code.problem import reasons, with_classes
     from fcgrad.engine.problems import random_problem
     from fcgrad.reference import gradients
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcgrad.audits import code_script
 from fcgrad.audits.code import audit_code
-from fcgrad.audits.code_load import load_module, user_folder
-from fcgrad.audits.code_problem import with_classes
-from fcgrad.audits.code_script import catch_training
+from fcgrad.audits.code import script as code_script
+from fcgrad.audits.code.load import load_module, user_folder
+from fcgrad.audits.code.problem import with_classes
+from fcgrad.audits.code.script import catch_training
 from fcgrad.cli.main import main
 from fcgrad.engine.problems import random_problem
 from fcgrad.manual.errors import FcgradError

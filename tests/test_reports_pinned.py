@@ -14,8 +14,8 @@ import pytest
 
 from fcgrad import manual, reference
 from fcgrad.audits.code import audit_code
-from fcgrad.audits.report import as_json as audit_json
-from fcgrad.audits.report import text as audit_text
+from fcgrad.audits.code.report import as_json as audit_json
+from fcgrad.audits.code.report import text as audit_text
 from fcgrad.diagnosis.catalogue import diagnose
 from fcgrad.diagnosis.network import network_context
 from fcgrad.diagnosis.signature import SIGNATURE_REL_TOL, Context

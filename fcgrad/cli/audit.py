@@ -2,7 +2,7 @@
 
 Exit status 0 when the audit ran, whatever it found; with ``--strict``, 1 when it found a departure
 or an unexplained difference; 2 for bad input; 130 on Ctrl-C. ``--code`` over several files or a folder
-(``fcgrad.audits.code_many``): 0 every file clean, 1 a finding, 2 a file refused, timed out or crashed.
+(``fcgrad.audits.code.many``): 0 every file clean, 1 a finding, 2 a file refused, timed out or crashed.
 """
 
 import argparse
@@ -260,8 +260,8 @@ def cmd_one(args: argparse.Namespace, path: str) -> int:
     given = args.example is not None or args.sizes is not None or args.data is not None
     problem = described_problem(args)[1] if given else None
     _, json_path = output_paths(args)
-    from fcgrad.audits import report as code_audit_report
     from fcgrad.audits.code import audit_code
+    from fcgrad.audits.code import report as code_audit_report
     from fcgrad.engine.description import describe_problem
     from fcgrad.files.meta import run_meta
     from fcgrad.reports.plots import plot_code_audit
@@ -288,7 +288,7 @@ def cmd_many(args: argparse.Namespace, paths: list[str]) -> int:
     the files that are not clean, and the summary); ``--json``: one object per file. Exit: ``EXIT_MANY``."""
     import json
 
-    from fcgrad.audits import code_many
+    from fcgrad.audits.code import many as code_many
     from fcgrad.cli import terminal
 
     _refuse_for_code(args)

@@ -212,7 +212,7 @@ def audit_files(files: list[str], options: list[str], *, jobs: int, timeout: flo
 
 def _as_module(o: Outcome, imported_by: list[str]) -> Outcome:
     """A file refused for fitting no protocol, imported by another file of the run: a module of that file."""
-    from fcgrad.audits.code_load import NO_PROTOCOL  # here: the command starting the processes loads no NumPy
+    from fcgrad.audits.code.load import NO_PROTOCOL  # here: the command starting the processes loads no NumPy
 
     if o.status == REFUSED and NO_PROTOCOL in (o.error or "") and imported_by:
         o.status, o.imported_by = MODULE, list(imported_by)

@@ -2,22 +2,22 @@
 
 The protocols (README, "The protocols of audit --code", has an example of each):
 - **classes** (the blog's shape) and **store-then-update**: a network class holding layers with
-  ``forward(x)`` and ``backward(residual)`` and a loss (``fcgrad.audits.code_layers``);
+  ``forward(x)`` and ``backward(residual)`` and a loss (``fcgrad.audits.code.layers``);
 - **train_step**: a network class with ``train_step(X, T)``, ``fit(X, T, epochs)`` or
-  ``update_mini_batch(batch, eta)`` (``fcgrad.audits.code_train``);
-- **step**: a function ``step(params, X, T, lr)`` (``fcgrad.audits.code_step``);
+  ``update_mini_batch(batch, eta)`` (``fcgrad.audits.code.train``);
+- **step**: a function ``step(params, X, T, lr)`` (``fcgrad.audits.code.step``);
 - **functions**: ``forward(params, X)`` and ``backward(params, cache, T)``, or the courses' ``L_model_forward``
-  and ``L_model_backward`` (``fcgrad.audits.code_functions``);
-- **loss_grads**: a network class whose ``loss(X, y=None, reg)`` returns (loss, grads) (``fcgrad.audits.code_returns``);
+  and ``L_model_backward`` (``fcgrad.audits.code.functions``);
+- **loss_grads**: a network class whose ``loss(X, y=None, reg)`` returns (loss, grads) (``fcgrad.audits.code.returns``);
 - **build**: a function ``build_model(X, y, nn_hdim, num_passes)`` that makes its weights and trains
-  (``fcgrad.audits.code_build``).
+  (``fcgrad.audits.code.build``).
 - **script**: a net the file's ``if __name__ == "__main__":`` block assembles (``model.add(...)``) and trains,
   where its class cannot be built from sizes alone or holds no parameters built bare
-  (``fcgrad.audits.code_script``).
+  (``fcgrad.audits.code.script``).
 The network class is ``Net`` (or ``Network``, ``NeuralNetwork``, ``Model``, ``MLP``), else the one class of
 the file that has a training method. The file's folder is importable while it is audited, so it may import
 a sibling module of its own. Module-level declarations, each optional: ``WEIGHTS`` and ``SAMPLES`` (its
-layout, ``fcgrad.audits.code_layout``), ``ACTIVATIONS``, ``LOSS``, ``SIZES`` (the widths to build a class
+layout, ``fcgrad.audits.code.layout``), ``ACTIVATIONS``, ``LOSS``, ``SIZES`` (the widths to build a class
 that takes them), ``PARAMS`` (the functions protocol's form).
 
 Every call into the file goes through ``fcgrad.engine.user_code.call``: an exception there becomes
@@ -33,14 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fcgrad.audits import code_functions, code_import, code_params
-from fcgrad.audits.code_build import build_build
-from fcgrad.audits.code_layers import build_layered, find_loss
-from fcgrad.audits.code_params import construct, find_slots, required
-from fcgrad.audits.code_returns import build_returns
-from fcgrad.audits.code_script import build_script
-from fcgrad.audits.code_step import StepNet
-from fcgrad.audits.code_train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step, created_by_training
+from fcgrad.audits.code import functions as code_functions
+from fcgrad.audits.code import imports as code_import
+from fcgrad.audits.code import params as code_params
+from fcgrad.audits.code.build import build_build
+from fcgrad.audits.code.layers import build_layered, find_loss
+from fcgrad.audits.code.params import construct, find_slots, required
+from fcgrad.audits.code.returns import build_returns
+from fcgrad.audits.code.script import build_script
+from fcgrad.audits.code.step import StepNet
+from fcgrad.audits.code.train import FIT_NAMES, PAIRS_NAMES, STEP_NAMES, build_train_step, created_by_training
 from fcgrad.engine.user_code import definition, user_error
 from fcgrad.manual.errors import FcgradError
 
@@ -69,7 +71,7 @@ def user_folder(path: str):
 def load_module(path: str):
     """Execute the user's file as a fresh module; its own syntax or import errors name its line (a sibling
     module's error, that module's line). Loading has a time limit and leaves NumPy's global state as it was
-    (``fcgrad.audits.code_import``)."""
+    (``fcgrad.audits.code.imports``)."""
     file = Path(path)
     if file.suffix != ".py" or not file.is_file():
         where = "" if file.is_absolute() else f" (looked for from the working directory {os.getcwd()!r})"

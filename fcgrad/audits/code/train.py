@@ -5,7 +5,7 @@ Recognised, in this order: ``train_step(X, T)`` (also ``training_step``, ``train
 ``num_iterations``, ``n_epochs``, ``n_iter``, ``steps``), the whole batch at once; ``update_mini_batch(batch,
 eta)``, the textbook's, with the batch as a list of ``(x, t)`` pairs, one sample each. The learning rate is
 passed where the method takes one (``lr``, ``learning_rate``, ``eta``, ``alpha``), else set on the attribute
-of that name of the net or its layers. The parameters are found by ``fcgrad.audits.code_params``; the
+of that name of the net or its layers. The parameters are found by ``fcgrad.audits.code.params``; the
 gradients are read back from the step, ``(before − after) / lr``; the activations from the net's
 ``forward`` (``predict``, ``feedforward``, ``__call__``) on the whole batch, the loss from the number the step
 returns (or the file's ``LOSS``, or the problem's). Only the gradients are exposed, so a mistake is located
@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-from fcgrad.audits.code_model import (
+from fcgrad.audits.code.model import (
     Model,
     declared_activations,
     declared_loss,
@@ -27,7 +27,7 @@ from fcgrad.audits.code_model import (
     summed_loss,
     whole_forward,
 )
-from fcgrad.audits.code_params import (
+from fcgrad.audits.code.params import (
     LR_NAMES,
     find_slots,
     get_slots,
@@ -40,7 +40,7 @@ from fcgrad.audits.code_params import (
     set_slots,
     slots_sizes,
 )
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, chain_stepper, read_back
+from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, chain_stepper, read_back
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES

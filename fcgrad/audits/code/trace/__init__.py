@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.trace.match import (
+from fcgrad.audits.code.layout import Layout
+from fcgrad.audits.code.trace.match import (
     INHERITED,
     OK,
     ORIGIN,
@@ -23,7 +23,7 @@ from fcgrad.audits.trace.match import (
     judge_updates,
     place_arguments,
 )
-from fcgrad.audits.trace.quantities import batch, output_probabilities
+from fcgrad.audits.code.trace.quantities import batch, output_probabilities
 from fcgrad.manual.network import forward
 from fcgrad.testing.record import Record, recording
 

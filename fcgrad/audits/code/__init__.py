@@ -1,20 +1,22 @@
 """``fcgrad audit --code FILE.py``: a user's own NumPy network against JAX, every mistake located and named.
 
-The file follows one of the protocols of ``fcgrad.audits.code_load`` and keeps its own layout
-(``fcgrad.audits.code_layout``: weights (in, out) or (out, in), samples by column or by row). Both
-sides start from the problem's parameters and data; the activation of each layer and the loss are read
-off the file's forward (``fcgrad.audits.code_model``), so JAX runs the same model.
+The package's modules are the audit's steps, in order:
 
-The findings:
-- step 0, end to end: ``residual_y``, then each layer's ``residual_z`` (when the file exposes it),
-  ``grad_w``, ``grad_b`` (read from its update, or as its backward returns them) and ``residual_x``,
-  against JAX; the file's own numbers flow down;
-- where (the layered classes): each layer's backward fed JAX's upstream, on fresh copies of the net;
-- every origin (``fcgrad.audits.code_judge``): each exposed quantity judged from the inputs it was
-  computed from, so that independent mistakes are each an origin, named by the catalogue
-  (``fcgrad.diagnosis.catalogue``) in the file's layout, and what follows from them is inherited;
-- drift: the file's own training step and JAX's ``p.steps`` times, every step compared.
-The first layer's ``residual_x`` (∂L/∂X) trains nothing and is left out, as in ``audit``.
+1. **find** the network and its training call: ``load`` (the file loaded within ``imports``' time limit, its
+   shape recognised), ``params`` (its parameters wherever it holds them), ``layout`` (its arrays' layout), and
+   one driver per shape: ``layers``, ``train``, ``step``, ``functions``, ``returns``, ``build``, ``script``;
+2. **run it traced**: one step of the file's own training under the recorder, each array it assigns kept
+   (``trace``), and its drift against JAX over ``p.steps`` steps;
+3. **differentiate the file's forward**: ``model`` (the library's activations and loss that reproduce what
+   the file computes, with its own convention), ``problem`` (a problem that can tell right from wrong), then
+   JAX's gradients of that model;
+4. **match**: each recorded array against the quantity it should be (``trace.match``), each exposed quantity
+   judged from its inputs (``judge``, ``seen``), the origins placed at their statements (``trace.findings``);
+5. **report**: ``report`` (text and JSON, the file's backward read in its own names: ``trace.reading``);
+   ``many`` runs the command over several files or a folder, one process each.
+
+This module runs them (``audit_code``). The first layer's ``residual_x`` (∂L/∂X) trains nothing and is left
+out, as in ``audit``.
 """
 
 import contextlib
@@ -26,16 +28,16 @@ import numpy as np
 
 from fcgrad import reference
 from fcgrad.audits.blog import Divergence, _checkpoint_steps, _param_diff_per_entry, backward_order
-from fcgrad.audits.code_judge import CodeFinding, judge, residual_scale
-from fcgrad.audits.code_layers import LayeredNet
-from fcgrad.audits.code_layout import Layout, check_samples, check_weights, kind_of
-from fcgrad.audits.code_load import build, declarations, load_module, user_folder
-from fcgrad.audits.code_model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides
-from fcgrad.audits.code_params import OtherLayoutError
-from fcgrad.audits.code_problem import BLOG_SIZES, reasons, with_classes
-from fcgrad.audits.trace import INHERITED, ORIGIN, Trace, recording, trace_of
-from fcgrad.audits.trace.findings import merge, per_sample
-from fcgrad.audits.trace.inferred import read_forward
+from fcgrad.audits.code.judge import CodeFinding, judge, residual_scale
+from fcgrad.audits.code.layers import LayeredNet
+from fcgrad.audits.code.layout import Layout, check_samples, check_weights, kind_of
+from fcgrad.audits.code.load import build, declarations, load_module, user_folder
+from fcgrad.audits.code.model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides
+from fcgrad.audits.code.params import OtherLayoutError
+from fcgrad.audits.code.problem import BLOG_SIZES, reasons, with_classes
+from fcgrad.audits.code.trace import INHERITED, ORIGIN, Trace, recording, trace_of
+from fcgrad.audits.code.trace.findings import merge, per_sample
+from fcgrad.audits.code.trace.inferred import read_forward
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.engine.problems import CLASS_LOSSES, Problem, random_problem

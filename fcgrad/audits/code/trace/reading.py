@@ -8,7 +8,7 @@ from that line), else right.
 
 from pathlib import Path
 
-from fcgrad.audits.trace.match import INHERITED, OK, ORIGIN, WORDS, Trace
+from fcgrad.audits.code.trace.match import INHERITED, OK, ORIGIN, WORDS, Trace
 
 RANK = {OK: 0, INHERITED: 1, ORIGIN: 2}
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.code_model import Model, declared_activations, match_loss, summed_loss, whole_forward
-from fcgrad.audits.code_params import (
+from fcgrad.audits.code.layout import Layout
+from fcgrad.audits.code.model import Model, declared_activations, match_loss, summed_loss, whole_forward
+from fcgrad.audits.code.params import (
     LR_NAMES,
     get_slots,
     note_own_lr,
@@ -40,8 +40,10 @@ from fcgrad.audits.code_params import (
     set_slots,
     slots_sizes,
 )
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, read_back
-from fcgrad.audits.code_train import (
+from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, read_back
+from fcgrad.audits.code.trace import recording
+from fcgrad.audits.code.trace.inferred import read_forward
+from fcgrad.audits.code.train import (
     BATCH_NAMES,
     EPOCH_NAMES,
     FIT_NAMES,
@@ -50,8 +52,6 @@ from fcgrad.audits.code_train import (
     QUIET_NAMES,
     STEP_NAMES,
 )
-from fcgrad.audits.trace import recording
-from fcgrad.audits.trace.inferred import read_forward
 from fcgrad.engine.user_code import call, definition, user_error
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES

@@ -1,7 +1,7 @@
 """A network class whose loss method returns its gradients: ``loss(X, y=None, reg) -> (loss, grads)``.
 
 The courses' classifier keeps its parameters in a dict (``net.params`` of ``W1``, ``b1``, ...; any form
-``fcgrad.audits.code_params`` finds) and computes, in one method (``loss``, ``loss_and_grads``,
+``fcgrad.audits.code.params`` finds) and computes, in one method (``loss``, ``loss_and_grads``,
 ``compute_loss``, ``forward_backward``), the class scores when no targets are given, else the loss and a dict of
 gradients keyed as the parameters are (``W1`` or ``dW1``). The audit runs that method as written: the targets
 one-hot, or as integer labels where the file indexes them (tried when one-hot fails, said in the notes); a
@@ -13,10 +13,10 @@ or (out, in) from the first w and its bias, samples by row when that bias is (n,
 
 import numpy as np
 
-from fcgrad.audits.code_layout import kind_of
-from fcgrad.audits.code_model import Model, declared_activations, declared_loss, match_loss, whole_forward
-from fcgrad.audits.code_params import find_slots, parameters, required, set_slots, slots_sizes
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, chain_stepper
+from fcgrad.audits.code.layout import kind_of
+from fcgrad.audits.code.model import Model, declared_activations, declared_loss, match_loss, whole_forward
+from fcgrad.audits.code.params import find_slots, parameters, required, set_slots, slots_sizes
+from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, chain_stepper
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 

@@ -9,7 +9,7 @@ the loss: its output is then z itself, the library's cross-entropy (or bce-logit
 
 import numpy as np
 
-from fcgrad.audits.trace.match import orientations
+from fcgrad.audits.code.trace.match import orientations
 from fcgrad.manual.activations import ACTIVATIONS
 from fcgrad.testing.record import Record
 

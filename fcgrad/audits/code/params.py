@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcgrad.audits.code_layout import Layout, kind_of
+from fcgrad.audits.code.layout import Layout, kind_of
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 

@@ -10,9 +10,9 @@ where it exposes that, else a mistake is located at the first wrong quantity in 
 
 import numpy as np
 
-from fcgrad.audits.code_layout import kind_of
-from fcgrad.audits.code_model import Model, declared_activations, declared_loss
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, read_back
+from fcgrad.audits.code.layout import kind_of
+from fcgrad.audits.code.model import Model, declared_activations, declared_loss
+from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, read_back
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcgrad.audits.code_model import Model, declared_loss, match_activation, match_loss
-from fcgrad.audits.code_params import (
+from fcgrad.audits.code.model import Model, declared_loss, match_activation, match_loss
+from fcgrad.audits.code.params import (
     LR_NAMES,
     Slot,
     get_slots,
@@ -37,7 +37,7 @@ from fcgrad.audits.code_params import (
     set_slots,
     slots_sizes,
 )
-from fcgrad.audits.code_seen import FED_JAX, FED_OWN, LayerSeen, Seen, read_back
+from fcgrad.audits.code.seen import FED_JAX, FED_OWN, LayerSeen, Seen, read_back
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 

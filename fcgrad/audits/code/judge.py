@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from fcgrad.audits.blog import backward_order
-from fcgrad.audits.code_layout import Layout, kind_of
-from fcgrad.audits.code_seen import FED_JAX, Seen
+from fcgrad.audits.code.layout import Layout, kind_of
+from fcgrad.audits.code.seen import FED_JAX, Seen
 from fcgrad.diagnosis.catalogue import Context, Diagnosis, diagnose
 from fcgrad.engine.compare import Row, errors, worst_index
 from fcgrad.manual.activations import ACTIVATIONS

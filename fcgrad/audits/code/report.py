@@ -4,8 +4,8 @@ from dataclasses import asdict
 
 from fcgrad.audits.blog import _json_safe
 from fcgrad.audits.code import CodeAuditReport
+from fcgrad.audits.code.trace.reading import reading, reading_lines
 from fcgrad.audits.drift import drift_lines
-from fcgrad.audits.trace.reading import reading, reading_lines
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.reports.check import describe

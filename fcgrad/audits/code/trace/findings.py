@@ -12,8 +12,8 @@ from dataclasses import replace
 import numpy as np
 
 from fcgrad.audits.blog import backward_order
-from fcgrad.audits.code_judge import END_TO_END, CodeFinding
-from fcgrad.audits.trace.match import INHERITED, OK, Line, Trace, factor_entry, factor_of
+from fcgrad.audits.code.judge import END_TO_END, CodeFinding
+from fcgrad.audits.code.trace.match import INHERITED, OK, Line, Trace, factor_entry, factor_of
 from fcgrad.engine.compare import errors, worst_index
 
 WORDS = {

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fcgrad.audits.code_model import LossName, Model, declared_activations, declared_loss
-from fcgrad.audits.code_params import parameters, required
-from fcgrad.audits.code_problem import BLOG_SIZES
-from fcgrad.audits.code_returns import layout_of_arrays
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, read_back
+from fcgrad.audits.code.model import LossName, Model, declared_activations, declared_loss
+from fcgrad.audits.code.params import parameters, required
+from fcgrad.audits.code.problem import BLOG_SIZES
+from fcgrad.audits.code.returns import layout_of_arrays
+from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, read_back
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 
@@ -197,8 +197,8 @@ class BuildNet:
         return self.own_params
 
     def model(self, p, declared: dict) -> Model:
-        from fcgrad.audits.trace import recording  # noqa: PLC0415
-        from fcgrad.audits.trace.inferred import read_forward  # noqa: PLC0415
+        from fcgrad.audits.code.trace import recording  # noqa: PLC0415
+        from fcgrad.audits.code.trace.inferred import read_forward  # noqa: PLC0415
 
         start = self.start(p)
         with recording(str(Path(self.file).resolve().parent)) as rec:

@@ -20,15 +20,15 @@ or one dict with ``dW1``, ``db1``, ..., optionally ``dZ1``, ... and ``dA0``, ``d
 layer l's residual_x, ``dA{L}`` the output's residual_y). The file's gradients are applied by the audit as
 plain gradient descent. The loss is read from the file's ``loss(Y, T)`` (or ``cost``, ``compute_cost``), else
 its ``LOSS``, else the problem's (binary cross-entropy on a sigmoid output is bce-logits on the logits,
-``fcgrad.audits.code_model``); the activations from ``forward``, or its ``ACTIVATIONS``.
+``fcgrad.audits.code.model``); the activations from ``forward``, or its ``ACTIVATIONS``.
 """
 
 import re
 
 import numpy as np
 
-from fcgrad.audits.code_layout import kind_of
-from fcgrad.audits.code_model import (
+from fcgrad.audits.code.layout import kind_of
+from fcgrad.audits.code.model import (
     Model,
     declared_activations,
     declared_loss,
@@ -36,8 +36,8 @@ from fcgrad.audits.code_model import (
     match_loss,
     whole_forward,
 )
-from fcgrad.audits.code_params import required
-from fcgrad.audits.code_seen import FED_OWN, LayerSeen, Seen, chain_stepper
+from fcgrad.audits.code.params import required
+from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, chain_stepper
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 from fcgrad.manual.losses import LOSSES

@@ -1,7 +1,7 @@
 """Every array the file's step assigned, matched by value to what it should be; each mistake's first line.
 
 Each record (``fcgrad.testing.record``) is held against the quantities of step 0
-(``fcgrad.audits.trace.quantities``), for the whole batch or for the sample its call worked on, in any
+(``fcgrad.audits.code.trace.quantities``), for the whole batch or for the sample its call worked on, in any
 orientation (transposed, keepdims or not) and up to a constant factor k:
 
 - **ok**: it is a quantity, with k = 1, or N where a sum over the samples (or one sample's gradient)
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcgrad.audits.code_judge import name
-from fcgrad.audits.code_layout import Layout
-from fcgrad.audits.trace.quantities import Quantity, one_sample
+from fcgrad.audits.code.judge import name
+from fcgrad.audits.code.layout import Layout
+from fcgrad.audits.code.trace.quantities import Quantity, one_sample
 from fcgrad.diagnosis.catalogue import Diagnosis
 from fcgrad.diagnosis.signature import Context, explain_factor, named_factors, wrong_n_words
 from fcgrad.testing.record import SMALLEST_KEPT, Record

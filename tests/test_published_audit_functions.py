@@ -159,3 +159,19 @@ def test_the_courses_two_layer_functions_take_their_arguments_by_name(tmp_path, 
     assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", "--sizes", "3,5,1"]) == 0
     (f,) = json.loads(capsys.readouterr().out)["findings"]
     assert f["statement"].startswith("dZ1 = ") and f["diagnoses"][0]["name"] == "derivative_at_y"
+
+
+def test_the_courses_own_update_takes_the_step_and_a_sign_flipped_there_is_at_its_line(tmp_path, capsys):
+    # update_parameters(parameters, grads, learning_rate) is the file's: the audit steps with it, so a mistake in it
+    # is seen, placed at its statement (the gradients L_model_backward returns are right)
+    out = _audit(PUBLISHED / "dnn_app_utils.py", "dnn_app_utils", capsys)
+    assert any("the file's own update_parameters" in n for n in out["notes"])
+    for f in PUBLISHED.glob("*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    right = 'parameters["b" + str(l + 1)] = parameters["b" + str(l + 1)] - learning_rate'
+    source = (PUBLISHED / "dnn_app_utils.py").read_text(encoding="utf-8")
+    assert source.count(right) == 1
+    (tmp_path / "dnn_app_utils.py").write_text(source.replace(right, right.replace(" - ", " + ")), encoding="utf-8")
+    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if right in s]
+    found = _audit(tmp_path / "dnn_app_utils.py", "dnn_app_utils", capsys)["findings"]
+    assert found and all((f["line"], f["diagnoses"][0]["name"]) == (line, "flipped_sign") for f in found)

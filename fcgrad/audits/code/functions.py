@@ -86,6 +86,28 @@ def _found(module, names: tuple[str, ...], plain: tuple[str, ...]):
     return None
 
 
+UPDATE_NAMES = ("update_parameters", "update_params", "update")
+UPDATE_ROLES = {  # an update's argument name -> what the audit passes for it
+    "params": ROLES["params"],
+    "grads": ("grads", "gradients", "grad", "derivatives"),
+    "lr": ("learning_rate", "lr", "eta", "alpha"),
+}
+
+
+def _update(module) -> tuple[object, tuple[str, ...]]:
+    """The file's own update (``update_parameters(parameters, grads, learning_rate)``) and each argument's role,
+    or (None, ()) when it has none the audit can call."""
+    for name in UPDATE_NAMES:
+        fn = getattr(module, name, None)
+        if not callable(fn) or isinstance(fn, type):
+            continue
+        needed = required(fn)
+        found = [next((r for r, names in UPDATE_ROLES.items() if a in names), None) for a in needed]
+        if len(needed) == 3 and None not in found and len(set(found)) == 3:
+            return fn, tuple(found)
+    return None, ()
+
+
 def fits(module) -> bool:
     forward = _found(module, FORWARD_NAMES, FORWARD_ROLES)
     return forward is not None and _found(module, BACKWARD_NAMES, BACKWARD_ROLES) is not None
@@ -113,7 +135,10 @@ class FunctionsNet:
         self.model_read: Model | None = None
         self.forward_fn = _found(module, FORWARD_NAMES, FORWARD_ROLES)
         self.backward_fn = _found(module, BACKWARD_NAMES, BACKWARD_ROLES)
+        self.update_fn, self.update_roles = _update(module)
         self.notes: list[str] = []
+        if self.update_fn is not None:
+            self.notes.append(f"each step taken by the file's own {self.update_fn.__name__}, its statements traced")
         self.layout_from = None  # where the layout was read, when the file's own arrays showed it
 
     def _call(self, fn, plain: tuple[str, ...], given: dict):
@@ -276,6 +301,14 @@ class FunctionsNet:
         }
         out = self._call(self.backward_fn, BACKWARD_ROLES, given)
         residual_y, layers = self._grads(out, len(params))
+        if self.update_fn is not None:  # the file's own update takes the step; the trace judges its statements
+            made = call(
+                self.update_fn.__name__,
+                self.update_fn,
+                *({"params": self.params_for_file(params), "grads": out, "lr": p.lr}[r] for r in self.update_roles),
+                filename=self.file,
+            )
+            return value, Seen(FED_OWN, residual_y, layers), self.params_from_file(made, params)
         new = []
         for old, seen in zip(params, layers):
             layer = {}
@@ -286,6 +319,26 @@ class FunctionsNet:
                 layer[q] = old[q] - p.lr * grad
             new.append(layer)
         return value, Seen(FED_OWN, residual_y, layers), new
+
+    def params_from_file(self, made, like) -> list[dict]:
+        """The parameters the file's update returned (its form), in the blog's layout, shaped as ``like``; one it
+        returned in another shape (a gradient of the wrong shape broadcast into it) is NaN: the training ends."""
+        out = []
+        for i, old in enumerate(like):
+            try:
+                w, b = (made[f"W{i + 1}"], made[f"b{i + 1}"]) if self.form == "numbered" else (
+                    made[i][self.keys[0]], made[i][self.keys[1]])  # fmt: skip
+            except (KeyError, IndexError, TypeError):
+                raise FcgradError(
+                    f"{definition(self.update_fn) or self.file}: {self.update_fn.__name__} returned no layer {i} "
+                    "parameters; expected them in the form it was given"
+                ) from None
+            layer = {}
+            for q, a, kind in (("w", w, "weight"), ("b", b, "bias")):
+                value = self.layout.read(kind, np.asarray(a, dtype=np.float64), old[q].shape)
+                layer[q] = np.full(old[q].shape, np.nan) if value is None else value
+            out.append(layer)
+        return out
 
     def stepper(self, p):
         return chain_stepper(self, p)

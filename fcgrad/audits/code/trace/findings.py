@@ -13,7 +13,7 @@ import numpy as np
 
 from fcgrad.audits.blog import backward_order
 from fcgrad.audits.code.judge import END_TO_END, CodeFinding
-from fcgrad.audits.code.trace.match import INHERITED, OK, Line, Trace, factor_entry, factor_of
+from fcgrad.audits.code.trace.match import INHERITED, OK, UPDATE_WORDS, Line, Trace, factor_entry, factor_of
 from fcgrad.engine.compare import errors, worst_index
 
 WORDS = {
@@ -212,7 +212,9 @@ def merge(
             f = replace(f, note="; ".join(n for n in f.note.split("; ") if "the audit cannot see" not in n))
         out.append(f)
     summed = {key for key, f in traced.items() if f.diagnoses and f.diagnoses[0].name == "missing_1_over_n"}
-    out += [f for key, f in traced.items() if key not in used and (key not in right or key in summed)]
+    # an update judged against the gradient it read is a mistake of its own, though the gradient (its row) is right
+    updates = {key for key, f in traced.items() if f.diagnoses and UPDATE_WORDS in f.diagnoses[0].message}
+    out += [f for key, f in traced.items() if key not in used and (key not in right or key in summed | updates)]
     named = {(f.file, f.line): f.diagnoses for f in out if f.line is not None and f.diagnoses}
     out = [  # one statement, one mistake: a quantity it made wrong without a name of its own takes the statement's
         f if f.diagnoses or (f.file, f.line) not in named else replace(f, diagnoses=named[(f.file, f.line)])

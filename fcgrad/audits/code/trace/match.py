@@ -37,6 +37,7 @@ from fcgrad.testing.record import SMALLEST_KEPT, Record
 MATCH_REL_TOL = 1e-8
 
 OK, ORIGIN, INHERITED, OWN = "ok", "origin", "inherited", "own"
+UPDATE_WORDS = "the update applies"  # an update statement judged against the gradient it read
 
 WORDS = {
     "residual_y": "∂L/∂y, the loss's residual",
@@ -260,11 +261,16 @@ class Matcher:
         return None if best is None else best[1]
 
 
-def _updates_a_parameter(r: Record, made: dict) -> bool:
-    """``self.w -= lr * g`` and its kin: the target read as a parameter (w or b) by the statement that rebinds it."""
+def _updates_a_parameter(r: Record, made: dict, params: set | None = None) -> bool:
+    """``self.w -= lr * g`` and its kin: the target read as a parameter (w or b) by the statement that rebinds it
+    (``params``: the keys of the parameters as the file holds them, for one too small to be matched by value)."""
     for text, v in r.reads:
+        if text != r.target:
+            continue
         src = made.get(_key(v))
-        if text == r.target and src is not None and src.quantity is not None and src.quantity.name in ("w", "b"):
+        if src is not None and src.quantity is not None and src.quantity.name in ("w", "b"):
+            return True
+        if params and _key(np.asarray(v, dtype=np.float64)) in params:
             return True
     return False
 
@@ -313,6 +319,13 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
     current: dict[int, int] = {}  # frame -> the sample it is working on now (one handed to it, or looped over)
     made: dict[tuple, Line] = {}  # an array's value -> the latest line that made it
     lines = []
+    lay = matcher.layout
+    parameter_keys = {  # each parameter at step 0 as the file holds it, a bias in each shape the layout reads
+        _key(np.asarray(v, dtype=np.float64).reshape(shape))
+        for layer in matcher.p.params
+        for q, v in (("weight", lay.give("weight", layer["w"])), ("bias", lay.give("bias", layer["b"])))
+        for shape in (lay.accepts(q, layer["w" if q == "weight" else "b"].shape) if q == "bias" else [v.shape])
+    }
     for r in records:
         if r.value.size == width and (n := keys.get(r.value.reshape(-1).tobytes())) is not None:
             current[r.frame] = n
@@ -334,7 +347,7 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             lines.append(Line(r, INHERITED if bad else OWN, origin=(bad[0].origin or bad[0]) if bad else None))
             made[_key(r.value)] = lines[-1]
             continue
-        if _updates_a_parameter(r, made):
+        if _updates_a_parameter(r, made, parameter_keys):
             lines.append(Line(r, OWN))  # w or b after the file's update: judged by judge_updates
             made[_key(r.value)] = lines[-1]
             continue
@@ -597,7 +610,7 @@ def judge_updates(trace: Trace, before: list[dict], after: list[dict], matcher: 
                     quantity = truth
                     ctx = Context(quantity=quantity.name, n=p.batch, w=p.params[i]["w"])
                     cause, words, _ = explain_factor(k, ctx, MATCH_REL_TOL)
-                    message = f"looks like {words}: the update applies {k:.6g} × the gradient it was handed"
+                    message = f"looks like {words}: {UPDATE_WORDS} {k:.6g} × the gradient it was handed"
                     entry = None
                     if _close(k, float(p.batch)):
                         entry = entries.get("N") or _factor_entry(trace, made, k * matcher.c)

@@ -4,6 +4,10 @@
 The compile time comes from JAX's own monitoring events (tracing, lowering and the backend's compile),
 summed while the check runs, and also counted to the innermost phase open when it happened
 (``compile_in``), so that a phase's time can be read with and without JAX's compiling.
+
+A phase opened inside another is that phase's time only: the outer one's clock stops while it runs. The
+trajectory runs manual's next chunk and the comparisons of the last one while JAX computes, inside JAX's
+phase; its phases still add up to its wall time, each second counted once.
 """
 
 import contextlib
@@ -29,23 +33,28 @@ PHASES = {
 
 
 class Timings:
-    """Seconds per phase (``add`` or ``phase``), and JAX's compile seconds within the whole."""
+    """Seconds per phase (``phase``, inner phases taken off outer ones), and JAX's compile seconds within the whole."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.compile_s = 0.0
         self.compile_by_phase: dict[str, float] = defaultdict(float)  # JAX compiling inside each phase
         self._open: list[str] = []  # the phases running now, innermost last
+        self._inner: list[float] = []  # per open phase, the seconds of the phases run inside it
 
     @contextlib.contextmanager
     def phase(self, name: str):
         start = time.perf_counter()
         self._open.append(name)
+        self._inner.append(0.0)
         try:
             yield
         finally:
             self._open.pop()
-            self.seconds[name] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[name] += elapsed - self._inner.pop()
+            if self._inner:
+                self._inner[-1] += elapsed
 
     def compile_in(self, *phases: str) -> float:
         """Seconds of JAX compiling counted to these phases (within ``compiling``)."""

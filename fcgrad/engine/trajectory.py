@@ -27,6 +27,7 @@ from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, StepsFrom, bound_mode, step_flops
 from fcgrad.engine.problems import Problem
+from fcgrad.engine.step_stats import step_numbers
 from fcgrad.engine.timing import Timings
 from fcgrad.manual.errors import DivergenceError
 from fcgrad.reference.precision import as_jax, x64_for
@@ -126,6 +127,13 @@ class RowAccumulator:
             self.diffs.append(_max_abs(d))
             self.tols.append(np.asarray(step_tol, np.float64))
             self.sq_ref += _sum_squares(r)
+
+    def add_numbers(self, max_diff, step_tol, sq_diff: float, sq_ref: float) -> None:
+        """The numbers ``add`` takes from stacked arrays, computed step by step (``step_stats.step_numbers``)."""
+        self.diffs.append(np.asarray(max_diff, np.float64))
+        self.tols.append(np.asarray(step_tol, np.float64))
+        self.sq_diff += sq_diff
+        self.sq_ref += sq_ref
 
     def row(self, layer: int, quantity: str, rule: str) -> tuple[Row, np.ndarray]:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/NaN are results here
@@ -282,7 +290,8 @@ class _FreeRun:
         self.per_step = step_flops(p) >= LARGE_STEP_FLOPS
 
     def __call__(self, steps: int, meanwhile=lambda: None) -> tuple[np.ndarray, list[dict]]:
-        """The next ``steps`` steps: (losses (steps,), per layer the parameters after each step).
+        """The next ``steps`` steps: (losses (steps,), per layer the parameters after each step, stacked (steps,
+        ...) from a compiled loop, a list of one array per step from one call per step).
 
         ``meanwhile()`` runs while JAX computes: its work is dispatched and not yet awaited."""
         with x64_for(self.p.dtype):
@@ -293,7 +302,8 @@ class _FreeRun:
                     losses.append(value)
                     after.append(self.params)
                 meanwhile()
-                new = [{key: np.stack([np.asarray(q[i][key]) for q in after]) for key in layer}
+                # each step's arrays as they lie (a view of JAX's buffer on the CPU): judged step by step, not stacked
+                new = [{key: [np.asarray(q[i][key]) for q in after] for key in layer}
                        for i, layer in enumerate(self.params)]  # fmt: skip
                 return np.array([np.asarray(v) for v in losses]), new
             losses, history, final = reference.scan_train(
@@ -322,29 +332,36 @@ class _Judge:
         self.chunk_steps, self.jax = chunk, None  # the JAX side, made at the first chunk (its time is JAX's)
         self.last_losses = None  # (manual, JAX) at the last step compared
 
-    def chunk(self, m, steps: int, manual_at: int | None, meanwhile=lambda: None):
-        """Run JAX's side of manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged).
+    def run_jax(self, m, steps: int, meanwhile=lambda: None):
+        """JAX's side of a chunk of ``steps`` steps: (losses, parameters after each step, kink bounds or None).
 
-        Returns (the step of this chunk where comparing stops, which side diverged) or (None, None), and the
-        chunk's comparisons as a call, to be made while JAX computes the next chunk. ``meanwhile()`` runs
-        while JAX computes this one.
+        The local rule steps once from each of manual's parameters in its chunk ``m`` (up to the step after a
+        diverged one); the others run on from JAX's last chunk and do not read ``m``. ``meanwhile()`` runs
+        while JAX computes.
         """
         p = self.p
         if self.jax is None:  # local: one step from each of manual's parameters; global, shadow: a free run
             c = compiled_length(p, self.rule, self.chunk_steps)
             self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
-        kink = None
-        if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
+        if self.rule == "local":
             one = self.jax(m.params, min(steps, len(m.losses) + 1), meanwhile)
-            r_losses, r_new, kink = one.losses, one.new, one.kink
-        else:
-            r_losses, r_new = self.jax(steps, meanwhile)
+            return one.losses, one.new, one.kink
+        r_losses, r_new = self.jax(steps, meanwhile)
+        return r_losses, r_new, None
+
+    def judge(self, m, steps: int, manual_at: int | None, jax_side):
+        """Manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged) and JAX's, from
+        ``run_jax``: (the step of this chunk where comparing stops, which side diverged) or (None, None), and
+        the chunk's comparisons as a call, to be made while JAX computes the next chunk."""
+        r_losses, r_new, kink = jax_side
         stop, side = _merge_divergence(manual_at, _first_nonfinite(r_losses))
         k = steps if stop is None else stop  # steps judged in this chunk
         return stop, side, lambda: self._compare(m, r_losses, r_new, kink, k)
 
     def _compare(self, m, r_losses, r_new, kink, k: int) -> None:
-        """Every row of the chunk's first ``k`` steps, into the accumulators (and the kept histories)."""
+        """Every row of the chunk's first ``k`` steps, into the accumulators (and the kept histories).
+
+        JAX's parameters come stacked (steps, ...) or as one array per step (``step_stats``)."""
         p, n = self.p, len(self.p.params)
         m_losses = m.losses[:k]
         m_new = [{key: v[1:k + 1] for key, v in layer.items()} for layer in m.params]
@@ -353,27 +370,39 @@ class _Judge:
         if k:
             self.last_losses = (float(m_losses[-1]), float(r_losses[-1]))
         if self.rule == "shadow":
-            self._shadow(m_losses, m_new, r_losses, r_new, k)
+            self._shadow(m_losses, m_new, r_losses, [{key: _stacked(v) for key, v in layer.items()} for layer in r_new],
+                         k)  # fmt: skip
         else:
             lim = self.limits
             loss_tol = lim.loss * step_scale(r_losses)
             self.acc[(-1, "loss")].add(m_losses, r_losses, loss_tol)
             for i in range(n):
                 for key in ("w", "b"):
-                    a, b = m_new[i][key], _as64(r_new[i][key])  # JAX's side once in float64: used up to 3 times
-                    t = lim.param * step_scale(b)
+                    a, r = m_new[i][key], r_new[i][key]
+                    prev = m.params[i][key][:k] if self.rule == "local" else None
+                    if isinstance(r, list):
+                        got = step_numbers(a, r, prev)
+                        scale, update = got.scale, got.update
+                    else:
+                        r = _as64(r)  # JAX's side once in float64: used up to 3 times
+                        scale = step_scale(r)
+                        update = _step_max(r, prev) if prev is not None else None
+                    t = lim.param * scale
                     if self.rule == "local":  # plus a share of the step's own size, lr·max|grad|
                         # and what ReLU entries at the kink may change: lr · (bound on Δgrad) · KINK_SLACK
-                        prev = m.params[i][key][:k]
-                        t = t + lim.update * _step_max(b, prev) + tol.KINK_SLACK * p.lr * kink[i][key][:k]
-                    self.acc[(i, key)].add(a, b, t)
+                        t = t + lim.update * update + tol.KINK_SLACK * p.lr * kink[i][key][:k]
+                    if isinstance(r, list):
+                        self.acc[(i, key)].add_numbers(got.max_diff, t, got.sq_diff, got.sq_ref)
+                    else:
+                        self.acc[(i, key)].add(a, r, t)
         if self.keep:
             self.kept["loss_manual"].append(m_losses)
             self.kept["loss_reference"].append(r_losses)
             for i in range(n):
                 for key in ("w", "b"):
                     self.kept[f"{key}{i}_manual"].append(m_new[i][key])
-                    self.kept[f"{key}{i}_reference"].append(r_new[i][key])
+                    # a copy: JAX's result may be a view of a buffer that is written again (one_step.Staging)
+                    self.kept[f"{key}{i}_reference"].append(np.array(_stacked(r_new[i][key]), copy=True))
 
     def _shadow(self, m_losses, m_new, r_losses, r_new, k: int) -> None:
         p, lim = self.p, self.limits
@@ -407,14 +436,36 @@ class _Judge:
         return rows, histories
 
 
+def _stacked(v) -> np.ndarray:
+    """One array (steps, ...) from JAX's parameters, stacked already or one array per step."""
+    return np.stack(v) if isinstance(v, list) else np.asarray(v)
+
+
 def _params64(params):
     return [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
 
 
-def _meanwhile(compare, timings: Timings):
-    """The chunk before's comparisons, timed as such, to be made while JAX computes the next chunk."""
+class _ManualChunks:
+    """Manual's chunks, each run once, in order, up to the chunk where its loss stopped being finite."""
+
+    def __init__(self, p: Problem, lengths: list[int], timings: Timings):
+        self.p, self.lengths, self.timings = p, lengths, timings
+        self.runs: list = []  # (manual.train's trajectory, the local step where it diverged or None) per chunk
+
+    def run_to(self, count: int) -> None:
+        """Run chunks until ``count`` have run (or manual diverged, or every chunk has run)."""
+        while len(self.runs) < min(count, len(self.lengths)) and (not self.runs or self.runs[-1][1] is None):
+            start = self.p.params if not self.runs else self.runs[-1][0].final
+            with self.timings.phase("manual_run"):
+                self.runs.append(_train_manual(self.p, start, self.lengths[len(self.runs)]))
+
+
+def _meanwhile(manual: _ManualChunks, count: int, compare, timings: Timings):
+    """What the host does while JAX computes a chunk: manual's chunks up to ``count``, then the comparisons of
+    the chunk before (when there is one), each timed as such."""
 
     def run():
+        manual.run_to(count)
         if compare is not None:
             with timings.phase("comparisons"):
                 compare()
@@ -447,16 +498,19 @@ def compare_trajectories(
     chunk = chunk_steps(p, rule) if p.steps else 1
     chunk = -(-p.steps // -(-p.steps // chunk)) if p.steps else 1  # equal chunks, the last short by < their count
     judge = _Judge(p, rule, atol, keep_history, timings, chunk)
+    manual = _ManualChunks(p, [min(chunk, p.steps - s) for s in range(0, p.steps, chunk)], timings)
+    # The host runs manual's chunks while JAX computes: JAX's chunk c is dispatched, manual runs on (the local
+    # rule's JAX steps from manual's parameters: chunk c + 1, run one ahead; a free JAX run: chunk c itself)
+    # and the comparisons of chunk c − 1 are made, then JAX's numbers are awaited and chunk c is judged.
+    ahead = 1 if rule == "local" else 0
+    manual.run_to(ahead)
     compare = None  # the last chunk's comparisons, not yet made
-    while done < p.steps:
-        steps = min(chunk, p.steps - done)
-        with timings.phase("manual_run"):
-            m, manual_at = _train_manual(p, pm, steps)
-        compared_before = timings.seconds["comparisons"]
-        with timings.phase("jax_run"):  # less the comparisons made meanwhile, taken off below
-            stop, side, later = judge.chunk(m, steps, manual_at, _meanwhile(compare, timings))
-        timings.seconds["jax_run"] -= timings.seconds["comparisons"] - compared_before
-        compare = later
+    for c, steps in enumerate(manual.lengths):
+        m = manual.runs[c][0] if ahead else None
+        with timings.phase("jax_run"):  # less what the host does meanwhile, in its own phases
+            jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 1 + ahead, compare, timings))
+        m, manual_at = manual.runs[c]
+        stop, side, compare = judge.judge(m, steps, manual_at, jax_side)
         if stop is not None:
             divergence = Divergence(side, done + stop)
             done += stop

@@ -1,0 +1,145 @@
+"""The trajectory's two sides overlap without changing a verdict.
+
+- the host runs manual's next chunk and the last chunk's comparisons inside JAX's chunk (while JAX computes),
+  in the order that keeps each chunk judged against its own manual chunk;
+- a row's numbers taken step by step from one array per step (JAX's large steps) are those taken from the
+  stacked arrays, NaN and inf included;
+- a phase run inside another is counted once, so the trajectory's phases still add up to its wall time;
+- the buffers the local rule's chunks reach JAX through are aligned and not reused by the next chunk.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import fcgrad.engine.trajectory as trajectory
+from fcgrad.engine.one_step import ALIGN_BYTES, Staging
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.step_stats import step_numbers
+from fcgrad.engine.timing import Timings
+from fcgrad.engine.trajectory import RowAccumulator, compare_trajectories, step_scale
+
+# Σ (a − r)² and Σ r² summed step by step against all at once: the same terms in another order, so their
+# relative difference is a few ulps (float64 eps 2.2e-16 times the terms' count at most); 1e-12 leaves room.
+SUM_ORDER_REL = 1e-12
+
+
+def _events(monkeypatch, activation: str) -> list[tuple[str, object]]:
+    """(what, chunk or steps) in the order the trajectory did them, with 10 steps in chunks of 4, 4 and 2."""
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    events, inside = [], []
+    train, run_jax, judge = trajectory._train_manual, trajectory._Judge.run_jax, trajectory._Judge.judge
+
+    def logged_train(p, params, steps):
+        events.append(("manual" + (" in JAX" if inside else ""), steps))
+        return train(p, params, steps)
+
+    def logged_run_jax(self, m, steps, meanwhile=lambda: None):
+        events.append(("JAX", steps))
+        inside.append(True)
+        try:
+            return run_jax(self, m, steps, meanwhile)
+        finally:
+            inside.pop()
+
+    def logged_judge(self, m, steps, manual_at, jax_side):
+        stop, side, compare = judge(self, m, steps, manual_at, jax_side)
+
+        def logged_compare():
+            events.append(("compare" + (" in JAX" if inside else ""), steps))
+            compare()
+
+        return stop, side, logged_compare
+
+    monkeypatch.setattr(trajectory, "_train_manual", logged_train)
+    monkeypatch.setattr(trajectory._Judge, "run_jax", logged_run_jax)
+    monkeypatch.setattr(trajectory._Judge, "judge", logged_judge)
+    p = random_problem((3, 5, 2), activations=activation, batch=4, seed=1).with_options(steps=10)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    return events
+
+
+def test_the_local_rule_runs_manuals_next_chunk_and_the_last_comparisons_while_jax_computes(monkeypatch):
+    # JAX steps from manual's parameters: manual runs one chunk ahead
+    assert _events(monkeypatch, "relu") == [
+        ("manual", 4),
+        ("JAX", 4), ("manual in JAX", 4),
+        ("JAX", 4), ("manual in JAX", 2), ("compare in JAX", 4),
+        ("JAX", 2), ("compare in JAX", 4),
+        ("compare", 2),
+    ]  # fmt: skip
+
+
+def test_a_free_jax_run_overlaps_manuals_same_chunk(monkeypatch):
+    # JAX trains on its own: its chunk c runs while manual runs chunk c
+    assert _events(monkeypatch, "tanh") == [
+        ("JAX", 4), ("manual in JAX", 4),
+        ("JAX", 4), ("manual in JAX", 4), ("compare in JAX", 4),
+        ("JAX", 2), ("manual in JAX", 2), ("compare in JAX", 4),
+        ("compare", 2),
+    ]  # fmt: skip
+
+
+def _stacked_row(a, r, prev):
+    acc = RowAccumulator()
+    t = step_scale(r) + (np.zeros(len(r)) if prev is None else trajectory._step_max(r, prev))
+    acc.add(a, r, t)
+    return acc
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("local", [False, True], ids=["global", "local"])
+def test_step_by_step_numbers_are_the_stacked_ones(dtype, local):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 7, 3)).astype(dtype)
+    r = (a + 1e-3 * rng.standard_normal(a.shape)).astype(dtype)
+    prev = (a - 0.1).astype(dtype) if local else None
+    r[2, 1, 1] = np.nan  # a NaN on JAX's side
+    a[3, 0, 2] = np.inf  # an inf on manual's
+    want = _stacked_row(a, r, prev)
+    got = step_numbers(a, list(r), prev)
+    tol = got.scale + (0.0 if prev is None else got.update)
+    np.testing.assert_array_equal(got.max_diff, want.diffs[0])  # exact: the same differences and maxima
+    np.testing.assert_array_equal(tol, want.tols[0])
+    assert np.isnan(got.max_diff[2]) and np.isposinf(got.max_diff[3])
+    assert np.isnan(got.sq_diff) and np.isnan(want.sq_diff)  # the NaN reaches the sums either way
+    finite = [0, 1, 4]
+    part = step_numbers(a[finite], list(r[finite]))
+    whole = _stacked_row(a[finite], r[finite], None)
+    assert abs(part.sq_diff - whole.sq_diff) <= SUM_ORDER_REL * whole.sq_diff
+    assert abs(part.sq_ref - whole.sq_ref) <= SUM_ORDER_REL * whole.sq_ref
+
+
+def test_float32_differences_are_taken_in_float64():
+    a = np.array([[1e8]], np.float32)[None]  # float32's ulp at 1e8 is 8: 1e8 − 1 rounds back to 1e8 there
+    r = [np.array([[1.0]], np.float32)]
+    # 99,999,999 is exact in float64; a float32 subtraction gives 1e8, a whole 1 away
+    assert abs(step_numbers(a, r).max_diff[0] - 99_999_999) < 0.5
+
+
+def test_a_phase_inside_another_is_counted_once():
+    t = Timings()
+    start = time.perf_counter()
+    with t.phase("jax_run"):
+        with t.phase("manual_run"):
+            time.sleep(0.05)
+        with t.phase("comparisons"):
+            time.sleep(0.02)
+    wall = time.perf_counter() - start
+    assert t.seconds["manual_run"] >= 0.05 and t.seconds["comparisons"] >= 0.02
+    assert t.seconds["jax_run"] < 0.02  # the sleeps are the inner phases', not JAX's
+    assert abs(sum(t.seconds.values()) - wall) <= 1e-3  # each second once: perf_counter's own few µs
+
+
+def test_staging_buffers_are_aligned_and_the_next_chunk_has_its_own():
+    s = Staging()
+    s.turn()
+    first = s.array((0, "w"), (4, 3, 5), np.float64)
+    s.turn()
+    second = s.array((0, "w"), (4, 3, 5), np.float64)
+    s.turn()
+    third = s.array((0, "w"), (4, 3, 5), np.float64)
+    assert all(b.ctypes.data % ALIGN_BYTES == 0 for b in (first, second, third))
+    assert not np.shares_memory(first, second)  # the chunk judged while the next one runs keeps its numbers
+    assert np.shares_memory(first, third)  # reused two chunks later: no new memory per chunk

@@ -242,6 +242,20 @@ class StepsFrom:
         self.bound_steps = 0
         self._staging = Staging()
 
+    def compile_ahead(self) -> None:
+        """Compile the step function the calls will run, from their arguments' shapes and types alone: run in
+        another thread while manual's first chunk runs, it leaves the first call nothing to compile."""
+        p = self.p
+        with x64_for(p.dtype):
+            shape = jax.ShapeDtypeStruct
+            stacked = [{key: shape((self.capacity, *np.shape(v)), self.dtype) for key, v in layer.items()}
+                       for layer in p.params]  # fmt: skip
+            common = dict(trainable=self.trainable, mode=self.mode, **self.static)
+            if self.per_step:
+                _step_at.lower(stacked, 0, self.x, self.t, p.lr, **common).compile()
+            else:
+                _many_steps.lower(stacked, self.x, self.t, p.lr, **common).compile()
+
     def _fit(self, v: np.ndarray, k: int, key) -> np.ndarray:
         """Entries 0..k−1 of ``v`` in ``capacity`` entries of a staging buffer: a shorter chunk repeats its last."""
         out = self._staging.array(key, (self.capacity, *v.shape[1:]), self.dtype)

@@ -16,6 +16,7 @@ passes). Runs are compared in chunks of steps, so memory stays bounded and a cal
 told of progress.
 """
 
+import threading
 import time
 from typing import NamedTuple
 
@@ -289,6 +290,15 @@ class _FreeRun:
                            trainable=static_trainable(p.trainable, len(p.params)))  # fmt: skip
         self.per_step = step_flops(p) >= LARGE_STEP_FLOPS
 
+    def compile_ahead(self) -> None:
+        """Compile what the calls will run (see ``one_step.StepsFrom.compile_ahead``)."""
+        with x64_for(self.p.dtype):
+            if self.per_step:
+                reference.jit_step.lower(self.params, self.x, self.t, self.p.lr, **self.static).compile()
+            else:
+                reference.scan_train.lower(self.params, self.x, self.t, self.p.lr, steps=self.capacity,
+                                           record_params=True, **self.static).compile()  # fmt: skip
+
     def __call__(self, steps: int, meanwhile=lambda: None) -> tuple[np.ndarray, list[dict]]:
         """The next ``steps`` steps: (losses (steps,), per layer the parameters after each step, stacked (steps,
         ...) from a compiled loop, a list of one array per step from one call per step).
@@ -329,8 +339,27 @@ class _Judge:
                 self.kept[f"{k}{i}_reference"] = [layer[k][None]]
         self.limits = tol.trajectory_limits(rule, p.dtype, atol)
         self.free = {"f64": _params64(p.params)}  # the shadow rule's float64 JAX run
-        self.chunk_steps, self.jax = chunk, None  # the JAX side, made at the first chunk (its time is JAX's)
+        self.chunk_steps, self.jax = chunk, None  # the JAX side, made by ``start``
         self.last_losses = None  # (manual, JAX) at the last step compared
+
+    def start(self) -> threading.Thread:
+        """Make JAX's side and start compiling its step in another thread, to be joined before its first chunk.
+
+        A compile that fails there is left to the first call, which compiles (or fails) as it would have."""
+        p = self.p
+        c = compiled_length(p, self.rule, self.chunk_steps)
+        # local: one step from each of manual's parameters; global, shadow: a free run
+        self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
+
+        def compile_ahead():
+            try:
+                self.jax.compile_ahead()
+            except Exception:  # noqa: BLE001 - the first call meets the same error where it can be reported
+                pass
+
+        thread = threading.Thread(target=compile_ahead, name="compile JAX's step", daemon=True)
+        thread.start()
+        return thread
 
     def run_jax(self, m, steps: int, meanwhile=lambda: None):
         """JAX's side of a chunk of ``steps`` steps: (losses, parameters after each step, kink bounds or None).
@@ -339,10 +368,6 @@ class _Judge:
         diverged one); the others run on from JAX's last chunk and do not read ``m``. ``meanwhile()`` runs
         while JAX computes.
         """
-        p = self.p
-        if self.jax is None:  # local: one step from each of manual's parameters; global, shadow: a free run
-            c = compiled_length(p, self.rule, self.chunk_steps)
-            self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
         if self.rule == "local":
             one = self.jax(m.params, min(steps, len(m.losses) + 1), meanwhile)
             return one.losses, one.new, one.kink
@@ -499,17 +524,19 @@ def compare_trajectories(
     chunk = -(-p.steps // -(-p.steps // chunk)) if p.steps else 1  # equal chunks, the last short by < their count
     judge = _Judge(p, rule, atol, keep_history, timings, chunk)
     manual = _ManualChunks(p, [min(chunk, p.steps - s) for s in range(0, p.steps, chunk)], timings)
-    # The host runs manual's chunks while JAX computes: JAX's chunk c is dispatched, manual runs on (the local
-    # rule's JAX steps from manual's parameters: chunk c + 1, run one ahead; a free JAX run: chunk c itself)
-    # and the comparisons of chunk c − 1 are made, then JAX's numbers are awaited and chunk c is judged.
-    ahead = 1 if rule == "local" else 0
-    manual.run_to(ahead)
+    # The host runs manual's chunks while JAX computes. Manual's first chunk runs while JAX's step compiles;
+    # then JAX's chunk c is dispatched (the local rule's steps from manual's chunk c), manual runs chunk c + 1
+    # and the comparisons of chunk c − 1 are made, and only then are JAX's numbers awaited and chunk c judged.
+    compiling = judge.start() if p.steps else None
+    manual.run_to(1)
+    if compiling is not None:
+        with timings.phase("jax_run"):  # what is left of the compile once manual's chunk is done
+            compiling.join()
     compare = None  # the last chunk's comparisons, not yet made
     for c, steps in enumerate(manual.lengths):
-        m = manual.runs[c][0] if ahead else None
-        with timings.phase("jax_run"):  # less what the host does meanwhile, in its own phases
-            jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 1 + ahead, compare, timings))
         m, manual_at = manual.runs[c]
+        with timings.phase("jax_run"):  # less what the host does meanwhile, in its own phases
+            jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 2, compare, timings))
         stop, side, compare = judge.judge(m, steps, manual_at, jax_side)
         if stop is not None:
             divergence = Divergence(side, done + stop)

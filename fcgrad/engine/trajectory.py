@@ -13,7 +13,8 @@
 Every rule gives, per row (the loss, and ``w``/``b`` of each layer) and per step, max|Δ| and
 the tolerance of that step; a row fails at its first step beyond the tolerance (NaN never
 passes). Runs are compared in chunks of steps, so memory stays bounded and a caller can be
-told of progress.
+told of progress. The two sides overlap: while JAX computes a chunk (its dispatch does not wait), the
+host runs manual's next chunk and judges the last one; each chunk is still judged against its own.
 """
 
 import threading
@@ -427,7 +428,8 @@ class _Judge:
                 for key in ("w", "b"):
                     self.kept[f"{key}{i}_manual"].append(m_new[i][key])
                     # a copy: JAX's result may be a view of a buffer that is written again (one_step.Staging)
-                    self.kept[f"{key}{i}_reference"].append(np.array(_stacked(r_new[i][key]), copy=True))
+                    r = r_new[i][key]
+                    self.kept[f"{key}{i}_reference"].append(np.stack(r) if isinstance(r, list) else np.array(r))
 
     def _shadow(self, m_losses, m_new, r_losses, r_new, k: int) -> None:
         p, lim = self.p, self.limits

@@ -529,7 +529,8 @@ def compare_trajectories(
     # The host runs manual's chunks while JAX computes. Manual's first chunk runs while JAX's step compiles;
     # then JAX's chunk c is dispatched (the local rule's steps from manual's chunk c), manual runs chunk c + 1
     # and the comparisons of chunk c − 1 are made, and only then are JAX's numbers awaited and chunk c judged.
-    compiling = judge.start() if p.steps else None
+    with timings.phase("jax_run"):  # JAX's side made, its data sent; its compiling started aside
+        compiling = judge.start() if p.steps else None
     manual.run_to(1)
     if compiling is not None:
         with timings.phase("jax_run"):  # what is left of the compile once manual's chunk is done

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+import fcgrad.engine.blas_threads as blas_threads
 import fcgrad.engine.one_step as one_step
 import fcgrad.engine.trajectory as trajectory
 from fcgrad.engine.one_step import ALIGN_BYTES, Staging
@@ -92,6 +93,48 @@ def test_jax_compiles_its_step_while_manuals_first_chunk_runs(activation, large,
         assert all(r.ok for r in compare_trajectories(p, timings=timings).rows)
     assert timings.compile_aside_s > 0
     assert timings.compile_in("jax_run") < 0.1 * timings.compile_aside_s  # the calls found it compiled
+
+
+# without threadpoolctl manual's BLAS cannot be held to the host's share: it runs apart from JAX, after it
+APART = [
+    ("manual", 4),
+    ("JAX", 4), ("manual", 4),
+    ("JAX", 4), ("compare in JAX", 4), ("manual", 2),
+    ("JAX", 2), ("compare in JAX", 4),
+    ("compare", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
+def test_without_a_blas_limit_manual_runs_apart_from_jax(activation, monkeypatch):
+    monkeypatch.setattr(blas_threads, "ThreadpoolController", None)
+    assert _events(monkeypatch, activation) == APART
+
+
+def test_manual_beside_jax_runs_on_the_hosts_share_of_blas_threads(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads_now():
+        return threadpoolctl.ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+
+    before = blas_threads_now()
+    seen = []
+    train = trajectory._train_manual
+
+    def counted(p, params, steps):
+        seen.append(blas_threads_now())
+        return train(p, params, steps)
+
+    monkeypatch.setattr(trajectory, "_train_manual", counted)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    p = random_problem((3, 5, 2), activations="tanh", batch=4, seed=1).with_options(steps=10)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    assert seen == [blas_threads.host_share()] * 3  # every chunk: the first beside the compile, the others JAX
+    assert blas_threads_now() == before  # as it was after
+
+
+def test_the_hosts_share_is_half_the_cores_and_at_least_one():
+    assert [blas_threads.host_share(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
 
 
 def _stacked_row(a, r, prev):

@@ -19,12 +19,14 @@ host runs manual's next chunk and judges the last one; each chunk is still judge
 
 import threading
 import time
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from fcgrad import manual, reference
+from fcgrad.engine import blas_threads
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, StepsFrom, bound_mode, step_flops
@@ -479,20 +481,23 @@ class _ManualChunks:
         self.p, self.lengths, self.timings = p, lengths, timings
         self.runs: list = []  # (manual.train's trajectory, the local step where it diverged or None) per chunk
 
-    def run_to(self, count: int) -> None:
-        """Run chunks until ``count`` have run (or manual diverged, or every chunk has run)."""
+    def run_to(self, count: int, beside_jax: bool = False) -> None:
+        """Run chunks until ``count`` have run (or manual diverged, or every chunk has run); ``beside_jax``: on
+        the host's share of the cores (``blas_threads``), JAX computing or compiling meanwhile."""
         while len(self.runs) < min(count, len(self.lengths)) and (not self.runs or self.runs[-1][1] is None):
             start = self.p.params if not self.runs else self.runs[-1][0].final
-            with self.timings.phase("manual_run"):
+            with self.timings.phase("manual_run"), blas_threads.beside_jax() if beside_jax else nullcontext():
                 self.runs.append(_train_manual(self.p, start, self.lengths[len(self.runs)]))
 
 
 def _meanwhile(manual: _ManualChunks, count: int, compare, timings: Timings):
-    """What the host does while JAX computes a chunk: manual's chunks up to ``count``, then the comparisons of
-    the chunk before (when there is one), each timed as such."""
+    """What the host does while JAX computes a chunk: manual's chunks up to ``count`` (where its BLAS can be
+    held to the host's share of the cores), then the comparisons of the chunk before (when there is one),
+    each timed as such."""
 
     def run():
-        manual.run_to(count)
+        if blas_threads.can_limit():
+            manual.run_to(count, beside_jax=True)
         if compare is not None:
             with timings.phase("comparisons"):
                 compare()
@@ -529,9 +534,10 @@ def compare_trajectories(
     # The host runs manual's chunks while JAX computes. Manual's first chunk runs while JAX's step compiles;
     # then JAX's chunk c is dispatched (the local rule's steps from manual's chunk c), manual runs chunk c + 1
     # and the comparisons of chunk c − 1 are made, and only then are JAX's numbers awaited and chunk c judged.
+    # Manual's BLAS is held to the host's share of the cores meanwhile; where it cannot be, manual runs apart.
     with timings.phase("jax_run"):  # JAX's side made, its data sent; its compiling started aside
         compiling = judge.start() if p.steps else None
-    manual.run_to(1)
+    manual.run_to(1, beside_jax=blas_threads.can_limit())
     if compiling is not None:
         with timings.phase("jax_run"):  # what is left of the compile once manual's chunk is done
             compiling.join()
@@ -540,6 +546,7 @@ def compare_trajectories(
         m, manual_at = manual.runs[c]
         with timings.phase("jax_run"):  # less what the host does meanwhile, in its own phases
             jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 2, compare, timings))
+        manual.run_to(c + 2)  # where manual cannot run beside JAX (see blas_threads), after it
         stop, side, compare = judge.judge(m, steps, manual_at, jax_side)
         if stop is not None:
             divergence = Divergence(side, done + stop)

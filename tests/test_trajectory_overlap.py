@@ -133,6 +133,16 @@ def test_manual_beside_jax_runs_on_the_hosts_share_of_blas_threads(monkeypatch):
     assert blas_threads_now() == before  # as it was after
 
 
+def test_a_blas_already_below_the_hosts_share_is_left_there(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(blas_threads, "host_share", lambda cores=None: 64)
+    controller = threadpoolctl.ThreadpoolController()
+    before = [lib["num_threads"] for lib in controller.select(user_api="blas").info()]
+    with blas_threads.beside_jax():
+        inside = [lib["num_threads"] for lib in controller.select(user_api="blas").info()]
+    assert inside == before  # a limit of 64 raises no library's thread count
+
+
 def test_the_hosts_share_is_half_the_cores_and_at_least_one():
     assert [blas_threads.host_share(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
 

@@ -31,12 +31,14 @@ def host_share(cores: int | None = None) -> int:
 
 @contextlib.contextmanager
 def beside_jax():
-    """NumPy's BLAS on ``host_share()`` threads inside the block (as it was after); nothing without threadpoolctl."""
+    """NumPy's BLAS on at most ``host_share()`` threads inside the block (as it was after); nothing without
+    threadpoolctl."""
     global _controller
     if ThreadpoolController is None:
         yield
         return
     if _controller is None:  # finding the loaded libraries takes a while: once per process
         _controller = ThreadpoolController()
-    with _controller.limit(limits=host_share(), user_api="blas"):
+    now = [lib["num_threads"] for lib in _controller.select(user_api="blas").info()]
+    with _controller.limit(limits=min([host_share(), *now]), user_api="blas"):  # never more than it had
         yield

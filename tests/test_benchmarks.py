@@ -253,8 +253,29 @@ def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
         sides = (r["manual_step_s"] + r["jit_step_s"]) * case["steps"]
         assert r["ratio"] == pytest.approx(r["trajectory_s"] / sides)
         assert math.isfinite(r["ratio_without_compile"]) and r["finite_differences_s"] >= 0
+        conditions = r["conditions"]  # stated beside each round's ratio
+        assert len(conditions["loadavg_at_start"]) == 3 and len(conditions["loadavg_at_end"]) == 3
+        assert conditions["others_share"] is None or 0 <= conditions["others_share"] <= 1
+        assert case["idle"] in (True, False, None)
+    assert result["goal"] in (check_cost.GOAL_FEW_CORES, check_cost.GOAL_MANY_CORES)
     out = capsys.readouterr().out
-    assert "local rule" in out and "global rule" in out and "ratio" in out
+    assert "local rule" in out and "global rule" in out and "ratio" in out and "load" in out
+    idle = all(case["idle"] for case in result["cases"])
+    assert ("too loaded to judge the goal" in out) is (not idle and None not in [c["idle"] for c in result["cases"]])
+
+
+def test_check_cost_says_a_round_with_others_at_work_is_too_loaded_to_judge():
+    rounds = [{"ratio": 1.2, "conditions": {"loadavg_at_start": [0.1] * 3, "loadavg_at_end": [2.0] * 3,
+                                            "others_share": share}} for share in (0.0, 0.5)]  # fmt: skip
+    case = {"rule": "local", "activation": "relu", "ratio": 1.2, "goal_met": True, "rounds": rounds,
+            "idle": check_cost._idle(rounds), "trajectory_s": 2.0, "trajectory_compile_s": 0.1, "sides_s": 1.7,
+            "manual_step_s": 4e-3, "jit_step_s": 4e-3, "ratio_without_compile": 1.1, "finite_differences_s": 1.0,
+            "phases_s": {"manual_run": 1.0, "jax_run": 0.8, "comparisons": 0.2}}  # fmt: skip
+    assert case["idle"] is False
+    text = check_cost.table([case])
+    assert "too loaded to judge the goal" in text and "others used 50% of the cores" in text
+    case["idle"] = check_cost._idle(rounds[:1])
+    assert case["idle"] is True and "too loaded" not in check_cost.table([case])
 
 
 def test_check_cost_refuses_a_bad_json_path_before_any_check(tmp_path, capsys):

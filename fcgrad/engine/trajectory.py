@@ -13,20 +13,25 @@
 Every rule gives, per row (the loss, and ``w``/``b`` of each layer) and per step, max|Δ| and
 the tolerance of that step; a row fails at its first step beyond the tolerance (NaN never
 passes). Runs are compared in chunks of steps, so memory stays bounded and a caller can be
-told of progress.
+told of progress. The two sides overlap: while JAX computes a chunk (its dispatch does not wait), the
+host runs manual's next chunk and judges the last one; each chunk is still judged against its own.
 """
 
+import threading
 import time
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from fcgrad import manual, reference
+from fcgrad.engine import blas_threads
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
 from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, StepsFrom, bound_mode, step_flops
 from fcgrad.engine.problems import Problem
+from fcgrad.engine.step_stats import step_numbers
 from fcgrad.engine.timing import Timings
 from fcgrad.manual.errors import DivergenceError
 from fcgrad.reference.precision import as_jax, x64_for
@@ -126,6 +131,13 @@ class RowAccumulator:
             self.diffs.append(_max_abs(d))
             self.tols.append(np.asarray(step_tol, np.float64))
             self.sq_ref += _sum_squares(r)
+
+    def add_numbers(self, max_diff, step_tol, sq_diff: float, sq_ref: float) -> None:
+        """The numbers ``add`` takes from stacked arrays, computed step by step (``step_stats.step_numbers``)."""
+        self.diffs.append(np.asarray(max_diff, np.float64))
+        self.tols.append(np.asarray(step_tol, np.float64))
+        self.sq_diff += sq_diff
+        self.sq_ref += sq_ref
 
     def row(self, layer: int, quantity: str, rule: str) -> tuple[Row, np.ndarray]:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf/NaN are results here
@@ -281,8 +293,18 @@ class _FreeRun:
                            trainable=static_trainable(p.trainable, len(p.params)))  # fmt: skip
         self.per_step = step_flops(p) >= LARGE_STEP_FLOPS
 
+    def compile_ahead(self) -> None:
+        """Compile what the calls will run (see ``one_step.StepsFrom.compile_ahead``)."""
+        with x64_for(self.p.dtype):
+            if self.per_step:
+                reference.jit_step.lower(self.params, self.x, self.t, self.p.lr, **self.static).compile()
+            else:
+                reference.scan_train.lower(self.params, self.x, self.t, self.p.lr, steps=self.capacity,
+                                           record_params=True, **self.static).compile()  # fmt: skip
+
     def __call__(self, steps: int, meanwhile=lambda: None) -> tuple[np.ndarray, list[dict]]:
-        """The next ``steps`` steps: (losses (steps,), per layer the parameters after each step).
+        """The next ``steps`` steps: (losses (steps,), per layer the parameters after each step, stacked (steps,
+        ...) from a compiled loop, a list of one array per step from one call per step).
 
         ``meanwhile()`` runs while JAX computes: its work is dispatched and not yet awaited."""
         with x64_for(self.p.dtype):
@@ -293,7 +315,8 @@ class _FreeRun:
                     losses.append(value)
                     after.append(self.params)
                 meanwhile()
-                new = [{key: np.stack([np.asarray(q[i][key]) for q in after]) for key in layer}
+                # each step's arrays as they lie (a view of JAX's buffer on the CPU): judged step by step, not stacked
+                new = [{key: [np.asarray(q[i][key]) for q in after] for key in layer}
                        for i, layer in enumerate(self.params)]  # fmt: skip
                 return np.array([np.asarray(v) for v in losses]), new
             losses, history, final = reference.scan_train(
@@ -319,32 +342,54 @@ class _Judge:
                 self.kept[f"{k}{i}_reference"] = [layer[k][None]]
         self.limits = tol.trajectory_limits(rule, p.dtype, atol)
         self.free = {"f64": _params64(p.params)}  # the shadow rule's float64 JAX run
-        self.chunk_steps, self.jax = chunk, None  # the JAX side, made at the first chunk (its time is JAX's)
+        self.chunk_steps, self.jax = chunk, None  # the JAX side, made by ``start``
         self.last_losses = None  # (manual, JAX) at the last step compared
 
-    def chunk(self, m, steps: int, manual_at: int | None, meanwhile=lambda: None):
-        """Run JAX's side of manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged).
+    def start(self) -> threading.Thread:
+        """Make JAX's side and start compiling its step in another thread, to be joined before its first chunk.
 
-        Returns (the step of this chunk where comparing stops, which side diverged) or (None, None), and the
-        chunk's comparisons as a call, to be made while JAX computes the next chunk. ``meanwhile()`` runs
-        while JAX computes this one.
-        """
+        A compile that fails there is left to the first call, which compiles (or fails) as it would have."""
         p = self.p
-        if self.jax is None:  # local: one step from each of manual's parameters; global, shadow: a free run
-            c = compiled_length(p, self.rule, self.chunk_steps)
-            self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
-        kink = None
-        if self.rule == "local":  # one JAX step from each of manual's parameters, up to a diverged one
+        c = compiled_length(p, self.rule, self.chunk_steps)
+        # local: one step from each of manual's parameters; global, shadow: a free run
+        self.jax = StepsFrom(p, c) if self.rule == "local" else _FreeRun(p, c)
+
+        def compile_ahead():
+            try:
+                self.jax.compile_ahead()
+            except Exception:  # noqa: BLE001 - the first call meets the same error where it can be reported
+                pass
+
+        thread = threading.Thread(target=compile_ahead, name="compile JAX's step", daemon=True)
+        thread.start()
+        return thread
+
+    def run_jax(self, m, steps: int, meanwhile=lambda: None):
+        """JAX's side of a chunk of ``steps`` steps: (losses, parameters after each step, kink bounds or None).
+
+        The local rule steps once from each of manual's parameters in its chunk ``m`` (up to the step after a
+        diverged one); the others run on from JAX's last chunk and do not read ``m``. ``meanwhile()`` runs
+        while JAX computes.
+        """
+        if self.rule == "local":
             one = self.jax(m.params, min(steps, len(m.losses) + 1), meanwhile)
-            r_losses, r_new, kink = one.losses, one.new, one.kink
-        else:
-            r_losses, r_new = self.jax(steps, meanwhile)
+            return one.losses, one.new, one.kink
+        r_losses, r_new = self.jax(steps, meanwhile)
+        return r_losses, r_new, None
+
+    def judge(self, m, steps: int, manual_at: int | None, jax_side):
+        """Manual's chunk ``m`` of ``steps`` steps (cut at ``manual_at`` when manual diverged) and JAX's, from
+        ``run_jax``: (the step of this chunk where comparing stops, which side diverged) or (None, None), and
+        the chunk's comparisons as a call, to be made while JAX computes the next chunk."""
+        r_losses, r_new, kink = jax_side
         stop, side = _merge_divergence(manual_at, _first_nonfinite(r_losses))
         k = steps if stop is None else stop  # steps judged in this chunk
         return stop, side, lambda: self._compare(m, r_losses, r_new, kink, k)
 
     def _compare(self, m, r_losses, r_new, kink, k: int) -> None:
-        """Every row of the chunk's first ``k`` steps, into the accumulators (and the kept histories)."""
+        """Every row of the chunk's first ``k`` steps, into the accumulators (and the kept histories).
+
+        JAX's parameters come stacked (steps, ...) or as one array per step (``step_stats``)."""
         p, n = self.p, len(self.p.params)
         m_losses = m.losses[:k]
         m_new = [{key: v[1:k + 1] for key, v in layer.items()} for layer in m.params]
@@ -353,27 +398,40 @@ class _Judge:
         if k:
             self.last_losses = (float(m_losses[-1]), float(r_losses[-1]))
         if self.rule == "shadow":
-            self._shadow(m_losses, m_new, r_losses, r_new, k)
+            self._shadow(m_losses, m_new, r_losses, [{key: _stacked(v) for key, v in layer.items()} for layer in r_new],
+                         k)  # fmt: skip
         else:
             lim = self.limits
             loss_tol = lim.loss * step_scale(r_losses)
             self.acc[(-1, "loss")].add(m_losses, r_losses, loss_tol)
             for i in range(n):
                 for key in ("w", "b"):
-                    a, b = m_new[i][key], _as64(r_new[i][key])  # JAX's side once in float64: used up to 3 times
-                    t = lim.param * step_scale(b)
+                    a, r = m_new[i][key], r_new[i][key]
+                    prev = m.params[i][key][:k] if self.rule == "local" else None
+                    if isinstance(r, list):
+                        got = step_numbers(a, r, prev)
+                        scale, update = got.scale, got.update
+                    else:
+                        r = _as64(r)  # JAX's side once in float64: used up to 3 times
+                        scale = step_scale(r)
+                        update = _step_max(r, prev) if prev is not None else None
+                    t = lim.param * scale
                     if self.rule == "local":  # plus a share of the step's own size, lr·max|grad|
                         # and what ReLU entries at the kink may change: lr · (bound on Δgrad) · KINK_SLACK
-                        prev = m.params[i][key][:k]
-                        t = t + lim.update * _step_max(b, prev) + tol.KINK_SLACK * p.lr * kink[i][key][:k]
-                    self.acc[(i, key)].add(a, b, t)
+                        t = t + lim.update * update + tol.KINK_SLACK * p.lr * kink[i][key][:k]
+                    if isinstance(r, list):
+                        self.acc[(i, key)].add_numbers(got.max_diff, t, got.sq_diff, got.sq_ref)
+                    else:
+                        self.acc[(i, key)].add(a, r, t)
         if self.keep:
             self.kept["loss_manual"].append(m_losses)
             self.kept["loss_reference"].append(r_losses)
             for i in range(n):
                 for key in ("w", "b"):
                     self.kept[f"{key}{i}_manual"].append(m_new[i][key])
-                    self.kept[f"{key}{i}_reference"].append(r_new[i][key])
+                    # a copy: JAX's result may be a view of a buffer that is written again (one_step.Staging)
+                    r = r_new[i][key]
+                    self.kept[f"{key}{i}_reference"].append(np.stack(r) if isinstance(r, list) else np.array(r))
 
     def _shadow(self, m_losses, m_new, r_losses, r_new, k: int) -> None:
         p, lim = self.p, self.limits
@@ -407,14 +465,39 @@ class _Judge:
         return rows, histories
 
 
+def _stacked(v) -> np.ndarray:
+    """One array (steps, ...) from JAX's parameters, stacked already or one array per step."""
+    return np.stack(v) if isinstance(v, list) else np.asarray(v)
+
+
 def _params64(params):
     return [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
 
 
-def _meanwhile(compare, timings: Timings):
-    """The chunk before's comparisons, timed as such, to be made while JAX computes the next chunk."""
+class _ManualChunks:
+    """Manual's chunks, each run once, in order, up to the chunk where its loss stopped being finite."""
+
+    def __init__(self, p: Problem, lengths: list[int], timings: Timings):
+        self.p, self.lengths, self.timings = p, lengths, timings
+        self.runs: list = []  # (manual.train's trajectory, the local step where it diverged or None) per chunk
+
+    def run_to(self, count: int, beside_jax: bool = False) -> None:
+        """Run chunks until ``count`` have run (or manual diverged, or every chunk has run); ``beside_jax``: on
+        the host's share of the cores (``blas_threads``), JAX computing or compiling meanwhile."""
+        while len(self.runs) < min(count, len(self.lengths)) and (not self.runs or self.runs[-1][1] is None):
+            start = self.p.params if not self.runs else self.runs[-1][0].final
+            with self.timings.phase("manual_run"), blas_threads.beside_jax() if beside_jax else nullcontext():
+                self.runs.append(_train_manual(self.p, start, self.lengths[len(self.runs)]))
+
+
+def _meanwhile(manual: _ManualChunks, count: int, compare, timings: Timings):
+    """What the host does while JAX computes a chunk: manual's chunks up to ``count`` (where its BLAS can be
+    held to the host's share of the cores), then the comparisons of the chunk before (when there is one),
+    each timed as such."""
 
     def run():
+        if blas_threads.can_limit():
+            manual.run_to(count, beside_jax=True)
         if compare is not None:
             with timings.phase("comparisons"):
                 compare()
@@ -447,16 +530,24 @@ def compare_trajectories(
     chunk = chunk_steps(p, rule) if p.steps else 1
     chunk = -(-p.steps // -(-p.steps // chunk)) if p.steps else 1  # equal chunks, the last short by < their count
     judge = _Judge(p, rule, atol, keep_history, timings, chunk)
+    manual = _ManualChunks(p, [min(chunk, p.steps - s) for s in range(0, p.steps, chunk)], timings)
+    # The host runs manual's chunks while JAX computes. Manual's first chunk runs while JAX's step compiles;
+    # then JAX's chunk c is dispatched (the local rule's steps from manual's chunk c), manual runs chunk c + 1
+    # and the comparisons of chunk c − 1 are made, and only then are JAX's numbers awaited and chunk c judged.
+    # Manual's BLAS is held to the host's share of the cores meanwhile; where it cannot be, manual runs apart.
+    with timings.phase("jax_run"):  # JAX's side made, its data sent; its compiling started aside
+        compiling = judge.start() if p.steps else None
+    manual.run_to(1, beside_jax=blas_threads.can_limit())
+    if compiling is not None:
+        with timings.phase("jax_run"):  # what is left of the compile once manual's chunk is done
+            compiling.join()
     compare = None  # the last chunk's comparisons, not yet made
-    while done < p.steps:
-        steps = min(chunk, p.steps - done)
-        with timings.phase("manual_run"):
-            m, manual_at = _train_manual(p, pm, steps)
-        compared_before = timings.seconds["comparisons"]
-        with timings.phase("jax_run"):  # less the comparisons made meanwhile, taken off below
-            stop, side, later = judge.chunk(m, steps, manual_at, _meanwhile(compare, timings))
-        timings.seconds["jax_run"] -= timings.seconds["comparisons"] - compared_before
-        compare = later
+    for c, steps in enumerate(manual.lengths):
+        m, manual_at = manual.runs[c]
+        with timings.phase("jax_run"):  # less what the host does meanwhile, in its own phases
+            jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 2, compare, timings))
+        manual.run_to(c + 2)  # where manual cannot run beside JAX (see blas_threads), after it
+        stop, side, compare = judge.judge(m, steps, manual_at, jax_side)
         if stop is not None:
             divergence = Divergence(side, done + stop)
             done += stop

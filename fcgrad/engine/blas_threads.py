@@ -1,0 +1,44 @@
+"""NumPy's BLAS held to the host's share of the cores while JAX computes beside it.
+
+Manual's products on every core's BLAS thread while XLA's threads run JAX's chunk leave each side's
+threads waiting on the other's: measured on a 2-core machine, manual's chunks then ran 2 to 3 times
+slower than alone and the overlapped trajectory took longer than the two sides one after the other.
+With manual's BLAS on half the cores (one thread there) while JAX computes, the overlapped trajectory
+was the fastest of the three, at every load seen. threadpoolctl, where it is installed, sets the limit;
+where it is not, the trajectory runs manual's chunks apart from JAX's (``can_limit``).
+"""
+
+import contextlib
+import os
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # an optional package: without it manual does not run beside JAX
+    ThreadpoolController = None
+
+_controller = None
+
+
+def can_limit() -> bool:
+    return ThreadpoolController is not None
+
+
+def host_share(cores: int | None = None) -> int:
+    """BLAS threads for manual beside JAX: half the cores (XLA keeps the rest busy), at least one."""
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    return max(1, cores // 2)
+
+
+@contextlib.contextmanager
+def beside_jax():
+    """NumPy's BLAS on at most ``host_share()`` threads inside the block (as it was after); nothing without
+    threadpoolctl."""
+    global _controller
+    if ThreadpoolController is None:
+        yield
+        return
+    if _controller is None:  # finding the loaded libraries takes a while: once per process
+        _controller = ThreadpoolController()
+    now = [lib["num_threads"] for lib in _controller.select(user_api="blas").info()]
+    with _controller.limit(limits=min([host_share(), *now]), user_api="blas"):  # never more than it had
+        yield

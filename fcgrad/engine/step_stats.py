@@ -1,0 +1,60 @@
+"""A row's comparison numbers, step by step, when JAX's side comes as one array per step.
+
+JAX's large steps are one compiled call each (``one_step.LARGE_STEP_FLOPS``): their results are as many
+arrays, each read where it lies (on the CPU, ``np.asarray`` of a JAX array is a view). Stacking them
+first would copy every one of them into a chunk-sized array and then read that several times; here each
+step goes through one scratch array, reused from step to step, that stays in the cache. The numbers are
+those ``trajectory.RowAccumulator.add`` takes from stacked arrays, in float64: per step max|a − r| and
+max(1, max|r|) (the scale of the tolerance), the local rule's max|r − prev|, and the sums of squares of
+a − r and of r over every entry.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class StepNumbers(NamedTuple):
+    max_diff: np.ndarray  # (K,) max|a − r| of each step; NaN where either side has a NaN
+    scale: np.ndarray  # (K,) max(1, max|r|) of each step
+    update: np.ndarray | None  # (K,) max|r − prev| of each step, when ``prev`` was given
+    sq_diff: float  # Σ (a − r)² over every step and entry
+    sq_ref: float  # Σ r² over every step and entry
+
+
+def _max_abs(a: np.ndarray) -> float:
+    """max|a| as max(max a, −min a): NaN when ``a`` has one, without an |a| array."""
+    return float(np.maximum(a.max(), -a.min()))
+
+
+def _sum_squares(a: np.ndarray) -> float:
+    flat = a.reshape(-1)
+    return float(np.einsum("i,i->", flat, flat))
+
+
+def step_numbers(a, r, prev=None) -> StepNumbers:
+    """``a``: manual's (K, ...) (any array indexed by step); ``r``: JAX's K arrays; ``prev``: (K, ...) or None.
+
+    Every difference is taken in float64 (``np.subtract(..., dtype=float64)`` converts each operand first,
+    exactly as ``trajectory._as64`` does before subtracting)."""
+    k = len(r)
+    scratch = np.empty(np.shape(r[0]), np.float64)
+    ref64 = np.empty_like(scratch)
+    max_diff, scale = np.empty(k), np.empty(k)
+    update = None if prev is None else np.empty(k)
+    sq_diff = sq_ref = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: inf and NaN are results here
+        for j in range(k):
+            rj = np.asarray(r[j])
+            if rj.dtype != np.float64:
+                np.copyto(ref64, rj)
+                rj = ref64
+            np.subtract(a[j], rj, out=scratch, dtype=np.float64)
+            max_diff[j] = _max_abs(scratch)
+            sq_diff += _sum_squares(scratch)
+            scale[j] = np.maximum(1.0, _max_abs(rj))
+            sq_ref += _sum_squares(rj)
+            if update is not None:
+                np.subtract(rj, prev[j], out=scratch, dtype=np.float64)
+                update[j] = _max_abs(scratch)
+    return StepNumbers(max_diff, scale, update, sq_diff, sq_ref)

@@ -1,0 +1,211 @@
+"""The trajectory's two sides overlap without changing a verdict.
+
+- the host runs manual's next chunk and the last chunk's comparisons inside JAX's chunk (while JAX computes),
+  in the order that keeps each chunk judged against its own manual chunk;
+- a row's numbers taken step by step from one array per step (JAX's large steps) are those taken from the
+  stacked arrays, NaN and inf included;
+- a phase run inside another is counted once, so the trajectory's phases still add up to its wall time;
+- the buffers the local rule's chunks reach JAX through are aligned and not reused by the next chunk.
+"""
+
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import fcgrad.engine.blas_threads as blas_threads
+import fcgrad.engine.one_step as one_step
+import fcgrad.engine.trajectory as trajectory
+from fcgrad.engine.one_step import ALIGN_BYTES, Staging
+from fcgrad.engine.problems import random_problem
+from fcgrad.engine.step_stats import step_numbers
+from fcgrad.engine.timing import Timings
+from fcgrad.engine.trajectory import RowAccumulator, compare_trajectories, step_scale
+
+# Σ (a − r)² and Σ r² summed step by step against all at once: the same terms in another order, so their
+# relative difference is a few ulps (float64 eps 2.2e-16 times the terms' count at most); 1e-12 leaves room.
+SUM_ORDER_REL = 1e-12
+
+
+def _events(monkeypatch, activation: str) -> list[tuple[str, object]]:
+    """(what, chunk or steps) in the order the trajectory did them, with 10 steps in chunks of 4, 4 and 2."""
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    events, inside = [], []
+    train, run_jax, judge = trajectory._train_manual, trajectory._Judge.run_jax, trajectory._Judge.judge
+
+    def logged_train(p, params, steps):
+        events.append(("manual" + (" in JAX" if inside else ""), steps))
+        return train(p, params, steps)
+
+    def logged_run_jax(self, m, steps, meanwhile=lambda: None):
+        events.append(("JAX", steps))
+        inside.append(True)
+        try:
+            return run_jax(self, m, steps, meanwhile)
+        finally:
+            inside.pop()
+
+    def logged_judge(self, m, steps, manual_at, jax_side):
+        stop, side, compare = judge(self, m, steps, manual_at, jax_side)
+
+        def logged_compare():
+            events.append(("compare" + (" in JAX" if inside else ""), steps))
+            compare()
+
+        return stop, side, logged_compare
+
+    monkeypatch.setattr(trajectory, "_train_manual", logged_train)
+    monkeypatch.setattr(trajectory._Judge, "run_jax", logged_run_jax)
+    monkeypatch.setattr(trajectory._Judge, "judge", logged_judge)
+    p = random_problem((3, 5, 2), activations=activation, batch=4, seed=1).with_options(steps=10)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    return events
+
+
+# Manual runs one chunk ahead: its first chunk while JAX's step compiles, then chunk c + 1 while JAX computes
+# chunk c (the local rule's steps from manual's chunk c, a free run's own), with the comparisons of chunk c − 1
+AHEAD = [
+    ("manual", 4),
+    ("JAX", 4), ("manual in JAX", 4),
+    ("JAX", 4), ("manual in JAX", 2), ("compare in JAX", 4),
+    ("JAX", 2), ("compare in JAX", 4),
+    ("compare", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
+def test_manual_runs_its_next_chunk_and_the_last_comparisons_are_made_while_jax_computes(activation, monkeypatch):
+    assert _events(monkeypatch, activation) == AHEAD
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
+@pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
+def test_jax_compiles_its_step_while_manuals_first_chunk_runs(activation, large, monkeypatch):
+    if large:
+        monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
+        monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    p = random_problem((3, 6, 2), activations=activation, batch=7, seed=2).with_options(steps=10)
+    jax.clear_caches()
+    timings = Timings()
+    with timings.compiling():
+        assert all(r.ok for r in compare_trajectories(p, timings=timings).rows)
+    assert timings.compile_aside_s > 0
+    assert timings.compile_in("jax_run") < 0.1 * timings.compile_aside_s  # the calls found it compiled
+
+
+# without threadpoolctl manual's BLAS cannot be held to the host's share: it runs apart from JAX, after it
+APART = [
+    ("manual", 4),
+    ("JAX", 4), ("manual", 4),
+    ("JAX", 4), ("compare in JAX", 4), ("manual", 2),
+    ("JAX", 2), ("compare in JAX", 4),
+    ("compare", 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
+def test_without_a_blas_limit_manual_runs_apart_from_jax(activation, monkeypatch):
+    monkeypatch.setattr(blas_threads, "ThreadpoolController", None)
+    assert _events(monkeypatch, activation) == APART
+
+
+def test_manual_beside_jax_runs_on_the_hosts_share_of_blas_threads(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads_now():
+        return threadpoolctl.ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+
+    before = blas_threads_now()
+    seen = []
+    train = trajectory._train_manual
+
+    def counted(p, params, steps):
+        seen.append(blas_threads_now())
+        return train(p, params, steps)
+
+    monkeypatch.setattr(trajectory, "_train_manual", counted)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    p = random_problem((3, 5, 2), activations="tanh", batch=4, seed=1).with_options(steps=10)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    assert seen == [blas_threads.host_share()] * 3  # every chunk: the first beside the compile, the others JAX
+    assert blas_threads_now() == before  # as it was after
+
+
+def test_a_blas_already_below_the_hosts_share_is_left_there(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(blas_threads, "host_share", lambda cores=None: 64)
+    controller = threadpoolctl.ThreadpoolController()
+    before = [lib["num_threads"] for lib in controller.select(user_api="blas").info()]
+    with blas_threads.beside_jax():
+        inside = [lib["num_threads"] for lib in controller.select(user_api="blas").info()]
+    assert inside == before  # a limit of 64 raises no library's thread count
+
+
+def test_the_hosts_share_is_half_the_cores_and_at_least_one():
+    assert [blas_threads.host_share(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
+
+
+def _stacked_row(a, r, prev):
+    acc = RowAccumulator()
+    t = step_scale(r) + (np.zeros(len(r)) if prev is None else trajectory._step_max(r, prev))
+    acc.add(a, r, t)
+    return acc
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("local", [False, True], ids=["global", "local"])
+def test_step_by_step_numbers_are_the_stacked_ones(dtype, local):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 7, 3)).astype(dtype)
+    r = (a + 1e-3 * rng.standard_normal(a.shape)).astype(dtype)
+    prev = (a - 0.1).astype(dtype) if local else None
+    r[2, 1, 1] = np.nan  # a NaN on JAX's side
+    a[3, 0, 2] = np.inf  # an inf on manual's
+    want = _stacked_row(a, r, prev)
+    got = step_numbers(a, list(r), prev)
+    tol = got.scale + (0.0 if prev is None else got.update)
+    np.testing.assert_array_equal(got.max_diff, want.diffs[0])  # exact: the same differences and maxima
+    np.testing.assert_array_equal(tol, want.tols[0])
+    assert np.isnan(got.max_diff[2]) and np.isposinf(got.max_diff[3])
+    assert np.isnan(got.sq_diff) and np.isnan(want.sq_diff)  # the NaN reaches the sums either way
+    finite = [0, 1, 4]
+    part = step_numbers(a[finite], list(r[finite]))
+    whole = _stacked_row(a[finite], r[finite], None)
+    assert abs(part.sq_diff - whole.sq_diff) <= SUM_ORDER_REL * whole.sq_diff
+    assert abs(part.sq_ref - whole.sq_ref) <= SUM_ORDER_REL * whole.sq_ref
+
+
+def test_float32_differences_are_taken_in_float64():
+    a = np.array([[1e8]], np.float32)[None]  # float32's ulp at 1e8 is 8: 1e8 − 1 rounds back to 1e8 there
+    r = [np.array([[1.0]], np.float32)]
+    # 99,999,999 is exact in float64; a float32 subtraction gives 1e8, a whole 1 away
+    assert abs(step_numbers(a, r).max_diff[0] - 99_999_999) < 0.5
+
+
+def test_a_phase_inside_another_is_counted_once():
+    t = Timings()
+    start = time.perf_counter()
+    with t.phase("jax_run"):
+        with t.phase("manual_run"):
+            time.sleep(0.05)
+        with t.phase("comparisons"):
+            time.sleep(0.02)
+    wall = time.perf_counter() - start
+    assert t.seconds["manual_run"] >= 0.05 and t.seconds["comparisons"] >= 0.02
+    assert t.seconds["jax_run"] < 0.02  # the sleeps are the inner phases', not JAX's
+    assert abs(sum(t.seconds.values()) - wall) <= 1e-3  # each second once: perf_counter's own few µs
+
+
+def test_staging_buffers_are_aligned_and_the_next_chunk_has_its_own():
+    s = Staging()
+    s.turn()
+    first = s.array((0, "w"), (4, 3, 5), np.float64)
+    s.turn()
+    second = s.array((0, "w"), (4, 3, 5), np.float64)
+    s.turn()
+    third = s.array((0, "w"), (4, 3, 5), np.float64)
+    assert all(b.ctypes.data % ALIGN_BYTES == 0 for b in (first, second, third))
+    assert not np.shares_memory(first, second)  # the chunk judged while the next one runs keeps its numbers
+    assert np.shares_memory(first, third)  # reused two chunks later: no new memory per chunk

@@ -7,7 +7,6 @@ must get no finding.
 """
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from fcgrad.cli.main import main
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
 TEXTBOOK = Path(__file__).parent / "fixtures" / "textbook_net.py"
 sys.path.insert(0, str(PUBLISHED))
-from planted import PLANTED, plant  # noqa: E402
+from planted import PLANTED, planted_copy  # noqa: E402
 
 STEPS = 2  # the trace reads step 0; the drift needs only a step or two here
 # The catalogue's name for each planted mistake of the published files
@@ -35,16 +34,6 @@ CATALOGUE_NAME = {
 # network.py's w-for-wᵀ mistake runs only where every layer after the first is square
 NETWORK_SIZES = (3, 4, 4, 4)
 
-
-def _planted_copy(tmp_path: Path, shape: str, k: int) -> tuple[Path, int]:
-    """A copy of the shape's folder with its k-th mistake planted; the path of its main file and the planted line."""
-    mistake = PLANTED[shape][k]
-    for f in PUBLISHED.glob("*.py"):
-        shutil.copy(f, tmp_path / f.name)
-    source = plant((PUBLISHED / mistake.file).read_text(), mistake)
-    (tmp_path / mistake.file).write_text(source)
-    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if s.strip() == mistake.replacement.strip()]
-    return tmp_path / f"{shape}.py", line
 
 
 def _replace(tmp_path: Path, source: Path, old: str, new: str) -> tuple[Path, int]:
@@ -71,7 +60,7 @@ def test_the_textbook_network_as_published_has_no_finding():
 
 @pytest.mark.parametrize("k", range(3))
 def test_each_mistake_planted_in_the_textbook_network_is_at_its_line_and_named(tmp_path, k):
-    path, line = _planted_copy(tmp_path, "network", k)
+    path, line = planted_copy(tmp_path, "network", k)
     report = _audit(path, weights="out,in")
     (f,) = report.findings  # one mistake, one finding, whatever it passes on
     assert (Path(f.file).name, f.line) == ("network.py", line)
@@ -133,7 +122,7 @@ def test_two_mistakes_in_one_file_are_each_at_their_own_line(tmp_path):
 
 
 def test_the_json_places_each_finding_at_its_file_line_and_statement(tmp_path, capsys):
-    path, line = _planted_copy(tmp_path, "network", 0)
+    path, line = planted_copy(tmp_path, "network", 0)
     sizes = ",".join(map(str, NETWORK_SIZES))
     assert main(["audit", "--code", str(path), "--weights", "out,in", "--sizes", sizes, "--steps", "2", "--json"]) == 0
     (f,) = json.loads(capsys.readouterr().out)["findings"]

@@ -6,7 +6,6 @@ with the regularised form's extra arguments, cross-entropy on sigmoid outputs) a
 clean where correct, and each planted mistake reported at its line, in its statement, with the catalogue's name.
 """
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,24 +16,13 @@ from fcgrad.engine.problems import random_problem
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
 sys.path.insert(0, str(PUBLISHED))
-from planted import PLANTED, plant  # noqa: E402
+from planted import PLANTED, planted_copy  # noqa: E402
 
 STEPS = 2  # the trace reads step 0; two steps of drift are enough to see a wrong update
 CATALOGUE_NAME = {"update_sign": "flipped_sign", "wrong_n": "missing_1_over_n"}  # planted.py's name -> the catalogue's
 # w in place of wᵀ and a layer's output in place of its input keep the shapes only where the widths agree
 SQUARE = {"network": (4, 5, 5), "network2": (4, 5, 5)}
 
-
-def _copy(tmp_path: Path, shape: str, k: int | None) -> tuple[Path, int | None]:
-    for f in PUBLISHED.glob("*.py"):
-        shutil.copy(f, tmp_path / f.name)
-    if k is None:
-        return tmp_path / f"{shape}.py", None
-    mistake = PLANTED[shape][k]
-    source = plant((PUBLISHED / mistake.file).read_text(), mistake)
-    (tmp_path / mistake.file).write_text(source)
-    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if s.strip() == mistake.replacement.strip()]
-    return tmp_path / f"{shape}.py", line
 
 
 def _audit(path: Path, shape: str):
@@ -44,14 +32,14 @@ def _audit(path: Path, shape: str):
 
 @pytest.mark.parametrize("shape", ["network", "network2"])
 def test_the_textbook_networks_as_published_have_no_finding(tmp_path, shape):
-    path, _ = _copy(tmp_path, shape, None)
+    path, _ = planted_copy(tmp_path, shape, None)
     report = audit_code(str(path), steps=STEPS)  # the default problem, no option at all
     assert report.ok and report.findings == []
     assert report.layout.weights == "out,in" and "read off the shapes" in report.layout_from
 
 
 def test_the_regularised_textbook_network_is_run_without_regularisation_and_with_its_own_loss(tmp_path):
-    path, _ = _copy(tmp_path, "network2", None)
+    path, _ = planted_copy(tmp_path, "network2", None)
     report = audit_code(str(path), steps=STEPS)
     assert report.problem.loss == "bce-logits" and report.problem.activations[-1] == "identity"
     assert any("update_mini_batch's lmbda: 0" in n for n in report.notes)
@@ -62,7 +50,7 @@ def test_the_regularised_textbook_network_is_run_without_regularisation_and_with
 def test_a_fit_that_makes_its_weights_and_minimises_its_summed_loss_has_no_finding(tmp_path):
     # its CrossEntropy gives one value per entry and is never reduced: the objective is their sum, whose gradient
     # carries no 1/N; the file's update is that gradient's, so no finding, and the notes say so
-    path, _ = _copy(tmp_path, "mlp_from_scratch", None)
+    path, _ = planted_copy(tmp_path, "mlp_from_scratch", None)
     report = audit_code(str(path), steps=STEPS)
     assert report.ok and report.findings == []
     assert report.problem.loss == "cross-entropy" and report.problem.sizes[-1] == 3  # softmax: classes
@@ -75,7 +63,7 @@ CASES = [(shape, k) for shape in ("network", "network2", "mlp_from_scratch") for
 
 @pytest.mark.parametrize(("shape", "k"), CASES, ids=[f"{s}-{PLANTED[s][k].name}" for s, k in CASES])
 def test_each_planted_mistake_is_at_its_line_and_named(tmp_path, shape, k):
-    path, line = _copy(tmp_path, shape, k)
+    path, line = planted_copy(tmp_path, shape, k)
     report = _audit(path, shape)
     mistake = PLANTED[shape][k]
     (f,) = report.findings  # one mistake, one finding

@@ -18,7 +18,7 @@ from fcgrad.cli.main import main
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
 sys.path.insert(0, str(PUBLISHED))
-from planted import PLANTED, plant  # noqa: E402
+from planted import PLANTED, planted_copy  # noqa: E402
 
 STEPS = 2  # the trace reads step 0; the drift needs only a step or two here
 # The flags each shape needs: none but the widths where the default 2-4-1 problem cannot tell right from wrong (a
@@ -37,15 +37,6 @@ def _audit(path: Path, shape: str, capsys) -> dict:
     assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", *FLAGS[shape]]) == 0
     return json.loads(capsys.readouterr().out)
 
-
-def _planted_copy(tmp_path: Path, shape: str, k: int) -> tuple[Path, int]:
-    mistake = PLANTED[shape][k]
-    for f in PUBLISHED.glob("*.py"):
-        shutil.copy(f, tmp_path / f.name)
-    source = plant((PUBLISHED / mistake.file).read_text(encoding="utf-8"), mistake)
-    (tmp_path / mistake.file).write_text(source, encoding="utf-8")
-    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if s.strip() == mistake.replacement.strip()]
-    return tmp_path / f"{shape}.py", line
 
 
 # nn_from_scratch.py steps along the gradient of the sum over its samples while its calculate_loss is the mean:
@@ -74,7 +65,7 @@ MISTAKES = [(shape, k) for shape in FLAGS for k in range(3)]
 
 @pytest.mark.parametrize(("shape", "k"), MISTAKES, ids=[f"{s}-{PLANTED[s][k].name}" for s, k in MISTAKES])
 def test_each_planted_mistake_is_at_its_line_and_named(shape, k, tmp_path, capsys):
-    path, line = _planted_copy(tmp_path, shape, k)
+    path, line = planted_copy(tmp_path, shape, k)
     mistake = PLANTED[shape][k]
     findings = _audit(path, shape, capsys)["findings"]
     assert findings
@@ -100,7 +91,7 @@ def test_what_the_audit_gave_a_file_in_its_own_terms_is_said(capsys):
 
 def test_a_wrong_n_is_named_so_where_it_makes_a_plain_factor_of_two_too(tmp_path, capsys):
     # a 3-5-4-1 net: the top layer's fan-in 4 makes 1/4 where 1/8 belongs, a factor 2 that alone reads as a dropped ½
-    path, line = _planted_copy(tmp_path, "dnn_app_utils", 1)
+    path, line = planted_copy(tmp_path, "dnn_app_utils", 1)
     assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json", "--sizes", "3,5,4,1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [(f["line"], f["diagnoses"][0]["name"]) for f in out["findings"]] == [(line, "one_over_wrong_n")]
@@ -113,7 +104,7 @@ def test_a_function_that_trains_is_followed_pass_by_pass(tmp_path, capsys):
     assert main(["audit", "--code", str(PUBLISHED / "nn_from_scratch.py"), "--steps", "30", "--json"]) == 0
     drift = json.loads(capsys.readouterr().out)["drift"]
     assert drift["steps"] == 30 and drift["first_step_params_differ"] is None
-    path, _ = _planted_copy(tmp_path, "nn_from_scratch", 2)
+    path, _ = planted_copy(tmp_path, "nn_from_scratch", 2)
     assert main(["audit", "--code", str(path), "--steps", "30", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["drift"]["first_step_params_differ"] == 1
 

@@ -28,7 +28,7 @@ from fcgrad.manual.errors import FcgradError
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
 sys.path.insert(0, str(PUBLISHED))
-from planted import PLANTED, plant  # noqa: E402
+from planted import PLANTED, planted_copy  # noqa: E402
 
 STEPS = 2  # the trace reads step 0; the drift needs only a step or two here
 SHAPES = ("dense_framework", "tutorial_layers", "nnfs_model")
@@ -51,15 +51,6 @@ def _problem(shape: str):
     return with_classes(p, 0) if shape == "nnfs_model" else p  # the book's script trains on integer labels
 
 
-def _planted_copy(tmp_path: Path, shape: str, k: int) -> tuple[Path, int]:
-    mistake = PLANTED[shape][k]
-    for f in PUBLISHED.glob("*.py"):
-        shutil.copy(f, tmp_path / f.name)
-    source = plant((PUBLISHED / mistake.file).read_text(encoding="utf-8"), mistake)
-    (tmp_path / mistake.file).write_text(source, encoding="utf-8")
-    (line,) = [i for i, s in enumerate(source.splitlines(), 1) if s.strip() == mistake.replacement.strip()]
-    return tmp_path / f"{shape}.py", line
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_file_as_written_audits_with_no_finding(shape, capsys):
@@ -79,7 +70,7 @@ MISTAKES = [(shape, k) for shape in SHAPES for k in range(3)]
 
 @pytest.mark.parametrize(("shape", "k"), MISTAKES, ids=[f"{s}-{PLANTED[s][k].name}" for s, k in MISTAKES])
 def test_each_planted_mistake_is_one_finding_at_its_line_and_named(tmp_path, shape, k):
-    path, line = _planted_copy(tmp_path, shape, k)
+    path, line = planted_copy(tmp_path, shape, k)
     mistake = PLANTED[shape][k]
     report = audit_code(str(path), _problem(shape), steps=STEPS)
     (f,) = report.findings  # one mistake, one finding, whatever it passes on
@@ -170,6 +161,6 @@ def test_a_script_that_imports_its_framework_from_its_folder_is_audited(tmp_path
 
 
 def test_a_crash_in_a_sibling_module_is_named_at_its_own_line(tmp_path):
-    path, line = _planted_copy(tmp_path, "dense_framework", 1)  # W for Wᵀ: the script's 4-8-3 layers do not fit it
+    path, line = planted_copy(tmp_path, "dense_framework", 1)  # W for Wᵀ: the script's 4-8-3 layers do not fit it
     with pytest.raises(FcgradError, match=rf"dense_layers.py:{line}: fit raised ValueError"):
         audit_code(str(path), steps=1)

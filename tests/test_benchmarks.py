@@ -276,6 +276,8 @@ def test_check_cost_says_a_round_with_others_at_work_is_too_loaded_to_judge():
     assert "too loaded to judge the goal" in text and "others used 50% of the cores" in text
     case["idle"] = check_cost._idle(rounds[:1])
     assert case["idle"] is True and "too loaded" not in check_cost.table([case])
+    quick = check_cost.table([case], quick=True)  # the smoke run's steps are too small for any goal
+    assert "not judged" in quick and "goal: the check" not in quick and "missed" not in quick
 
 
 def test_check_cost_refuses_a_bad_json_path_before_any_check(tmp_path, capsys):

@@ -260,8 +260,8 @@ def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
     assert result["goal"] in (check_cost.GOAL_FEW_CORES, check_cost.GOAL_MANY_CORES)
     out = capsys.readouterr().out
     assert "local rule" in out and "global rule" in out and "ratio" in out and "load" in out
-    idle = all(case["idle"] for case in result["cases"])
-    assert ("too loaded to judge the goal" in out) is (not idle and None not in [c["idle"] for c in result["cases"]])
+    # a smoke run judges no goal, loaded or not: its steps are too small beside JAX's fixed costs
+    assert "not judged: the quick problem's steps are too small" in out and "goal: the check" not in out
 
 
 def test_check_cost_says_a_round_with_others_at_work_is_too_loaded_to_judge():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fcgrad.audits.code import audit_code
+from fcgrad.engine import tolerances as tol
 from fcgrad.engine.problems import random_problem
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
@@ -42,6 +43,8 @@ def test_the_regularised_textbook_network_is_run_without_regularisation_and_with
     path, _ = planted_copy(tmp_path, "network2", None)
     report = audit_code(str(path), steps=STEPS)
     assert report.problem.loss == "bce-logits" and report.problem.activations[-1] == "identity"
+    # the file's own loss along its training is its cross-entropy of its σ outputs, the same numbers as JAX's
+    assert report.drift.loss_max_abs_diff <= tol.TRAJ_ABS_TOL_F64
     assert any("update_mini_batch's lmbda: 0" in n for n in report.notes)
     assert any("update_mini_batch's n: N = 8" in n for n in report.notes)
     assert any("read off Network.total_cost" in n for n in report.notes)

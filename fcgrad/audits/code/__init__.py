@@ -358,7 +358,7 @@ def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch,
         chained = driver.chain(p)
     own = chained[1]
     after = chained[2] if len(chained) > 2 else (driver.params(p.params) if hasattr(driver, "params") else None)
-    output = model.output or ("sigmoid" if getattr(driver, "output", None) == "sigmoid" else None)
+    output = model.output  # "sigmoid": the file's output is σ of the model's, folded into its bce-logits
     trace = trace_of(rec.records, p, ref, layout, after=after, output=output)  # ref: at the file's loss scale
     summed = _summed_entry(trace)
     if summed is not None:  # one finding, named with its factor N; everything else judged modulo it

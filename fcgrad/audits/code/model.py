@@ -145,8 +145,9 @@ class OneOutputSoftmaxError(FcgradError):
 
 
 class Forward(tuple):
-    """Each layer's activation, and ``output``: the probabilities a forward ends in (``softmax`` or ``sigmoid``),
-    which the library counts as part of the loss (cross-entropy, bce-logits) on the top layer's z."""
+    """Each layer's activation, and ``output``: ``softmax`` where the forward ends in the probabilities that the
+    library counts as part of its cross-entropy on the top layer's z (a sigmoid under binary cross-entropy is
+    folded by ``Model`` instead)."""
 
     output: str | None = None
 
@@ -163,23 +164,10 @@ def _softmax(z):  # over the outputs of each column, the blog's layout
 
 def logits(y: np.ndarray, output: str | None) -> np.ndarray:
     """The top layer's z behind probabilities ``y`` (a softmax's up to a constant per column, which it ignores)."""
-    with np.errstate(divide="ignore"):
-        if output == "softmax":
+    if output == "softmax":
+        with np.errstate(divide="ignore"):
             return np.log(y)
-        if output == "sigmoid":
-            return np.log(y) - np.log1p(-y)
     return y
-
-
-def folded(acts: tuple[str, ...], value: float, y, t) -> tuple[Forward, str] | None:
-    """A sigmoid output whose loss is binary cross-entropy of its probabilities: the library's bce-logits of the
-    top layer's z, the sigmoid counted in the loss (``Forward`` with output ``sigmoid``), or None."""
-    if acts[-1] != "sigmoid":
-        return None
-    found = match_loss(value, logits(y, "sigmoid"), t, "", "")
-    if found is None or str(found) != "bce-logits":
-        return None
-    return Forward((*acts[:-1], "identity"), "sigmoid"), found
 
 
 def summed_loss(value: float, y, t, n: int, file: str) -> LossName | None:

@@ -21,8 +21,8 @@ from fcgrad.audits.code.model import (
     Model,
     declared_activations,
     declared_loss,
-    folded,
     logits,
+    loss_value,
     match_loss,
     summed_loss,
     whole_forward,
@@ -43,7 +43,6 @@ from fcgrad.audits.code.params import (
 from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, chain_stepper, read_back
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
-from fcgrad.manual.losses import LOSSES
 
 LOSS_METHODS = ("total_cost", "cost", "compute_cost", "loss", "compute_loss", "calculate_loss", "get_loss")
 LOSS_OBJECTS = ("loss", "loss_function", "loss_fn", "cost", "criterion", "objective")  # a loss the net holds
@@ -98,8 +97,8 @@ class TrainStepNet:
         self.file, self.net, self.slots, self.how, self.step, self.forward_fn = file, net, slots, how, step, forward
         self.layout = layout
         self.where = definition(type(net)) or file
-        self.loss = None
-        self.output = None  # the probabilities the file's forward ends in, counted in the loss (code_model.Forward)
+        self.output = None  # "softmax": the file's forward ends in the probabilities its cross-entropy takes
+        self.model_read: Model | None = None
         self.lr_notes: list[str] = []  # the file's own learning rate, when the audit replaces it
         self.said: list[str] = list(vars(net).get("_fcgrad_said", []))  # what the audit gave the training call
 
@@ -158,11 +157,6 @@ class TrainStepNet:
         read = None
         if value is not None:
             read = match_loss(float(value), y, p.t, "", self.file) or summed_loss(float(value), y, p.t, p.batch, "")
-            fold = folded(acts, float(value), y, p.t) if read is None else None
-            if fold is not None:
-                acts, read = fold
-                self.output = acts.output
-                notes.append("the sigmoid output and its binary cross-entropy: the library's bce-logits of the top z")
             if read is not None:
                 notes.append(f"the loss: {read}, read off {whence}")
         if said is not None and read is not None and said != read:
@@ -179,8 +173,8 @@ class TrainStepNet:
                 f"the loss: {loss}, the problem's ({self.step.__name__} returns no loss value, the net has no loss "
                 "the audit could call and the file declares no LOSS)"
             )
-        self.loss = loss
-        return Model(tuple(acts), loss, tuple(notes))
+        self.model_read = Model(tuple(acts), loss, tuple(notes))  # a sigmoid under binary cross-entropy folded
+        return self.model_read
 
     def _own_loss(self, p) -> tuple[float | None, str]:
         """The loss the file computes for the problem's batch at its parameters, by a method of the net or a loss
@@ -188,8 +182,6 @@ class TrainStepNet:
         lay, net = self.layout, self.net
         y = self.forward(p, p.params)
         mine = lay.give("data", np.exp(y) if self.output == "softmax" else y)  # the probabilities it computes
-        if self.output == "sigmoid":
-            mine = lay.give("data", 1.0 / (1.0 + np.exp(-y)))
         t = lay.give("data", p.t)
         for name in LOSS_METHODS:
             fn = getattr(net, name, None)
@@ -214,7 +206,7 @@ class TrainStepNet:
     def chain(self, p, params=None) -> tuple[float, Seen, list]:
         params = p.params if params is None else params
         y = self.forward(p, params)
-        value = float(LOSSES[self.loss].forward(y, p.t))
+        value = loss_value(self.model_read, y, p.t)
         self.set_params(params, p.lr)
         before = [{q: s[q].get() for q in ("w", "b")} for s in self.slots]
         self._call_step(p)

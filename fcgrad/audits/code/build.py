@@ -23,22 +23,20 @@ from pathlib import Path
 import numpy as np
 
 from fcgrad.audits.code.model import LossName, Model, declared_activations, declared_loss
-from fcgrad.audits.code.params import parameters, required
+from fcgrad.audits.code.params import HIDDEN_NAMES, NUMBERED, QUIET_NAMES, REG_NAMES, parameters, required
+from fcgrad.audits.code.params import LR_NAMES as RATE_NAMES
 from fcgrad.audits.code.problem import BLOG_SIZES
 from fcgrad.audits.code.returns import layout_of_arrays
 from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, read_back
+from fcgrad.audits.code.train import ITERATION_ATTRS
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 
 BUILD_NAMES = ("build_model", "train_model", "fit_model", "build_and_train", "train_network")
-STEPS_NAMES = ("num_passes", "num_iters", "n_iterations", "num_iterations", "iterations", "epochs", "num_epochs")
-HIDDEN_NAMES = ("nn_hdim", "hidden_dim", "hidden_size", "n_hidden", "num_hidden", "hdim", "hidden")
-QUIET_NAMES = ("print_loss", "verbose", "print_cost", "show")
+STEPS_NAMES = ITERATION_ATTRS  # its number of passes
 X_NAMES, Y_NAMES = ("X", "x", "X_train", "inputs"), ("y", "Y", "t", "T", "y_train", "labels", "targets")
-LR_NAMES = ("lr", "learning_rate", "eta", "alpha", "epsilon")  # epsilon last: the tutorial's name for it
-REG_NAMES = ("reg_lambda", "reg", "lmbda", "lambd", "lam", "l2", "weight_decay")
+LR_NAMES = (*RATE_NAMES, "epsilon")  # epsilon last: the tutorial's name for it
 _IN, _OUT = re.compile(r"(^|_)(input|in)_(dim|size|width)$"), re.compile(r"(^|_)(output|out)_(dim|size|width)$")
-_NUMBERED = re.compile(r"^([Wwb])(\d+)$")
 
 
 def _function(module):
@@ -163,7 +161,7 @@ class BuildNet:
         if not self.keys:
             found: dict[int, dict[str, str]] = {}
             for key in model if isinstance(model, dict) else ():
-                m = _NUMBERED.match(str(key))
+                m = NUMBERED.match(str(key))
                 if m and isinstance(model[key], np.ndarray):
                     found.setdefault(int(m.group(2)), {})["b" if m.group(1) == "b" else "w"] = key
             if not found or any(set(v) != {"w", "b"} for v in found.values()):

@@ -29,7 +29,13 @@ MODULE_LISTS = ("layers", "modules", "sequence")
 LIST_PAIRS = (("weights", "biases"), ("W", "b"), ("w", "b"), ("Ws", "bs"))  # lists of w and b, one per layer
 SIZES_NAMES = ("sizes", "layer_sizes", "layers", "dims", "layer_dims", "layers_dims", "layer_dimensions", "shape")
 INPUT_NAMES = ("input_size", "input_dim", "n_in", "in_features", "n_input", "input_num", "n_inputs", "num_inputs")
-HIDDEN_NAMES = ("hidden_size", "hidden_dim", "n_hidden", "hidden_num", "num_hidden", "hidden")
+HIDDEN_NAMES = ("hidden_size", "hidden_dim", "n_hidden", "hidden_num", "num_hidden", "hidden", "nn_hdim", "hdim")
+# A regularisation strength the audit sets to 0 (the library's losses carry none), said in the report's notes.
+REG_NAMES = (
+    "lmbda", "lmbd", "lambd", "lam", "lambda_", "reg", "reg_lambda", "reg_strength", "l2", "l2_reg", "alpha_l2",
+    "weight_decay",
+)  # fmt: skip
+QUIET_NAMES = ("verbose", "print_cost", "print_loss", "show")  # a training call's printing, turned off
 OUTPUT_NAMES = (
     "output_size",
     "output_dim",
@@ -44,7 +50,7 @@ OUTPUT_NAMES = (
 # Two learning rates typed as the same decimal agree to the last bit; 1e-12 relative only tells a number the user
 # chose apart from the problem's without calling a rounding a difference.
 LR_SAME_REL = 1e-12
-_NUMBERED = re.compile(r"^([Wwb])(\d+)$")
+NUMBERED = re.compile(r"^([Wwb])(\d+)$")  # the courses' W1, b1, ...
 
 
 @dataclass
@@ -168,7 +174,7 @@ def _float_array(value, *ndims) -> bool:
 def _numbered(mapping: dict, root, prefix: tuple, words) -> list[dict[str, Slot]] | None:
     found: dict[int, dict[str, str]] = {}
     for key, value in mapping.items():
-        m = _NUMBERED.match(key) if isinstance(key, str) else None
+        m = NUMBERED.match(key) if isinstance(key, str) else None
         if m and isinstance(value, np.ndarray):
             found.setdefault(int(m.group(2)), {})["b" if m.group(1) == "b" else "w"] = key
     numbers = sorted(found)

@@ -15,14 +15,13 @@ import numpy as np
 
 from fcgrad.audits.code.layout import kind_of
 from fcgrad.audits.code.model import Model, declared_activations, declared_loss, match_loss, whole_forward
-from fcgrad.audits.code.params import find_slots, parameters, required, set_slots, slots_sizes
+from fcgrad.audits.code.params import REG_NAMES, find_slots, parameters, required, set_slots, slots_sizes
 from fcgrad.audits.code.seen import FED_OWN, LayerSeen, Seen, chain_stepper
 from fcgrad.engine.user_code import call, definition
 from fcgrad.manual.errors import FcgradError
 
 METHOD_NAMES = ("loss", "loss_and_grads", "loss_and_gradients", "compute_loss", "forward_backward")
 TARGET_NAMES = ("y", "Y", "t", "T", "targets", "labels", "y_true")
-REG_NAMES = ("reg", "reg_lambda", "lmbda", "lambd", "lam", "l2", "l2_reg", "weight_decay", "reg_strength")
 
 
 def _method(net):

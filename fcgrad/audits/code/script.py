@@ -31,6 +31,7 @@ from fcgrad.audits.code.layout import Layout
 from fcgrad.audits.code.model import Model, declared_activations, match_loss, summed_loss, whole_forward
 from fcgrad.audits.code.params import (
     LR_NAMES,
+    QUIET_NAMES,
     get_slots,
     note_own_lr,
     parameters,
@@ -49,7 +50,6 @@ from fcgrad.audits.code.train import (
     FIT_NAMES,
     FORWARD_NAMES,
     PAIRS_NAMES,
-    QUIET_NAMES,
     STEP_NAMES,
 )
 from fcgrad.engine.user_code import call, definition, user_error

@@ -29,6 +29,8 @@ from fcgrad.audits.code.model import (
 )
 from fcgrad.audits.code.params import (
     LR_NAMES,
+    QUIET_NAMES,
+    REG_NAMES,
     find_slots,
     get_slots,
     lr_argument,
@@ -52,9 +54,6 @@ PAIRS_NAMES = ("update_mini_batch",)
 EPOCH_NAMES = ("epochs", "n_epochs", "num_epochs", "iterations", "num_iterations", "n_iter", "steps", "epoch")
 ITERATION_ATTRS = (*EPOCH_NAMES, "n_iterations", "num_iters", "n_iters", "max_iter", "num_passes")  # on the net
 BATCH_NAMES = ("batch_size", "mini_batch_size")
-QUIET_NAMES = ("verbose", "print_cost", "print_loss", "show")
-# Regularisation the audit turns off (the library's losses carry none), said in the report's notes.
-REG_NAMES = ("lmbda", "lmbd", "lambd", "lam", "lambda_", "reg", "reg_lambda", "l2", "weight_decay", "alpha_l2")
 TRAIN_SIZE_NAMES = ("n", "n_train", "n_samples", "num_samples", "m")  # the training set's size: the batch's here
 FORWARD_NAMES = ("forward", "predict", "feedforward", "__call__")
 

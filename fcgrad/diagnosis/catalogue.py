@@ -160,12 +160,29 @@ _DERIVATIVE_FROM_Y = {  # the same f' written from the output y
 }
 
 
+def _derivative_at_z(act: str):
+    """f' of ``act`` as a function of z: the formula above, or any other activation's own backward (one that joined
+    the registry for an audit, a user's) fed ones."""
+    if act in _DERIVATIVE_AT_Z:
+        return _DERIVATIVE_AT_Z[act]
+    if act not in ACTIVATIONS or act == "identity":
+        return None
+    a = ACTIVATIONS[act]
+
+    def slope(z):
+        with np.errstate(all="ignore"):
+            return np.asarray(a.backward(np.ones_like(z), z, a.forward(z)), np.float64)
+
+    return slope
+
+
 def _activation_forms(ctx):
     """(name, words, prediction) of each wrong activation backward the context allows."""
     act, up, z, y = ctx.activation, ctx.upstream, ctx.z, ctx.y
     if act is None or up is None:
         return
     up = _f64(up)
+    at_z = _derivative_at_z(act)
     if act in _DERIVATIVE_FROM_Y and z is not None:
         form = "y(1 − y)" if act == "sigmoid" else "1 − y²"
         yield (
@@ -173,23 +190,23 @@ def _activation_forms(ctx):
             f"{act}' = {form} taken at z where it needs y",
             up * _DERIVATIVE_FROM_Y[act](_f64(z)),
         )
-    if act in _DERIVATIVE_AT_Z and y is not None:
-        yield "derivative_at_y", f"{act}'(z) evaluated at y instead of z", up * _DERIVATIVE_AT_Z[act](_f64(y))
+    if at_z is not None and y is not None:
+        yield "derivative_at_y", f"{act}'(z) evaluated at y instead of z", up * at_z(_f64(y))
     if act == "sigmoid" and y is not None:
         yield "sigmoid_prime_as_y", "σ' written as y (it is y(1 − y))", up * _f64(y)
     if act == "tanh" and y is not None:
         yield "tanh_prime_as_one_minus_y", "tanh' written as 1 − y (it is 1 − y²)", up * (1 - _f64(y))
-    if act in _DERIVATIVE_AT_Z and z is not None:
-        yield "upstream_dropped", f"{act}' without the upstream ∂L/∂y (f'(z) alone)", _DERIVATIVE_AT_Z[act](_f64(z))
+    if at_z is not None and z is not None:
+        yield "upstream_dropped", f"{act}' without the upstream ∂L/∂y (f'(z) alone)", at_z(_f64(z))
     if act != "identity":
         yield "activation_derivative_missing", f"no {act}' at all (residual_z = ∂L/∂y)", up
     at_up = "evaluated at the upstream residual ∂L/∂y instead of at z"
-    if act in _DERIVATIVE_AT_Z:
-        yield "sigma_prime_of_upstream", f"{act}' {at_up} (∂L/∂y ⊙ {act}'(∂L/∂y))", up * _DERIVATIVE_AT_Z[act](up)
+    if at_z is not None:
+        yield "sigma_prime_of_upstream", f"{act}' {at_up} (∂L/∂y ⊙ {act}'(∂L/∂y))", up * at_z(up)
         yield (
             "sigma_prime_of_upstream",
             f"{act}' {at_up}, and no ∂L/∂y factor ({act}'(∂L/∂y) alone)",
-            (_DERIVATIVE_AT_Z[act](up)),
+            (at_z(up)),
         )
     if act in _DERIVATIVE_FROM_Y:
         form = "u(1 − u)" if act == "sigmoid" else "1 − u²"

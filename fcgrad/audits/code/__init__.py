@@ -28,6 +28,7 @@ import numpy as np
 
 from fcgrad import reference
 from fcgrad.audits.blog import Divergence, _checkpoint_steps, _param_diff_per_entry, backward_order
+from fcgrad.audits.code import own
 from fcgrad.audits.code.judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code.layers import LayeredNet
 from fcgrad.audits.code.layout import Layout, check_samples, check_weights, kind_of
@@ -319,6 +320,13 @@ def _built(module, path: str, layout: Layout, said: list[str], hint, lr: float):
 
 def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch, seed) -> CodeAuditReport:
     module = load_module(path)
+    with own.offered(module, path) as offered:
+        report = _audit_module(module, path, problem, steps, weights, samples, loss, activations, lr, batch, seed)
+        report.notes[:0] = offered.notes(report.problem.activations)
+        return report
+
+
+def _audit_module(module, path, problem, steps, weights, samples, loss, activations, lr, batch, seed):
     declared = declarations(module, path)
     layout, said = resolve_layout(declared, weights, samples)
     sizes_said = _sizes_declared(declared)

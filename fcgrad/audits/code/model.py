@@ -13,6 +13,7 @@ from itertools import product
 
 import numpy as np
 
+from fcgrad.audits.code.own import LIBRARY, own_names
 from fcgrad.engine.compare import errors
 from fcgrad.manual import validate
 from fcgrad.manual.activations import ACTIVATIONS
@@ -95,10 +96,14 @@ def _close(a, b) -> bool:
 def match_activation(y, z, what: str, file: str) -> str:
     """The library activation ``f`` with ``f(z) = y``, both in the blog's layout."""
     with np.errstate(over="ignore", invalid="ignore"):
-        for name, act in ACTIVATIONS.items():
-            if _close(y, act.forward(z)):
-                return name
-    raise FcgradError(f"{file}: {what} matches none of {', '.join(ACTIVATIONS)}; expected one of the library's")
+        for names in (LIBRARY, ()):  # the library's first; then the file's own elementwise functions
+            for name in names or own_names():
+                if _close(y, ACTIVATIONS[name].forward(z)):
+                    return name
+    raise FcgradError(
+        f"{file}: {what} matches none of {', '.join(LIBRARY)} and no elementwise function of the file's; "
+        "expected one of them"
+    )
 
 
 def loss_value(model: Model, y, t) -> float:
@@ -196,10 +201,6 @@ def whole_forward(run, p, what: str, file: str, declared: tuple[str, ...] | None
             "(--sizes with a wider last layer)"
         )
     with np.errstate(over="ignore", invalid="ignore"):
-        if y.shape[0] > 1 and declared is None and len(ACTIVATIONS) ** (n - 1) <= MAX_COMBINATIONS:
-            for acts in product(ACTIVATIONS, repeat=n - 1):
-                if _close(y, _softmax(forward(p.params, p.x, (*acts, "identity"))[0])):
-                    return Forward((*acts, "identity"), "softmax")
         if declared is not None:
             if not _close(y, forward(p.params, p.x, declared)[0]):
                 raise FcgradError(
@@ -207,20 +208,31 @@ def whole_forward(run, p, what: str, file: str, declared: tuple[str, ...] | None
                     "activations it declares"
                 )
             return declared
-        if len(ACTIVATIONS) ** n > MAX_COMBINATIONS:
-            raise FcgradError(f"{file}: {n} layers; expected ACTIVATIONS = [...] (one name per layer) in the file")
-        for acts in product(ACTIVATIONS, repeat=n):
-            if _close(y, forward(p.params, p.x, acts)[0]):
-                return tuple(acts)
+        for names in (LIBRARY, None):  # the library's first; then with the file's own elementwise functions
+            names = names or (*LIBRARY, *own_names())
+            if names is not LIBRARY and len(names) == len(LIBRARY):
+                break
+            if y.shape[0] > 1 and len(names) ** (n - 1) <= MAX_COMBINATIONS:
+                for acts in product(names, repeat=n - 1):
+                    if _close(y, _softmax(forward(p.params, p.x, (*acts, "identity"))[0])):
+                        return Forward((*acts, "identity"), "softmax")
+            if len(names) ** n > MAX_COMBINATIONS:
+                raise FcgradError(f"{file}: {n} layers; expected ACTIVATIONS = [...] (one name per layer) in the file")
+            for acts in product(names, repeat=n):
+                if _close(y, forward(p.params, p.x, acts)[0]):
+                    return tuple(acts)
     raise FcgradError(
-        f"{file}: {what} matches no combination of {', '.join(ACTIVATIONS)} after z = wᵀx + b; expected "
-        "layers of the library's activations (softmax belongs to the cross-entropy loss, not to the forward)"
+        f"{file}: {what} matches no combination of {', '.join(LIBRARY)} or the file's own elementwise functions "
+        "after z = wᵀx + b; expected layers of such activations (softmax belongs to the cross-entropy loss, not to "
+        "the forward)"
     )
 
 
 def declared_activations(value, where: str, n: int) -> tuple[str, ...] | None:
     if value is None:
         return None
+    if isinstance(value, list | tuple) and any(a not in ACTIVATIONS for a in value):
+        own_names()  # a name the file declares may be one of its own functions
     try:
         return tuple(validate.check_activations(value, n))
     except FcgradError as exc:

@@ -134,6 +134,7 @@ class Matcher:
         self._per_sample: dict[int, list[Quantity]] = {}
         self._by_size: dict[object, dict[int, list[Quantity]]] = {}
         self._stacked: dict[tuple, list] = {}  # (sample, size) -> the candidates stacked by shape
+        self._prefix: dict[tuple, np.ndarray] | None = None  # shape -> every running sum over the samples, flattened
 
     def sample_quantities(self, n: int) -> list[Quantity]:
         if n not in self._per_sample:
@@ -189,6 +190,54 @@ class Matcher:
                 keep |= (qq > 0) & (miss <= edge) | (qq == 0) & (np.max(np.abs(flat), initial=0.0) == 0.0)
             out += [q for q, kept in zip(qs, keep) if kept]
         return out
+
+    def running_sum(self, v: np.ndarray) -> bool:
+        """Whether ``v`` is Σ over samples 0..k of one sample's backward quantity (1 ≤ k < N − 1), times 1 or the
+        file's loss factor: the running sum a loop over the samples keeps, right as far as it has gone. (With one
+        output and a piecewise-linear layer, two samples' ∂L/∂z can be parallel, and such a sum a multiple of one
+        sample's: a constant factor no mistake made.)"""
+        if self.p.batch < 3 or not np.all(np.isfinite(v)):
+            return False
+        if self._prefix is None:
+            table: dict[tuple, list[np.ndarray]] = {}
+            per = [[q for q in self.sample_quantities(n) if q.backward] for n in range(self.p.batch)]
+            for column in zip(*per):  # one (layer, name) across the samples
+                sums = np.cumsum(np.stack([q.value for q in column]), axis=0)[1:-1]  # (N − 2, *shape)
+                table.setdefault(column[0].value.shape, []).append(sums.reshape(len(sums), -1))
+            self._prefix = {shape: np.concatenate(v) for shape, v in table.items()}
+        for shape, sums in self._prefix.items():
+            for a in orientations(v, shape):
+                flat = a.reshape(-1)
+                scale = np.maximum(np.max(np.abs(sums), axis=1), np.finfo(np.float64).tiny)
+                for c in {1.0, self.c}:
+                    if np.any(np.max(np.abs(flat[None, :] - c * sums), axis=1) <= MATCH_REL_TOL * scale * abs(c)):
+                        return True
+        return False
+
+    def slope_read(self, r: Record, sample: int | None) -> tuple[Quantity, np.ndarray, np.ndarray] | None:
+        """(∂L/∂z it should be, the slope it read, f'(z)) where ``r`` is ∂L/∂y ⊙ s, ∂L/∂y right and ``s`` an
+        array the statement read that is not f'(z): the layer's derivative written wrong (by the file's own
+        helper, say), though the argument it was given is right."""
+        by = {(q.layer, q.name): q.value for q in self.candidates(r.value, sample) if q.sample == sample}
+        top = len(self.p.params) - 1
+        for (layer, what), want in by.items():
+            if what != "residual_z" or (layer, "f'(z)") not in by:
+                continue
+            up = by.get((layer, "residual_y") if layer == top else (layer + 1, "residual_x"))
+            slope = by[(layer, "f'(z)")]
+            if up is None or not np.any(up):
+                continue
+            scale = max(float(np.max(np.abs(want))), np.finfo(np.float64).tiny)
+            for a in orientations(r.value, want.shape):
+                if np.max(np.abs(a - want)) <= MATCH_REL_TOL * scale:
+                    return None  # it is ∂L/∂z
+                for _, v in r.reads:
+                    for s in orientations(np.asarray(v, np.float64), want.shape):
+                        on = np.max(np.abs(a - up * s)) <= MATCH_REL_TOL * max(scale, float(np.max(np.abs(up * s))))
+                        off = np.max(np.abs(s - slope)) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
+                        if on and off:
+                            return Quantity(layer, what, want, sample), s, slope
+        return None
 
     def allowed(self, q: Quantity, k: float) -> bool:
         """Whether k is a factor correct code may carry on ``q``."""
@@ -356,6 +405,8 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
         hit = matcher.label(r.value, sample)
         if hit is not None and hit[2]:
             line = Line(r, OK, hit[0], hit[1])
+        elif not wrong_in and matcher.running_sum(r.value):
+            line = Line(r, OWN)  # a running sum over the samples, right so far
         elif wrong_in:
             src = wrong_in[0]
             line = Line(r, INHERITED, hit[0] if hit else None, hit[1] if hit else 1.0, origin=src.origin or src)
@@ -373,6 +424,12 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             named = None if quiet else matcher.name(r.value, sample)
             if named is None and not quiet:
                 named = matcher.peeled(r.value, sample)
+            slope = None if named is not None or quiet else matcher.slope_read(r, sample)
+            if slope is not None and (at := _slope_origin(slope, lines, made, matcher)) is not None:
+                line = Line(r, INHERITED, slope[0], origin=at)
+                lines.append(line)
+                made[_key(r.value)] = line
+                continue
             if named is not None:
                 line = Line(r, ORIGIN, named[0], 1.0, named[1], expected=named[2])
             else:
@@ -525,6 +582,35 @@ def _where_the_alias_was_made(line: Line, lines: list[Line]) -> Line:
 # A mistake that leaves the activation's derivative out is made where the derivative belonged: the statement
 # that should have computed ∂L/∂z and handed on ∂L/∂y instead, a value right in itself but the wrong one.
 DERIVATIVE_LEFT_OUT = ("activation_derivative_missing", "activation_derivative_dropped")
+
+
+def _slope_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> Line | None:
+    """The statement that first computed the wrong slope a residual read, from inputs that are right: an origin
+    there, ∂L/∂z the quantity it spoils, shown against f'(z)."""
+    q, s, slope = found
+    for first, line in enumerate(lines):
+        v = line.record.value
+        if line.status in (ORIGIN, INHERITED) or v.size != s.size:
+            continue
+        if any(np.array_equal(a, s) for a in orientations(np.asarray(v, np.float64), s.shape)):
+            act = matcher.p.activations[q.layer]
+            off = np.abs(s - slope) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
+            words = (
+                f"looks like {act}' written wrong: the derivative the file computes is not that of its forward "
+                f"{act}(z) at {int(off.sum())} of {off.size} entries (the argument z is right)"
+            )
+            res = float(np.linalg.norm(s - slope) / max(np.linalg.norm(slope), np.finfo(np.float64).tiny))
+            at = Line(line.record, ORIGIN, q, 1.0, (Diagnosis("derivative_wrong", words, res),), expected=slope)
+            at.shown = s
+            lines[first] = at
+            for k in range(first + 1, len(lines)):  # where it was passed on (bound to a name): carried from there
+                if lines[k].status == OWN and np.array_equal(lines[k].record.value, line.record.value):
+                    lines[k] = replace(lines[k], status=INHERITED, origin=at)
+            for key, m in list(made.items()):
+                if m is line or (m.status == OWN and np.array_equal(m.record.value, line.record.value)):
+                    made[key] = at
+            return at
+    return None
 
 
 def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "Matcher") -> Line:

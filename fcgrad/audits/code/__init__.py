@@ -33,7 +33,7 @@ from fcgrad.audits.code.judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code.layers import LayeredNet
 from fcgrad.audits.code.layout import Layout, check_samples, check_weights, kind_of
 from fcgrad.audits.code.load import build, declarations, load_module, user_folder
-from fcgrad.audits.code.model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides
+from fcgrad.audits.code.model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides, relu_or_identity
 from fcgrad.audits.code.params import OtherLayoutError
 from fcgrad.audits.code.problem import BLOG_SIZES, reasons, with_classes
 from fcgrad.audits.code.trace import INHERITED, ORIGIN, Trace, recording, trace_of
@@ -208,6 +208,13 @@ def _step_model(driver, p: Problem, path: str, model):
         return model
     acts, output = read
     from fcgrad.manual.network import forward  # noqa: PLC0415
+
+    def fits(params, trial):  # the loss step returns at params is the one trial's output gives
+        value = driver.run(params, p)[0]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return match_loss(value, forward(params, p.x, trial)[0], p.t, "step", path) is not None
+
+    acts = relu_or_identity(p, acts, fits)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         y = forward(p.params, p.x, acts)[0]

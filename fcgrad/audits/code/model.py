@@ -220,12 +220,59 @@ def whole_forward(run, p, what: str, file: str, declared: tuple[str, ...] | None
                 raise FcgradError(f"{file}: {n} layers; expected ACTIVATIONS = [...] (one name per layer) in the file")
             for acts in product(names, repeat=n):
                 if _close(y, forward(p.params, p.x, acts)[0]):
-                    return tuple(acts)
+                    return relu_or_identity(p, tuple(acts), _forward_fits(run, p.x))
     raise FcgradError(
         f"{file}: {what} matches no combination of {', '.join(LIBRARY)} or the file's own elementwise functions "
         "after z = wᵀx + b; expected layers of such activations (softmax belongs to the cross-entropy loss, not to "
         "the forward)"
     )
+
+
+def relu_told_from_identity(p, acts: tuple[str, ...]) -> tuple[list[dict] | None, list[int]]:
+    """Parameters at which each layer read as relu or identity has z of both signs, where at the problem's no z was
+    negative (relu(z) = z there, so the values cannot say which the file computes), and those layers; (None, [])
+    when none needs it.
+    Each such layer's bias is moved by the median of its z, unit by unit: half its samples fall below 0."""
+    params, a, moved = [dict(q) for q in p.params], p.x, []
+    for i, f in enumerate(acts):
+        z = params[i]["w"].T @ a + params[i]["b"]  # (out, in)·(in, N) + (out, 1)
+        if f in ("relu", "identity") and np.all(z >= 0):
+            params[i]["b"] = params[i]["b"] - np.median(z, axis=1, keepdims=True)
+            z = params[i]["w"].T @ a + params[i]["b"]
+            moved.append(i)
+        with np.errstate(all="ignore"):
+            a = ACTIVATIONS[f].forward(z)
+    return (params if moved else None), moved
+
+
+def relu_or_identity(p, acts: tuple[str, ...], fits) -> tuple[str, ...]:
+    """``acts`` with each relu or identity layer whose z were all ≥ 0 at the problem (relu(z) = z there) told apart
+    at parameters where they are not (``relu_told_from_identity``): ``fits(params, trial)`` says whether the file,
+    run at ``params``, computes what the activations ``trial`` do. Unchanged when no choice, or more than one, fits."""
+    shifted, tied = relu_told_from_identity(p, acts)
+    if shifted is None:
+        return acts
+    found = []
+    for choice in product(("relu", "identity"), repeat=len(tied)):
+        trial = list(acts)
+        for i, a in zip(tied, choice):
+            trial[i] = a
+        if fits(shifted, tuple(trial)):
+            found.append(tuple(trial))
+    return found[0] if len(found) == 1 else acts
+
+
+def _forward_fits(run, x):
+    from fcgrad.manual.network import forward  # noqa: PLC0415
+
+    ran = {}
+
+    def fits(params, trial):
+        if "y" not in ran:
+            ran["y"] = run(params)
+        return _close(ran["y"], forward(params, x, trial)[0])
+
+    return fits
 
 
 def declared_activations(value, where: str, n: int) -> tuple[str, ...] | None:

@@ -131,7 +131,9 @@ class Own:
 
     @property
     def note(self) -> str:
-        return f"{self.name}: the file's own function ({self.where}), its derivative by {self.how}"
+        file, _, line = self.where.rpartition(":")
+        where = f"{Path(file).name}:{line}" if file else self.where
+        return f"{self.name}: the file's own function ({where}), its derivative by {self.how}"
 
 
 def _as_array(fn, z) -> np.ndarray | None:
@@ -294,7 +296,8 @@ def module_functions(module) -> list[tuple[str, object, str]]:
             params = inspect.signature(v).parameters.values()
         except (TypeError, ValueError):
             continue
-        required = [q for q in params if q.default is q.empty and q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        required = [q for q in params if q.default is q.empty and q.kind in positional]
         if len(required) == 1:
             out.append((v.__name__, v, _where(v)))
     return out

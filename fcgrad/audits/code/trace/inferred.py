@@ -38,6 +38,20 @@ def _seen(values: list[np.ndarray], want: np.ndarray) -> bool:
     return any(_close(a, want) for v in values for a in orientations(v, want.shape))
 
 
+def _feeding(values: list[np.ndarray], z: np.ndarray, params: list[dict], i: int, names, fed: bool = True):
+    """The first of ``names`` whose f(z) the file computed and, below the top with ``fed``, whose value the next
+    layer's z was then computed from (a derivative the backward computes, σ(z) for softplus, is seen too but feeds
+    nothing); None if none."""
+    seen = [f for f in names if _seen(values, ACTIVATIONS[f].forward(z))]
+    if not fed or i + 1 == len(params):
+        return seen[0] if seen else None
+    for f in seen:
+        nxt = params[i + 1]["w"].T @ ACTIVATIONS[f].forward(z) + params[i + 1]["b"]  # (out, N) of the layer above
+        if _seen(values, nxt):
+            return f
+    return None
+
+
 def read_forward(records: list[Record], params: list[dict], x: np.ndarray) -> tuple[tuple[str, ...], str | None] | None:
     """(each layer's activation, the output function the loss takes: ``softmax``, ``sigmoid`` or None), or None.
 
@@ -48,9 +62,12 @@ def read_forward(records: list[Record], params: list[dict], x: np.ndarray) -> tu
     with np.errstate(over="ignore", invalid="ignore"):
         for i, layer in enumerate(params):
             z = layer["w"].T @ a + layer["b"]  # (out, in)·(in, N) + (out, 1)
-            found = next((f for f in ORDER if _seen(values, ACTIVATIONS[f].forward(z))), None)
+            found = _feeding(values, z, params, i, ORDER)
             if found is None or (found == "identity" and i < top):  # the file's own functions, before z itself
-                found = next((f for f in own_names() if _seen(values, ACTIVATIONS[f].forward(z))), found)
+                found = _feeding(values, z, params, i, own_names()) or found
+            if found is None:  # computed, though nothing recorded shows the layer above reading it
+                found = _feeding(values, z, params, i, ORDER, False)
+                found = found or _feeding(values, z, params, i, own_names(), False)
             if i == top:
                 for output, f in (("softmax", _softmax), ("sigmoid", _sigmoid)):
                     if z.shape[0] > 1 or output == "sigmoid":

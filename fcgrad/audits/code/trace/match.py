@@ -214,10 +214,11 @@ class Matcher:
                         return True
         return False
 
-    def slope_read(self, r: Record, sample: int | None) -> tuple[Quantity, np.ndarray, np.ndarray] | None:
-        """(∂L/∂z it should be, the slope it read, f'(z)) where ``r`` is ∂L/∂y ⊙ s, ∂L/∂y right and ``s`` an
-        array the statement read that is not f'(z): the layer's derivative written wrong (by the file's own
-        helper, say), though the argument it was given is right."""
+    def slope_read(self, r: Record, sample: int | None, recent: list[np.ndarray] = ()) -> tuple | None:
+        """(∂L/∂z it should be, the slope it read, f'(z), the array read) where ``r`` is ∂L/∂y ⊙ s, ∂L/∂y right
+        and ``s`` an array the statement read that is not f'(z): the layer's derivative written wrong (by the
+        file's own helper, say), though the argument it was given is right. ``recent``: arrays the file computed
+        just before, for a slope a callee computed inside the expression (``f_prime(self.input) * error``)."""
         by = {(q.layer, q.name): q.value for q in self.candidates(r.value, sample) if q.sample == sample}
         top = len(self.p.params) - 1
         for (layer, what), want in by.items():
@@ -231,12 +232,12 @@ class Matcher:
             for a in orientations(r.value, want.shape):
                 if np.max(np.abs(a - want)) <= MATCH_REL_TOL * scale:
                     return None  # it is ∂L/∂z
-                for _, v in r.reads:
+                for v in [v for _, v in r.reads] + list(recent):
                     for s in orientations(np.asarray(v, np.float64), want.shape):
                         on = np.max(np.abs(a - up * s)) <= MATCH_REL_TOL * max(scale, float(np.max(np.abs(up * s))))
                         off = np.max(np.abs(s - slope)) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
                         if on and off:
-                            return Quantity(layer, what, want, sample), s, slope
+                            return Quantity(layer, what, want, sample), s, slope, v
         return None
 
     def allowed(self, q: Quantity, k: float) -> bool:
@@ -424,7 +425,8 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             named = None if quiet else matcher.name(r.value, sample)
             if named is None and not quiet:
                 named = matcher.peeled(r.value, sample)
-            slope = None if named is not None or quiet else matcher.slope_read(r, sample)
+            recent = [m.record.value for m in lines[-RECENT:] if m.record.value.size == r.value.size]
+            slope = None if named is not None or quiet else matcher.slope_read(r, sample, recent)
             if slope is not None and (at := _slope_origin(slope, lines, made, matcher)) is not None:
                 line = Line(r, INHERITED, slope[0], origin=at)
                 lines.append(line)
@@ -584,33 +586,47 @@ def _where_the_alias_was_made(line: Line, lines: list[Line]) -> Line:
 DERIVATIVE_LEFT_OUT = ("activation_derivative_missing", "activation_derivative_dropped")
 
 
+RECENT = 12  # the statements before one whose recorded arrays may be the slope it multiplied by (a callee's return)
+
+
 def _slope_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> Line | None:
     """The statement that first computed the wrong slope a residual read, from inputs that are right: an origin
     there, ∂L/∂z the quantity it spoils, shown against f'(z)."""
-    q, s, slope = found
-    for first, line in enumerate(lines):
+    q, s, slope, read = found
+    act = matcher.p.activations[q.layer]
+    bound = made.get(_key(read))
+    if bound is not None and bound.status == OK and bound.quantity is not None and not bound.quantity.backward:
+        # a right value of the forward (the layer's output, its z) where the derivative belongs: the caller's choice
+        words = f"looks like {act}' written as {WORDS[bound.quantity.name]} of layer {bound.quantity.layer}"
+        return _slope_at(bound, q, s, slope, words, lines, made)
+    for line in lines:
         v = line.record.value
         if line.status in (ORIGIN, INHERITED) or v.size != s.size:
             continue
         if any(np.array_equal(a, s) for a in orientations(np.asarray(v, np.float64), s.shape)):
-            act = matcher.p.activations[q.layer]
             off = np.abs(s - slope) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
             words = (
                 f"looks like {act}' written wrong: the derivative the file computes is not that of its forward "
                 f"{act}(z) at {int(off.sum())} of {off.size} entries (the argument z is right)"
             )
-            res = float(np.linalg.norm(s - slope) / max(np.linalg.norm(slope), np.finfo(np.float64).tiny))
-            at = Line(line.record, ORIGIN, q, 1.0, (Diagnosis("derivative_wrong", words, res),), expected=slope)
-            at.shown = s
-            lines[first] = at
-            for k in range(first + 1, len(lines)):  # where it was passed on (bound to a name): carried from there
-                if lines[k].status == OWN and np.array_equal(lines[k].record.value, line.record.value):
-                    lines[k] = replace(lines[k], status=INHERITED, origin=at)
-            for key, m in list(made.items()):
-                if m is line or (m.status == OWN and np.array_equal(m.record.value, line.record.value)):
-                    made[key] = at
-            return at
+            return _slope_at(line, q, s, slope, words, lines, made)
     return None
+
+
+def _slope_at(line: Line, q: Quantity, s, slope, words: str, lines: list[Line], made: dict) -> Line:
+    """An origin at ``line``'s statement, its wrong slope shown against f'(z); carried where it was passed on."""
+    res = float(np.linalg.norm(s - slope) / max(np.linalg.norm(slope), np.finfo(np.float64).tiny))
+    at = Line(line.record, ORIGIN, q, 1.0, (Diagnosis("derivative_wrong", words, res),), expected=slope)
+    at.shown = s
+    first = next(k for k, m in enumerate(lines) if m is line)
+    lines[first] = at
+    for k in range(first + 1, len(lines)):  # where it was passed on (bound to a name): carried from there
+        if lines[k].status in (OK, OWN) and np.array_equal(lines[k].record.value, line.record.value):
+            lines[k] = replace(lines[k], status=INHERITED, origin=at)
+    for key, m in list(made.items()):
+        if m is line or (m.status in (OK, OWN) and np.array_equal(m.record.value, line.record.value)):
+            made[key] = at
+    return at
 
 
 def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "Matcher") -> Line:

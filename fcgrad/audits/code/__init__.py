@@ -28,7 +28,7 @@ import numpy as np
 
 from fcgrad import reference
 from fcgrad.audits.blog import Divergence, _checkpoint_steps, _param_diff_per_entry, backward_order
-from fcgrad.audits.code import own
+from fcgrad.audits.code import own as own_functions
 from fcgrad.audits.code.judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code.layers import LayeredNet
 from fcgrad.audits.code.layout import Layout, check_samples, check_weights, kind_of
@@ -327,9 +327,9 @@ def _built(module, path: str, layout: Layout, said: list[str], hint, lr: float):
 
 def _audit(path, problem, steps, weights, samples, loss, activations, lr, batch, seed) -> CodeAuditReport:
     module = load_module(path)
-    with own.offered(module, path) as offered:
+    with own_functions.offered(module, path) as offered:
         report = _audit_module(module, path, problem, steps, weights, samples, loss, activations, lr, batch, seed)
-        report.notes[:0] = offered.notes(report.problem.activations)
+        report.notes[:0] = offered.notes((*report.problem.activations, report.problem.loss))
         return report
 
 
@@ -342,6 +342,8 @@ def _audit_module(module, path, problem, steps, weights, samples, loss, activati
         try:
             rate = problem.lr if problem else lr or 0.1
             driver, declared, layout, read = _built(module, path, layout, said, hint, rate)
+            if own_functions.current() is not None:
+                own_functions.current().layout = layout  # a loss of the file's own takes its arrays as it holds them
             if problem is not None and hasattr(driver, "resize"):  # a net the file's script built, at other widths
                 driver.resize(tuple(problem.sizes))
             sizes = driver.sizes if driver.sizes is not None else sizes_said

@@ -209,6 +209,10 @@ class LayeredNet:
             x = y
         value = self.loss_forward(lay.give("data", x), lay.give("data", p.t))
         loss = match_loss(value, x, p.t, "the loss", self.file)
+        if loss is None and own.current() is not None:  # the loss object's own forward, where the library has none
+            where = definition(type(self.loss)) or self.file
+            own.current().offer_loss(type(self.loss).__name__, copy.deepcopy(self.loss).forward, where)
+            loss = match_loss(value, x, p.t, "the loss", self.file)
         if loss is None:
             raise FcgradError(
                 f"{self.file}: the loss forward(y, t) matches none of the library's losses; expected "

@@ -13,7 +13,7 @@ from itertools import product
 
 import numpy as np
 
-from fcgrad.audits.code.own import LIBRARY, own_names
+from fcgrad.audits.code.own import LIBRARY, own_loss, own_names
 from fcgrad.engine.compare import errors
 from fcgrad.manual import validate
 from fcgrad.manual.activations import ACTIVATIONS
@@ -117,13 +117,16 @@ def loss_value(model: Model, y, t) -> float:
 def match_loss(value: float, y, t, what: str, file: str) -> str | None:
     """The library loss with ``L(y, t) = value`` (blog layout), or a constant times it that is a convention of
     its own (a ``LossName`` with that ``scale``); binary cross-entropy of outputs in (0, 1) is bce-logits on their
-    logits (``output`` ``"sigmoid"``: ``Model`` folds the top sigmoid into it); None when none does."""
+    logits (``output`` ``"sigmoid"``: ``Model`` folds the top sigmoid into it); else the file's own function of
+    (y, t) that computes it (``fcgrad.audits.code.own``); None when none does."""
     found = _library_loss(value, y, t)
     if found is None and np.all((np.asarray(y) > 0) & (np.asarray(y) < 1)):
         with np.errstate(divide="ignore", invalid="ignore"):
             if _close(np.float64(value), np.float64(bce_on_probabilities(y, t))):
                 found = LossName("bce-logits")
                 found.output, found.words = "sigmoid", BCE_WORDS
+    if found is None:  # the file's own function of (y, t) that computes it, joined for the audit
+        found = own_loss(value, y, t)
     return found
 
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fcgrad.manual.activations import ACTIVATIONS, Activation
+from fcgrad.manual.losses import LOSSES, Loss
 from fcgrad.reference import model as reference_model
 
 LIBRARY = tuple(ACTIVATIONS)  # the library's own, tried before any of the file's
@@ -166,9 +167,31 @@ def elementwise(fn) -> bool:
 class OwnActivations:
     """The file's candidate functions, joined to the registries when first asked for, taken out at the end."""
 
-    def __init__(self, functions: list[tuple[str, object, str]]):
+    def __init__(self, functions: list[tuple[str, object, str]], losses: list[tuple[str, object, str]] = ()):
         self._candidates = functions  # (name, fn, where)
         self._joined: list[Own] | None = None
+        self._loss_candidates = list(losses)  # (name, fn, where): fn(y, t) or fn(t, y), the file's layout
+        self.losses: list[Own] = []  # the file's own losses joined to the library's
+        self.layout = None  # the file's layout, once known: a loss of its own takes its arrays as it holds them
+
+    def offer_loss(self, name: str, fn, where: str) -> None:
+        """One more candidate loss (the net's loss object's forward), tried before the module's functions."""
+        self._loss_candidates.insert(0, (name, fn, where))
+
+    def loss(self, value: float, y: np.ndarray, t: np.ndarray) -> str | None:
+        """The name of the file's own loss whose value at (y, t) (blog layout) is ``value``, joined; or None."""
+        for o in self.losses:
+            with np.errstate(all="ignore"):
+                if _same(float(LOSSES[o.name].forward(y, t)), value):
+                    return o.name
+        if self.layout is None:
+            return None
+        for name, fn, where in self._loss_candidates:
+            joined = _join_loss(name, fn, where, self.layout, value, y, t)
+            if joined is not None:
+                self.losses.append(joined)
+                return joined.name
+        return None
 
     def names(self) -> tuple[str, ...]:
         if self._joined is None:
@@ -176,7 +199,7 @@ class OwnActivations:
         return tuple(o.name for o in self._joined)
 
     def notes(self, used) -> list[str]:
-        return [o.note for o in self._joined or () if o.name in used]
+        return [o.note for o in [*(self._joined or ()), *self.losses] if o.name in used]
 
     def add(self, name: str, fn, where: str) -> str | None:
         """One more candidate (a layer's activation object), joined at once; its name, or None."""
@@ -190,7 +213,10 @@ class OwnActivations:
         for o in self._joined or ():
             ACTIVATIONS.pop(o.name, None)
             reference_model.ACTIVATIONS.pop(o.name, None)
-        if self._joined:
+        for o in self.losses:
+            LOSSES.pop(o.name, None)
+            reference_model.LOSSES.pop(o.name, None)
+        if self._joined or self.losses:
             jax.clear_caches()  # compiled models keyed by these names must not outlive them
 
 
@@ -275,6 +301,124 @@ def _called_back(forward, slope):
     return f
 
 
+# ---- losses ----
+
+LOSS_MATCH_REL = 1e-9  # the file's loss value against its own function's: the same formula, rounded alike or nearly
+
+
+def _same(a: float, b: float) -> bool:
+    return np.isfinite(a) and abs(a - b) <= LOSS_MATCH_REL * max(1.0, abs(b))
+
+
+def _scalar(v) -> float | None:
+    try:
+        a = np.asarray(v, np.float64)
+    except (TypeError, ValueError):
+        return None
+    return float(a) if a.size == 1 else None
+
+
+def _join_loss(name: str, fn, where: str, layout, value: float, y: np.ndarray, t: np.ndarray) -> Own | None:
+    """``fn`` joined to the library's losses where, handed the file's (y, t) in one order or the other, it computes
+    ``value``; its gradient by JAX on its traced code, or by central differences over each entry of y."""
+    rows = layout.rows
+
+    def user(a):  # the blog's (out, N) as the file holds it
+        return a.T if rows else a
+
+    for swap in (False, True):
+        def call(yb, tb, f=fn, swap=swap):
+            args = (user(tb), user(yb)) if swap else (user(yb), user(tb))
+            return f(*[np.array(a, np.float64) for a in args])
+
+        try:
+            with np.errstate(all="ignore"):
+                got = _scalar(call(y, t))
+        except Exception:  # noqa: BLE001 - a function of two arrays that is no loss of these
+            continue
+        if got is None or not _same(got, value):
+            continue
+        name = name if name not in LOSSES else f"{name} (the file's)"
+
+        def forward(yb, tb, call=call):
+            with np.errstate(all="ignore"):
+                return np.float64(_scalar(call(yb, tb)))
+
+        fn_jax = _traceable_loss(fn, swap, rows, y, t, got)
+        if fn_jax is not None:
+            grad_of = jax.jit(jax.grad(fn_jax))
+
+            def backward(yb, tb, grad_of=grad_of):
+                with jax.enable_x64(True):
+                    return np.asarray(grad_of(jnp.asarray(yb, jnp.float64), jnp.asarray(tb, jnp.float64)), np.float64)
+
+            LOSSES[name] = Loss(name, forward, backward)
+            reference_model.LOSSES[name] = fn_jax
+            return Own(name, where, "JAX")
+
+        def backward_fd(yb, tb, forward=forward):
+            return fd_gradient(lambda v: float(forward(v, tb)), np.asarray(yb, np.float64))
+
+        LOSSES[name] = Loss(name, forward, backward_fd)
+        reference_model.LOSSES[name] = _loss_called_back(forward, backward_fd)
+        return Own(name, where, "finite differences")
+    return None
+
+
+def _traceable_loss(fn, swap: bool, rows: bool, y, t, value: float):
+    try:
+        traced_fn = traced(fn)
+
+        def fn_jax(yb, tb):
+            a, b = (yb.T, tb.T) if rows else (yb, tb)
+            return jnp.reshape(traced_fn(*((b, a) if swap else (a, b))), ())
+
+        with jax.enable_x64(True), np.errstate(all="ignore"):
+            got = float(jax.jit(fn_jax)(jnp.asarray(y, jnp.float64), jnp.asarray(t, jnp.float64)))
+            jax.grad(fn_jax)(jnp.asarray(y, jnp.float64), jnp.asarray(t, jnp.float64))
+    except Exception:  # noqa: BLE001 - in-place writes, values in control flow: finite differences instead
+        return None
+    return fn_jax if _same(got, value) and abs(got - value) <= TRACED_REL_TOL * max(1.0, abs(value)) else None
+
+
+def fd_gradient(f, y: np.ndarray) -> np.ndarray:
+    """∂f/∂y entry by entry for a scalar ``f`` of an array, by the same central differences as ``fd_slope``."""
+    out = np.empty_like(y)
+    for idx in np.ndindex(*y.shape):
+        def along(v, idx=idx):
+            moved = y.copy()
+            moved[idx] = v
+            return f(moved)
+
+        out[idx] = fd_slope(np.vectorize(along), np.asarray(y[idx]))
+    return out
+
+
+def _loss_called_back(forward, gradient):
+    """A JAX loss that calls the file's back, its gradient in y the finite differences' (none in the targets)."""
+
+    def host(f, shape):
+        return lambda yb, tb: np.asarray(f(np.asarray(yb), np.asarray(tb)), np.float64).reshape(shape)
+
+    @jax.custom_jvp
+    def f(y, t):
+        return jax.pure_callback(host(forward, ()), jax.ShapeDtypeStruct((), y.dtype), y, t)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (y, t), (dy, _) = primals, tangents
+        g = jax.pure_callback(host(gradient, y.shape), jax.ShapeDtypeStruct(y.shape, y.dtype), y, t)
+        return f(y, t), jnp.sum(g * dy)
+
+    return f
+
+
+def own_loss(value: float, y, t) -> str | None:
+    """The file's own loss with ``value`` at (y, t) (blog layout), joined for the audit; None outside one."""
+    current_ = current()
+    return current_.loss(value, np.asarray(y, np.float64), np.asarray(t, np.float64)) if current_ else None
+
+
 def _where(fn) -> str:
     try:
         lines = inspect.getsourcelines(fn)[1]
@@ -283,8 +427,9 @@ def _where(fn) -> str:
         return getattr(fn, "__qualname__", "?")
 
 
-def module_functions(module) -> list[tuple[str, object, str]]:
-    """The module's functions of one array argument, and those of the user's modules it imports."""
+def module_functions(module, arity: int = 1) -> list[tuple[str, object, str]]:
+    """The module's functions of ``arity`` array arguments (1: activations, 2: losses of (y, t) in either order),
+    and those of the user's modules it imports."""
     seen, out = set(), []
     values = list(vars(module).values())
     values += [f for m in values if isinstance(m, types.ModuleType) and _is_users(m) for f in vars(m).values()]
@@ -298,7 +443,7 @@ def module_functions(module) -> list[tuple[str, object, str]]:
             continue
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         required = [q for q in params if q.default is q.empty and q.kind in positional]
-        if len(required) == 1:
+        if len(required) == arity:
             out.append((v.__name__, v, _where(v)))
     return out
 
@@ -308,7 +453,7 @@ def offered(module, path: str):
     """The file's functions offered as activations for the length of an audit."""
     folder = Path(path).resolve().parent
     _USER_FOLDERS.append(folder)
-    own = OwnActivations(module_functions(module))
+    own = OwnActivations(module_functions(module), module_functions(module, 2))
     _CURRENT.append(own)
     try:
         yield own

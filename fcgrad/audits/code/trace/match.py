@@ -219,6 +219,13 @@ class Matcher:
         and ``s`` an array the statement read that is not f'(z): the layer's derivative written wrong (by the
         file's own helper, say), though the argument it was given is right. ``recent``: arrays the file computed
         just before, for a slope a callee computed inside the expression (``f_prime(self.input) * error``)."""
+        for n in self._samples_of(r.value, sample):
+            found = self._slope_read(r, n, recent)
+            if found is not None:
+                return found
+        return None
+
+    def _slope_read(self, r: Record, sample: int | None, recent) -> tuple | None:
         by = {(q.layer, q.name): q.value for q in self.candidates(r.value, sample) if q.sample == sample}
         top = len(self.p.params) - 1
         for (layer, what), want in by.items():
@@ -238,6 +245,41 @@ class Matcher:
                         off = np.max(np.abs(s - slope)) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
                         if on and off:
                             return Quantity(layer, what, want, sample), s, slope, v
+        return None
+
+    def upstream_read(self, r: Record, sample: int | None, recent: list[np.ndarray] = ()) -> tuple | None:
+        """(∂L/∂y it should be, the ∂L/∂y read, the right one, the array read) where ``r`` is the top layer's
+        u ⊙ f'(z) with f'(z) right and ``u``, an array the statement read (or the file computed just before), not
+        the loss's ∂L/∂y: the loss's derivative written wrong."""
+        for n in self._samples_of(r.value, sample):
+            found = self._upstream_read(r, n, recent)
+            if found is not None:
+                return found
+        return None
+
+    def _samples_of(self, v: np.ndarray, sample: int | None) -> list[int | None]:
+        """The samples a value may be one of: its frame's, or any where the frame says none and it is one column."""
+        if sample is not None or self.p.batch == 1:
+            return [sample]
+        columns = {q.value.shape[0] for q in self.quantities if q.name not in ("grad_w", "grad_b")}
+        return [None, *range(self.p.batch)] if v.size in columns else [None]
+
+    def _upstream_read(self, r: Record, sample: int | None, recent) -> tuple | None:
+        top = len(self.p.params) - 1
+        by = {(q.layer, q.name): q.value for q in self.candidates(r.value, sample) if q.sample == sample}
+        want, slope, up = by.get((top, "residual_z")), by.get((top, "f'(z)")), by.get((top, "residual_y"))
+        if want is None or slope is None or up is None:
+            return None
+        scale = max(float(np.max(np.abs(want))), np.finfo(np.float64).tiny)
+        up_scale = max(float(np.max(np.abs(up))), np.finfo(np.float64).tiny)
+        for a in orientations(r.value, want.shape):
+            if np.max(np.abs(a - want)) <= MATCH_REL_TOL * scale:
+                return None
+            for v in [v for _, v in r.reads] + list(recent):
+                for u in orientations(np.asarray(v, np.float64), want.shape):
+                    made_of = np.max(np.abs(a - u * slope)) <= MATCH_REL_TOL * max(scale, float(np.max(np.abs(a))))
+                    if made_of and np.max(np.abs(u - up)) > MATCH_REL_TOL * up_scale and factor_of(u, up) is None:
+                        return Quantity(top, "residual_y", up, sample), u, up, v
         return None
 
     def allowed(self, q: Quantity, k: float) -> bool:
@@ -426,8 +468,17 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             if named is None and not quiet:
                 named = matcher.peeled(r.value, sample)
             recent = [m.record.value for m in lines[-RECENT:] if m.record.value.size == r.value.size]
-            slope = None if named is not None or quiet else matcher.slope_read(r, sample, recent)
-            if slope is not None and (at := _slope_origin(slope, lines, made, matcher)) is not None:
+            # a helper's return too: what it multiplied is told by value, not by the catalogue's reading of it
+            reads = named is None and hit is None and r.function != "<module>"
+            if reads and quiet:  # a helper's value the catalogue names is named where its caller binds it
+                told = matcher.name(r.value, sample)
+                reads = told is None or not told[1] or told[1][0].name in UNNAMED
+            slope = matcher.slope_read(r, sample, recent) if reads else None
+            at = None if slope is None else _slope_origin(slope, lines, made, matcher)
+            if at is None and reads:
+                slope = matcher.upstream_read(r, sample, recent)
+                at = None if slope is None else _residual_origin(slope, lines, made, matcher)
+            if at is not None:
                 line = Line(r, INHERITED, slope[0], origin=at)
                 lines.append(line)
                 made[_key(r.value)] = line
@@ -607,16 +658,33 @@ def _slope_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> L
             off = np.abs(s - slope) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
             words = (
                 f"looks like {act}' written wrong: the derivative the file computes is not that of its forward "
-                f"{act}(z) at {int(off.sum())} of {off.size} entries (the argument z is right)"
+                f"{act}(z) at {int(off.sum())} of {off.size} entries"
             )
             return _slope_at(line, q, s, slope, words, lines, made)
     return None
 
 
-def _slope_at(line: Line, q: Quantity, s, slope, words: str, lines: list[Line], made: dict) -> Line:
+def _residual_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> Line | None:
+    """The statement that first computed the wrong ∂L/∂y the top layer's residual read, from inputs that are right."""
+    q, u, up, read = found
+    for line in lines:
+        v = line.record.value
+        if line.status in (ORIGIN, INHERITED) or v.size != u.size:
+            continue
+        if any(np.array_equal(a, u) for a in orientations(np.asarray(v, np.float64), u.shape)):
+            off = np.abs(u - up) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(up))))
+            words = (
+                f"looks like the derivative of the {matcher.p.loss} loss written wrong: ∂L/∂y differs from the "
+                f"gradient of the loss the file computes at {int(off.sum())} of {off.size} entries (y and t are right)"
+            )
+            return _slope_at(line, q, u, up, words, lines, made, "loss_derivative_wrong")
+    return None
+
+
+def _slope_at(line: Line, q: Quantity, s, slope, words: str, lines: list[Line], made: dict, kind="derivative_wrong"):
     """An origin at ``line``'s statement, its wrong slope shown against f'(z); carried where it was passed on."""
     res = float(np.linalg.norm(s - slope) / max(np.linalg.norm(slope), np.finfo(np.float64).tiny))
-    at = Line(line.record, ORIGIN, q, 1.0, (Diagnosis("derivative_wrong", words, res),), expected=slope)
+    at = Line(line.record, ORIGIN, q, 1.0, (Diagnosis(kind, words, res),), expected=slope)
     at.shown = s
     first = next(k for k, m in enumerate(lines) if m is line)
     lines[first] = at

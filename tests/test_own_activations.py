@@ -172,3 +172,52 @@ def test_the_files_function_joins_manual_and_jax_with_its_derivative(name):
                 f = reference_model.ACTIVATIONS["leaky_relu"]
                 grad = jax.grad(lambda v: jnp.sum(f(v)))(jnp.asarray(z))
             np.testing.assert_allclose(np.asarray(grad), slope, rtol=0, atol=1e-12)
+
+
+PUBLISHED = Path(__file__).parent / "fixtures" / "published"
+LEAKY_CLASS = '''class Activation_LeakyReLU:
+    def __init__(self, alpha=0.05):
+        self.alpha = alpha
+
+    def forward(self, inputs, training):
+        self.inputs = inputs
+        self.output = np.where(inputs > 0, inputs, self.alpha * inputs)
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues * np.where(self.inputs > 0, 1.0, self.alpha)
+
+    def predictions(self, outputs):
+        return outputs
+
+
+class Activation_Softmax:'''
+# a published file with its ReLU made leaky: (file, [(as written, made leaky)], the activation the audit reads)
+MADE_LEAKY = {
+    "dnn_app_utils": (
+        [
+            ("    A = np.maximum(0, Z)", "    A = np.where(Z > 0, Z, 0.01 * Z)"),
+            ("    dZ[Z <= 0] = 0  # no gradient where the unit was off", "    dZ[Z <= 0] *= 0.01"),
+        ],
+        "relu (the file's)",  # the course's own relu(Z) -> (A, cache), no longer the library's relu
+    ),
+    "nnfs_model": (
+        [
+            ("class Activation_Softmax:", LEAKY_CLASS),
+            ("model.add(Activation_ReLU())", "model.add(Activation_LeakyReLU())"),
+        ],
+        "Activation_LeakyReLU",  # the book's class storing self.output, its alpha its own (no learning rate)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", MADE_LEAKY)
+def test_a_published_file_made_leaky_is_audited_against_its_own_activation(name, tmp_path, capsys):
+    text = (PUBLISHED / f"{name}.py").read_text(encoding="utf-8")
+    edits, act = MADE_LEAKY[name]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (tmp_path / f"{name}.py").write_text(text, encoding="utf-8")
+    out = _audit(tmp_path / f"{name}.py", capsys)
+    assert out["problem"]["activations"][0] == act
+    assert out["ok"] and out["findings"] == [] and out["drift"]["first_step_params_differ"] is None

@@ -234,7 +234,7 @@ class LayeredNet:
             return False
         act = self.layers[i].acts[0]
         where = definition(type(act)) or self.file
-        return current.add(type(act).__name__, copy.deepcopy(act).forward, where) is not None
+        return current.add(type(act).__name__, own.Applied(copy.deepcopy(act).forward), where) is not None
 
     # ---- backward ----
 

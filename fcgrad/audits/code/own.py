@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fcgrad.engine.user_code import definition
 from fcgrad.manual.activations import ACTIVATIONS, Activation
 from fcgrad.manual.losses import LOSSES, Loss
 from fcgrad.reference import model as reference_model
@@ -83,16 +84,50 @@ def _rebuilt(fn: types.FunctionType, memo: dict) -> types.FunctionType:
 
 
 def traced(fn):
-    """``fn`` (a function or bound method of the user's) with its NumPy calls going to jax.numpy."""
+    """``fn`` (a function or bound method of the user's, or an ``Applied``) with its NumPy calls going to
+    jax.numpy."""
+    if isinstance(fn, Applied):
+        return fn.traced()
     if inspect.ismethod(fn):
         return types.MethodType(_rebuilt(fn.__func__, {}), fn.__self__)
     return _rebuilt(fn, {})
+
+
+def _first(y):
+    """An activation's value where a helper returns it with its cache, ``(A, cache)``: the array."""
+    return y[0] if isinstance(y, tuple | list) and y and hasattr(y[0], "shape") else y
+
+
+class Applied:
+    """A function of the file's, or a layer object's ``forward``, as an activation ``z -> y``: its value, the first
+    of a tuple it returns (``(A, cache)``), or what the object stores in ``output`` when it returns nothing
+    (``forward(inputs, training)`` setting ``self.output``); ``extra``: the arguments after z (a training flag)."""
+
+    def __init__(self, fn, extra: tuple = (), name: str | None = None):
+        self.fn, self.extra = fn, extra
+        self.__name__ = name or getattr(fn, "__name__", "activation")
+
+    def _run(self, fn, z):
+        out = _first(fn(z, *self.extra))
+        owner = getattr(fn, "__self__", None)
+        return getattr(owner, "output", None) if out is None and owner is not None else out
+
+    def __call__(self, z):
+        return self._run(self.fn, z)
+
+    def traced(self):
+        fn = traced(self.fn)
+        return lambda z: self._run(fn, z)
 
 
 _USER_FOLDERS: list[Path] = []
 
 
 def _is_users(obj) -> bool:
+    if isinstance(obj, type):  # a class of a module run from a file: known by its functions' code
+        codes = [getattr(v, "__code__", None) for v in vars(obj).values()]
+        files = {c.co_filename for c in codes if c is not None}
+        return any(Path(f).resolve().parent in _USER_FOLDERS for f in files)
     try:
         file = inspect.getsourcefile(obj) if not isinstance(obj, types.ModuleType) else getattr(obj, "__file__", None)
     except TypeError:
@@ -167,8 +202,8 @@ def elementwise(fn) -> bool:
 class OwnActivations:
     """The file's candidate functions, joined to the registries when first asked for, taken out at the end."""
 
-    def __init__(self, functions: list[tuple[str, object, str]], losses: list[tuple[str, object, str]] = ()):
-        self._candidates = functions  # (name, fn, where)
+    def __init__(self, functions, losses: list[tuple[str, object, str]] = ()):
+        self._candidates = functions  # [(name, fn, where)], or a function that lists them
         self._joined: list[Own] | None = None
         self._loss_candidates = list(losses)  # (name, fn, where): fn(y, t) or fn(t, y), the file's layout
         self.losses: list[Own] = []  # the file's own losses joined to the library's
@@ -195,6 +230,8 @@ class OwnActivations:
 
     def names(self) -> tuple[str, ...]:
         if self._joined is None:
+            if callable(self._candidates):  # read when first needed: the layer classes are made to be tried
+                self._candidates = self._candidates()
             self._joined = [own for c in self._candidates if (own := _join(*c)) is not None]
         return tuple(o.name for o in self._joined)
 
@@ -420,11 +457,9 @@ def own_loss(value: float, y, t) -> str | None:
 
 
 def _where(fn) -> str:
-    try:
-        lines = inspect.getsourcelines(fn)[1]
-        return f"{Path(inspect.getsourcefile(fn)).name}:{lines}"
-    except (OSError, TypeError):
-        return getattr(fn, "__qualname__", "?")
+    """``path:line`` of the file's definition of ``fn`` (a layer object's: its class's ``forward``)."""
+    fn = fn.fn if isinstance(fn, Applied) else fn
+    return definition(getattr(fn, "__func__", fn)) or getattr(fn, "__qualname__", "?")
 
 
 def module_functions(module, arity: int = 1) -> list[tuple[str, object, str]]:
@@ -444,7 +479,28 @@ def module_functions(module, arity: int = 1) -> list[tuple[str, object, str]]:
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         required = [q for q in params if q.default is q.empty and q.kind in positional]
         if len(required) == arity:
-            out.append((v.__name__, v, _where(v)))
+            out.append((v.__name__, Applied(v) if arity == 1 else v, _where(v)))
+    return out + (_layer_objects(module) if arity == 1 else [])
+
+
+def _layer_objects(module) -> list[tuple[str, object, str]]:
+    """The file's classes with a ``forward(inputs[, training])`` that can be made with no argument (an activation
+    layer's class): each as an activation, its ``forward`` on an instance of its own."""
+    out = []
+    for v in list(vars(module).values()):
+        if not isinstance(v, type) or not _is_users(v) or not callable(getattr(v, "forward", None)):
+            continue
+        try:
+            params = list(inspect.signature(v.forward).parameters.values())[1:]
+            positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            required = [q for q in params if q.default is q.empty and q.kind in positional]
+            if len(required) not in (1, 2):
+                continue
+            instance = v()
+        except Exception:  # noqa: BLE001 - a class that needs its sizes, or whose forward cannot be read, is no activation
+            continue
+        extra = (True,) if len(required) == 2 else ()  # the training flag, where forward takes one
+        out.append((v.__name__, Applied(instance.forward, extra, v.__name__), _where(v.forward)))
     return out
 
 
@@ -453,7 +509,7 @@ def offered(module, path: str):
     """The file's functions offered as activations for the length of an audit."""
     folder = Path(path).resolve().parent
     _USER_FOLDERS.append(folder)
-    own = OwnActivations(module_functions(module), module_functions(module, 2))
+    own = OwnActivations(lambda: module_functions(module), module_functions(module, 2))
     _CURRENT.append(own)
     try:
         yield own

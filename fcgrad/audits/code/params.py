@@ -189,12 +189,21 @@ def _numbered(mapping: dict, root, prefix: tuple, words) -> list[dict[str, Slot]
     return [{q: slot(found[k][q]) for q in ("w", "b")} for k in numbers]
 
 
+def holds_rate(obj, name: str) -> bool:
+    """Whether ``obj.name`` may be a learning rate: ``alpha`` on a layer (an object with a forward) is its own
+    constant, a leaky ReLU's or an ELU's slope, never the step size."""
+    if name != "alpha":
+        return True
+    return not any(callable(getattr(obj, m, None)) for m in ("forward", "forward_propagation", "__call__"))
+
+
 def lr_attributes(*objects) -> list[tuple[object, str]]:
     """Every ``(object, attribute)`` among ``objects`` that holds a learning rate."""
     out = []
     for obj in objects:
         for name in LR_NAMES:
-            if isinstance(getattr(obj, name, None), (int, float)) and not isinstance(getattr(obj, name), bool):
+            value = getattr(obj, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and holds_rate(obj, name):
                 out.append((obj, name))
     return out
 

@@ -33,6 +33,7 @@ from fcgrad.audits.code.params import (
     LR_NAMES,
     QUIET_NAMES,
     get_slots,
+    holds_rate,
     note_own_lr,
     parameters,
     reachable,
@@ -251,7 +252,8 @@ class ScriptNet:
         self.read_layout = _read_layout(slots, x[:, 0] if online else x)
         self.layout = self.read_layout or layout  # what the arrays show, unless a declaration overrides it (settle)
         self.layout_from = "read off the arrays the file's script builds"
-        self.lr_holders = [(o, n) for o in reachable(self.net) for n in HELD_LR_NAMES if _number(getattr(o, n, None))]
+        held = [(o, n) for o in reachable(self.net) for n in HELD_LR_NAMES if _number(getattr(o, n, None))]
+        self.lr_holders = [(o, n) for o, n in held if holds_rate(o, n)]
         self.loss_name: str | None = None
         self.acts: tuple[str, ...] = ()
         self.said: list[str] = []  # what the audit changed or chose, for the report's notes

@@ -221,3 +221,32 @@ def test_a_published_file_made_leaky_is_audited_against_its_own_activation(name,
     out = _audit(tmp_path / f"{name}.py", capsys)
     assert out["problem"]["activations"][0] == act
     assert out["ok"] and out["findings"] == [] and out["drift"]["first_step_params_differ"] is None
+
+
+def test_a_function_that_writes_prints_or_loops_is_never_called_to_be_tried(tmp_path, capsys):
+    """Only plain formulas are tried as activations: the probe must not run the user's I/O or training."""
+    marker = tmp_path / "written.txt"
+    extra = f'''
+
+def save_activations(a):
+    open({str(marker)!r}, "w").write("called")
+    return a
+
+
+def noisy(a):
+    print("noisy was called")
+    return np.maximum(a, 0.0)
+
+
+def looped(a):
+    for _ in range(3):
+        a = a * 1.0
+    return np.where(a > 0, a, 0.01 * a)
+'''
+    text = (FIXTURES / "leaky_network.py").read_text(encoding="utf-8") + extra
+    (tmp_path / "leaky_network.py").write_text(text, encoding="utf-8")
+    out = _audit(tmp_path / "leaky_network.py", capsys)
+    assert tuple(out["problem"]["activations"]) == ("leaky_relu", "sigmoid") and out["findings"] == []
+    assert not marker.exists()
+    assert "noisy was called" not in capsys.readouterr().err
+    assert not own.plain(own.fd_slope) and own.plain(own.elementwise)  # a loop; a formula

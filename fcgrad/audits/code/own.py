@@ -17,8 +17,10 @@ Its derivative comes from one of the two oracles the rest of fcgrad trusts:
   kink lies within it; JAX's model calls the file's function back, with that derivative.
 """
 
+import ast
 import contextlib
 import inspect
+import textwrap
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -462,6 +464,31 @@ def _where(fn) -> str:
     return definition(getattr(fn, "__func__", fn)) or getattr(fn, "__qualname__", "?")
 
 
+# What an activation's or a loss's body never does; a function that does is not called to be tried (the probe
+# must not train, print, plot, read or write files of the user's).
+NOT_PLAIN_NODES = (ast.For, ast.While, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Import, ast.ImportFrom, ast.Global)
+NOT_PLAIN_CALLS = {"print", "open", "input", "exec", "eval", "save", "savez", "load", "loadtxt", "savetxt", "show",
+                   "plot", "figure", "savefig", "dump", "write", "system", "sleep", "fit", "train"}  # fmt: skip
+
+
+def plain(fn) -> bool:
+    """Whether ``fn``'s own body is a plain formula: no loop, no ``with``, no import, no call that reads, writes,
+    prints, plots or trains; a function whose source cannot be read is not."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, NOT_PLAIN_NODES):
+            return False
+        if isinstance(node, ast.Call):
+            f = node.func
+            called = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if called in NOT_PLAIN_CALLS:
+                return False
+    return True
+
+
 def module_functions(module, arity: int = 1) -> list[tuple[str, object, str]]:
     """The module's functions of ``arity`` array arguments (1: activations, 2: losses of (y, t) in either order),
     and those of the user's modules it imports."""
@@ -478,7 +505,7 @@ def module_functions(module, arity: int = 1) -> list[tuple[str, object, str]]:
             continue
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         required = [q for q in params if q.default is q.empty and q.kind in positional]
-        if len(required) == arity:
+        if len(required) == arity and plain(v):
             out.append((v.__name__, Applied(v) if arity == 1 else v, _where(v)))
     return out + (_layer_objects(module) if arity == 1 else [])
 
@@ -489,6 +516,8 @@ def _layer_objects(module) -> list[tuple[str, object, str]]:
     out = []
     for v in list(vars(module).values()):
         if not isinstance(v, type) or not _is_users(v) or not callable(getattr(v, "forward", None)):
+            continue
+        if not plain(v.forward) or ("__init__" in vars(v) and not plain(v.__init__)):
             continue
         try:
             params = list(inspect.signature(v.forward).parameters.values())[1:]

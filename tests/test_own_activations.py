@@ -250,3 +250,12 @@ def looped(a):
     assert not marker.exists()
     assert "noisy was called" not in capsys.readouterr().err
     assert not own.plain(own.fd_slope) and own.plain(own.elementwise)  # a loop; a formula
+
+
+def test_activations_asked_for_are_a_cross_check_the_files_own_names_included(capsys):
+    path = str(FIXTURES / "leaky_network.py")
+    assert main(["audit", "--code", path, "--activation", "leaky_relu,sigmoid", "--steps", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["problem"]["activations"] == ["leaky_relu", "sigmoid"]
+    assert main(["audit", "--code", path, "--activation", "relu,sigmoid", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "computes leaky_relu,sigmoid" in err

@@ -106,3 +106,10 @@ def test_the_files_loss_joins_manual_and_jax_with_its_gradient():
             np.testing.assert_allclose(np.asarray(grad), expected, rtol=0, atol=1e-15)
             by_fd = own.fd_gradient(lambda v: float(module.huber(v, t)), y)
             np.testing.assert_allclose(by_fd, expected, rtol=0, atol=1e-12)
+
+
+def test_a_loss_asked_for_on_a_file_whose_loss_is_its_own_is_refused_in_one_line(capsys):
+    assert main(["audit", "--code", str(FIXTURES / "huber_step.py"), "--loss", "square", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "computes a loss of its own, huber, none of the library's" in err
+    assert "expected no --loss" in err

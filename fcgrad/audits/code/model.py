@@ -13,7 +13,7 @@ from itertools import product
 
 import numpy as np
 
-from fcgrad.audits.code.own import LIBRARY, own_loss, own_names
+from fcgrad.audits.code.own import LIBRARY, LIBRARY_LOSSES, own_loss, own_names
 from fcgrad.engine.compare import errors
 from fcgrad.manual import validate
 from fcgrad.manual.activations import ACTIVATIONS
@@ -300,6 +300,11 @@ def declared_loss(value, where: str) -> str | None:
 
 def refuse_overrides(model: Model, file: str, *, loss: str | None, activations) -> None:
     """An option asked for that the file does not compute is refused, never silently replaced by the file's."""
+    if loss is not None and model.loss not in LIBRARY_LOSSES:
+        raise FcgradError(
+            f"--loss {loss}: {file} computes a loss of its own, {model.loss}, none of the library's; expected no "
+            "--loss (the audit runs the file's own model)"
+        )
     if loss is not None and validate.check_loss(loss) != model.loss:
         raise FcgradError(
             f"--loss {loss}: {file} computes the {model.loss} loss; expected --loss {model.loss} or no --loss "

@@ -35,6 +35,7 @@ from fcgrad.manual.losses import LOSSES, Loss
 from fcgrad.reference import model as reference_model
 
 LIBRARY = tuple(ACTIVATIONS)  # the library's own, tried before any of the file's
+LIBRARY_LOSSES = tuple(LOSSES)
 
 # The traced function's values against the file's: the same formula in jax.numpy rounds differently by a few
 # ulps (measured ≤ 2e-16 on the fixtures); 1e-12 lets those through and no other formula.

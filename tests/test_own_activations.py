@@ -1,14 +1,15 @@
 """A layer whose activation the library lacks is audited against the file's own function, never refused.
 
-tests/fixtures/own_activations/ holds networks written in four shapes whose hidden layers are the file's own:
-leaky ReLU as a function (the textbook's network) and as a module (PyTorch's way), ELU in the tutorial's layer
-objects, softplus in a step function, and leaky ReLU written with an in-place write that JAX cannot trace (its
-derivative by finite differences). Each correct file gets no finding, its own function named in the notes; each
+tests/fixtures/own_activations/ holds a leaky ReLU as a function in the textbook's network and a softplus in a step
+function; tests/fixtures/variants.py makes more from other fixtures: the leaky ReLU written with an in-place write
+that JAX cannot trace (its derivative by finite differences), as a module PyTorch's way, and an ELU in the
+tutorial's layer objects. Each correct file gets no finding, its own function named in the notes; each
 planted mistake is reported at its line under the catalogue's name; nothing the audit joined outlives it.
 """
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from fcgrad.manual.activations import ACTIVATIONS
 from fcgrad.reference import model as reference_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "own_activations"
+sys.path.insert(0, str(FIXTURES.parent))
+from variants import VARIANTS, variant, variant_text  # noqa: E402
+
 STEPS = 30  # the drift compares every step: a derivative off by 1e-9 anywhere would show within them
 
 # file -> (the activations the audit reads, how the file's own one is differentiated)
@@ -32,14 +36,23 @@ CORRECT = {
 }
 
 
+def _file(name: str, into: Path) -> Path:
+    """The fixture ``name``: a file of FIXTURES, or a variant of another fixture written into ``into``."""
+    return variant(into, name) if name in VARIANTS else FIXTURES / f"{name}.py"
+
+
+def _text(name: str) -> str:
+    return variant_text(name) if name in VARIANTS else (FIXTURES / f"{name}.py").read_text(encoding="utf-8")
+
+
 def _audit(path: Path, capsys) -> dict:
     assert main(["audit", "--code", str(path), "--steps", str(STEPS), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("name", CORRECT)
-def test_a_correct_file_with_its_own_activation_has_no_finding(name, capsys):
-    out = _audit(FIXTURES / f"{name}.py", capsys)
+def test_a_correct_file_with_its_own_activation_has_no_finding(name, tmp_path, capsys):
+    out = _audit(_file(name, tmp_path), capsys)
     acts, how = CORRECT[name]
     assert tuple(out["problem"]["activations"]) == acts
     assert out["ok"] and out["findings"] == [] and out["cannot_tell"] == []
@@ -86,7 +99,7 @@ PLANTED = [
 
 
 def _planted(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, int]:
-    text = (FIXTURES / f"{name}.py").read_text(encoding="utf-8")
+    text = _text(name)
     assert text.count(old) == 1, old
     path = tmp_path / f"{name}.py"
     path.write_text(text.replace(old, new), encoding="utf-8")
@@ -151,14 +164,14 @@ def test_an_output_whose_z_were_all_positive_is_read_as_what_the_file_computes(t
 
 
 @pytest.mark.parametrize("name", ["leaky_network", "inplace_network"])
-def test_the_files_function_joins_manual_and_jax_with_its_derivative(name):
+def test_the_files_function_joins_manual_and_jax_with_its_derivative(name, tmp_path):
     """Both sides run the file's leaky ReLU: manual's backward and JAX's gradient are its slope, 1 or ALPHA."""
     import jax
     import jax.numpy as jnp
 
     from fcgrad.audits.code.load import load_module, user_folder
 
-    path = str(FIXTURES / f"{name}.py")
+    path = str(_file(name, tmp_path))
     z = np.linspace(-3, 3, 24).reshape(4, 6) + 0.0625  # no entry at the kink
     slope = np.where(z > 0, 1.0, 0.01)
     with user_folder(path):

@@ -1,13 +1,14 @@
 """A loss the library lacks is audited against the file's own loss function, differentiated by JAX or by
 finite differences, never refused.
 
-tests/fixtures/own_losses/ holds three networks whose loss is their own: the Huber loss in a step function, a
-log-cosh loss module written with an in-place write (its gradient by finite differences) in PyTorch's shape, and
-a pseudo-Huber loss function of (y_true, y_pred) in the tutorial's layer objects. Each correct file gets no
+tests/fixtures/own_losses/ holds the Huber loss in a step function; tests/fixtures/variants.py makes a log-cosh
+loss module written with an in-place write (its gradient by finite differences) in PyTorch's shape, and a
+pseudo-Huber loss function of (y_true, y_pred) in the tutorial's layer objects. Each correct file gets no
 finding, its loss named in the notes; a derivative of the loss written wrong is found where it is computed.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from fcgrad.manual.losses import LOSSES
 from fcgrad.reference import model as reference_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "own_losses"
+sys.path.insert(0, str(FIXTURES.parent))
+from variants import VARIANTS, variant, variant_text  # noqa: E402
+
 STEPS = 30  # every step compared: a gradient off by 1e-9 anywhere would show within them
 
 CORRECT = {  # file -> (the loss the audit reads, how its gradient is had)
@@ -26,15 +30,24 @@ CORRECT = {  # file -> (the loss the audit reads, how its gradient is had)
 }
 
 
+def _file(name: str, into: Path) -> Path:
+    """The fixture ``name``: a file of FIXTURES, or a variant of another fixture written into ``into``."""
+    return variant(into, name) if name in VARIANTS else FIXTURES / f"{name}.py"
+
+
+def _text(name: str) -> str:
+    return variant_text(name) if name in VARIANTS else (FIXTURES / f"{name}.py").read_text(encoding="utf-8")
+
+
 def _audit(path: Path, capsys, steps: int = STEPS) -> dict:
     assert main(["audit", "--code", str(path), "--steps", str(steps), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("name", CORRECT)
-def test_a_correct_file_with_its_own_loss_has_no_finding(name, capsys):
+def test_a_correct_file_with_its_own_loss_has_no_finding(name, tmp_path, capsys):
     before = (set(LOSSES), set(reference_model.LOSSES))
-    out = _audit(FIXTURES / f"{name}.py", capsys)
+    out = _audit(_file(name, tmp_path), capsys)
     loss, how = CORRECT[name]
     assert out["problem"]["loss"] == loss
     assert out["ok"] and out["findings"] == [] and out["cannot_tell"] == []
@@ -68,7 +81,7 @@ PLANTED = [  # (file, the line as written, the mistake, the catalogue's name)
 
 @pytest.mark.parametrize(("name", "old", "new", "named"), PLANTED, ids=[p[0] for p in PLANTED])
 def test_a_wrong_derivative_of_the_files_loss_is_at_its_line_and_named(name, old, new, named, tmp_path, capsys):
-    text = (FIXTURES / f"{name}.py").read_text(encoding="utf-8")
+    text = _text(name)
     assert text.count(old) == 1
     path = tmp_path / f"{name}.py"
     path.write_text(text.replace(old, new), encoding="utf-8")

@@ -640,6 +640,21 @@ DERIVATIVE_LEFT_OUT = ("activation_derivative_missing", "activation_derivative_d
 RECENT = 12  # the statements before one whose recorded arrays may be the slope it multiplied by (a callee's return)
 
 
+def _first_making(lines: list[Line], value: np.ndarray) -> Line | None:
+    """The first statement that computed ``value`` (in any orientation) and is no origin or inherited value."""
+    for line in lines:
+        v = line.record.value
+        if line.status not in (ORIGIN, INHERITED) and v.size == value.size:
+            if any(np.array_equal(a, value) for a in orientations(np.asarray(v, np.float64), value.shape)):
+                return line
+    return None
+
+
+def _entries_off(wrong: np.ndarray, right: np.ndarray) -> str:
+    off = np.abs(wrong - right) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(right))))
+    return f"{int(off.sum())} of {off.size} entries"
+
+
 def _slope_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> Line | None:
     """The statement that first computed the wrong slope a residual read, from inputs that are right: an origin
     there, ∂L/∂z the quantity it spoils, shown against f'(z)."""
@@ -650,35 +665,27 @@ def _slope_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> L
         # a right value of the forward (the layer's output, its z) where the derivative belongs: the caller's choice
         words = f"looks like {act}' written as {WORDS[bound.quantity.name]} of layer {bound.quantity.layer}"
         return _slope_at(bound, q, s, slope, words, lines, made)
-    for line in lines:
-        v = line.record.value
-        if line.status in (ORIGIN, INHERITED) or v.size != s.size:
-            continue
-        if any(np.array_equal(a, s) for a in orientations(np.asarray(v, np.float64), s.shape)):
-            off = np.abs(s - slope) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(slope))))
-            words = (
-                f"looks like {act}' written wrong: the derivative the file computes is not that of its forward "
-                f"{act}(z) at {int(off.sum())} of {off.size} entries"
-            )
-            return _slope_at(line, q, s, slope, words, lines, made)
-    return None
+    line = _first_making(lines, s)
+    if line is None:
+        return None
+    words = (
+        f"looks like {act}' written wrong: the derivative the file computes is not that of its forward {act}(z) "
+        f"at {_entries_off(s, slope)}"
+    )
+    return _slope_at(line, q, s, slope, words, lines, made)
 
 
 def _residual_origin(found, lines: list[Line], made: dict, matcher: "Matcher") -> Line | None:
     """The statement that first computed the wrong ∂L/∂y the top layer's residual read, from inputs that are right."""
-    q, u, up, read = found
-    for line in lines:
-        v = line.record.value
-        if line.status in (ORIGIN, INHERITED) or v.size != u.size:
-            continue
-        if any(np.array_equal(a, u) for a in orientations(np.asarray(v, np.float64), u.shape)):
-            off = np.abs(u - up) > MATCH_REL_TOL * max(1.0, float(np.max(np.abs(up))))
-            words = (
-                f"looks like the derivative of the {matcher.p.loss} loss written wrong: ∂L/∂y differs from the "
-                f"gradient of the loss the file computes at {int(off.sum())} of {off.size} entries (y and t are right)"
-            )
-            return _slope_at(line, q, u, up, words, lines, made, "loss_derivative_wrong")
-    return None
+    q, u, up, _ = found
+    line = _first_making(lines, u)
+    if line is None:
+        return None
+    words = (
+        f"looks like the derivative of the {matcher.p.loss} loss written wrong: ∂L/∂y differs from the gradient of "
+        f"the loss the file computes at {_entries_off(u, up)} (y and t are right)"
+    )
+    return _slope_at(line, q, u, up, words, lines, made, "loss_derivative_wrong")
 
 
 def _slope_at(line: Line, q: Quantity, s, slope, words: str, lines: list[Line], made: dict, kind="derivative_wrong"):

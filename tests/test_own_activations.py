@@ -272,3 +272,14 @@ def test_activations_asked_for_are_a_cross_check_the_files_own_names_included(ca
     assert main(["audit", "--code", path, "--activation", "relu,sigmoid", "--steps", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "computes leaky_relu,sigmoid" in err
+
+
+def test_a_step_whose_forward_binds_no_name_is_read_off_the_loss_it_returns(tmp_path, capsys):
+    """``xs.append(np.tanh(z))`` leaves no array to read a layer's output from: the activations are those whose
+    output gives the loss step returns (before, the problem's sigmoid was taken, and correct code got findings)."""
+    out = _audit(variant(tmp_path, "tanh_appended_step"), capsys)
+    assert tuple(out["problem"]["activations"]) == ("tanh", "identity") and out["findings"] == []
+    assert any(n.startswith("the activations read off the loss step returns") for n in out["notes"])
+    assert main(["audit", "--code", str(variant(tmp_path, "cubed_loss_step")), "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "could be read neither off the arrays it binds nor off the loss" in err

@@ -204,8 +204,12 @@ def _step_model(driver, p: Problem, path: str, model):
     with recording(str(Path(path).resolve().parent)) as rec:
         value = driver.run(p.params, p)[0]
     read = read_forward(rec.records, p.params, p.x)
+    said = "the activations read off the values step computes"
     if read is None:
-        return model
+        read = _activations_off_the_loss(driver, p, path, value, model)
+        said = "the activations read off the loss step returns (no array it binds is a layer's output)"
+        if read is None:
+            return model
     acts, output = read
     from fcgrad.manual.network import forward  # noqa: PLC0415
 
@@ -221,10 +225,37 @@ def _step_model(driver, p: Problem, path: str, model):
         loss = match_loss(value, y, p.t, "step", path)
     if output is not None and loss not in ({"softmax": "cross-entropy", "sigmoid": "bce-logits"}[output], None):
         loss = None
-    said = "the activations read off the values step computes"
     if loss is None:
         return Model(acts, model.loss, (said, *(n for n in model.notes if "activations" not in n)))
     return Model(acts, loss, (f"{said}; the loss, off the value it returns",))
+
+
+def _activations_off_the_loss(driver, p: Problem, path: str, value, model) -> tuple | None:
+    """Where the step's values do not show its forward (``xs.append(np.tanh(z))`` binds no name), the activations
+    whose output gives the loss it returns, a library loss or its own; None where the file declares its
+    ACTIVATIONS or where the loss it returns is not a number. None fits: refused in one line."""
+    from fcgrad.audits.code.model import combinations_fitting  # noqa: PLC0415
+    from fcgrad.manual.network import forward  # noqa: PLC0415
+
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(value):
+        return None
+
+    def fits(params, acts):
+        v = value if params is p.params else float(driver.run(params, p)[0])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return match_loss(v, forward(params, p.x, acts)[0], p.t, "step", path) is not None
+
+    found = combinations_fitting(p, fits)
+    if found is None:
+        raise FcgradError(
+            f"{path}: the activations of step could be read neither off the arrays it binds nor off the loss it "
+            "returns; expected ACTIVATIONS = [...] (one name per layer) in the file"
+        )
+    return found, None
 
 
 def _summed_entry(trace: Trace):

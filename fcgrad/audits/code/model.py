@@ -278,6 +278,23 @@ def _forward_fits(run, x):
     return fits
 
 
+def combinations_fitting(p, fits) -> tuple[str, ...] | None:
+    """The activations, the library's first, then with the file's own, for which ``fits(params, acts)`` holds at the
+    problem's parameters (relu told from the identity where no z was negative); None when none does, or when the
+    layers are too many to try every combination."""
+    n = len(p.params)
+    for names in (LIBRARY, None):
+        names = names or (*LIBRARY, *own_names())
+        if names is not LIBRARY and len(names) == len(LIBRARY):
+            break
+        if len(names) ** n > MAX_COMBINATIONS:
+            return None
+        for acts in product(names, repeat=n):
+            if fits(p.params, tuple(acts)):
+                return relu_or_identity(p, tuple(acts), fits)
+    return None
+
+
 def declared_activations(value, where: str, n: int) -> tuple[str, ...] | None:
     if value is None:
         return None

@@ -205,8 +205,8 @@ class BuildNet:
         read = read_forward(rec.records, start, p.x)
         if acts_said is None and read is None:
             raise FcgradError(
-                f"{self.where}: the values {self.fn.__name__} computes match no layers of the library's activations; "
-                "expected ACTIVATIONS = [...] in the file"
+                f"{self.where}: the values {self.fn.__name__} computes match no layers of the library's activations "
+                "or of the file's own functions; expected ACTIVATIONS = [...] in the file"
             )
         acts, output = (acts_said, None) if acts_said is not None else read
         read_loss = {"softmax": "cross-entropy", "sigmoid": "bce-logits"}.get(output)

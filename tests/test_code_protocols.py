@@ -95,6 +95,24 @@ def test_a_store_then_update_class_with_a_wrong_update_is_located_at_the_gradien
     assert [(f.layer, f.quantity) for f in report.findings] == [(1, "grad_b"), (0, "grad_b")]
 
 
+
+def test_an_activation_module_that_hands_its_upstream_back_is_one_finding_at_its_return(tmp_path):
+    """``return grad_out`` where ``grad_out * tanh'`` belongs: ∂L/∂z is wrong there, and the grad_w and grad_b
+    computed from it carry that one mistake (not a second finding of their own)."""
+    old = "return grad_out * (1 - self.y**2)  # (N, out)"
+    text = (FIXTURES / "torch_style_net.py").read_text()
+    line = 1 + text[: text.index(old)].count("\n")
+    (tmp_path / "net.py").write_text(text.replace(old, "return grad_out  # (N, out)"))
+    report = audit_code(str(tmp_path / "net.py"), steps=2)
+    (f,) = report.findings
+    assert (f.layer, f.quantity, f.line) == (0, "residual_z", line)
+    assert f.diagnoses[0].name == "activation_derivative_missing"
+    assert {(h.layer, h.quantity, h.origin) for h in report.inherited} == {
+        (0, "grad_w", (0, "residual_z")),
+        (0, "grad_b", (0, "residual_z")),
+    }
+
+
 # ---- train step, fit, update_mini_batch ----
 
 FIT = """\

@@ -220,4 +220,18 @@ def merge(
         f if f.diagnoses or (f.file, f.line) not in named else replace(f, diagnoses=named[(f.file, f.line)])
         for f in out
     ]
+    out = _one_derivative_left_out(out)
     return sorted(out, key=lambda f: backward_order((f.layer, f.quantity)))
+
+
+# The activation's derivative left out of a layer's ∂L/∂z shows again in the grad_w and grad_b computed from it:
+# one mistake, its finding at ∂L/∂z, the gradients' rows inherited from it.
+LEFT_OUT = ("activation_derivative_missing", "activation_derivative_dropped", "gradient_without_activation_derivative")
+
+
+def _one_derivative_left_out(findings: list[CodeFinding]) -> list[CodeFinding]:
+    def left_out(f):
+        return bool(f.diagnoses) and f.diagnoses[0].name in LEFT_OUT
+
+    layers = {f.layer for f in findings if f.quantity == "residual_z" and left_out(f)}
+    return [f for f in findings if not (f.quantity in ("grad_w", "grad_b") and f.layer in layers and left_out(f))]

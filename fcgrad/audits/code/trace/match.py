@@ -489,7 +489,7 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
                 line = Line(r, OWN, hit[0] if hit else None, hit[1] if hit else 1.0)
         if line.status == ORIGIN:
             line = _where_the_alias_was_made(line, lines)
-            line = _where_the_derivative_belonged(line, r, made, matcher)
+            line = _where_the_derivative_belonged(line, r, made, matcher, lines)
             line = _where_the_factor_was_made(line, made, matcher, _called(lines, r))
             if returned and line.record is r:  # made by the function that returned it: placed at its return
                 line = Line(earlier.record, ORIGIN, line.quantity, line.factor, line.diagnoses, expected=line.expected)
@@ -704,7 +704,7 @@ def _slope_at(line: Line, q: Quantity, s, slope, words: str, lines: list[Line], 
     return at
 
 
-def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "Matcher") -> Line:
+def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "Matcher", lines=()) -> Line:
     if not line.diagnoses or line.diagnoses[0].name not in DERIVATIVE_LEFT_OUT:
         return line
     layer = line.quantity.layer
@@ -727,10 +727,24 @@ def _where_the_derivative_belonged(line: Line, r: Record, made: dict, matcher: "
                 if (c.layer, c.name, c.sample) == (layer, "residual_z", q.sample)
             ]
             expected = matcher.layout.give("data", want[0].value) if want else None
-            moved = Line(src.record, ORIGIN, want[0] if want else line.quantity, 1.0, line.diagnoses, expected=expected)
+            at = _handed_back(src, lines) if _is_argument(src.record) else src.record
+            moved = Line(at, ORIGIN, want[0] if want else line.quantity, 1.0, line.diagnoses, expected=expected)
             moved.handed_on = q
             return moved
     return line
+
+
+def _handed_back(src: Line, lines) -> Record:
+    """An argument handed back as it came (an activation's backward that ``return grad_out``): its return statement,
+    where the derivative belonged; else the argument itself."""
+    after = False
+    for line in lines:
+        after = after or line is src
+        rec = line.record
+        if after and rec.frame == src.record.frame and rec.target.startswith("return"):
+            if rec.value.shape == src.record.value.shape and np.array_equal(rec.value, src.record.value):
+                return rec
+    return src.record
 
 
 def _is_argument(r: Record) -> bool:

@@ -89,6 +89,12 @@ PLANTED = [
         "slope = 1.0 if i == len(params) - 1 else softplus(zs[i])",
         "derivative_wrong",
     ),
+    (  # the file's helper is right; the caller handed it ∂L/∂y where z belongs: the caller's line
+        "softplus_step",
+        "slope = 1.0 if i == len(params) - 1 else softplus_prime(zs[i])",
+        "slope = 1.0 if i == len(params) - 1 else softplus_prime(residual)",
+        "sigma_prime_of_upstream",
+    ),
     (
         "elu_tutorial",
         "return np.where(x > 0, 1.0, alpha * np.exp(x))",

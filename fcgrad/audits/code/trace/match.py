@@ -491,7 +491,10 @@ def analyse(records: list[Record], matcher: Matcher, x_user: np.ndarray) -> Trac
             line = _where_the_alias_was_made(line, lines)
             line = _where_the_derivative_belonged(line, r, made, matcher, lines)
             line = _where_the_factor_was_made(line, made, matcher, _called(lines, r))
-            if returned and line.record is r:  # made by the function that returned it: placed at its return
+            at_return = returned and line.record is r  # made by the function that returned it: placed at its return,
+            if at_return and line.diagnoses and line.diagnoses[0].name in WRONG_ARGUMENT:  # unless that function
+                at_return = not _of_its_arguments(earlier, lines)  # only evaluated f' at what its caller handed it
+            if at_return:
                 line = Line(earlier.record, ORIGIN, line.quantity, line.factor, line.diagnoses, expected=line.expected)
             line = _where_the_divisor_was_made(line)
         lines.append(line)
@@ -509,6 +512,13 @@ PRODUCT_REL_TOL = 1e-12
 # A helper that computes the right derivative of the wrong array (f'(y) or f'(∂L/∂y) where f'(z) belongs) is right in
 # itself: the mistake is the argument its caller chose, so the origin stays at the caller's statement.
 WRONG_ARGUMENT = ("derivative_at_y", "sigma_prime_of_upstream")
+
+
+def _of_its_arguments(returned: Line, lines: list[Line]) -> bool:
+    """Whether a function's return reads nothing but the arguments it was called with (``tanh_prime(z)``)."""
+    r = returned.record
+    given = [m.record.value for m in lines if m.record.frame == r.frame and _is_argument(m.record)]
+    return bool(r.reads) and all(any(v.shape == a.shape and np.array_equal(v, a) for a in given) for _, v in r.reads)
 
 
 def _called(lines: list[Line], r: Record) -> list[Line]:

@@ -215,8 +215,8 @@ class LayeredNet:
             loss = match_loss(value, x, p.t, "the loss", self.file)
         if loss is None:
             raise FcgradError(
-                f"{self.file}: the loss forward(y, t) matches none of the library's losses, and its value is not "
-                "what the loss object computes on a copy; expected a loss of fcgrad's or a plain formula of (y, t)"
+                f"{self.file}: the loss forward(y, t) matches none of the library's losses, and the audit could not "
+                "take it as the file's own (a plain formula of (y, t) giving one number); expected one or the other"
             )
         said = declared_loss(*declared.get("LOSS", (None, "")))
         if said is not None and said != loss:

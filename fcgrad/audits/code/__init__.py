@@ -33,7 +33,14 @@ from fcgrad.audits.code.judge import CodeFinding, judge, residual_scale
 from fcgrad.audits.code.layers import LayeredNet
 from fcgrad.audits.code.layout import Layout, check_samples, check_weights, kind_of
 from fcgrad.audits.code.load import build, declarations, load_module, user_folder
-from fcgrad.audits.code.model import Model, OneOutputSoftmaxError, match_loss, refuse_overrides, relu_or_identity
+from fcgrad.audits.code.model import (
+    Model,
+    OneOutputSoftmaxError,
+    combinations_fitting,
+    match_loss,
+    refuse_overrides,
+    relu_or_identity,
+)
 from fcgrad.audits.code.params import OtherLayoutError
 from fcgrad.audits.code.problem import BLOG_SIZES, reasons, with_classes
 from fcgrad.audits.code.trace import INHERITED, ORIGIN, Trace, recording, trace_of
@@ -201,25 +208,20 @@ def drift(stepper, p: Problem, scale: float = 1.0) -> tuple[Divergence, dict]:
 
 def _step_model(driver, p: Problem, path: str, model):
     """A step function's model read off the values it computes (its activations, its loss), where it declares none."""
-    with recording(str(Path(path).resolve().parent)) as rec:
-        value = driver.run(p.params, p)[0]
-    read = read_forward(rec.records, p.params, p.x)
-    said = "the activations read off the values step computes"
-    if read is None:
-        read = _activations_off_the_loss(driver, p, path, value, model)
-        said = "the activations read off the loss step returns (no array it binds is a layer's output)"
-        if read is None:
-            return model
-    acts, output = read
     from fcgrad.manual.network import forward  # noqa: PLC0415
 
-    def fits(params, trial):  # the loss step returns at params is the one trial's output gives
-        value = driver.run(params, p)[0]
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return match_loss(value, forward(params, p.x, trial)[0], p.t, "step", path) is not None
-
-    acts = relu_or_identity(p, acts, fits)
-
+    with recording(str(Path(path).resolve().parent)) as rec:
+        value = driver.run(p.params, p)[0]
+    fits = _loss_fits(driver, p, path, value)
+    read = read_forward(rec.records, p.params, p.x)
+    if read is not None:
+        acts, output = relu_or_identity(p, read[0], fits), read[1]
+        said = "the activations read off the values step computes"
+    else:
+        acts, output = _activations_off_the_loss(p, path, value, fits), None
+        said = "the activations read off the loss step returns (no array it binds is a layer's output)"
+        if acts is None:
+            return model
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         y = forward(p.params, p.x, acts)[0]
         loss = match_loss(value, y, p.t, "step", path)
@@ -230,32 +232,35 @@ def _step_model(driver, p: Problem, path: str, model):
     return Model(acts, loss, (f"{said}; the loss, off the value it returns",))
 
 
-def _activations_off_the_loss(driver, p: Problem, path: str, value, model) -> tuple | None:
-    """Where the step's values do not show its forward (``xs.append(np.tanh(z))`` binds no name), the activations
-    whose output gives the loss it returns, a library loss or its own; None where the file declares its
-    ACTIVATIONS or where the loss it returns is not a number. None fits: refused in one line."""
-    from fcgrad.audits.code.model import combinations_fitting  # noqa: PLC0415
+def _loss_fits(driver, p: Problem, path: str, value):
+    """``fits(params, acts)``: whether the loss step returns at ``params`` (``value`` at the problem's) is the one
+    the output of ``acts`` gives, a library loss or the file's own."""
     from fcgrad.manual.network import forward  # noqa: PLC0415
 
+    def fits(params, acts):
+        v = value if params is p.params else driver.run(params, p)[0]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return match_loss(v, forward(params, p.x, acts)[0], p.t, "step", path) is not None
+
+    return fits
+
+
+def _activations_off_the_loss(p: Problem, path: str, value, fits) -> tuple[str, ...] | None:
+    """Where the step's values do not show its forward (``xs.append(np.tanh(z))`` binds no name), the activations
+    whose output gives the loss it returns; None where that loss is not a number. None fits: refused in one line."""
     try:
         value = float(value)
     except (TypeError, ValueError):
         return None
     if not np.isfinite(value):
         return None
-
-    def fits(params, acts):
-        v = value if params is p.params else float(driver.run(params, p)[0])
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return match_loss(v, forward(params, p.x, acts)[0], p.t, "step", path) is not None
-
-    found = combinations_fitting(p, fits)
+    found = combinations_fitting(p, fits, path)
     if found is None:
         raise FcgradError(
             f"{path}: the activations of step could be read neither off the arrays it binds nor off the loss it "
             "returns; expected ACTIVATIONS = [...] (one name per layer) in the file"
         )
-    return found, None
+    return found
 
 
 def _summed_entry(trace: Trace):

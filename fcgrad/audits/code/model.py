@@ -96,10 +96,9 @@ def _close(a, b) -> bool:
 def match_activation(y, z, what: str, file: str) -> str:
     """The library activation ``f`` with ``f(z) = y``, both in the blog's layout."""
     with np.errstate(over="ignore", invalid="ignore"):
-        for names in (LIBRARY, ()):  # the library's first; then the file's own elementwise functions
-            for name in names or own_names():
-                if _close(y, ACTIVATIONS[name].forward(z)):
-                    return name
+        for name in _each_name():  # the library's first; then the file's own elementwise functions
+            if _close(y, ACTIVATIONS[name].forward(z)):
+                return name
     raise FcgradError(
         f"{file}: {what} matches none of {', '.join(LIBRARY)} and no elementwise function of the file's; "
         "expected one of them"
@@ -211,24 +210,53 @@ def whole_forward(run, p, what: str, file: str, declared: tuple[str, ...] | None
                     "activations it declares"
                 )
             return declared
-        for names in (LIBRARY, None):  # the library's first; then with the file's own elementwise functions
-            names = names or (*LIBRARY, *own_names())
-            if names is not LIBRARY and len(names) == len(LIBRARY):
-                break
+        fits = _forward_fits(run, p, y)
+        for names in _name_sets():
             if y.shape[0] > 1 and len(names) ** (n - 1) <= MAX_COMBINATIONS:
                 for acts in product(names, repeat=n - 1):
                     if _close(y, _softmax(forward(p.params, p.x, (*acts, "identity"))[0])):
                         return Forward((*acts, "identity"), "softmax")
-            if len(names) ** n > MAX_COMBINATIONS:
-                raise FcgradError(f"{file}: {n} layers; expected ACTIVATIONS = [...] (one name per layer) in the file")
-            for acts in product(names, repeat=n):
-                if _close(y, forward(p.params, p.x, acts)[0]):
-                    return relu_or_identity(p, tuple(acts), _forward_fits(run, p.x))
+            found = _first_fitting(p, names, fits, file)
+            if found is not None:
+                return found
     raise FcgradError(
         f"{file}: {what} matches no combination of {', '.join(LIBRARY)} or the file's own elementwise functions "
         "after z = wᵀx + b; expected layers of such activations (softmax belongs to the cross-entropy loss, not to "
         "the forward)"
     )
+
+
+def _each_name():
+    yield from LIBRARY
+    yield from own_names()  # joined only when no library activation matched
+
+
+def _name_sets():
+    """The library's activations; then, where the file has elementwise functions of its own, those with them."""
+    yield LIBRARY
+    if own_names():
+        yield (*LIBRARY, *own_names())
+
+
+def _first_fitting(p, names: tuple[str, ...], fits, file: str) -> tuple[str, ...] | None:
+    """The first combination of ``names``, one per layer, for which ``fits(params, acts)`` holds at the problem's
+    parameters (relu told from the identity where no z was negative); None when none does."""
+    n = len(p.params)
+    if len(names) ** n > MAX_COMBINATIONS:
+        raise FcgradError(f"{file}: {n} layers; expected ACTIVATIONS = [...] (one name per layer) in the file")
+    for acts in product(names, repeat=n):
+        if fits(p.params, acts):
+            return relu_or_identity(p, acts, fits)
+    return None
+
+
+def combinations_fitting(p, fits, file: str) -> tuple[str, ...] | None:
+    """The activations, the library's first, then with the file's own, for which ``fits(params, acts)`` holds."""
+    for names in _name_sets():
+        found = _first_fitting(p, names, fits, file)
+        if found is not None:
+            return found
+    return None
 
 
 def relu_told_from_identity(p, acts: tuple[str, ...]) -> tuple[list[dict] | None, list[int]]:
@@ -265,34 +293,19 @@ def relu_or_identity(p, acts: tuple[str, ...], fits) -> tuple[str, ...]:
     return found[0] if len(found) == 1 else acts
 
 
-def _forward_fits(run, x):
+def _forward_fits(run, p, y):
+    """``fits(params, acts)``: whether the file's forward ``run`` at ``params`` (``y`` at the problem's) is what the
+    library's forward of ``acts`` gives."""
     from fcgrad.manual.network import forward  # noqa: PLC0415
 
-    ran = {}
+    ran = {id(p.params): y}  # the file's forward run once per set of parameters
 
-    def fits(params, trial):
-        if "y" not in ran:
-            ran["y"] = run(params)
-        return _close(ran["y"], forward(params, x, trial)[0])
+    def fits(params, acts):
+        if id(params) not in ran:
+            ran[id(params)] = run(params)
+        return _close(ran[id(params)], forward(params, p.x, acts)[0])
 
     return fits
-
-
-def combinations_fitting(p, fits) -> tuple[str, ...] | None:
-    """The activations, the library's first, then with the file's own, for which ``fits(params, acts)`` holds at the
-    problem's parameters (relu told from the identity where no z was negative); None when none does, or when the
-    layers are too many to try every combination."""
-    n = len(p.params)
-    for names in (LIBRARY, None):
-        names = names or (*LIBRARY, *own_names())
-        if names is not LIBRARY and len(names) == len(LIBRARY):
-            break
-        if len(names) ** n > MAX_COMBINATIONS:
-            return None
-        for acts in product(names, repeat=n):
-            if fits(p.params, tuple(acts)):
-                return relu_or_identity(p, tuple(acts), fits)
-    return None
 
 
 def declared_activations(value, where: str, n: int) -> tuple[str, ...] | None:

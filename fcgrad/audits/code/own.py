@@ -202,7 +202,7 @@ def elementwise(fn) -> bool:
     )
 
 
-class OwnActivations:
+class OwnFunctions:
     """The file's candidate functions, joined to the registries when first asked for, taken out at the end."""
 
     def __init__(self, functions, losses: list[tuple[str, object, str]] = ()):
@@ -260,7 +260,7 @@ class OwnActivations:
             jax.clear_caches()  # compiled models keyed by these names must not outlive them
 
 
-_CURRENT: list[OwnActivations] = []
+_CURRENT: list[OwnFunctions] = []
 
 
 def _unique(name: str) -> str:
@@ -430,7 +430,7 @@ def fd_gradient(f, y: np.ndarray) -> np.ndarray:
             moved[idx] = v
             return f(moved)
 
-        out[idx] = fd_slope(np.vectorize(along), np.asarray(y[idx]))
+        out[idx] = fd_slope(along, np.asarray(y[idx]))  # one entry moved: a 0-d z
     return out
 
 
@@ -539,7 +539,7 @@ def offered(module, path: str):
     """The file's functions offered as activations for the length of an audit."""
     folder = Path(path).resolve().parent
     _USER_FOLDERS.append(folder)
-    own = OwnActivations(lambda: module_functions(module), module_functions(module, 2))
+    own = OwnFunctions(lambda: module_functions(module), module_functions(module, 2))
     _CURRENT.append(own)
     try:
         yield own
@@ -549,7 +549,7 @@ def offered(module, path: str):
         _USER_FOLDERS.remove(folder)
 
 
-def current() -> OwnActivations | None:
+def current() -> OwnFunctions | None:
     return _CURRENT[-1] if _CURRENT else None
 
 

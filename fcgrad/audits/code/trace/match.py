@@ -219,11 +219,7 @@ class Matcher:
         and ``s`` an array the statement read that is not f'(z): the layer's derivative written wrong (by the
         file's own helper, say), though the argument it was given is right. ``recent``: arrays the file computed
         just before, for a slope a callee computed inside the expression (``f_prime(self.input) * error``)."""
-        for n in self._samples_of(r.value, sample):
-            found = self._slope_read(r, n, recent)
-            if found is not None:
-                return found
-        return None
+        return self._on_any_sample(self._slope_read, r, sample, recent)
 
     def _slope_read(self, r: Record, sample: int | None, recent) -> tuple | None:
         by = {(q.layer, q.name): q.value for q in self.candidates(r.value, sample) if q.sample == sample}
@@ -251,11 +247,11 @@ class Matcher:
         """(∂L/∂y it should be, the ∂L/∂y read, the right one, the array read) where ``r`` is the top layer's
         u ⊙ f'(z) with f'(z) right and ``u``, an array the statement read (or the file computed just before), not
         the loss's ∂L/∂y: the loss's derivative written wrong."""
-        for n in self._samples_of(r.value, sample):
-            found = self._upstream_read(r, n, recent)
-            if found is not None:
-                return found
-        return None
+        return self._on_any_sample(self._upstream_read, r, sample, recent)
+
+    def _on_any_sample(self, read, r: Record, sample: int | None, recent) -> tuple | None:
+        """``read(r, n, recent)`` for the first sample ``n`` the value may be one of that gives an answer."""
+        return next((found for n in self._samples_of(r.value, sample) if (found := read(r, n, recent))), None)
 
     def _samples_of(self, v: np.ndarray, sample: int | None) -> list[int | None]:
         """The samples a value may be one of: its frame's, or any where the frame says none and it is one column."""

@@ -315,11 +315,13 @@ def train(
     trainable=None,
     record_params: bool = True,
     dtype=None,
+    history: Params | None = None,
 ) -> Trajectory:
     """Full-batch SGD: each step takes every gradient at the current parameters, then updates.
 
     The training path: ``params`` is copied, then updated in place. Raises
-    ``DivergenceError`` naming the first step whose loss is not finite.
+    ``DivergenceError`` naming the first step whose loss is not finite. ``history``: arrays to record the
+    parameters into (``run_steps``), for a caller that trains in chunks and reuses them.
     """
     params, dt = validate.check_params(params, dtype)
     x, t = validate.check_data(x, t, params, dt)
@@ -335,21 +337,29 @@ def train(
     def step(p: Params) -> tuple[float, Params]:
         return train_step(p, x, t, spec, loss, lr, trainable, works, residual_y), p
 
-    return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr)
+    return run_steps(step, params, steps, record_params=record_params, dtype=dt, lr=lr, history=history)
 
 
 def run_steps(
-    step, params: Params, steps: int, *, record_params: bool, dtype, lr: float, what: str = "training"
+    step, params: Params, steps: int, *, record_params: bool, dtype, lr: float, what: str = "training",
+    history: Params | None = None,
 ) -> Trajectory:
     """Drive ``step(params) -> (loss at params, new params)`` ``steps`` times and keep the trajectory.
 
-    ``step`` may update ``params`` in place and return them: the history holds copies.
-    Raises ``DivergenceError`` at the first step whose loss is not finite.
+    ``step`` may update ``params`` in place and return them: the history holds copies, in ``history`` when
+    given (per layer {"w": (≥ steps+1, in, out), "b": (≥ steps+1, out, 1)} of the parameters' dtype: the
+    trajectory's ``params`` are then its first steps+1 entries, views). Raises ``DivergenceError`` at the first
+    step whose loss is not finite.
     """
     losses = np.empty(steps, dtype=dtype)
-    history = None
-    if record_params:
+    if history is not None:
+        if not record_params:
+            raise ValueError("history: arrays to record into were given with record_params=False")
+        history = [{k: _history_view(h, k, i, v, steps) for k, v in layer.items()}
+                   for i, (h, layer) in enumerate(zip(history, params))]  # fmt: skip
+    elif record_params:
         history = [{k: np.empty((steps + 1, *v.shape), v.dtype) for k, v in layer.items()} for layer in params]
+    if record_params:
         _record(history, 0, params)
     # A diverging run overflows before its loss turns inf; the check below reports it.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -363,6 +373,16 @@ def run_steps(
             if record_params:
                 _record(history, k + 1, params)
     return Trajectory(losses, history, params)
+
+
+def _history_view(history: dict, key: str, layer: int, value: np.ndarray, steps: int) -> np.ndarray:
+    """The first steps+1 entries of layer ``layer``'s ``history[key]``, or a ValueError saying what it must be."""
+    h = history.get(key)
+    want = (steps + 1, *value.shape)
+    if not isinstance(h, np.ndarray) or h.dtype != value.dtype or h.shape[1:] != value.shape or len(h) < steps + 1:
+        got = f"{h.shape} {h.dtype}" if isinstance(h, np.ndarray) else type(h).__name__
+        raise ValueError(f"history layer {layer} {key}: expected an array of at least {want} {value.dtype}, got {got}")
+    return h[: steps + 1]
 
 
 def _record(history, k: int, params: Params) -> None:

@@ -5,9 +5,12 @@
 - a row's numbers taken step by step from one array per step (JAX's large steps) are those taken from the
   stacked arrays, NaN and inf included;
 - a phase run inside another is counted once, so the trajectory's phases still add up to its wall time;
-- the buffers the local rule's chunks reach JAX through are aligned and not reused by the next chunk.
+- the buffers the local rule's chunks reach JAX through are aligned and not reused by the next chunk;
+- manual records each chunk into one of three sets of buffers used in turn, which JAX reads in place: every
+  step is still judged against its own numbers, and what a run keeps is a copy.
 """
 
+import re
 import time
 
 import jax
@@ -17,6 +20,7 @@ import pytest
 import fcgrad.engine.blas_threads as blas_threads
 import fcgrad.engine.one_step as one_step
 import fcgrad.engine.trajectory as trajectory
+from fcgrad import manual
 from fcgrad.engine.one_step import ALIGN_BYTES, Staging
 from fcgrad.engine.problems import random_problem
 from fcgrad.engine.step_stats import step_numbers
@@ -34,15 +38,15 @@ def _events(monkeypatch, activation: str) -> list[tuple[str, object]]:
     events, inside = [], []
     train, run_jax, judge = trajectory._train_manual, trajectory._Judge.run_jax, trajectory._Judge.judge
 
-    def logged_train(p, params, steps):
+    def logged_train(p, params, steps, history=None):
         events.append(("manual" + (" in JAX" if inside else ""), steps))
-        return train(p, params, steps)
+        return train(p, params, steps, history)
 
-    def logged_run_jax(self, m, steps, meanwhile=lambda: None):
+    def logged_run_jax(self, m, steps, meanwhile=lambda: None, whole=None):
         events.append(("JAX", steps))
         inside.append(True)
         try:
-            return run_jax(self, m, steps, meanwhile)
+            return run_jax(self, m, steps, meanwhile, whole)
         finally:
             inside.pop()
 
@@ -121,9 +125,9 @@ def test_manual_beside_jax_runs_on_the_hosts_share_of_blas_threads(monkeypatch):
     seen = []
     train = trajectory._train_manual
 
-    def counted(p, params, steps):
+    def counted(p, params, steps, history=None):
         seen.append(blas_threads_now())
-        return train(p, params, steps)
+        return train(p, params, steps, history)
 
     monkeypatch.setattr(trajectory, "_train_manual", counted)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
@@ -209,3 +213,81 @@ def test_staging_buffers_are_aligned_and_the_next_chunk_has_its_own():
     assert all(b.ctypes.data % ALIGN_BYTES == 0 for b in (first, second, third))
     assert not np.shares_memory(first, second)  # the chunk judged while the next one runs keeps its numbers
     assert np.shares_memory(first, third)  # reused two chunks later: no new memory per chunk
+
+
+def _plain_history(p):
+    """manual.train's own history of the whole run, in one piece: what a chunked run must have judged."""
+    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable, dtype=p.dtype)
+    return manual.train(p.params, p.x, p.t, steps=p.steps, **common).params
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
+@pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
+def test_manuals_reused_buffers_keep_every_chunk_judged_against_its_own(activation, large, monkeypatch):
+    if large:
+        monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
+        monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 3)  # 8 chunks: each set of buffers used two or three times
+    wholes = []
+    run_to = trajectory._ManualChunks.run_to
+
+    def watched(self, count, beside_jax=False):
+        run_to(self, count, beside_jax)
+        wholes[:] = self.wholes
+
+    monkeypatch.setattr(trajectory._ManualChunks, "run_to", watched)
+    p = random_problem((3, 6, 2), activations=activation, batch=7, seed=2).with_options(steps=23)
+    got = compare_trajectories(p, keep_history=True)
+    assert all(r.ok for r in got.rows) and got.steps_compared == 23
+    assert len({id(w[0]["w"]) for w in wholes}) == trajectory.HISTORY_BUFFERS  # no new memory after the third
+    want = _plain_history(p)
+    for i, layer in enumerate(want):
+        for key, v in layer.items():
+            np.testing.assert_array_equal(got.histories[f"{key}{i}_manual"], v)  # kept: copies, not the buffers
+            # JAX's one step from each of manual's parameters (local), or its own run (global), stays within
+            # the rule's bound of manual's, step after step: nothing read a buffer written by a later chunk
+            assert got.histories[f"{key}{i}_reference"].shape == v.shape
+
+
+def test_the_local_rules_large_steps_read_manuals_buffers_in_place(monkeypatch):
+    monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
+    monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    copied = []
+    fit = one_step.StepsFrom._fit
+    monkeypatch.setattr(one_step.StepsFrom, "_fit", lambda self, v, k, key: copied.append(k) or fit(self, v, k, key))
+    p = random_problem((3, 8, 2), activations="relu", batch=8, seed=0).with_options(steps=12)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    assert copied == []  # three chunks, four arrays each: none copied into a staging buffer
+
+
+def test_manual_records_into_the_history_it_is_given():
+    p = random_problem((3, 4, 2), activations="tanh", batch=5, seed=0)
+    common = dict(activations=p.activations, loss=p.loss, lr=p.lr)
+    given = [{k: np.full((9, *v.shape), np.nan) for k, v in layer.items()} for layer in p.params]
+    got = manual.train(p.params, p.x, p.t, steps=6, history=given, **common)
+    want = manual.train(p.params, p.x, p.t, steps=6, **common)
+    for g, w, h in zip(got.params, want.params, given):
+        for key in ("w", "b"):
+            assert np.shares_memory(g[key], h[key]) and g[key].shape == w[key].shape  # the first 7 entries
+            np.testing.assert_array_equal(g[key], w[key])
+            assert np.isnan(h[key][7:]).all()  # the rest untouched
+
+
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        (lambda v: np.zeros((4, *v.shape)), "got (4, 3, 4) float64"),
+        (lambda v: np.zeros((9, *v.shape), np.float32), "got (9, 3, 4) float32"),
+        (lambda v: np.zeros((9, *v.shape[::-1])), "got (9, 4, 3) float64"),
+    ],
+    ids=["short", "dtype", "shape"],
+)
+def test_a_history_that_does_not_fit_is_refused_in_one_line(history, message):
+    p = random_problem((3, 4, 2), activations="tanh", batch=5, seed=0)
+    given = [{k: history(v) for k, v in layer.items()} for layer in p.params]
+    want = "history layer 0 w: expected an array of at least (7, 3, 4) float64, " + message
+    with pytest.raises(ValueError, match=re.escape(want)):
+        manual.train(p.params, p.x, p.t, steps=6, history=given, activations="tanh")
+    with pytest.raises(ValueError, match="record_params=False"):
+        manual.train(p.params, p.x, p.t, steps=6, history=given, record_params=False, activations="tanh")

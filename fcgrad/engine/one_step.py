@@ -188,29 +188,41 @@ ALIGN_BYTES = 64
 STAGING_BUFFERS = 2  # a chunk's buffer is written again two chunks later (see ``Staging``)
 
 
+def aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-ordered array whose data start on an ALIGN_BYTES boundary (JAX reads it in place)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + ALIGN_BYTES, np.uint8)
+    start = -raw.ctypes.data % ALIGN_BYTES
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def is_aligned(a: np.ndarray) -> bool:
+    """Whether JAX can read ``a`` in place: C-contiguous, its data on an ALIGN_BYTES boundary."""
+    return a.flags.c_contiguous and a.ctypes.data % ALIGN_BYTES == 0
+
+
 class Staging:
-    """Host buffers JAX reads in place (aligned to ALIGN_BYTES), one set per chunk, used in turn.
+    """Host buffers JAX reads in place (``aligned_empty``), one set per chunk, ``sets`` sets used in turn.
 
-    JAX's results never share them (each step picks its entry into a new array), but a result may be the
-    input itself (a frozen layer of a vmapped chunk): a chunk's set is written again only STAGING_BUFFERS
-    chunks later, when the trajectory has judged everything computed from it (it judges a chunk while JAX
-    computes the next one)."""
+    Each buffer is kept and handed out again ``sets`` turns later, so a run in chunks touches new memory
+    only in its first turns: a freshly allocated buffer costs a page fault per 4 KiB page when first written,
+    measured here as the larger part of copying into it. JAX's results never share these buffers (each step
+    picks its entry into a new array), but a result may be the input itself (a frozen layer of a vmapped
+    chunk): a chunk's set is written again only ``sets`` chunks later, when the trajectory has judged
+    everything computed from it (it judges a chunk while JAX computes the next one)."""
 
-    def __init__(self):
-        self._sets = [{} for _ in range(STAGING_BUFFERS)]
+    def __init__(self, sets: int = STAGING_BUFFERS):
+        self._sets = [{} for _ in range(sets)]
         self._at = -1
 
     def turn(self) -> None:
-        self._at = (self._at + 1) % STAGING_BUFFERS
+        self._at = (self._at + 1) % len(self._sets)
 
     def array(self, key, shape: tuple, dtype) -> np.ndarray:
         buffers = self._sets[self._at]
         a = buffers.get(key)
         if a is None or a.shape != shape or a.dtype != dtype:
-            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            raw = np.empty(nbytes + ALIGN_BYTES, np.uint8)
-            start = -raw.ctypes.data % ALIGN_BYTES
-            a = buffers[key] = raw[start:start + nbytes].view(dtype).reshape(shape)
+            a = buffers[key] = aligned_empty(shape, dtype)
         return a
 
 
@@ -256,13 +268,6 @@ class StepsFrom:
             else:
                 _many_steps.lower(stacked, self.x, self.t, p.lr, **common).compile()
 
-    def _fit(self, v: np.ndarray, k: int, key) -> np.ndarray:
-        """Entries 0..k−1 of ``v`` in ``capacity`` entries of a staging buffer: a shorter chunk repeats its last."""
-        out = self._staging.array(key, (self.capacity, *v.shape[1:]), self.dtype)
-        out[:k] = v[:k]
-        out[k:] = v[k - 1]
-        return out
-
     def __call__(self, stacked, k: int | None = None, meanwhile=None) -> OneStep:
         """For entries 0..k−1 of ``stacked`` (per layer ``{"w": (≥k, in, out), "b": (≥k, out, 1)}``): one step.
 
@@ -275,7 +280,7 @@ class StepsFrom:
         chunk = [{key: np.asarray(v[:k], self.dtype) for key, v in layer.items()} for layer in stacked]
         with x64_for(self.p.dtype):
             run = self._steps if self.per_step else self._vmapped
-            losses, new, extra, bound = run(chunk, k, meanwhile or (lambda: None))
+            losses, new, extra, bound = run(self._put(stacked, chunk, k), k, meanwhile or (lambda: None))
             if self.mode == SCREENED:
                 flagged = np.flatnonzero(self._screen(chunk, extra, k))
                 self.bound_steps += len(flagged)
@@ -300,22 +305,40 @@ class StepsFrom:
                                   [np.asarray(z)[None] for z in zs[j]], p.x, p.activations, self.dtype)[0]
                          for j in range(k)], bool)  # fmt: skip
 
-    def _vmapped(self, chunk, k: int, meanwhile):
+    def _fit(self, v: np.ndarray, k: int, key) -> np.ndarray:
+        """Entries 0..k−1 of ``v`` in ``capacity`` entries of a staging buffer: a shorter chunk repeats its last."""
+        out = self._staging.array(key, (self.capacity, *v.shape[1:]), self.dtype)
+        out[:k] = v[:k]
+        out[k:] = v[k - 1]
+        return out
+
+    def _put(self, stacked, chunk, k: int):
+        """The chunk as JAX arrays of ``capacity`` entries. Where a caller's array is one JAX reads in place
+        (``is_aligned``, of this dtype, with at least ``capacity`` entries: the trajectory's history buffers),
+        its first ``capacity`` entries themselves, when no entry is to be padded (one call per step reads
+        entries 0..k−1 only; a vmapped chunk computes them all); else the chunk copied into a staging buffer."""
+        self._staging.turn()
+        padded = not self.per_step and k < self.capacity
+
+        def put(key, v, part):
+            whole = v[:self.capacity] if isinstance(v, np.ndarray) and len(v) >= self.capacity else None
+            if whole is not None and whole.dtype == self.dtype and is_aligned(whole) and not padded:
+                return whole
+            return self._fit(part, k, key)
+
+        staged = [{key: put((i, key), v, part[key]) for key, v in layer.items()}
+                  for i, (layer, part) in enumerate(zip(stacked, chunk))]  # fmt: skip
+        return jax.device_put(staged, may_alias=True)
+
+    def _vmapped(self, jstacked, k: int, meanwhile):
         p = self.p
-        jstacked = self._put(chunk, k)
         losses, new, extra = _many_steps(jstacked, self.x, self.t, p.lr, trainable=self.trainable, mode=self.mode,
                                          **self.static)  # fmt: skip
         meanwhile()
         return losses, new, extra, None  # small steps are never screened (bound_mode)
 
-    def _put(self, chunk, k: int):
-        self._staging.turn()
-        staged = [{key: self._fit(v, k, (i, key)) for key, v in layer.items()} for i, layer in enumerate(chunk)]
-        return jax.device_put(staged, may_alias=True)
-
-    def _steps(self, chunk, k: int, meanwhile):
+    def _steps(self, jstacked, k: int, meanwhile):
         p = self.p
-        jstacked = self._put(chunk, k)
         outs = [_step_at(jstacked, j, self.x, self.t, p.lr, trainable=self.trainable, mode=self.mode, **self.static)
                 for j in range(k)]  # fmt: skip
         meanwhile()

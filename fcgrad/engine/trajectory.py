@@ -29,7 +29,7 @@ from fcgrad import manual, reference
 from fcgrad.engine import blas_threads
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import Row
-from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, StepsFrom, bound_mode, step_flops
+from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, Staging, StepsFrom, bound_mode, step_flops
 from fcgrad.engine.problems import Problem
 from fcgrad.engine.step_stats import step_numbers
 from fcgrad.engine.timing import Timings
@@ -250,9 +250,11 @@ def compiled_length(p: Problem, rule: str, steps: int) -> int:
     return rounded if steps <= ROUNDED_LENGTH_STEPS and rounded <= _chunk_bytes_steps(p, rule) else steps
 
 
-def _train_manual(p: Problem, params, steps: int):
-    """manual.train for ``steps`` steps; on divergence at step s, the first s steps and s."""
-    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable, dtype=p.dtype)
+def _train_manual(p: Problem, params, steps: int, history=None):
+    """manual.train for ``steps`` steps (its parameters recorded into ``history`` when given); on divergence at
+    step s, the first s steps and s."""
+    common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable, dtype=p.dtype,
+                  history=history)  # fmt: skip
     try:
         return manual.train(params, p.x, p.t, steps=steps, **common), None
     except DivergenceError as e:
@@ -364,15 +366,16 @@ class _Judge:
         thread.start()
         return thread
 
-    def run_jax(self, m, steps: int, meanwhile=lambda: None):
+    def run_jax(self, m, steps: int, meanwhile=lambda: None, whole=None):
         """JAX's side of a chunk of ``steps`` steps: (losses, parameters after each step, kink bounds or None).
 
         The local rule steps once from each of manual's parameters in its chunk ``m`` (up to the step after a
-        diverged one); the others run on from JAX's last chunk and do not read ``m``. ``meanwhile()`` runs
-        while JAX computes.
+        diverged one); the others run on from JAX's last chunk and do not read ``m``. ``whole``: the buffers
+        ``m``'s history is a view of (``_ManualChunks``), which JAX reads in place; else ``m.params``.
+        ``meanwhile()`` runs while JAX computes.
         """
         if self.rule == "local":
-            one = self.jax(m.params, min(steps, len(m.losses) + 1), meanwhile)
+            one = self.jax(m.params if whole is None else whole, min(steps, len(m.losses) + 1), meanwhile)
             return one.losses, one.new, one.kink
         r_losses, r_new = self.jax(steps, meanwhile)
         return r_losses, r_new, None
@@ -428,7 +431,8 @@ class _Judge:
             self.kept["loss_reference"].append(r_losses)
             for i in range(n):
                 for key in ("w", "b"):
-                    self.kept[f"{key}{i}_manual"].append(m_new[i][key])
+                    # a copy: manual's history is a view of buffers written again (_ManualChunks)
+                    self.kept[f"{key}{i}_manual"].append(np.array(m_new[i][key]))
                     # a copy: JAX's result may be a view of a buffer that is written again (one_step.Staging)
                     r = r_new[i][key]
                     self.kept[f"{key}{i}_reference"].append(np.stack(r) if isinstance(r, list) else np.array(r))
@@ -474,12 +478,33 @@ def _params64(params):
     return [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
 
 
-class _ManualChunks:
-    """Manual's chunks, each run once, in order, up to the chunk where its loss stopped being finite."""
+# Manual's chunk c is recorded into the history buffers of chunk c − 3: while it runs, JAX computes from chunk
+# c − 1 and chunk c − 2 is judged; chunk c − 3 was judged before (see compare_trajectories)
+HISTORY_BUFFERS = 3
 
-    def __init__(self, p: Problem, lengths: list[int], timings: Timings):
+
+class _ManualChunks:
+    """Manual's chunks, each run once, in order, up to the chunk where its loss stopped being finite.
+
+    Each chunk records its parameters into one of HISTORY_BUFFERS sets of buffers used in turn
+    (``one_step.Staging``): a fresh history per chunk cost a page fault per 4 KiB page as manual first wrote
+    it, measured at a fifth of manual's own time on the check's benchmark problem. A chunk's history is a view
+    of its buffers (``wholes``), valid until HISTORY_BUFFERS chunks later; the local rule's JAX side reads the
+    buffers in place (``one_step.StepsFrom``). ``entries``: the buffers' length, at least the longest chunk's
+    steps + 1 (the local rule's: JAX's compiled length + 1).
+    """
+
+    def __init__(self, p: Problem, lengths: list[int], timings: Timings, entries: int = 0):
         self.p, self.lengths, self.timings = p, lengths, timings
         self.runs: list = []  # (manual.train's trajectory, the local step where it diverged or None) per chunk
+        self.wholes: list = []  # per chunk, the buffers its history is a view of
+        self.entries = max(entries, max(lengths, default=0) + 1)
+        self._buffers = Staging(HISTORY_BUFFERS)
+
+    def _history(self):
+        self._buffers.turn()
+        return [{key: self._buffers.array((i, key), (self.entries, *np.shape(v)), np.dtype(self.p.dtype))
+                 for key, v in layer.items()} for i, layer in enumerate(self.p.params)]  # fmt: skip
 
     def run_to(self, count: int, beside_jax: bool = False) -> None:
         """Run chunks until ``count`` have run (or manual diverged, or every chunk has run); ``beside_jax``: on
@@ -487,7 +512,9 @@ class _ManualChunks:
         while len(self.runs) < min(count, len(self.lengths)) and (not self.runs or self.runs[-1][1] is None):
             start = self.p.params if not self.runs else self.runs[-1][0].final
             with self.timings.phase("manual_run"), blas_threads.beside_jax() if beside_jax else nullcontext():
-                self.runs.append(_train_manual(self.p, start, self.lengths[len(self.runs)]))
+                whole = self._history()
+                self.runs.append(_train_manual(self.p, start, self.lengths[len(self.runs)], whole))
+                self.wholes.append(whole)
 
 
 def _meanwhile(manual: _ManualChunks, count: int, compare, timings: Timings):
@@ -530,7 +557,8 @@ def compare_trajectories(
     chunk = chunk_steps(p, rule) if p.steps else 1
     chunk = -(-p.steps // -(-p.steps // chunk)) if p.steps else 1  # equal chunks, the last short by < their count
     judge = _Judge(p, rule, atol, keep_history, timings, chunk)
-    manual = _ManualChunks(p, [min(chunk, p.steps - s) for s in range(0, p.steps, chunk)], timings)
+    lengths = [min(chunk, p.steps - s) for s in range(0, p.steps, chunk)]
+    manual = _ManualChunks(p, lengths, timings, compiled_length(p, rule, chunk) + 1 if p.steps else 0)
     # The host runs manual's chunks while JAX computes. Manual's first chunk runs while JAX's step compiles;
     # then JAX's chunk c is dispatched (the local rule's steps from manual's chunk c), manual runs chunk c + 1
     # and the comparisons of chunk c − 1 are made, and only then are JAX's numbers awaited and chunk c judged.
@@ -545,13 +573,13 @@ def compare_trajectories(
     for c, steps in enumerate(manual.lengths):
         m, manual_at = manual.runs[c]
         with timings.phase("jax_run"):  # less what the host does meanwhile, in its own phases
-            jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 2, compare, timings))
+            jax_side = judge.run_jax(m, steps, _meanwhile(manual, c + 2, compare, timings), manual.wholes[c])
         manual.run_to(c + 2)  # where manual cannot run beside JAX (see blas_threads), after it
         stop, side, compare = judge.judge(m, steps, manual_at, jax_side)
         if stop is not None:
             divergence = Divergence(side, done + stop)
             done += stop
-            pm = [{k: v[stop] for k, v in layer.items()} for layer in m.params]
+            pm = [{k: v[stop].copy() for k, v in layer.items()} for layer in m.params]  # out of the reused buffers
             break
         pm, done = m.final, done + steps
         if progress is not None:

@@ -255,11 +255,13 @@ def test_a_flagged_steps_bound_is_the_one_computed_with_every_step(monkeypatch):
     screened = one_step.StepsFrom(p, 6)
     assert screened.mode == one_step.SCREENED
     got = screened(stacked, 6)
+    assert screened.bound_steps == 0  # the screen runs when the bounds are first read (the chunk judged)
+    bounds = got.kink
     assert screened.bound_steps == 1
     monkeypatch.setattr(one_step, "bound_mode", lambda problem: one_step.EVERY_STEP)
     want = one_step.StepsFrom(p, 6)(stacked, 6)
-    assert got.kink[1]["w"][2] > 0 and got.kink[0]["w"][2] > 0  # the flip's layer and the one below it
-    for got_layer, want_layer in zip(got.kink, want.kink):
+    assert bounds[1]["w"][2] > 0 and bounds[0]["w"][2] > 0  # the flip's layer and the one below it
+    for got_layer, want_layer in zip(bounds, want.kink):
         for key in ("w", "b"):
             np.testing.assert_allclose(got_layer[key], want_layer[key], rtol=SAME_STEPS_REL["float64"], atol=0)
 

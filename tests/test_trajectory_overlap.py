@@ -83,6 +83,32 @@ def test_manual_runs_its_next_chunk_and_the_last_comparisons_are_made_while_jax_
     assert _events(monkeypatch, activation) == AHEAD
 
 
+def test_the_kink_screen_of_a_chunk_runs_with_its_comparisons_while_jax_computes_the_next(monkeypatch):
+    monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)  # one call per step, its z screened on the host
+    monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+    screened = []
+    screen = one_step.StepsFrom._screen
+
+    def logged_screen(self, chunk, zs, k):
+        screened.append(k)
+        return screen(self, chunk, zs, k)
+
+    monkeypatch.setattr(one_step.StepsFrom, "_screen", logged_screen)
+    run_jax = trajectory._Judge.run_jax
+    seen = []
+
+    def watched(self, m, steps, meanwhile=lambda: None, whole=None):
+        got = run_jax(self, m, steps, meanwhile, whole)
+        seen.append(list(screened))  # the screens made by the time JAX's chunk is back
+        return got
+
+    monkeypatch.setattr(trajectory._Judge, "run_jax", watched)
+    events = _events(monkeypatch, "relu")
+    assert events == AHEAD
+    # no chunk is screened before JAX's next chunk is under way: JAX never waits on the host's screen
+    assert seen == [[], [4], [4, 4]] and screened == [4, 4, 2]
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
 @pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
 def test_jax_compiles_its_step_while_manuals_first_chunk_runs(activation, large, monkeypatch):

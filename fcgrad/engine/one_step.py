@@ -227,10 +227,20 @@ class Staging:
 
 
 class OneStep:
-    """JAX's loss at each fed parameter set (K,), its parameters after one step, and the kink bounds."""
+    """JAX's loss at each fed parameter set (K,), its parameters after one step, and the kink bounds.
+
+    ``kink`` is worked out when first read (the screen and any bound it calls for): the trajectory reads it
+    when it judges the chunk, while JAX computes the next one, instead of keeping JAX waiting for it."""
 
     def __init__(self, losses, new, kink):
-        self.losses, self.new, self.kink = losses, new, kink
+        self.losses, self.new = losses, new
+        self._kink = kink  # the bounds, or a call that makes them
+
+    @property
+    def kink(self) -> list[dict]:
+        if callable(self._kink):
+            self._kink = self._kink()
+        return self._kink
 
 
 class StepsFrom:
@@ -281,6 +291,14 @@ class StepsFrom:
         with x64_for(self.p.dtype):
             run = self._steps if self.per_step else self._vmapped
             losses, new, extra, bound = run(self._put(stacked, chunk, k), k, meanwhile or (lambda: None))
+            new = [{key: v[:k] if isinstance(v, list) else np.asarray(v)[:k] for key, v in layer.items()}
+                   for layer in new]  # fmt: skip
+            return OneStep(np.asarray(losses)[:k], new, lambda: self._kink(chunk, extra, bound, k))
+
+    def _kink(self, chunk, extra, bound, k: int) -> list[dict]:
+        """Per layer {"w": (k,), "b": (k,)}: the kink bounds of a chunk's steps (``chunk``: the parameters they
+        started from, read when this runs; ``extra``: each step's z, or its bound, from JAX)."""
+        with x64_for(self.p.dtype):
             if self.mode == SCREENED:
                 flagged = np.flatnonzero(self._screen(chunk, extra, k))
                 self.bound_steps += len(flagged)
@@ -288,12 +306,8 @@ class StepsFrom:
             else:
                 kink = extra if self.mode == EVERY_STEP else None
             if kink is None:  # nothing can flip: the bound is exactly 0
-                kink = [{"w": np.zeros(k), "b": np.zeros(k)} for _ in self.p.params]
-            else:
-                kink = [{key: np.asarray(v, np.float64)[:k] for key, v in layer.items()} for layer in kink]
-            new = [{key: v[:k] if isinstance(v, list) else np.asarray(v)[:k] for key, v in layer.items()}
-                   for layer in new]  # fmt: skip
-            return OneStep(np.asarray(losses)[:k], new, kink)
+                return [{"w": np.zeros(k), "b": np.zeros(k)} for _ in self.p.params]
+            return [{key: np.asarray(v, np.float64)[:k] for key, v in layer.items()} for layer in kink]
 
     def _screen(self, chunk, zs, k: int) -> np.ndarray:
         """``may_flip`` of each step: ``zs`` per step (one call per step) or per layer stacked (a vmapped chunk)."""

@@ -367,7 +367,8 @@ class _Judge:
         return thread
 
     def run_jax(self, m, steps: int, meanwhile=lambda: None, whole=None):
-        """JAX's side of a chunk of ``steps`` steps: (losses, parameters after each step, kink bounds or None).
+        """JAX's side of a chunk of ``steps`` steps: (losses, parameters after each step, a call that gives the
+        kink bounds or None): the local rule's bounds are worked out when the chunk is judged.
 
         The local rule steps once from each of manual's parameters in its chunk ``m`` (up to the step after a
         diverged one); the others run on from JAX's last chunk and do not read ``m``. ``whole``: the buffers
@@ -376,7 +377,7 @@ class _Judge:
         """
         if self.rule == "local":
             one = self.jax(m.params if whole is None else whole, min(steps, len(m.losses) + 1), meanwhile)
-            return one.losses, one.new, one.kink
+            return one.losses, one.new, lambda: one.kink
         r_losses, r_new = self.jax(steps, meanwhile)
         return r_losses, r_new, None
 
@@ -421,7 +422,7 @@ class _Judge:
                     t = lim.param * scale
                     if self.rule == "local":  # plus a share of the step's own size, lr·max|grad|
                         # and what ReLU entries at the kink may change: lr · (bound on Δgrad) · KINK_SLACK
-                        t = t + lim.update * update + tol.KINK_SLACK * p.lr * kink[i][key][:k]
+                        t = t + lim.update * update + tol.KINK_SLACK * p.lr * kink()[i][key][:k]
                     if isinstance(r, list):
                         self.acc[(i, key)].add_numbers(got.max_diff, t, got.sq_diff, got.sq_ref)
                     else:

@@ -29,6 +29,7 @@ more than ``IDLE_OTHERS_SHARE`` of the cores in any round says it was too loaded
 import datetime
 import os
 import sys
+import time
 from dataclasses import replace
 
 import jax
@@ -66,6 +67,8 @@ METHOD = {
     "ratio_without_compile": "the same with the JAX compiling counted inside those phases taken off",
     "compile_aside_s": "JAX compiling done in another thread while manual's first chunk ran: counted in no phase, "
     "its wall time hidden behind manual's",
+    "check_s": "the whole check's wall time (fcgrad.engine.run.check): every phase, the finite differences and the "
+    "gradients at the start included",
     "manual_step_s": "median of benchmarks.variants.manual_variant (manual.network.train_step, the training path "
     "manual.train runs) on the check's problem",
     "jit_step_s": "median of benchmarks.variants.jit_step_variant (reference.jit_step, compiled ahead) on the "
@@ -131,7 +134,9 @@ def one_round(p: Problem, steps_variants, budget, progress) -> dict:
     """One check from cold caches, then the two steps: the round's phases, steps and ratios."""
     conditions = Conditions()
     jax.clear_caches()
+    start = time.perf_counter()
     report = check(p)
+    check_s = time.perf_counter() - start
     if not report.ok:
         raise FcgradError(f"the check of {p.name} failed: its cost is measured on a passing check only")
     timings = report.timings
@@ -148,6 +153,7 @@ def one_round(p: Problem, steps_variants, budget, progress) -> dict:
         "trajectory_compile_s": compiling,
         "compile_aside_s": timings.compile_aside_s,  # compiled in another thread while manual ran: in no phase
         "finite_differences_s": timings.seconds["finite_differences"],
+        "check_s": check_s,
         "manual_step_s": manual.median,
         "manual_step_iqr_s": manual.iqr,
         "jit_step_s": jit.median,
@@ -179,7 +185,7 @@ def run_case(activation: str, rule: str, quick: bool, rounds: int, progress) -> 
                  f"({_conditions_text(r['conditions'])})")  # fmt: skip
         done.append(r)
     keys = ("ratio", "ratio_without_compile", "trajectory_s", "trajectory_compile_s", "compile_aside_s",
-            "finite_differences_s", "manual_step_s", "jit_step_s", "sides_s")  # fmt: skip
+            "finite_differences_s", "check_s", "manual_step_s", "jit_step_s", "sides_s")  # fmt: skip
     summary = {key: _median(done, key) for key in keys}
     summary["phases_s"] = {k: _median([r["phases_s"] for r in done], k) for k in done[0]["phases_s"]}
     return {
@@ -213,7 +219,7 @@ def _conditions_text(c: dict) -> str:
 
 def table(cases: list[dict], quick: bool = False) -> str:
     head = ("rule", "activation", "trajectory s", "manual s", "JAX s", "compare s", "compiling s", "aside s",
-            "manual step", "jit step", "sides s", "ratio", "w/o compile", "finite diff s")  # fmt: skip
+            "manual step", "jit step", "sides s", "ratio", "w/o compile", "finite diff s", "check s")  # fmt: skip
     lines = ["  ".join(f"{h:>11}" for h in head)]
     for c in cases:
         ph = c["phases_s"]
@@ -232,6 +238,7 @@ def table(cases: list[dict], quick: bool = False) -> str:
             f"{c['ratio']:.2f}",
             f"{c['ratio_without_compile']:.2f}",
             f"{c['finite_differences_s']:.2f}",
+            f"{c['check_s']:.2f}" if "check_s" in c else "?",  # a run recorded before it was timed
         )
         lines.append("  ".join(f"{x:>11}" for x in cells))
     lines.append("sides s = (manual step + jit step) x steps; ratio = trajectory s / sides s (median of the rounds)")

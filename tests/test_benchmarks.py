@@ -53,6 +53,9 @@ ROW_KEYS = {
     "vs_minimal",
     "speedup_vs_manual",
 }
+# the check's phases each read perf_counter at their own edges: their sum may pass the check's wall time by a few
+# µs per phase; 1 ms is far above that and far below any phase
+PHASE_CLOCK_S = 1e-3
 NEGATIVE_ZERO = re.compile(r"-0\.0(?![\de])")  # as json.dumps writes −0.0; -0.01 and -0.0e-5 are not it
 POSITIVE = ("step_s_median", "gflops", "floor_ratio", "floor_needed_ratio", "vs_minimal", "speedup_vs_manual")
 
@@ -253,6 +256,8 @@ def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
         sides = (r["manual_step_s"] + r["jit_step_s"]) * case["steps"]
         assert r["ratio"] == pytest.approx(r["trajectory_s"] / sides)
         assert math.isfinite(r["ratio_without_compile"]) and r["finite_differences_s"] >= 0
+        # the whole check beside its trajectory, every phase in it
+        assert r["check_s"] >= sum(r["phases_s"].values()) - PHASE_CLOCK_S
         conditions = r["conditions"]  # stated beside each round's ratio
         assert len(conditions["loadavg_at_start"]) == 3 and len(conditions["loadavg_at_end"]) == 3
         assert conditions["others_share"] is None or 0 <= conditions["others_share"] <= 1

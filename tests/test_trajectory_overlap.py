@@ -32,6 +32,12 @@ from fcgrad.engine.trajectory import RowAccumulator, compare_trajectories, step_
 SUM_ORDER_REL = 1e-12
 
 
+def _every_step_large(monkeypatch) -> None:
+    """Every step counts as large (``one_step.LARGE_STEP_FLOPS``): JAX's side is one compiled call per step."""
+    monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
+    monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+
+
 def _events(monkeypatch, activation: str) -> list[tuple[str, object]]:
     """(what, chunk or steps) in the order the trajectory did them, with 10 steps in chunks of 4, 4 and 2."""
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
@@ -84,8 +90,7 @@ def test_manual_runs_its_next_chunk_and_the_last_comparisons_are_made_while_jax_
 
 
 def test_the_kink_screen_of_a_chunk_runs_with_its_comparisons_while_jax_computes_the_next(monkeypatch):
-    monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)  # one call per step, its z screened on the host
-    monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+    _every_step_large(monkeypatch)  # one call per step, its z screened on the host
     screened = []
     screen = one_step.StepsFrom._screen
 
@@ -113,8 +118,7 @@ def test_the_kink_screen_of_a_chunk_runs_with_its_comparisons_while_jax_computes
 @pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
 def test_jax_compiles_its_step_while_manuals_first_chunk_runs(activation, large, monkeypatch):
     if large:
-        monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
-        monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+        _every_step_large(monkeypatch)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
     p = random_problem((3, 6, 2), activations=activation, batch=7, seed=2).with_options(steps=10)
     jax.clear_caches()
@@ -251,8 +255,7 @@ def _plain_history(p):
 @pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
 def test_manuals_reused_buffers_keep_every_chunk_judged_against_its_own(activation, large, monkeypatch):
     if large:
-        monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
-        monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+        _every_step_large(monkeypatch)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 3)  # 8 chunks: each set of buffers used two or three times
     wholes = []
     run_to = trajectory._ManualChunks.run_to
@@ -276,8 +279,7 @@ def test_manuals_reused_buffers_keep_every_chunk_judged_against_its_own(activati
 
 
 def test_the_local_rules_large_steps_read_manuals_buffers_in_place(monkeypatch):
-    monkeypatch.setattr(one_step, "LARGE_STEP_FLOPS", 0)
-    monkeypatch.setattr(trajectory, "LARGE_STEP_FLOPS", 0)
+    _every_step_large(monkeypatch)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
     copied = []
     fit = one_step.StepsFrom._fit

@@ -275,7 +275,7 @@ def test_each_path_compiles_one_step_function_per_run(activation, large, monkeyp
     p = random_problem((6, 9, 7, 4), activations=activation, batch=11, seed=3).with_options(steps=10)
     compiled = {
         ("relu", False): one_step._many_steps,
-        ("relu", True): one_step._step_at,
+        ("relu", True): one_step._step_one,
         ("tanh", False): reference.scan_train,
         ("tanh", True): reference.jit_step,
     }[(activation, large)]

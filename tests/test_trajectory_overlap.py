@@ -278,15 +278,36 @@ def test_manuals_reused_buffers_keep_every_chunk_judged_against_its_own(activati
             assert got.histories[f"{key}{i}_reference"].shape == v.shape
 
 
-def test_the_local_rules_large_steps_read_manuals_buffers_in_place(monkeypatch):
-    _every_step_large(monkeypatch)
+def test_the_local_rules_small_steps_read_manuals_buffers_in_place(monkeypatch):
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
     copied = []
     fit = one_step.StepsFrom._fit
     monkeypatch.setattr(one_step.StepsFrom, "_fit", lambda self, v, k, key: copied.append(k) or fit(self, v, k, key))
     p = random_problem((3, 8, 2), activations="relu", batch=8, seed=0).with_options(steps=12)
     assert all(r.ok for r in compare_trajectories(p).rows)
-    assert copied == []  # three chunks, four arrays each: none copied into a staging buffer
+    assert copied == []  # three vmapped chunks of 4, four arrays each: none copied into a staging buffer
+
+
+def test_the_local_rules_large_steps_read_manuals_buffers_in_place(monkeypatch):
+    _every_step_large(monkeypatch)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    fed, wholes = [], []
+    step_one, run_to = one_step._step_one, trajectory._ManualChunks.run_to
+
+    def watched_step(params, *args, **kwargs):
+        fed.append(np.asarray(params[0]["w"]))  # on the CPU, a view of what JAX holds
+        return step_one(params, *args, **kwargs)
+
+    def watched_run_to(self, count, beside_jax=False):
+        run_to(self, count, beside_jax)
+        wholes[:] = self.wholes
+
+    monkeypatch.setattr(one_step, "_step_one", watched_step)
+    monkeypatch.setattr(trajectory._ManualChunks, "run_to", watched_run_to)
+    p = random_problem((4, 8, 2), activations="relu", batch=8, seed=0).with_options(steps=12)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    # layer 0's w, 4 × 8 float64: 256 bytes an entry, so every entry of the aligned buffer is aligned too
+    assert len(fed) == 12 and all(any(np.shares_memory(w, whole[0]["w"]) for whole in wholes) for w in fed)
 
 
 def test_manual_records_into_the_history_it_is_given():

@@ -245,6 +245,19 @@ def test_staging_buffers_are_aligned_and_the_next_chunk_has_its_own():
     assert np.shares_memory(first, third)  # reused two chunks later: no new memory per chunk
 
 
+def _manuals_buffers(monkeypatch) -> list:
+    """A list that holds, once the run is over, the buffers each of manual's chunks was recorded into."""
+    wholes = []
+    run_to = trajectory._ManualChunks.run_to
+
+    def watched(self, count, beside_jax=False):
+        run_to(self, count, beside_jax)
+        wholes[:] = self.wholes
+
+    monkeypatch.setattr(trajectory._ManualChunks, "run_to", watched)
+    return wholes
+
+
 def _plain_history(p):
     """manual.train's own history of the whole run, in one piece: what a chunked run must have judged."""
     common = dict(activations=p.activations, loss=p.loss, lr=p.lr, trainable=p.trainable, dtype=p.dtype)
@@ -257,14 +270,7 @@ def test_manuals_reused_buffers_keep_every_chunk_judged_against_its_own(activati
     if large:
         _every_step_large(monkeypatch)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 3)  # 8 chunks: each set of buffers used two or three times
-    wholes = []
-    run_to = trajectory._ManualChunks.run_to
-
-    def watched(self, count, beside_jax=False):
-        run_to(self, count, beside_jax)
-        wholes[:] = self.wholes
-
-    monkeypatch.setattr(trajectory._ManualChunks, "run_to", watched)
+    wholes = _manuals_buffers(monkeypatch)
     p = random_problem((3, 6, 2), activations=activation, batch=7, seed=2).with_options(steps=23)
     got = compare_trajectories(p, keep_history=True)
     assert all(r.ok for r in got.rows) and got.steps_compared == 23
@@ -291,19 +297,14 @@ def test_the_local_rules_small_steps_read_manuals_buffers_in_place(monkeypatch):
 def test_the_local_rules_large_steps_read_manuals_buffers_in_place(monkeypatch):
     _every_step_large(monkeypatch)
     monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
-    fed, wholes = [], []
-    step_one, run_to = one_step._step_one, trajectory._ManualChunks.run_to
+    fed, wholes = [], _manuals_buffers(monkeypatch)
+    step_one = one_step._step_one
 
     def watched_step(params, *args, **kwargs):
         fed.append(np.asarray(params[0]["w"]))  # on the CPU, a view of what JAX holds
         return step_one(params, *args, **kwargs)
 
-    def watched_run_to(self, count, beside_jax=False):
-        run_to(self, count, beside_jax)
-        wholes[:] = self.wholes
-
     monkeypatch.setattr(one_step, "_step_one", watched_step)
-    monkeypatch.setattr(trajectory._ManualChunks, "run_to", watched_run_to)
     p = random_problem((4, 8, 2), activations="relu", batch=8, seed=0).with_options(steps=12)
     assert all(r.ok for r in compare_trajectories(p).rows)
     # layer 0's w, 4 × 8 float64: 256 bytes an entry, so every entry of the aligned buffer is aligned too

@@ -197,10 +197,10 @@ class Staging:
 
     Each buffer is kept and handed out again ``sets`` turns later, so a run in chunks touches new memory
     only in its first turns: a freshly allocated buffer costs a page fault per 4 KiB page when first written,
-    measured here as the larger part of copying into it. JAX's results never share these buffers (each step
-    picks its entry into a new array), but a result may be the input itself (a frozen layer of a vmapped
-    chunk): a chunk's set is written again only ``sets`` chunks later, when the trajectory has judged
-    everything computed from it (it judges a chunk while JAX computes the next one)."""
+    measured here as the larger part of copying into it. JAX's results are new arrays, except that a result may
+    be the input itself (a frozen layer's parameters): a chunk's set is written again only ``sets`` chunks
+    later, when the trajectory has judged everything computed from it (it judges a chunk while JAX computes
+    the next one)."""
 
     def __init__(self, sets: int = STAGING_BUFFERS):
         self._sets = [{} for _ in range(sets)]
@@ -259,16 +259,12 @@ class StepsFrom:
         """Compile the step function the calls will run, from their arguments' shapes and types alone: run in
         another thread while manual's first chunk runs, it leaves the first call nothing to compile."""
         p = self.p
+        lead = () if self.per_step else (self.capacity,)  # one parameter set per call, or the chunk's
+        shapes = [{key: jax.ShapeDtypeStruct((*lead, *np.shape(v)), self.dtype) for key, v in layer.items()}
+                  for layer in p.params]  # fmt: skip
         with x64_for(p.dtype):
-            shape = jax.ShapeDtypeStruct
-            stacked = [{key: shape((self.capacity, *np.shape(v)), self.dtype) for key, v in layer.items()}
-                       for layer in p.params]  # fmt: skip
-            common = dict(trainable=self.trainable, mode=self.mode, **self.static)
-            if self.per_step:
-                one = [{key: shape(np.shape(v), self.dtype) for key, v in layer.items()} for layer in p.params]
-                _step_one.lower(one, self.x, self.t, p.lr, **common).compile()
-            else:
-                _many_steps.lower(stacked, self.x, self.t, p.lr, **common).compile()
+            step = _step_one if self.per_step else _many_steps
+            step.lower(shapes, self.x, self.t, p.lr, trainable=self.trainable, mode=self.mode, **self.static).compile()
 
     def __call__(self, stacked, k: int | None = None, meanwhile=None) -> OneStep:
         """For entries 0..k−1 of ``stacked`` (per layer ``{"w": (≥k, in, out), "b": (≥k, out, 1)}``): one step.
@@ -280,11 +276,12 @@ class StepsFrom:
         if not 1 <= k <= self.capacity:
             raise ValueError(f"steps from {k} parameter sets: expected 1 to {self.capacity}")
         chunk = [{key: np.asarray(v[:k], self.dtype) for key, v in layer.items()} for layer in stacked]
+        meanwhile = meanwhile or (lambda: None)
         with x64_for(self.p.dtype):
             if self.per_step:
-                losses, new, extra, bound = self._steps(chunk, k, meanwhile or (lambda: None))
+                losses, new, extra, bound = self._steps(chunk, k, meanwhile)
             else:
-                losses, new, extra, bound = self._vmapped(self._put(stacked, chunk, k), k, meanwhile or (lambda: None))
+                losses, new, extra, bound = self._vmapped(self._put(stacked, chunk, k), k, meanwhile)
             new = [{key: v[:k] if isinstance(v, list) else np.asarray(v)[:k] for key, v in layer.items()}
                    for layer in new]  # fmt: skip
             return OneStep(np.asarray(losses)[:k], new, lambda: self._kink(chunk, extra, bound, k))

@@ -49,7 +49,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_work(tmp_path, ca
     assert main(args) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
-    assert err.startswith("fcgrad check: error: memory: this run needs about 862.2 GB")
+    assert err.startswith("fcgrad check: error: memory: this run needs about 862.0 GB")
     assert "64.0 GB is available" in err and "--save histories" in err
     assert err.endswith("expected fewer --steps or no --save\n") and "--batch" not in err  # the histories drive it
     assert list(tmp_path.iterdir()) == []

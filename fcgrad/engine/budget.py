@@ -22,7 +22,7 @@ import numpy as np
 from fcgrad.manual.errors import FcgradError
 
 LARGE_SAVE_BYTES = 100 * 10**6  # a --save file above this size is announced on stderr before the run
-DEFAULT_CHUNK_BYTES = 64 * 2**20  # the comparison's chunk, when the engine does not state its own
+DEFAULT_CHUNK_BYTES = 32 * 2**20  # the comparison's chunk (fcgrad.engine.trajectory.CHUNK_BYTES, where it is measured)
 # A part of the estimate that holds at least this share of it is one of its causes, and a refusal names the options
 # that drive it. Of the three parts the largest holds at least a third, so it is always named; a part of a quarter
 # or more changes the total by as much as the memory a run misses by is often short of.

@@ -17,6 +17,11 @@ but not of its trajectory: reported apart.
 Each round clears JAX's compilation caches, runs the whole check (``fcgrad.engine.run.check``), then
 times the two steps (``suite.measure_in_phases``); the figure is the median of the rounds' ratios.
 
+Each round also times manual's step on the host's share of the cores (``manual-share``: its BLAS held as it is
+beside JAX), and gives the overlap's floor: manual's steps that way plus the comparisons, the host's own work in
+the trajectory, over the two sides. Where two cores scale a step well, manual on one of them takes about as
+long as both sides on both, and no overlap brings the ratio much below 1 plus the comparisons' share.
+
 Both sides' times move with other work on the machine, and not alike (NumPy's threads suffer more), so each
 round states its conditions: the load average at its start and end, and the share of the cores other
 processes used while it ran (``/proc/stat``'s busy time less this process's own). A run where others used
@@ -40,6 +45,7 @@ from fcgrad.benchmarks.suite import measure_in_phases
 from fcgrad.benchmarks.timing import FULL, QUICK
 from fcgrad.benchmarks.workloads import Workload
 from fcgrad.cli.args import OneLineParser
+from fcgrad.engine import blas_threads
 from fcgrad.engine.problems import Problem, random_problem
 from fcgrad.engine.run import check
 from fcgrad.manual.errors import FcgradError
@@ -73,6 +79,12 @@ METHOD = {
     "manual.train runs) on the check's problem",
     "jit_step_s": "median of benchmarks.variants.jit_step_variant (reference.jit_step, compiled ahead) on the "
     "check's problem",
+    "manual_share_step_s": "the manual variant again, its BLAS held to the host's share of the cores "
+    "(fcgrad.engine.blas_threads.beside_jax), as manual runs beside JAX in the trajectory: timed alone, so no "
+    "faster than inside the check",
+    "host_path_s": "manual_share_step_s * steps + the comparisons phase: the work the trajectory's host thread "
+    "does in turn, none of it hidden by the overlap, so a lower bound of trajectory_s",
+    "floor_ratio": "host_path_s / sides_s: the least ratio the overlapped trajectory can have in that round",
     "finite_differences_s": "the check's finite-difference phase, not part of the trajectory",
     "conditions": "per round: the 1, 5 and 15 min load average at its start and end (os.getloadavg, this run's "
     "own work included) and others_share, the share of the cores that other processes kept busy while it ran "
@@ -130,6 +142,18 @@ def _workload(p: Problem) -> Workload:
     return Workload(tuple(p.sizes), p.batch, p.dtype, tuple(p.activations), p.loss, p.lr, p.x, p.t, p.params)
 
 
+def host_share_variant(wl: Workload) -> variants.Variant:
+    """``manual-share``: the manual variant with NumPy's BLAS held to the host's share of the cores, as manual's
+    chunks run beside JAX's in the trajectory (``blas_threads.beside_jax``)."""
+    manual = variants.manual_variant(wl)
+
+    def run(k: int) -> None:
+        with blas_threads.beside_jax():
+            manual.run(k)
+
+    return replace(manual, name="manual-share", run=run)
+
+
 def one_round(p: Problem, steps_variants, budget, progress) -> dict:
     """One check from cold caches, then the two steps: the round's phases, steps and ratios."""
     conditions = Conditions()
@@ -144,8 +168,9 @@ def one_round(p: Problem, steps_variants, budget, progress) -> dict:
     trajectory = sum(timings.seconds[k] for k in TRAJECTORY)
     compiling = timings.compile_in(*TRAJECTORY)
     with x64_for(p.dtype):
-        manual, jit = measure_in_phases(steps_variants, budget, progress)
+        manual, share, jit = measure_in_phases(steps_variants, budget, progress)
     sides = (manual.median + jit.median) * p.steps
+    host_path = share.median * p.steps + timings.seconds["comparisons"]
     return {
         "rule": report.rule,
         "phases_s": phases,
@@ -158,8 +183,11 @@ def one_round(p: Problem, steps_variants, budget, progress) -> dict:
         "manual_step_iqr_s": manual.iqr,
         "jit_step_s": jit.median,
         "jit_step_iqr_s": jit.iqr,
+        "manual_share_step_s": share.median,
+        "host_path_s": host_path,
         "sides_s": sides,
         "ratio": trajectory / sides,
+        "floor_ratio": host_path / sides,
         "ratio_without_compile": (trajectory - compiling) / sides,
         "conditions": conditions.end(),
     }
@@ -174,7 +202,8 @@ def run_case(activation: str, rule: str, quick: bool, rounds: int, progress) -> 
     budget = QUICK if quick else STEP_BUDGET
     with x64_for(p.dtype):
         wl = _workload(p)
-        steps_variants = [variants.manual_variant(wl), variants.jit_step_variant(wl, variants.jax_device("cpu"))]
+        steps_variants = [variants.manual_variant(wl), host_share_variant(wl),
+                          variants.jit_step_variant(wl, variants.jax_device("cpu"))]  # fmt: skip
     done = []
     for i in range(rounds):
         progress(f"{activation} ({rule} rule): round {i + 1}/{rounds}")
@@ -185,7 +214,8 @@ def run_case(activation: str, rule: str, quick: bool, rounds: int, progress) -> 
                  f"({_conditions_text(r['conditions'])})")  # fmt: skip
         done.append(r)
     keys = ("ratio", "ratio_without_compile", "trajectory_s", "trajectory_compile_s", "compile_aside_s",
-            "finite_differences_s", "check_s", "manual_step_s", "jit_step_s", "sides_s")  # fmt: skip
+            "finite_differences_s", "check_s", "manual_step_s", "jit_step_s", "sides_s", "manual_share_step_s",
+            "host_path_s", "floor_ratio")  # fmt: skip
     summary = {key: _median(done, key) for key in keys}
     summary["phases_s"] = {k: _median([r["phases_s"] for r in done], k) for k in done[0]["phases_s"]}
     return {
@@ -217,9 +247,14 @@ def _conditions_text(c: dict) -> str:
     return f"load {load(c['loadavg_at_start'])} -> {load(c['loadavg_at_end'])}, others used {share} of the cores"
 
 
+def _number(record: dict, key: str, scale: float = 1.0, unit: str = "") -> str:
+    return f"{scale * record[key]:.2f}{unit}" if key in record else "?"
+
+
 def table(cases: list[dict], quick: bool = False) -> str:
     head = ("rule", "activation", "trajectory s", "manual s", "JAX s", "compare s", "compiling s", "aside s",
-            "manual step", "jit step", "sides s", "ratio", "w/o compile", "finite diff s", "check s")  # fmt: skip
+            "manual step", "jit step", "sides s", "ratio", "w/o compile", "share step", "floor", "finite diff s",
+            "check s")  # fmt: skip
     lines = ["  ".join(f"{h:>11}" for h in head)]
     for c in cases:
         ph = c["phases_s"]
@@ -237,14 +272,20 @@ def table(cases: list[dict], quick: bool = False) -> str:
             f"{c['sides_s']:.2f}",
             f"{c['ratio']:.2f}",
             f"{c['ratio_without_compile']:.2f}",
+            _number(c, "manual_share_step_s", 1e3, " ms"),
+            _number(c, "floor_ratio"),  # a run recorded before the floor was measured: "?"
             f"{c['finite_differences_s']:.2f}",
             f"{c['check_s']:.2f}" if "check_s" in c else "?",  # a run recorded before it was timed
         )
         lines.append("  ".join(f"{x:>11}" for x in cells))
     lines.append("sides s = (manual step + jit step) x steps; ratio = trajectory s / sides s (median of the rounds)")
+    lines.append(f"share step: manual's step on the host's share of the cores ({blas_threads.host_share()} BLAS "
+                 "thread(s)), as it runs beside JAX; floor = (share step x steps + compare s) / sides s, the least "
+                 "ratio the overlap can have")  # fmt: skip
     target = goal(os.cpu_count() or 1)
     for c in cases:
-        rounds = "; ".join(f"{r['ratio']:.2f} ({_conditions_text(r['conditions'])})" for r in c["rounds"])
+        rounds = "; ".join(f"{r['ratio']:.2f} (floor {_number(r, 'floor_ratio')}, {_conditions_text(r['conditions'])})"
+                           for r in c["rounds"])  # fmt: skip
         lines.append(f"{c['rule']} rule, each round: {rounds}")
     if quick:  # milliseconds of steps beside JAX's fixed costs (compiling, a thread): no ratio to judge a goal by
         lines.append(f"goal ({target}x) not judged: the quick problem's steps are too small; run without --quick")

@@ -16,6 +16,7 @@ import jax
 import matplotlib.colors
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from fcgrad import manual, reference
 from fcgrad.benchmarks import check_cost, cli, flops, suite
@@ -23,6 +24,7 @@ from fcgrad.benchmarks import plot as bench_plot
 from fcgrad.benchmarks.minimal import minimal_jax_train, minimal_numpy_step
 from fcgrad.benchmarks.variants import fused_train, manual_jit
 from fcgrad.benchmarks.workloads import make_workload
+from fcgrad.engine import blas_threads
 from fcgrad.engine import tolerances as tol
 from fcgrad.engine.compare import errors
 from fcgrad.manual import network
@@ -256,6 +258,9 @@ def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
         sides = (r["manual_step_s"] + r["jit_step_s"]) * case["steps"]
         assert r["ratio"] == pytest.approx(r["trajectory_s"] / sides)
         assert math.isfinite(r["ratio_without_compile"]) and r["finite_differences_s"] >= 0
+        # the overlap's floor: manual on the host's share of the cores, step by step, and the comparisons
+        host_path = r["manual_share_step_s"] * case["steps"] + r["phases_s"]["comparisons"]
+        assert r["host_path_s"] == pytest.approx(host_path) and r["floor_ratio"] == pytest.approx(host_path / sides)
         # the whole check beside its trajectory, every phase in it
         assert r["check_s"] >= sum(r["phases_s"].values()) - PHASE_CLOCK_S
         conditions = r["conditions"]  # stated beside each round's ratio
@@ -283,6 +288,21 @@ def test_check_cost_says_a_round_with_others_at_work_is_too_loaded_to_judge():
     assert case["idle"] is True and "too loaded" not in check_cost.table([case])
     quick = check_cost.table([case], quick=True)  # the smoke run's steps are too small for any goal
     assert "not judged" in quick and "goal: the check" not in quick and "missed" not in quick
+
+
+def test_check_cost_times_manual_on_the_host_share_of_the_blas_threads(monkeypatch):
+    seen = []
+    monkeypatch.setattr(blas_threads, "host_share", lambda cores=None: 1)
+    monkeypatch.setattr(check_cost.variants.network, "train_step", lambda *a: seen.append(_blas_threads()) or 0.5)
+    p = check_cost.make_problem("relu", quick=True)
+    with threadpool_limits(limits=2, user_api="blas"):
+        check_cost.host_share_variant(check_cost._workload(p)).run(2)
+        after = _blas_threads()
+    assert seen == [1, 1] and after == 2  # held to the share during its steps only
+
+
+def _blas_threads() -> int:
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
 
 
 def test_check_cost_refuses_a_bad_json_path_before_any_check(tmp_path, capsys):

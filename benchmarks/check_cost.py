@@ -80,8 +80,8 @@ METHOD = {
     "jit_step_s": "median of benchmarks.variants.jit_step_variant (reference.jit_step, compiled ahead) on the "
     "check's problem",
     "manual_share_step_s": "the manual variant again, its BLAS held to the host's share of the cores "
-    "(fcgrad.engine.blas_threads.beside_jax), as manual runs beside JAX in the trajectory: timed alone, so no "
-    "faster than inside the check",
+    "(fcgrad.engine.blas_threads.beside_jax), as manual runs beside JAX in the trajectory: timed alone, so at most "
+    "what a step takes there",
     "host_path_s": "manual_share_step_s * steps + the comparisons phase: the work the trajectory's host thread "
     "does in turn, none of it hidden by the overlap, so a lower bound of trajectory_s",
     "floor_ratio": "host_path_s / sides_s: the least ratio the overlapped trajectory can have in that round",

@@ -42,10 +42,10 @@ RULES = ("global", "local", "shadow")
 # Parameter history held per side at once (``budget.DEFAULT_CHUNK_BYTES``). Measured on check_cost's problem
 # (784-256-256-10, N 256, 200 steps), in-process A/B rounds alternating: a cap of 32 MiB (10-step chunks under the
 # local rule, 15 under the global) took the trajectory from 2.67 to 2.37 s (relu, local) and 2.76 to 2.30 s (tanh,
-# global) against 64 MiB; 16 MiB ran as 32, 8 MiB slower (more chunk switches), 128 and 256 MiB slower still. A
-# chunk's arrays then stay under glibc's 32 MiB mmap threshold, so JAX's outputs reuse freed memory instead of
-# being mapped anew each chunk (system time 0.16-0.54 -> 0.04-0.07 s), and a chunk manual wrote is read again
-# while more of it is still in cache.
+# global) against 64 MiB, 6 rounds each (12 more, paired: relu no different, tanh 0.15 s faster); 16 MiB ran as
+# 32, 8 MiB slower (more chunk switches), 128 and 256 MiB slower still. A chunk's arrays then stay under glibc's
+# 32 MiB mmap threshold, so JAX's outputs reuse freed memory instead of being mapped anew each chunk (system time
+# 0.16-0.54 -> 0.04-0.07 s), and a chunk manual wrote is read again while more of it is still in cache.
 CHUNK_BYTES = DEFAULT_CHUNK_BYTES
 CHUNK_SECONDS = 1.0  # aim for a chunk (and a progress call) about every second
 PROBE_STEPS = 8  # manual steps timed (and discarded) before the run, to size its chunks

@@ -248,6 +248,7 @@ def _conditions_text(c: dict) -> str:
 
 
 def _number(record: dict, key: str, scale: float = 1.0, unit: str = "") -> str:
+    """``record[key]`` for the table, or "?" in a run recorded before that number was measured."""
     return f"{scale * record[key]:.2f}{unit}" if key in record else "?"
 
 
@@ -273,9 +274,9 @@ def table(cases: list[dict], quick: bool = False) -> str:
             f"{c['ratio']:.2f}",
             f"{c['ratio_without_compile']:.2f}",
             _number(c, "manual_share_step_s", 1e3, " ms"),
-            _number(c, "floor_ratio"),  # a run recorded before the floor was measured: "?"
+            _number(c, "floor_ratio"),
             f"{c['finite_differences_s']:.2f}",
-            f"{c['check_s']:.2f}" if "check_s" in c else "?",  # a run recorded before it was timed
+            _number(c, "check_s"),
         )
         lines.append("  ".join(f"{x:>11}" for x in cells))
     lines.append("sides s = (manual step + jit step) x steps; ratio = trajectory s / sides s (median of the rounds)")

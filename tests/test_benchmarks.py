@@ -267,6 +267,7 @@ def test_check_cost_quick_run_gives_one_ratio_per_rule(tmp_path, capsys):
         assert len(conditions["loadavg_at_start"]) == 3 and len(conditions["loadavg_at_end"]) == 3
         assert conditions["others_share"] is None or 0 <= conditions["others_share"] <= 1
         assert case["idle"] in (True, False, None)
+        assert case["manual_beside_jax"] is True  # threadpoolctl is a dependency: the check overlapped its sides
     assert result["goal"] in (check_cost.GOAL_FEW_CORES, check_cost.GOAL_MANY_CORES)
     out = capsys.readouterr().out
     assert "local rule" in out and "global rule" in out and "ratio" in out and "load" in out
@@ -288,6 +289,37 @@ def test_check_cost_says_a_round_with_others_at_work_is_too_loaded_to_judge():
     assert case["idle"] is True and "too loaded" not in check_cost.table([case])
     quick = check_cost.table([case], quick=True)  # the smoke run's steps are too small for any goal
     assert "not judged" in quick and "goal: the check" not in quick and "missed" not in quick
+
+
+def test_check_cost_says_a_run_without_threadpoolctl_did_not_overlap_and_judges_no_goal():
+    rounds = [{"ratio": 1.2, "floor_ratio": 0.9, "conditions": {"loadavg_at_start": [0.1] * 3,
+                                                                "loadavg_at_end": [0.2] * 3, "others_share": 0.0}}]
+    case = {"rule": "local", "activation": "relu", "ratio": 1.2, "goal_met": True, "rounds": rounds, "idle": True,
+            "trajectory_s": 2.0, "trajectory_compile_s": 0.1, "sides_s": 1.7, "manual_step_s": 4e-3,
+            "jit_step_s": 4e-3, "ratio_without_compile": 1.1, "finite_differences_s": 1.0,
+            "phases_s": {"manual_run": 1.0, "jax_run": 0.8, "comparisons": 0.2}}  # fmt: skip
+    assert "the least ratio the overlap can have" in check_cost.table([case])  # a run recorded before: overlapped
+    case["manual_beside_jax"] = True
+    overlapped = check_cost.table([case])
+    assert "as it runs beside JAX" in overlapped and "install threadpoolctl" not in overlapped
+    case["manual_beside_jax"] = False
+    apart = check_cost.table([case])
+    assert "local rule: threadpoolctl is not installed" in apart and "ran after JAX's, not beside them" in apart
+    assert "as it runs beside JAX" not in apart  # the share step is not what that line would say
+    goal_line = [line for line in apart.splitlines() if line.startswith("goal:")]
+    assert len(goal_line) == 1 and goal_line[0].endswith("install threadpoolctl to judge the goal")
+
+
+def test_check_cost_records_whether_manual_ran_beside_jax(monkeypatch):
+    conditions = {"loadavg_at_start": [0.1] * 3, "loadavg_at_end": [0.2] * 3, "others_share": 0.0}
+    monkeypatch.setattr(check_cost, "one_round", lambda *a: {"rule": "local", "phases_s": {"manual_run": 1.0},
+                                                            "conditions": conditions,
+                                                            **dict.fromkeys(check_cost.SUMMARY_KEYS, 1.0)})  # fmt: skip
+    for can in (True, False):
+        monkeypatch.setattr(blas_threads, "can_limit", lambda can=can: can)
+        case = check_cost.run_case("relu", "local", quick=True, rounds=1, progress=lambda line: None)
+        assert case["manual_beside_jax"] is can
+
 
 
 def test_check_cost_times_manual_on_the_host_share_of_the_blas_threads(monkeypatch):

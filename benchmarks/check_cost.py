@@ -289,9 +289,10 @@ def table(cases: list[dict], quick: bool = False) -> str:
     lines.append("sides s = (manual step + jit step) x steps; ratio = trajectory s / sides s (median of the rounds)")
     apart = [c["rule"] for c in cases if not c.get("manual_beside_jax", True)]
     if apart:
-        lines.append(f"{' and '.join(apart)} rule: threadpoolctl is not installed, so manual's BLAS could not be held "
-                     "to the host's share: manual's chunks ran after JAX's, not beside them, and share step is "
-                     "manual's step on all its BLAS threads")  # fmt: skip
+        rules = f"{' and '.join(apart)} rule{'s' if len(apart) > 1 else ''}"
+        lines.append(f"{rules}: threadpoolctl is not installed, so manual's BLAS could not be held to the host's "
+                     "share: manual's chunks ran after JAX's, not beside them, and share step is manual's step on "
+                     "all its BLAS threads")  # fmt: skip
     else:
         lines.append(f"share step: manual's step on the host's share of the cores ({blas_threads.host_share()} BLAS "
                      "thread(s)), as it runs beside JAX; floor = (share step x steps + compare s) / sides s, the "

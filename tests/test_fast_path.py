@@ -266,6 +266,23 @@ def test_a_flagged_steps_bound_is_the_one_computed_with_every_step(monkeypatch):
             np.testing.assert_allclose(got_layer[key], want_layer[key], rtol=SAME_STEPS_REL["float64"], atol=0)
 
 
+def test_the_screen_of_each_step_bounds_the_first_layers_input_by_the_datas_largest_column(monkeypatch):
+    p, stacked = _relu_history(3)
+    _every_step_is_large(monkeypatch)  # one call per step: each step screened on its own
+    given, real = [], one_step.may_flip
+
+    def recorded(stacked, zs, x, activations, dtype, x_norm=None):
+        given.append(one_step.input_norm(x) if x_norm is None else x_norm)
+        return real(stacked, zs, x, activations, dtype, x_norm)
+
+    monkeypatch.setattr(one_step, "may_flip", recorded)
+    bounds = one_step.StepsFrom(p, 3)(stacked, 3).kink  # read: the chunk screened
+    largest = np.linalg.norm(p.x, axis=0).max()  # max_n ‖x_:n‖
+    assert len(given) == 3 and len(bounds) == len(p.params)
+    for norm in given:
+        np.testing.assert_allclose(norm, [largest], rtol=SAME_STEPS_REL["float64"], atol=0)
+
+
 @pytest.mark.parametrize("large", [False, True], ids=["small-steps", "large-steps"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_each_path_compiles_one_step_function_per_run(activation, large, monkeypatch):

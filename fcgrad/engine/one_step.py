@@ -145,20 +145,25 @@ def _column_squares(a) -> np.ndarray:
     return np.einsum("kjn,kjn->kn", a, a).astype(np.float64)
 
 
-def may_flip(stacked, zs, x, activations, dtype) -> np.ndarray:
+def input_norm(x) -> np.ndarray:
+    """(1,): max_n ‖x_:n‖, the largest column norm of the data (in, N), in float64."""
+    return np.sqrt(_column_squares(np.asarray(x)[None]).max(axis=1))
+
+
+def may_flip(stacked, zs, x, activations, dtype, x_norm=None) -> np.ndarray:
     """Per step (K,): whether any ReLU's z may lie within its rounding radius, or any z is not finite.
 
     False is exact: there the kink bound is 0. ``stacked``: per layer {"w": (K, in, out), "b": (K, out, 1)}
-    the parameters stepped from; ``zs``: per layer (K, out, N) their linear parts; ``x``: the data (in, N).
+    the parameters stepped from; ``zs``: per layer (K, out, N) their linear parts; ``x``: the data (in, N);
+    ``x_norm``: its ``input_norm``, where the caller screens many steps of the same data.
     The radius's ``(|w|ᵀ|a|)_on`` is at most ``‖w_:o‖ · max_n ‖a_:n‖`` (Cauchy–Schwarz), and a layer's input
     ``a`` is bounded through its ``z`` below: ``|relu(z)|, |z| ≤ |z|`` and ``|sigmoid(z)|, |tanh(z)| < 1``.
     Each array is read once or twice, without a product.
     """
     u = float(np.finfo(dtype).eps) / 2
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: inf and NaN are results here
-        x = np.asarray(x)
         flagged = np.zeros(zs[0].shape[0], bool)
-        a_norm = np.sqrt(_column_squares(x[None]).max(axis=1))  # (1,) then (K,): max_n ‖a_:n‖ of the input
+        a_norm = input_norm(x) if x_norm is None else x_norm  # (1,) then (K,): max_n ‖a_:n‖ of the input
         for i, (layer, z, act) in enumerate(zip(stacked, zs, activations)):
             z_squares = _column_squares(z)  # (K, N)
             flagged |= ~np.isfinite(z_squares.sum(axis=1))  # with z, w and b are finite too (0·inf is NaN)
@@ -305,9 +310,10 @@ class StepsFrom:
         p = self.p
         if not self.per_step:
             return may_flip(chunk, [np.asarray(z)[:k] for z in zs], p.x, p.activations, self.dtype)
-        # step by step, on views: stacking each step's z first would copy them all
+        # step by step, on views: stacking each step's z first would copy them all; the data's norm once
+        x_norm = input_norm(p.x)
         return np.array([may_flip([{key: v[j:j + 1] for key, v in layer.items()} for layer in chunk],
-                                  [np.asarray(z)[None] for z in zs[j]], p.x, p.activations, self.dtype)[0]
+                                  [np.asarray(z)[None] for z in zs[j]], p.x, p.activations, self.dtype, x_norm)[0]
                          for j in range(k)], bool)  # fmt: skip
 
     def _fit(self, v: np.ndarray, k: int, key) -> np.ndarray:

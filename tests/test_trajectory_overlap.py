@@ -19,6 +19,7 @@ import pytest
 
 import fcgrad.engine.blas_threads as blas_threads
 import fcgrad.engine.one_step as one_step
+import fcgrad.engine.step_stats as step_stats
 import fcgrad.engine.trajectory as trajectory
 from fcgrad import manual
 from fcgrad.engine.one_step import ALIGN_BYTES, Staging
@@ -167,6 +168,33 @@ def test_manual_beside_jax_runs_on_the_hosts_share_of_blas_threads(monkeypatch):
     assert blas_threads_now() == before  # as it was after
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["stacked", "step by step"])
+def test_the_comparisons_run_on_one_blas_thread(large, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads_now():
+        return threadpoolctl.ThreadpoolController().select(user_api="blas").info()[0]["num_threads"]
+
+    before = blas_threads_now()
+    seen = []
+    for module in (trajectory, step_stats):  # the stacked rows' sums, and the step-by-step ones'
+        sums = module.sum_squares
+
+        def counted(a, sums=sums):
+            seen.append(blas_threads_now())
+            return sums(a)
+
+        monkeypatch.setattr(module, "sum_squares", counted)
+    if large:
+        _every_step_large(monkeypatch)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    p = random_problem((3, 5, 2), activations="relu", batch=4, seed=1).with_options(steps=10)
+    assert all(r.ok for r in compare_trajectories(p).rows)
+    assert len(seen) >= 2 * 5 * 3  # two sums per row (5: the loss, w and b of 2 layers), 3 chunks
+    assert set(seen) == {1}  # every chunk's, the last one's too (JAX done by then)
+    assert blas_threads_now() == before  # as it was after
+
+
 def test_a_blas_already_below_the_hosts_share_is_left_there(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setattr(blas_threads, "host_share", lambda cores=None: 64)
@@ -209,6 +237,27 @@ def test_step_by_step_numbers_are_the_stacked_ones(dtype, local):
     whole = _stacked_row(a[finite], r[finite], None)
     assert abs(part.sq_diff - whole.sq_diff) <= SUM_ORDER_REL * whole.sq_diff
     assert abs(part.sq_ref - whole.sq_ref) <= SUM_ORDER_REL * whole.sq_ref
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["stacked", "step by step"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"], ids=["local", "global"])
+def test_a_rows_relative_error_is_the_norm_of_its_differences_over_the_norm_of_jaxs_values(
+    activation, large, monkeypatch
+):
+    if large:
+        _every_step_large(monkeypatch)
+    monkeypatch.setattr(trajectory, "MAX_CHUNK_STEPS", 4)
+    p = random_problem((3, 5, 2), activations=activation, batch=4, seed=1).with_options(steps=10)
+    got = compare_trajectories(p, keep_history=True)
+    wants = []
+    for row in got.rows:
+        name = "loss" if row.layer < 0 else f"{row.quantity}{row.layer}"
+        mine, theirs = got.histories[f"{name}_manual"], got.histories[f"{name}_reference"]
+        if row.layer >= 0:  # a parameter's history starts at the initial values, which are not judged
+            mine, theirs = mine[1:], theirs[1:]
+        wants.append(np.linalg.norm(mine - theirs) / np.linalg.norm(theirs))
+        assert abs(row.rel_err - wants[-1]) <= SUM_ORDER_REL * wants[-1], name  # a row with no difference: 0
+    assert sum(w > 0 for w in wants) >= 2  # the two sides round apart somewhere: ratios to hold, not only zeros
 
 
 def test_float32_differences_are_taken_in_float64():

@@ -29,9 +29,21 @@ def host_share(cores: int | None = None) -> int:
     return max(1, cores // 2)
 
 
-@contextlib.contextmanager
 def beside_jax():
     """NumPy's BLAS on at most ``host_share()`` threads inside the block (as it was after); nothing without
+    threadpoolctl."""
+    return at_most(host_share())
+
+
+def one_thread():
+    """NumPy's BLAS on one thread inside the block, as for the trajectory's comparisons: a dot over one step's
+    row is memory-bound and gains nothing from threads that other work may be holding up."""
+    return at_most(1)
+
+
+@contextlib.contextmanager
+def at_most(threads: int):
+    """NumPy's BLAS on at most ``threads`` threads inside the block (as it was after); nothing without
     threadpoolctl."""
     global _controller
     if ThreadpoolController is None:
@@ -40,5 +52,5 @@ def beside_jax():
     if _controller is None:  # finding the loaded libraries takes a while: once per process
         _controller = ThreadpoolController()
     now = [lib["num_threads"] for lib in _controller.select(user_api="blas").info()]
-    with _controller.limit(limits=min([host_share(), *now]), user_api="blas"):  # never more than it had
+    with _controller.limit(limits=min([threads, *now]), user_api="blas"):  # never more than it had
         yield

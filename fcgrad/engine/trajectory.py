@@ -32,7 +32,7 @@ from fcgrad.engine.budget import DEFAULT_CHUNK_BYTES
 from fcgrad.engine.compare import Row
 from fcgrad.engine.one_step import LARGE_STEP_FLOPS, SCREENED, Staging, StepsFrom, bound_mode, step_flops
 from fcgrad.engine.problems import Problem
-from fcgrad.engine.step_stats import step_numbers
+from fcgrad.engine.step_stats import step_numbers, sum_squares
 from fcgrad.engine.timing import Timings
 from fcgrad.manual.errors import DivergenceError
 from fcgrad.reference.precision import as_jax, x64_for
@@ -115,15 +115,6 @@ def step_scale(a) -> np.ndarray:
     return np.maximum(1.0, _max_abs(_as64(a)))
 
 
-def _sum_squares(a: np.ndarray) -> float:
-    """Σ a² over every entry, in one pass without a temporary (inf and NaN go through as in np.sum(a**2)).
-
-    einsum rather than a BLAS dot: on a machine whose cores are busy, BLAS's threads were measured up to
-    8 times slower than this single-threaded loop."""
-    flat = a.reshape(-1)
-    return float(np.einsum("i,i->", flat, flat))
-
-
 class RowAccumulator:
     """Per-step max|Δ| and tolerance of one row, and Σ Δ², Σ r² over every step, chunk by chunk."""
 
@@ -135,10 +126,10 @@ class RowAccumulator:
         a, r = _as64(a), _as64(r)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: inf and NaN are results here
             d = np.subtract(a, r)  # the one temporary
-            self.sq_diff += _sum_squares(d)
+            self.sq_diff += sum_squares(d)
             self.diffs.append(_max_abs(d))
             self.tols.append(np.asarray(step_tol, np.float64))
-            self.sq_ref += _sum_squares(r)
+            self.sq_ref += sum_squares(r)
 
     def add_numbers(self, max_diff, step_tol, sq_diff: float, sq_ref: float) -> None:
         """The numbers ``add`` takes from stacked arrays, computed step by step (``step_stats.step_numbers``)."""
@@ -535,7 +526,7 @@ def _meanwhile(manual: _ManualChunks, count: int, compare, timings: Timings):
         if blas_threads.can_limit():
             manual.run_to(count, beside_jax=True)
         if compare is not None:
-            with timings.phase("comparisons"):
+            with timings.phase("comparisons"), blas_threads.one_thread():
                 compare()
 
     return run
@@ -594,7 +585,7 @@ def compare_trajectories(
         if progress is not None:
             progress(done, p.steps)
     if compare is not None:
-        with timings.phase("comparisons"):
+        with timings.phase("comparisons"), blas_threads.one_thread():
             compare()
     rows, histories = judge.result()
     return TrajectoryComparison(rows, pm, histories, divergence, done, judge.last_losses)

@@ -5,7 +5,8 @@ threads waiting on the other's: measured on a 2-core machine, manual's chunks th
 slower than alone and the overlapped trajectory took longer than the two sides one after the other.
 With manual's BLAS on half the cores (one thread there) while JAX computes, the overlapped trajectory
 was the fastest of the three, at every load seen. threadpoolctl, where it is installed, sets the limit;
-where it is not, the trajectory runs manual's chunks apart from JAX's (``can_limit``).
+where it is not, the trajectory runs manual's chunks apart from JAX's (``can_limit``). The comparisons,
+made while JAX computes too, run on one BLAS thread (``one_thread``).
 """
 
 import contextlib

@@ -195,6 +195,34 @@ def test_the_comparisons_run_on_one_blas_thread(large, monkeypatch):
     assert blas_threads_now() == before  # as it was after
 
 
+def test_sums_of_squares_use_blas_only_where_it_is_held_to_one_thread(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    a = np.random.default_rng(0).standard_normal((300, 70))  # above the size BLAS's dot runs threaded at
+    want = float(np.sum(a * a))
+    assert not blas_threads.single_threaded()
+    with blas_threads.one_thread():
+        assert blas_threads.single_threaded()
+        with blas_threads.beside_jax():  # nested: still one thread at most, and one after
+            assert blas_threads.single_threaded()
+        assert blas_threads.single_threaded()
+        by_dot = step_stats.sum_squares(a)
+    assert not blas_threads.single_threaded()
+    assert abs(by_dot - want) <= SUM_ORDER_REL * want
+    assert abs(step_stats.sum_squares(a) - want) <= SUM_ORDER_REL * want
+
+    def no_blas(*args):
+        raise AssertionError("BLAS's dot outside a one-thread limit")
+
+    monkeypatch.setattr(step_stats.np, "vdot", no_blas)
+    step_stats.sum_squares(a)  # outside: einsum
+    with pytest.raises(AssertionError, match="BLAS"), blas_threads.one_thread():
+        step_stats.sum_squares(a)  # inside: BLAS's dot
+    monkeypatch.setattr(blas_threads, "ThreadpoolController", None)  # no limit can be held: never BLAS's dot
+    with blas_threads.one_thread():
+        assert not blas_threads.single_threaded()
+        step_stats.sum_squares(a)
+
+
 def test_a_blas_already_below_the_hosts_share_is_left_there(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setattr(blas_threads, "host_share", lambda cores=None: 64)

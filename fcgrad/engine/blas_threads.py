@@ -18,6 +18,7 @@ except ImportError:  # an optional package: without it manual does not run besid
     ThreadpoolController = None
 
 _controller = None
+_cap = None  # the thread limit ``at_most`` holds in force, None outside one
 
 
 def can_limit() -> bool:
@@ -46,12 +47,22 @@ def one_thread():
 def at_most(threads: int):
     """NumPy's BLAS on at most ``threads`` threads inside the block (as it was after); nothing without
     threadpoolctl."""
-    global _controller
+    global _controller, _cap
     if ThreadpoolController is None:
         yield
         return
     if _controller is None:  # finding the loaded libraries takes a while: once per process
         _controller = ThreadpoolController()
     now = [lib["num_threads"] for lib in _controller.select(user_api="blas").info()]
-    with _controller.limit(limits=min([threads, *now]), user_api="blas"):  # never more than it had
-        yield
+    limit = min([threads, *now])  # never more than it had
+    with _controller.limit(limits=limit, user_api="blas"):
+        before, _cap = _cap, limit
+        try:
+            yield
+        finally:
+            _cap = before
+
+
+def single_threaded() -> bool:
+    """Whether NumPy's BLAS is held to one thread here (inside ``one_thread``; never without threadpoolctl)."""
+    return _cap == 1

@@ -24,7 +24,7 @@ Either way a run compiles one step function (and the bound's, the first time a s
 step is one compiled call per parameter set, smaller ones are vmapped over a chunk of one fixed length.
 """
 
-from functools import partial
+from functools import cached_property, partial
 
 import jax
 import jax.numpy as jnp
@@ -310,11 +310,16 @@ class StepsFrom:
         p = self.p
         if not self.per_step:
             return may_flip(chunk, [np.asarray(z)[:k] for z in zs], p.x, p.activations, self.dtype)
-        # step by step, on views: stacking each step's z first would copy them all; the data's norm once
-        x_norm = input_norm(p.x)
+        # step by step, on views: stacking each step's z first would copy them all; the data's norm once a run
         return np.array([may_flip([{key: v[j:j + 1] for key, v in layer.items()} for layer in chunk],
-                                  [np.asarray(z)[None] for z in zs[j]], p.x, p.activations, self.dtype, x_norm)[0]
+                                  [np.asarray(z)[None] for z in zs[j]], p.x, p.activations, self.dtype,
+                                  self._x_norm)[0]
                          for j in range(k)], bool)  # fmt: skip
+
+    @cached_property
+    def _x_norm(self) -> np.ndarray:
+        """The data's ``input_norm``: a constant of the run, for every step's screen."""
+        return input_norm(self.p.x)
 
     def _fit(self, v: np.ndarray, k: int, key) -> np.ndarray:
         """Entries 0..k−1 of ``v`` in ``capacity`` entries of a staging buffer: a shorter chunk repeats its last."""

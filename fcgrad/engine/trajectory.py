@@ -526,10 +526,15 @@ def _meanwhile(manual: _ManualChunks, count: int, compare, timings: Timings):
         if blas_threads.can_limit():
             manual.run_to(count, beside_jax=True)
         if compare is not None:
-            with timings.phase("comparisons"), blas_threads.one_thread():
-                compare()
+            _comparisons(compare, timings)
 
     return run
+
+
+def _comparisons(compare, timings: Timings) -> None:
+    """A chunk's comparisons, timed as such, with BLAS on one thread (``blas_threads.one_thread``)."""
+    with timings.phase("comparisons"), blas_threads.one_thread():
+        compare()
 
 
 def compare_trajectories(
@@ -585,7 +590,6 @@ def compare_trajectories(
         if progress is not None:
             progress(done, p.steps)
     if compare is not None:
-        with timings.phase("comparisons"), blas_threads.one_thread():
-            compare()
+        _comparisons(compare, timings)
     rows, histories = judge.result()
     return TrajectoryComparison(rows, pm, histories, divergence, done, judge.last_losses)
